@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+# Both create .venv/ and fetch the Spark jars (into ~/.cache/ecomkpi/jars) when missing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup jars run test lint fmt notebook bench deploy clean
+
+setup: $(STAMP) jars
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+jars:
+	@scripts/fetch_jars.sh
+
+run: setup
+	$(BIN)/ecomkpi demo $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_notebooks.py
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+notebook: setup
+	$(BIN)/python -m ipykernel install --sys-prefix --name ecomkpi --display-name "ecomkpi (Spark + Delta)" >/dev/null
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
+
+deploy: setup
+	scripts/deploy.sh
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache spark-warehouse metastore_db derby.log

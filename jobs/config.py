@@ -1,0 +1,110 @@
+"""One configuration object for every job, read from the environment.
+
+The variable names are the ones the Step Functions definition sets on the containers
+(``S3_BUCKET``, ``PRODUCTS_KEY``, ``ORDERS_KEYS``, ``ORDER_ITEMS_KEYS``, ``BATCH_ID``, ...), so a task
+started by the workflow, a ``spark-submit`` on a laptop and a test all configure the same way.
+``AWS_ENDPOINT_URL`` is the only switch between the embedded emulator and real AWS: unset, every
+client (boto3 and s3a) talks to AWS itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_PRODUCTS_KEY = "raw/products/products.csv"
+
+
+class ConfigError(ValueError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def parse_key_list(raw: str | None, variable: str) -> tuple[str, ...]:
+    """Accept a JSON array (what ``States.JsonToString`` produces) or a comma-separated list."""
+    if raw is None or not raw.strip():
+        return ()
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{variable} is not a valid JSON array: {exc}") from exc
+        if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{variable} must be a JSON array of strings, got {text[:80]!r}")
+        keys = value
+    else:
+        keys = text.split(",")
+    return tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
+
+
+def _default_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings shared by the validation and transformation jobs (and the local stack)."""
+
+    bucket: str = ""
+    products_key: str = DEFAULT_PRODUCTS_KEY
+    orders_keys: tuple[str, ...] = ()
+    order_items_keys: tuple[str, ...] = ()
+    batch_id: str = "adhoc"
+    run_id: str = field(default_factory=_default_run_id)
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    lake_path: str = ""
+    daily_kpis_table: str = "DailyKPIs"
+    category_kpis_table: str = "CategoryKPIs"
+    tracker_table: str = "BatchFileTracker"
+    alerts_topic_arn: str | None = None
+    spark_master: str = "local[*]"
+    shuffle_partitions: int = 8
+    driver_memory: str | None = None
+    jars_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecomkpi" / "jars")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
+        env = os.environ if env is None else env
+        bucket = env.get("S3_BUCKET", "").strip()
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        lake = env.get("LAKE_PATH", "").strip() or (f"s3a://{bucket}/lake" if bucket else "")
+        partitions = env.get("SPARK_SHUFFLE_PARTITIONS", "8")
+        if not partitions.isdigit() or int(partitions) < 1:
+            raise ConfigError(f"SPARK_SHUFFLE_PARTITIONS must be a positive integer, got {partitions!r}")
+        kwargs: dict = {}
+        if env.get("RUN_ID"):
+            kwargs["run_id"] = env["RUN_ID"].strip()
+        if env.get("ECOMKPI_JARS_DIR"):
+            kwargs["jars_dir"] = Path(env["ECOMKPI_JARS_DIR"]).expanduser()
+        return cls(
+            bucket=bucket,
+            products_key=env.get("PRODUCTS_KEY", "").strip() or DEFAULT_PRODUCTS_KEY,
+            orders_keys=parse_key_list(env.get("ORDERS_KEYS"), "ORDERS_KEYS"),
+            order_items_keys=parse_key_list(env.get("ORDER_ITEMS_KEYS"), "ORDER_ITEMS_KEYS"),
+            batch_id=env.get("BATCH_ID", "").strip() or "adhoc",
+            region=region,
+            endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,
+            lake_path=lake,
+            daily_kpis_table=env.get("DAILY_KPIS_TABLE", "").strip() or "DailyKPIs",
+            category_kpis_table=env.get("CATEGORY_KPIS_TABLE", "").strip() or "CategoryKPIs",
+            tracker_table=env.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or "BatchFileTracker",
+            alerts_topic_arn=env.get("SNS_TOPIC_ARN", "").strip() or None,
+            spark_master=env.get("SPARK_MASTER", "").strip() or "local[*]",
+            shuffle_partitions=int(partitions),
+            driver_memory=env.get("SPARK_DRIVER_MEMORY", "").strip() or None,
+            **kwargs,
+        )
+
+    def require_bucket(self) -> str:
+        if not self.bucket:
+            raise ConfigError("S3_BUCKET is not set: the jobs need the pipeline's bucket")
+        return self.bucket
+
+    def with_(self, **changes) -> PipelineConfig:
+        return replace(self, **changes)

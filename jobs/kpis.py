@@ -1,0 +1,165 @@
+"""The KPI contract as pure DataFrame functions (no I/O).
+
+Inputs are the effective rows after de-duplication (see :func:`effective_rows`); every function
+returns a new DataFrame, so notebooks, the transformation job, the from-scratch oracle and tests
+share one implementation. Money stays an exact decimal end to end; rounding is half-up, once, at
+the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.contract import (
+    CATEGORY_KPI_SCHEMA,
+    DAILY_KPI_SCHEMA,
+    INGEST_SEQ,
+    MONEY_OUT,
+    RATE_OUT,
+    ROW_NUM,
+    SOURCE_FILE,
+    UNKNOWN_CATEGORY,
+)
+from jobs.normalize import is_returned, try_decimal, with_order_date
+
+
+def effective_rows(
+    df: DataFrame, key: Sequence[str], order: Sequence[str] = (INGEST_SEQ, ROW_NUM)
+) -> DataFrame:
+    """Keep the latest row per key: a row from a later file (higher ``_ingest_seq``) wins.
+
+    Re-uploads of one file are handled before this (the new version's rows replace the old
+    version's), so the sequence only decides between different files.
+    """
+    present = [c for c in order if c in df.columns]
+    if not present:
+        return df.dropDuplicates(list(key))
+    w = Window.partitionBy(*key).orderBy(*[F.col(c).desc_nulls_last() for c in present])
+    return df.withColumn("_rank", F.row_number().over(w)).where("_rank = 1").drop("_rank")
+
+
+def item_identity(df: DataFrame) -> Column:
+    """Items are keyed by `id` when the producer sends one, else each row is its own item."""
+    own = F.concat_ws("#", F.col(SOURCE_FILE), F.col(ROW_NUM).cast("string"))
+    if "id" in df.columns:
+        return F.coalesce(F.col("id"), F.concat(F.lit("row:"), own))
+    return F.concat(F.lit("row:"), own)
+
+
+def prepare_orders(orders: DataFrame) -> DataFrame:
+    """Normalised orders -> (order_id, user_id, order_date, is_returned), latest row per order."""
+    typed = with_order_date(orders).select(
+        F.col("order_id"),
+        F.col("user_id"),
+        F.col("order_date"),
+        is_returned(orders).alias("is_returned"),
+        *[c for c in (INGEST_SEQ, ROW_NUM) if c in orders.columns],
+    )
+    return effective_rows(typed, ["order_id"]).select("order_id", "user_id", "order_date", "is_returned")
+
+
+def prepare_items(items: DataFrame) -> DataFrame:
+    """Normalised order items -> (item_key, order_id, product_id, sale_price), latest per item."""
+    for c in (SOURCE_FILE, ROW_NUM):
+        if c not in items.columns:
+            items = items.withColumn(c, F.lit(None).cast("string" if c == SOURCE_FILE else "long"))
+    typed = items.select(
+        item_identity(items).alias("item_key"),
+        F.col("order_id"),
+        F.col("product_id"),
+        try_decimal("sale_price").alias("sale_price"),
+        *[c for c in (INGEST_SEQ, ROW_NUM) if c in items.columns],
+    )
+    return effective_rows(typed, ["item_key"]).select("item_key", "order_id", "product_id", "sale_price")
+
+
+def prepare_products(products: DataFrame) -> DataFrame:
+    """Normalised products -> (product_id, category), latest row per product id."""
+    typed = products.select(
+        F.col("id").alias("product_id"),
+        F.col("category"),
+        *[c for c in (INGEST_SEQ, ROW_NUM) if c in products.columns],
+    )
+    return effective_rows(typed, ["product_id"]).select("product_id", "category")
+
+
+def half_up_ratio(numerator: Column, denominator: Column, factor: int = 1) -> Column:
+    """``round_half_up(factor * numerator / denominator, 2)`` exactly, for numerator >= 0, denominator > 0.
+
+    Spark's decimal division rounds the quotient to a finite scale before ``round`` sees it, which
+    can round twice; SQL ``div`` on decimals is exact integral division, so
+    ``(200*factor*n + d) div (2*d)`` gives the half-up cents with no intermediate rounding.
+    """
+    n = numerator.cast("decimal(38,10)")
+    d = denominator.cast("decimal(38,10)")
+    cents = F.call_function("div", n * F.lit(200 * factor) + d, d * F.lit(2))
+    return (cents.cast("decimal(38,0)") / F.lit(100)).cast(MONEY_OUT)
+
+
+def percentage(part: Column, whole: Column) -> Column:
+    """100 × part / whole, rounded half-up to 2 places."""
+    return half_up_ratio(part, whole, 100).cast(RATE_OUT)
+
+
+def attach_order_dates(orders: DataFrame, items: DataFrame) -> DataFrame:
+    """Items of orders that have arrived, with their order's date and returned flag.
+
+    Items whose order is missing are not dropped from storage; they simply have no date yet.
+    """
+    return items.join(orders.select("order_id", "order_date", "is_returned"), "order_id", "inner")
+
+
+def daily_kpis(orders: DataFrame, items: DataFrame) -> DataFrame:
+    """DailyKPIs per order date over prepared orders and items (see README: KPI contract)."""
+    o = orders.where(F.col("order_date").isNotNull())
+    per_order = o.groupBy("order_date").agg(
+        F.count(F.lit(1)).alias("total_orders"),
+        F.sum(F.col("is_returned").cast("long")).alias("returned_orders"),
+        F.countDistinct("user_id").alias("unique_customers"),
+    )
+    per_item = (
+        attach_order_dates(o, items)
+        .groupBy("order_date")
+        .agg(F.sum("sale_price").alias("revenue"), F.count(F.lit(1)).alias("total_items_sold"))
+    )
+    joined = per_order.join(per_item, "order_date", "left")
+    return joined.select(
+        F.date_format("order_date", "yyyy-MM-dd").alias("date_key"),
+        F.col("total_orders").cast("long"),
+        F.round(F.coalesce(F.col("revenue"), F.lit(0).cast("decimal(38,10)")), 2)
+        .cast(MONEY_OUT)
+        .alias("total_revenue"),
+        F.coalesce(F.col("total_items_sold"), F.lit(0)).cast("long").alias("total_items_sold"),
+        percentage(F.col("returned_orders"), F.col("total_orders")).alias("return_rate"),
+        F.col("unique_customers").cast("long"),
+    ).to(DAILY_KPI_SCHEMA)
+
+
+def category_kpis(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
+    """CategoryKPIs per (category, order date); unknown products count in ``Unknown``."""
+    o = orders.where(F.col("order_date").isNotNull())
+    with_cat = attach_order_dates(o, items).join(
+        products.select("product_id", "category"), "product_id", "left"
+    )
+    with_cat = with_cat.withColumn("category", F.coalesce(F.col("category"), F.lit(UNKNOWN_CATEGORY)))
+    agg = with_cat.groupBy("category", "order_date").agg(
+        F.sum("sale_price").alias("revenue"),
+        F.countDistinct("order_id").alias("orders"),
+        F.countDistinct(F.when(F.col("is_returned"), F.col("order_id"))).alias("returned_orders"),
+    )
+    revenue = F.coalesce(F.col("revenue"), F.lit(0).cast("decimal(38,10)"))
+    return agg.select(
+        F.col("category").alias("category_id"),
+        F.date_format("order_date", "yyyy-MM-dd").alias("date_key"),
+        F.round(revenue, 2).cast(MONEY_OUT).alias("daily_revenue"),
+        money_ratio(revenue, F.col("orders")).alias("avg_order_value"),
+        percentage(F.col("returned_orders"), F.col("orders")).alias("avg_return_rate"),
+    ).to(CATEGORY_KPI_SCHEMA)
+
+
+def money_ratio(amount: Column, count: Column) -> Column:
+    """amount / count rounded half-up to 2 places (amount ≥ 0)."""
+    return half_up_ratio(amount, count)

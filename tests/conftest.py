@@ -1,0 +1,80 @@
+"""Shared fixtures: one embedded AWS emulator and one SparkSession for the whole test run.
+
+Each test gets its own bucket / table names (``names`` fixture) instead of resetting the
+emulator, so Spark's cached s3a filesystem and boto3 clients stay valid across tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Tests never talk to real AWS: fake credentials before boto3 looks for any.
+for _k, _v in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
+    os.environ[_k] = _v
+os.environ.pop("AWS_SESSION_TOKEN", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on a free loopback port: S3, DynamoDB, SNS, SQS, CloudWatch Logs, ..."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@dataclass(frozen=True)
+class Names:
+    """Unique resource names for one test."""
+
+    suffix: str
+
+    @property
+    def bucket(self) -> str:
+        return f"ecomkpi-test-{self.suffix}"
+
+    @property
+    def daily_table(self) -> str:
+        return f"DailyKPIs-{self.suffix}"
+
+    @property
+    def category_table(self) -> str:
+        return f"CategoryKPIs-{self.suffix}"
+
+    @property
+    def tracker_table(self) -> str:
+        return f"BatchFileTracker-{self.suffix}"
+
+
+@pytest.fixture
+def names() -> Names:
+    return Names(uuid.uuid4().hex[:10])
+
+
+@pytest.fixture(scope="session")
+def spark(moto_endpoint: str):
+    """The one SparkSession of the test run, with Delta and s3a pointed at the emulator."""
+    from jobs.config import PipelineConfig
+    from jobs.spark_session import get_spark
+
+    config = PipelineConfig.from_env(
+        {"AWS_ENDPOINT_URL": moto_endpoint, "SPARK_MASTER": "local[2]", "SPARK_SHUFFLE_PARTITIONS": "2"}
+    )
+    session = get_spark(config, app_name="ecomkpi-tests")
+    yield session
+    session.stop()
