@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Deploy the ecomkpi stack (infra/ecomkpi-stack.yaml) to an AWS account: `make deploy`.
+#
+# What it does, in order (infra/README.md walks through it):
+#   1. checks the aws CLI and the required variables below (a clear error names what is missing);
+#   2. prints the image build/push commands (or runs them with ECOMKPI_PUSH_IMAGE=1 where a Docker
+#      engine runs); the stack only needs the pushed image's URI (ECOMKPI_IMAGE_URI);
+#   3. zips the lambda_trigger package into out/deploy/lambda_trigger.zip (package dir at the root,
+#      so the handler is lambda_trigger.handler.lambda_handler);
+#   4. `aws cloudformation package`: uploads that zip and stepfunctions/ecommerce-pipeline-workflow.asl.json
+#      to ECOMKPI_ARTIFACTS_BUCKET and writes out/deploy/ecomkpi-stack.packaged.yaml;
+#   5. `aws cloudformation deploy` of the packaged template with the parameter overrides below;
+#   6. prints the stack outputs.
+#
+# Required:  ECOMKPI_BUCKET              pipeline bucket to create (globally unique name)
+#            ECOMKPI_IMAGE_URI           pushed image, e.g. <acct>.dkr.ecr.<region>.amazonaws.com/ecomkpi:<tag>
+#            ECOMKPI_SUBNET_IDS          comma-separated subnet ids for the Fargate tasks
+#            ECOMKPI_SECURITY_GROUP_IDS  comma-separated security group ids for the Fargate tasks
+#            ECOMKPI_ARTIFACTS_BUCKET    existing bucket for `cloudformation package` uploads
+# Optional:  ECOMKPI_ENV (prod), ECOMKPI_STACK_NAME (ecomkpi-$ECOMKPI_ENV), AWS_REGION / AWS_PROFILE,
+#            ECOMKPI_ECR_REPOSITORY (ecomkpi), ECOMKPI_CPU_ARCHITECTURE (X86_64|ARM64),
+#            ECOMKPI_VALIDATION_CPU (1024), ECOMKPI_VALIDATION_MEMORY (4096),
+#            ECOMKPI_TRANSFORMATION_CPU (2048), ECOMKPI_TRANSFORMATION_MEMORY (8192),
+#            ECOMKPI_LOG_RETENTION_DAYS (30), ECOMKPI_ALERT_EMAIL (none),
+#            ECOMKPI_PUSH_IMAGE=1 (build + push the image with docker before deploying),
+#            ECOMKPI_DRY_RUN=1 (print the aws commands instead of running them).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+template="$repo/infra/ecomkpi-stack.yaml"
+asl="$repo/stepfunctions/ecommerce-pipeline-workflow.asl.json"
+out="$repo/out/deploy"
+
+die() {
+  printf 'deploy: %s\n' "$*" >&2
+  exit 1
+}
+
+run() {
+  printf '+ %s\n' "$*"
+  if [ "${ECOMKPI_DRY_RUN:-0}" != "1" ]; then
+    "$@"
+  fi
+}
+
+# ---- 1. prerequisites
+command -v aws >/dev/null 2>&1 || die "the aws CLI is not installed or not on PATH (https://docs.aws.amazon.com/cli/); \
+install it and configure credentials (aws configure / AWS_PROFILE) first"
+
+missing=()
+for var in ECOMKPI_BUCKET ECOMKPI_IMAGE_URI ECOMKPI_SUBNET_IDS ECOMKPI_SECURITY_GROUP_IDS ECOMKPI_ARTIFACTS_BUCKET; do
+  [ -n "${!var:-}" ] || missing+=("$var")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'deploy: missing required variable(s): %s\n' "${missing[*]}" >&2
+  sed -n '/^# Required:/,/^# Optional:/p' "$0" | sed '$d; s/^#/ /' >&2
+  exit 2
+fi
+[ -f "$asl" ] || die "state machine definition not found: $asl"
+[ -f "$repo/lambda_trigger/__init__.py" ] || die "lambda_trigger package not found in $repo"
+
+env_name="${ECOMKPI_ENV:-prod}"
+stack="${ECOMKPI_STACK_NAME:-ecomkpi-$env_name}"
+repository="${ECOMKPI_ECR_REPOSITORY:-ecomkpi}"
+arch="${ECOMKPI_CPU_ARCHITECTURE:-X86_64}"
+region_args=()
+if [ -n "${AWS_REGION:-${AWS_DEFAULT_REGION:-}}" ]; then
+  region_args=(--region "${AWS_REGION:-$AWS_DEFAULT_REGION}")
+fi
+case "$arch" in
+  X86_64) platform=linux/amd64 ;;
+  ARM64) platform=linux/arm64 ;;
+  *) die "ECOMKPI_CPU_ARCHITECTURE must be X86_64 or ARM64, got $arch" ;;
+esac
+
+# ---- 2. image
+registry="${ECOMKPI_IMAGE_URI%%/*}"
+cat <<EOF
+== 1/4 image: build and push (docker/README.md)
+  aws ecr describe-repositories --repository-names $repository ${region_args[*]} \\
+    || aws ecr create-repository --repository-name $repository --image-scanning-configuration scanOnPush=true ${region_args[*]}
+  aws ecr get-login-password ${region_args[*]} | docker login --username AWS --password-stdin $registry
+  docker build --platform $platform -f docker/Dockerfile -t $ECOMKPI_IMAGE_URI .
+  docker push $ECOMKPI_IMAGE_URI
+EOF
+if [ "${ECOMKPI_PUSH_IMAGE:-0}" = "1" ]; then
+  command -v docker >/dev/null 2>&1 || die "ECOMKPI_PUSH_IMAGE=1 but docker is not installed"
+  aws ecr get-login-password "${region_args[@]}" | docker login --username AWS --password-stdin "$registry"
+  run docker build --platform "$platform" -f "$repo/docker/Dockerfile" -t "$ECOMKPI_IMAGE_URI" "$repo"
+  run docker push "$ECOMKPI_IMAGE_URI"
+else
+  echo "  (not run: set ECOMKPI_PUSH_IMAGE=1 to run them here; the stack only needs the pushed URI)"
+fi
+
+# ---- 3. lambda package
+echo "== 2/4 lambda: zip lambda_trigger -> out/deploy/lambda_trigger.zip"
+mkdir -p "$out"
+py="${PYTHON:-}"
+if [ -z "$py" ]; then
+  if [ -x "$repo/.venv/bin/python" ]; then py="$repo/.venv/bin/python"; else py=python3; fi
+fi
+"$py" - "$repo" "$out/lambda_trigger.zip" <<'EOF'
+import sys
+import zipfile
+from pathlib import Path
+
+repo, dest = Path(sys.argv[1]), Path(sys.argv[2])
+files = sorted(
+    p for p in (repo / "lambda_trigger").rglob("*")
+    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+)
+with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+    for p in files:
+        # Fixed timestamps: the same code gives the same zip, so `package` uploads it only on change.
+        info = zipfile.ZipInfo(str(p.relative_to(repo)), date_time=(2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, p.read_bytes())
+print(f"  {len(files)} files -> {dest}")
+EOF
+
+# ---- 4. package + deploy
+packaged="$out/ecomkpi-stack.packaged.yaml"
+echo "== 3/4 cloudformation package -> s3://$ECOMKPI_ARTIFACTS_BUCKET/ecomkpi/$env_name/"
+run aws cloudformation package "${region_args[@]}" \
+  --template-file "$template" \
+  --s3-bucket "$ECOMKPI_ARTIFACTS_BUCKET" \
+  --s3-prefix "ecomkpi/$env_name" \
+  --output-template-file "$packaged"
+
+params=(
+  "EnvironmentName=$env_name"
+  "BucketName=$ECOMKPI_BUCKET"
+  "ImageUri=$ECOMKPI_IMAGE_URI"
+  "EcrRepositoryName=$repository"
+  "CpuArchitecture=$arch"
+  "SubnetIds=$ECOMKPI_SUBNET_IDS"
+  "SecurityGroupIds=$ECOMKPI_SECURITY_GROUP_IDS"
+  "ValidationTaskCpu=${ECOMKPI_VALIDATION_CPU:-1024}"
+  "ValidationTaskMemory=${ECOMKPI_VALIDATION_MEMORY:-4096}"
+  "TransformationTaskCpu=${ECOMKPI_TRANSFORMATION_CPU:-2048}"
+  "TransformationTaskMemory=${ECOMKPI_TRANSFORMATION_MEMORY:-8192}"
+  "LogRetentionDays=${ECOMKPI_LOG_RETENTION_DAYS:-30}"
+  "AlertEmail=${ECOMKPI_ALERT_EMAIL:-}"
+)
+echo "== 4/4 cloudformation deploy -> stack $stack"
+run aws cloudformation deploy "${region_args[@]}" \
+  --template-file "$packaged" \
+  --stack-name "$stack" \
+  --capabilities CAPABILITY_IAM \
+  --no-fail-on-empty-changeset \
+  --tags project=ecomkpi "environment=$env_name" \
+  --parameter-overrides "${params[@]}"
+
+run aws cloudformation describe-stacks "${region_args[@]}" --stack-name "$stack" \
+  --query "Stacks[0].Outputs[].[OutputKey,OutputValue]" --output table
+echo "deploy: done. Upload data to s3://$ECOMKPI_BUCKET/raw/ to start the pipeline (infra/README.md)."
