@@ -1,0 +1,43 @@
+"""Where a file lives in the bucket as it moves through the pipeline.
+
+A file keeps its relative key (``orders/2025-07-10/orders_part1.csv``) for life; only the stage
+prefix changes (``raw/`` → ``validated/`` → ``processed/`` or ``invalid/``). Both jobs accept a key
+with any stage prefix, so the workflow can hand them the keys exactly as the Lambda saw them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from jobs.contract import DATASETS
+
+STAGES = ("raw", "validated", "processed", "invalid")
+RAW, VALIDATED, PROCESSED, INVALID = STAGES
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def relative_key(key: str) -> str:
+    """``raw/orders/x.csv`` → ``orders/x.csv``; a key without a stage prefix is already relative."""
+    key = key.lstrip("/")
+    head, _, rest = key.partition("/")
+    return rest if head in STAGES and rest else key
+
+
+def stage_key(stage: str, key: str) -> str:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    return f"{stage}/{relative_key(key)}"
+
+
+def dataset_of(key: str) -> str:
+    """The dataset a file belongs to, from its first relative path component."""
+    head = relative_key(key).split("/", 1)[0]
+    if head not in DATASETS:
+        raise ValueError(f"{key!r} is not under products/, orders/ or order_items/")
+    return head
+
+
+def date_folder(key: str) -> str | None:
+    """The ``YYYY-MM-DD`` folder of a dated part, or None for undated files."""
+    parts = relative_key(key).split("/")
+    return parts[1] if len(parts) > 2 and _DATE.match(parts[1]) else None

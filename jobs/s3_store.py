@@ -1,0 +1,121 @@
+"""The S3 adapter: the few object operations the jobs need, made safe to repeat.
+
+Moves are copy-then-delete, so a crash between the two leaves the file in both places (never in
+neither); every operation tolerates having been done already, which is what makes the workflow's
+retries and overlapping runs safe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs import aws
+from jobs.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified_ms: int
+    metadata: dict[str, str]
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Store:
+    """Object operations on the pipeline bucket (``S3_BUCKET``)."""
+
+    def __init__(self, config: PipelineConfig, client: Any | None = None) -> None:
+        self.bucket = config.require_bucket()
+        self.client = client or aws.client("s3", config)
+
+    def uri(self, key: str, scheme: str = "s3a") -> str:
+        return f"{scheme}://{self.bucket}/{key}"
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        return ObjectInfo(
+            key=key,
+            size=int(r.get("ContentLength", 0)),
+            etag=str(r.get("ETag", "")).strip('"'),
+            last_modified_ms=int(r["LastModified"].timestamp() * 1000),
+            metadata=dict(r.get("Metadata", {})),
+        )
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=o["Key"],
+                    size=int(o.get("Size", 0)),
+                    etag=str(o.get("ETag", "")).strip('"'),
+                    last_modified_ms=int(o["LastModified"].timestamp() * 1000),
+                    metadata={},
+                )
+
+    def read_bytes(self, key: str, byte_range: str | None = None) -> bytes:
+        kwargs = {"Range": byte_range} if byte_range else {}
+        return self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"].read()
+
+    def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def put_text(self, key: str, text: str, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.put_bytes(key, text.encode("utf-8"), content_type)
+
+    def put_json(self, key: str, value: Any) -> None:
+        self.put_text(key, json.dumps(value, indent=2, sort_keys=True, default=str), "application/json")
+
+    def read_json(self, key: str) -> Any | None:
+        try:
+            return json.loads(self.read_bytes(key))
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def copy(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> bool:
+        """Server-side copy; False when ``src`` does not exist (already moved by an earlier try)."""
+        kwargs: dict[str, Any] = {}
+        if metadata is not None:
+            kwargs = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src}, **kwargs
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)  # idempotent in S3
+
+    def move(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> bool:
+        """Copy then delete. Returns False when ``src`` was already gone.
+
+        If ``src`` is missing but ``dst`` exists, an earlier attempt finished the move: not an error.
+        """
+        if not self.copy(src, dst, metadata):
+            return False
+        self.delete(src)
+        return True
