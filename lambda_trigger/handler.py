@@ -1,0 +1,101 @@
+"""Lambda entry point: ``lambda_trigger.handler.lambda_handler(event, context)``.
+
+Environment:
+
+* ``PIPELINE_BATCH_TRACKER_TABLE`` -- the tracker table (default ``BatchFileTracker``);
+* ``STEP_FUNCTION_ARN`` -- the state machine to start (required);
+* ``PRODUCTS_KEY`` -- products master key (default ``raw/products/products.csv``);
+* ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS (boto3 applies it).
+
+Configuration is read per invocation (a few dict lookups) and clients come from a per-process
+cache, so the same module serves AWS and the local emulator unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Any
+
+from lambda_trigger import batch_ids, clients, log
+from lambda_trigger.coordinator import BatchCoordinator
+from lambda_trigger.events import (
+    MalformedEvent,
+    execution_end,
+    file_arrivals,
+    is_s3_event,
+    is_s3_test_event,
+    is_sfn_status_event,
+    is_sqs_event,
+    parse_sqs_body,
+)
+from lambda_trigger.tracker import BatchFileTracker
+
+DEFAULT_TRACKER_TABLE = "BatchFileTracker"
+
+
+def build_coordinator() -> BatchCoordinator:
+    """Wire the coordinator from the environment; fails fast when the state machine is not set."""
+    state_machine_arn = os.environ.get("STEP_FUNCTION_ARN", "").strip()
+    if not state_machine_arn:
+        raise RuntimeError("STEP_FUNCTION_ARN is not set")
+    table = os.environ.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
+    return BatchCoordinator(
+        BatchFileTracker(clients.client("dynamodb"), table),
+        clients.client("stepfunctions"),
+        clients.client("s3"),
+        state_machine_arn,
+        products_key=os.environ.get("PRODUCTS_KEY", "").strip() or batch_ids.DEFAULT_PRODUCTS_KEY,
+        clock=batch_ids.utc_now,
+    )
+
+
+def _process(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
+    """Handle one non-SQS event: an S3 notification, an S3 test event or an SFN status change."""
+    if is_s3_test_event(event):
+        log.info("Ignoring s3:TestEvent.")
+        return
+    if is_sfn_status_event(event):
+        coordinator.handle_execution_end(execution_end(event))
+        return
+    if is_s3_event(event):
+        arrivals = file_arrivals(event)
+        skipped = len(event["Records"]) - len(arrivals)
+        if skipped:
+            log.info(f"Ignoring {skipped} S3 record(s) that are not ObjectCreated events.")
+        failures: list[Exception] = []
+        for arrival in arrivals:
+            try:
+                coordinator.handle_arrival(arrival)
+            except Exception as exc:  # finish the other records; the retry is idempotent
+                log.error(f"Failed to process s3://{arrival.bucket}/{arrival.key}: {exc!r}")
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        return
+    raise MalformedEvent(f"unsupported event with keys {sorted(event)[:10]}")
+
+
+def _process_sqs(event: dict[str, Any], coordinator: BatchCoordinator) -> dict[str, Any]:
+    """One SQS batch: report only the failed messages so SQS redelivers (then dead-letters) them."""
+    failures = []
+    for record in event["Records"]:
+        message_id = record.get("messageId", "")
+        try:
+            _process(parse_sqs_body(record.get("body", "")), coordinator)
+        except Exception as exc:
+            log.error(f"SQS message {message_id} failed: {exc!r}\n{traceback.format_exc()}")
+            failures.append({"itemIdentifier": message_id})
+    return {"batchItemFailures": failures}
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Entry point. SQS invocations return a partial batch response; others raise on failure."""
+    coordinator = build_coordinator()
+    if is_sqs_event(event):
+        return _process_sqs(event, coordinator)
+    if not is_s3_event(event) and not is_sfn_status_event(event) and not is_s3_test_event(event):
+        log.warn(f"Ignoring unsupported event with keys {sorted(event)[:10]}")
+        return {"status": "ignored"}
+    _process(event, coordinator)
+    return {"status": "ok"}

@@ -1,0 +1,457 @@
+"""The ``BatchFileTracker`` DynamoDB table: one item per daily batch plus the products item.
+
+Every state change is ONE conditional ``UpdateItem`` on one item (DynamoDB applies it atomically),
+never a read followed by an unconditional write. Readers may read (``GetItem`` or ``ALL_NEW``) to
+decide what to do, but each decision is re-checked by the condition of the write that acts on it,
+so concurrent Lambdas, duplicated and reordered S3 events cannot double-trigger or lose an arrival.
+
+Date item (``BatchId`` = ``YYYY-MM-DD``):
+
+==============================  ====  =====================================================
+``orders_keys``                 SS    every orders key that arrived (ADD; never shrinks)
+``order_items_keys``            SS    every order_items key that arrived
+``orders_files_arrived``        BOOL  at least one orders file arrived
+``order_items_files_arrived``   BOOL  at least one order_items file arrived
+``product_file_arrived``        BOOL  products master data is known to be present
+``products_key``                S     the products key the executions read
+``seen_events``                 SS    ``key|seq:<sequencer>`` of every upload counted (dedup)
+``arrival_count``               N     number of distinct uploads counted
+``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
+``manifest_key``/``manifest_version``  S   the manifest and the upload it was read from
+``dirty``                       BOOL  uploads arrived since the last claim -> a generation is owed
+``triggered_generation``        N     the last claimed generation (absent: never triggered)
+``running``                     BOOL  the claimed generation has not ended yet
+``start_confirmed``             BOOL  StartExecution of that generation returned (or it ended)
+``step_function_triggered``     BOOL  at least one generation was claimed (design attribute)
+``execution_name``/``execution_arn``/``triggered_at``  S  of the claimed generation
+``ended_generation``/``last_execution_status``       of the last ended generation
+``waiting_for_products``        BOOL  complete but waiting for products (informational)
+``bucket``, ``status``, ``created_at``, ``last_updated``
+==============================  ====  =====================================================
+
+``status`` is informational only (PENDING, WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and
+is also written by the workflow itself; no decision reads it.
+
+Products item (``BatchId`` = ``products_master_data``): ``product_file_arrived``, ``products_key``,
+``bucket``, ``arrival_count``, ``last_updated``, ``status`` = UPDATED, and ``waiting_batches`` (SS):
+date batches that are complete except for products. A date batch ADDs itself to that set and the
+products upload SETs ``product_file_arrived``; both are atomic on the same item and both return the
+new item, so whichever comes second sees the other -- a products file that arrives last can never
+miss a waiting batch (one GetItem-free update instead of a Scan over the table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, PRODUCTS_BATCH_ID
+
+PARTITION_KEY = "BatchId"
+_deserializer = TypeDeserializer()
+
+TRUE = {"BOOL": True}
+FALSE = {"BOOL": False}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _ss(values: set[str] | frozenset[str] | list[str]) -> dict[str, list[str]]:
+    return {"SS": sorted(set(values))}
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def execution_name(batch_id: str, generation: int) -> str:
+    """Deterministic Step Functions execution name: the idempotency key of StartExecution."""
+    return f"{batch_id}-g{generation}"
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A snapshot of one date item, as returned by a read or by ``ReturnValues=ALL_NEW``."""
+
+    batch_id: str
+    bucket: str | None = None
+    products_key: str | None = None
+    orders_keys: frozenset[str] = frozenset()
+    order_items_keys: frozenset[str] = frozenset()
+    expected_keys: frozenset[str] | None = None
+    manifest_version: str | None = None
+    product_file_arrived: bool = False
+    orders_files_arrived: bool = False
+    order_items_files_arrived: bool = False
+    dirty: bool = False
+    running: bool = False
+    start_confirmed: bool = False
+    triggered_generation: int = 0
+    triggered_at: str | None = None
+    status: str | None = None
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> BatchState:
+        data = _plain(item)
+        expected = data.get("expected_keys")
+        return cls(
+            batch_id=data[PARTITION_KEY],
+            bucket=data.get("bucket"),
+            products_key=data.get("products_key"),
+            orders_keys=frozenset(data.get("orders_keys") or ()),
+            order_items_keys=frozenset(data.get("order_items_keys") or ()),
+            expected_keys=frozenset(expected) if expected else None,
+            manifest_version=data.get("manifest_version"),
+            product_file_arrived=bool(data.get("product_file_arrived", False)),
+            orders_files_arrived=bool(data.get("orders_files_arrived", False)),
+            order_items_files_arrived=bool(data.get("order_items_files_arrived", False)),
+            dirty=bool(data.get("dirty", False)),
+            running=bool(data.get("running", False)),
+            start_confirmed=bool(data.get("start_confirmed", False)),
+            triggered_generation=int(data.get("triggered_generation", 0)),
+            triggered_at=data.get("triggered_at"),
+            status=data.get("status"),
+        )
+
+    @property
+    def missing_keys(self) -> frozenset[str]:
+        """Manifest keys that have not arrived yet (empty without a manifest)."""
+        if not self.expected_keys:
+            return frozenset()
+        return self.expected_keys - self.orders_keys - self.order_items_keys
+
+    @property
+    def data_complete(self) -> bool:
+        """Orders and order_items present and, with a manifest, every listed key arrived.
+
+        Monotone: arrivals only add keys, so once True it stays True for the same manifest version
+        (the claim re-checks the manifest version, see :meth:`BatchFileTracker.claim`).
+        """
+        return self.orders_files_arrived and self.order_items_files_arrived and not self.missing_keys
+
+    @property
+    def ready(self) -> bool:
+        return self.data_complete and self.product_file_arrived
+
+    @property
+    def execution_name(self) -> str:
+        return execution_name(self.batch_id, self.triggered_generation)
+
+    def execution_input(self) -> dict[str, Any]:
+        """The StartExecution payload of the claimed generation (all keys known so far, sorted)."""
+        return {
+            "batch_id": self.batch_id,
+            "generation": self.triggered_generation,
+            "bucket": self.bucket,
+            "products_key": self.products_key or DEFAULT_PRODUCTS_KEY,
+            "orders_keys": sorted(self.orders_keys),
+            "order_items_keys": sorted(self.order_items_keys),
+            "triggered_at": self.triggered_at,
+        }
+
+
+@dataclass(frozen=True)
+class ProductsState:
+    """The products item: is master data present, and which date batches wait for it."""
+
+    present: bool
+    products_key: str | None
+    waiting_batches: frozenset[str]
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> ProductsState:
+        data = _plain(item)
+        return cls(
+            present=bool(data.get("product_file_arrived", False)),
+            products_key=data.get("products_key"),
+            waiting_batches=frozenset(data.get("waiting_batches") or ()),
+        )
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class BatchFileTracker:
+    """Conditional updates on the tracker table; each method is one DynamoDB request."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+        self._ddb = dynamodb_client
+        self.table_name = table_name
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _update(
+        self,
+        batch_id: str,
+        expression: str,
+        values: dict[str, Any],
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Run one UpdateItem returning ALL_NEW; None when the condition did not hold."""
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {PARTITION_KEY: _s(batch_id)},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if condition:
+            request["ConditionExpression"] = condition
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            return self._ddb.update_item(**request)["Attributes"]
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+
+    def get(self, batch_id: str) -> BatchState | None:
+        """Strongly consistent read (a just-written claim must be visible to the next decision)."""
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key={PARTITION_KEY: _s(batch_id)}, ConsistentRead=True
+        ).get("Item")
+        return BatchState.from_item(item) if item else None
+
+    def get_products(self) -> ProductsState:
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key={PARTITION_KEY: _s(PRODUCTS_BATCH_ID)}, ConsistentRead=True
+        ).get("Item")
+        return ProductsState.from_item(item) if item else ProductsState(False, None, frozenset())
+
+    # -- arrivals -------------------------------------------------------------------------------
+    def record_data_file(
+        self, batch_id: str, table: str, key: str, token: str, bucket: str, now: str
+    ) -> BatchState | None:
+        """Count one orders/order_items upload and mark the batch dirty.
+
+        Returns the new state, or None if this upload (``token``) was already counted: a duplicate
+        delivery must not owe another generation.
+        """
+        attributes = self._update(
+            batch_id,
+            "ADD #keys :key, seen_events :token_set, arrival_count :one "
+            "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, "
+            "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now)",
+            {
+                ":key": _ss([key]),
+                ":token_set": _ss([token]),
+                ":token": _s(token),
+                ":one": _n(1),
+                ":true": TRUE,
+                ":bucket": _s(bucket),
+                ":now": _s(now),
+                ":pending": _s("PENDING"),
+            },
+            condition="NOT contains(seen_events, :token)",
+            names={
+                "#keys": f"{table}_keys",
+                "#arrived": f"{table}_files_arrived",
+                "#status": "status",
+                "#bucket": "bucket",
+            },
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    def record_manifest(
+        self, batch_id: str, manifest_key: str, expected: frozenset[str], token: str, bucket: str, now: str
+    ) -> BatchState | None:
+        """Store the manifest's expected keys; None if this manifest upload was already recorded.
+
+        ``manifest_version`` changes with every upload so a claim that evaluated an older manifest
+        fails its condition instead of triggering on stale expectations.
+        """
+        attributes = self._update(
+            batch_id,
+            "ADD seen_events :token_set "
+            "SET expected_keys = :expected, manifest_key = :manifest_key, manifest_version = :token, "
+            "#bucket = :bucket, last_updated = :now, #status = if_not_exists(#status, :pending), "
+            "created_at = if_not_exists(created_at, :now)",
+            {
+                ":token_set": _ss([token]),
+                ":token": _s(token),
+                ":expected": _ss(expected),
+                ":manifest_key": _s(manifest_key),
+                ":bucket": _s(bucket),
+                ":now": _s(now),
+                ":pending": _s("PENDING"),
+            },
+            condition="NOT contains(seen_events, :token)",
+            names={"#status": "status", "#bucket": "bucket"},
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    def record_products(self, products_key: str, bucket: str, now: str) -> ProductsState:
+        """Mark products master data present and return the batches waiting for it.
+
+        Unconditional on purpose: a duplicate products event only re-reads ``waiting_batches``,
+        which is exactly what a retry after a crash needs.
+        """
+        attributes = self._update(
+            PRODUCTS_BATCH_ID,
+            "SET product_file_arrived = :true, products_key = :key, #bucket = :bucket, "
+            "last_updated = :now, #status = :updated ADD arrival_count :one",
+            {
+                ":true": TRUE,
+                ":key": _s(products_key),
+                ":bucket": _s(bucket),
+                ":now": _s(now),
+                ":updated": _s("UPDATED"),
+                ":one": _n(1),
+            },
+            names={"#status": "status", "#bucket": "bucket"},
+        )
+        assert attributes is not None  # no condition
+        return ProductsState.from_item(attributes)
+
+    # -- waiting for products -------------------------------------------------------------------
+    def register_waiting(self, batch_id: str) -> ProductsState:
+        """Add ``batch_id`` to the products item's waiting set; the result says if products exist."""
+        attributes = self._update(
+            PRODUCTS_BATCH_ID, "ADD waiting_batches :batch", {":batch": _ss([batch_id])}
+        )
+        assert attributes is not None
+        return ProductsState.from_item(attributes)
+
+    def unregister_waiting(self, batch_id: str) -> None:
+        """Drop ``batch_id`` from the waiting set once its item knows products are present."""
+        self._update(PRODUCTS_BATCH_ID, "DELETE waiting_batches :batch", {":batch": _ss([batch_id])})
+
+    def mark_waiting_for_products(self, batch_id: str, now: str) -> None:
+        """Informational flag/status; only while products were never seen by this batch."""
+        self._update(
+            batch_id,
+            "SET waiting_for_products = :true, #status = :waiting, last_updated = :now",
+            {":true": TRUE, ":false": FALSE, ":waiting": _s("WAITING_FOR_PRODUCTS"), ":now": _s(now)},
+            condition="attribute_exists(BatchId) AND "
+            "(attribute_not_exists(product_file_arrived) OR product_file_arrived = :false)",
+            names={"#status": "status"},
+        )
+
+    def mark_products_present(self, batch_id: str, products_key: str, now: str) -> BatchState | None:
+        """Copy "products present" into the date item so the claim can check it in its condition."""
+        attributes = self._update(
+            batch_id,
+            "SET product_file_arrived = :true, products_key = :key, waiting_for_products = :false, "
+            "last_updated = :now",
+            {":true": TRUE, ":false": FALSE, ":key": _s(products_key), ":now": _s(now)},
+            condition="attribute_exists(BatchId)",
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    # -- generations ----------------------------------------------------------------------------
+    def claim(self, state: BatchState, now: str) -> BatchState | None:
+        """Claim generation ``state.triggered_generation + 1``; None if someone else acted first.
+
+        The condition re-checks, atomically, everything the caller decided on: the batch is ready,
+        owes a generation (``dirty``), nothing is running, no other Lambda claimed since the read
+        (generation unchanged) and the manifest is the one that was evaluated. ``dirty`` is reset
+        in the same write, so every upload is either inside this generation's snapshot (returned
+        as ALL_NEW and used as the execution input) or re-marks the batch dirty afterwards.
+        """
+        generation = state.triggered_generation + 1
+        values: dict[str, Any] = {
+            ":g": _n(generation),
+            ":true": TRUE,
+            ":false": FALSE,
+            ":now": _s(now),
+            ":triggered": _s("TRIGGERED"),
+            ":name": _s(execution_name(state.batch_id, generation)),
+        }
+        conditions = [
+            "product_file_arrived = :true",
+            "orders_files_arrived = :true",
+            "order_items_files_arrived = :true",
+            "dirty = :true",
+            "(attribute_not_exists(running) OR running = :false)",
+        ]
+        if state.triggered_generation:
+            conditions.append("triggered_generation = :previous")
+            values[":previous"] = _n(state.triggered_generation)
+        else:
+            conditions.append("attribute_not_exists(triggered_generation)")
+        if state.manifest_version:
+            conditions.append("manifest_version = :manifest_version")
+            values[":manifest_version"] = _s(state.manifest_version)
+        else:
+            conditions.append("attribute_not_exists(manifest_version)")
+        attributes = self._update(
+            state.batch_id,
+            "SET triggered_generation = :g, running = :true, start_confirmed = :false, dirty = :false, "
+            "step_function_triggered = :true, #status = :triggered, triggered_at = :now, "
+            "execution_name = :name, waiting_for_products = :false, last_updated = :now",
+            values,
+            condition=" AND ".join(conditions),
+            names={"#status": "status"},
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    def confirm_start(self, batch_id: str, generation: int, execution_arn: str, now: str) -> None:
+        """StartExecution of ``generation`` returned: stop retrying it on redelivered events."""
+        self._update(
+            batch_id,
+            "SET start_confirmed = :true, execution_arn = :arn, last_updated = :now",
+            {":true": TRUE, ":arn": _s(execution_arn), ":g": _n(generation), ":now": _s(now)},
+            condition="triggered_generation = :g",
+        )
+
+    def mark_ended(
+        self, batch_id: str, generation: int, sfn_status: str, execution_arn: str | None, now: str
+    ) -> BatchState | None:
+        """Record the end of ``generation``; None for a duplicate/stale event (nothing changed)."""
+        values: dict[str, Any] = {
+            ":g": _n(generation),
+            ":true": TRUE,
+            ":false": FALSE,
+            ":sfn_status": _s(sfn_status),
+            ":status": _s("SUCCEEDED" if sfn_status == "SUCCEEDED" else "FAILED"),
+            ":now": _s(now),
+        }
+        expression = (
+            "SET running = :false, start_confirmed = :true, ended_generation = :g, "
+            "last_execution_status = :sfn_status, #status = :status, last_updated = :now"
+        )
+        if execution_arn:
+            expression += ", execution_arn = :arn"
+            values[":arn"] = _s(execution_arn)
+        attributes = self._update(
+            batch_id,
+            expression,
+            values,
+            condition="triggered_generation = :g AND running = :true",
+            names={"#status": "status"},
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+
+def create_tracker_table(dynamodb_client: Any, name: str) -> str:
+    """Create the tracker table (on-demand, ``BatchId`` S) if missing and wait until it is ACTIVE.
+
+    Used by the local stack and the tests; in AWS the table comes from infra/.
+    """
+    try:
+        dynamodb_client.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            raise
+    dynamodb_client.get_waiter("table_exists").wait(
+        TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    return name

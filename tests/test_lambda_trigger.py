@@ -1,0 +1,686 @@
+"""The trigger Lambda against the moto server: real conditional writes, real StartExecution.
+
+moto's Step Functions records executions without running them (execution is not enabled) and
+rejects a second execution with the same name, so ``list_executions`` counts exactly what the
+Lambda started. End-of-execution is simulated by sending the EventBridge status-change event.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from lambda_trigger import batch_ids, clients
+from lambda_trigger.handler import lambda_handler
+from lambda_trigger.tracker import create_tracker_table
+
+DAY = "2025-07-10"
+PRODUCTS = "raw/products/products.csv"
+NOW = datetime(2025, 7, 11, 8, 30, tzinfo=UTC)
+DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+ROLE_ARN = "arn:aws:iam::123456789012:role/ecomkpi-sfn"
+
+_sequencers = itertools.count(0x1000)
+_EMULATOR_LOCK = threading.RLock()
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _EMULATOR_LOCK:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@pytest.fixture(scope="module", autouse=True)
+def atomic_emulator() -> Iterator[None]:
+    """Give the in-process moto server DynamoDB's real per-item atomicity.
+
+    moto evaluates a ConditionExpression and applies the update in separate Python steps while its
+    HTTP server handles requests on many threads, so two conditional writes can both pass (the real
+    service serialises writes to an item). The concurrency tests are about *our* protocol, so the
+    emulator's item operations and StartExecution (name uniqueness) are serialised here.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("get_item", "put_item", "update_item", "delete_item"):
+            patch.setattr(DynamoHandler, name, _serialized(getattr(DynamoHandler, name)))
+        patch.setattr(
+            StepFunctionResponse, "start_execution", _serialized(StepFunctionResponse.start_execution)
+        )
+        yield
+
+
+@dataclass
+class Stack:
+    """The emulated resources of one test and helpers to drive and inspect them."""
+
+    bucket: str
+    table: str
+    sfn_arn: str
+    s3: Any
+    ddb: Any
+    sfn: Any
+    sqs: Any
+
+    def executions(self) -> list[str]:
+        listed = self.sfn.list_executions(stateMachineArn=self.sfn_arn)["executions"]
+        return sorted(e["name"] for e in listed)
+
+    def execution_input(self, name: str) -> dict[str, Any]:
+        arn = self.sfn_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        return json.loads(self.sfn.describe_execution(executionArn=arn)["input"])
+
+    def item(self, batch_id: str) -> dict[str, Any]:
+        raw = self.ddb.get_item(TableName=self.table, Key={"BatchId": {"S": batch_id}}, ConsistentRead=True)
+        deserializer = TypeDeserializer()
+        return {k: deserializer.deserialize(v) for k, v in raw.get("Item", {}).items()}
+
+    def put(self, key: str, body: bytes = b"x\n") -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+
+@pytest.fixture
+def stack(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("PIPELINE_BATCH_TRACKER_TABLE", names.tracker_table)
+    monkeypatch.delenv("PRODUCTS_KEY", raising=False)
+    monkeypatch.setattr(batch_ids, "utc_now", lambda: NOW)
+
+    def make(service: str) -> Any:
+        return boto3.client(service, endpoint_url=moto_endpoint, region_name="us-east-1")
+
+    s3, ddb, sfn, sqs = make("s3"), make("dynamodb"), make("stepfunctions"), make("sqs")
+    s3.create_bucket(Bucket=names.bucket)
+    create_tracker_table(ddb, names.tracker_table)
+    sfn_arn = sfn.create_state_machine(
+        name=f"ecomkpi-{names.suffix}", definition=DEFINITION, roleArn=ROLE_ARN
+    )["stateMachineArn"]
+    monkeypatch.setenv("STEP_FUNCTION_ARN", sfn_arn)
+    return Stack(names.bucket, names.tracker_table, sfn_arn, s3, ddb, sfn, sqs)
+
+
+def s3_event(
+    bucket: str, key: str, *, sequencer: str | None = None, event_name: str = "ObjectCreated:Put"
+) -> dict[str, Any]:
+    """An S3 notification as S3 sends it: key URL-encoded with quote_plus, one record."""
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2025-07-10T12:00:00.000Z",
+                "eventName": event_name,
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {
+                        "key": quote_plus(key, safe="/"),
+                        "size": 2,
+                        "eTag": "0123456789abcdef",
+                        "sequencer": sequencer or f"{next(_sequencers):016X}",
+                    },
+                },
+            }
+        ]
+    }
+
+
+def end_event(stack: Stack, name: str, status: str = "SUCCEEDED") -> dict[str, Any]:
+    """The EventBridge "Step Functions Execution Status Change" event of one execution."""
+    arn = stack.sfn_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    return {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "resources": [arn],
+        "detail": {
+            "executionArn": arn,
+            "stateMachineArn": stack.sfn_arn,
+            "name": name,
+            "status": status,
+            "input": json.dumps(stack.execution_input(name)),
+        },
+    }
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {"messageId": f"m{i}", "receiptHandle": f"r{i}", "body": body, "eventSource": "aws:sqs"}
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def day_keys(table: str, *names: str, day: str = DAY) -> list[str]:
+    return [f"raw/{table}/{day}/{n}" for n in names]
+
+
+def deliver(*events: dict[str, Any]) -> None:
+    for event in events:
+        lambda_handler(event, None)
+
+
+def run_to_quiescence(stack: Stack, status: str = "SUCCEEDED", batch_id: str = DAY) -> list[str]:
+    """End the running generation (EventBridge event) until no new generation starts."""
+    for _ in range(10):
+        item = stack.item(batch_id)
+        if not item.get("running"):
+            return stack.executions()
+        deliver(end_event(stack, str(item["execution_name"]), status))
+    raise AssertionError("generations never stopped")
+
+
+# -- basic flow ------------------------------------------------------------------------------------
+def test_complete_batch_triggers_once_with_exact_input(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (orders,) = day_keys("orders", "orders_part1.csv")
+    (items,) = day_keys("order_items", "order_items_part1.csv")
+    deliver(s3_event(stack.bucket, PRODUCTS))
+    deliver(s3_event(stack.bucket, orders))
+    assert stack.executions() == []
+    deliver(s3_event(stack.bucket, items))
+
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert stack.execution_input(f"{DAY}-g1") == {
+        "batch_id": DAY,
+        "generation": 1,
+        "bucket": stack.bucket,
+        "products_key": PRODUCTS,
+        "orders_keys": [orders],
+        "order_items_keys": [items],
+        "triggered_at": "2025-07-11T08:30:00.000Z",
+    }
+    item = stack.item(DAY)
+    assert item["triggered_generation"] == 1
+    assert item["running"] is True and item["start_confirmed"] is True and item["dirty"] is False
+    assert item["step_function_triggered"] is True and item["status"] == "TRIGGERED"
+    assert item["orders_files_arrived"] and item["order_items_files_arrived"] and item["product_file_arrived"]
+    assert item["execution_arn"].endswith(f":{DAY}-g1")
+    assert stack.item("products_master_data")["products_key"] == PRODUCTS
+
+    out = capsys.readouterr().out
+    assert (
+        "[INFO] Products master data batch updated. No Step Function trigger from this file directly." in out
+    )
+    assert (
+        f"[INFO] All required files for Daily Batch ID {DAY} are ready. Preparing to trigger Step Function."
+        in out
+    )
+    assert "[INFO] Triggering Step Function with input: {" in out
+
+
+def test_end_event_without_new_files_starts_nothing(stack: Stack) -> None:
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [PRODUCTS, *day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        )
+    )
+    event = end_event(stack, f"{DAY}-g1")
+    deliver(event, event)
+    item = stack.item(DAY)
+    assert (item["running"], item["status"], item["last_execution_status"], item["ended_generation"]) == (
+        False,
+        "SUCCEEDED",
+        "SUCCEEDED",
+        1,
+    )
+    assert stack.executions() == [f"{DAY}-g1"]
+
+
+def test_non_terminal_and_foreign_status_events_are_ignored(stack: Stack) -> None:
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [PRODUCTS, *day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        )
+    )
+    running = end_event(stack, f"{DAY}-g1", "RUNNING")
+    foreign = end_event(stack, f"{DAY}-g1")
+    foreign["detail"]["stateMachineArn"] = "arn:aws:states:us-east-1:123456789012:stateMachine:other"
+    adhoc = end_event(stack, f"{DAY}-g1")
+    adhoc["detail"]["name"] = "manual-run-1"
+    deliver(running, foreign, adhoc)
+    assert stack.item(DAY)["running"] is True
+
+
+# -- exactly once under concurrency -----------------------------------------------------------------
+def _hammer(events: list[dict[str, Any]]) -> None:
+    barrier = threading.Barrier(len(events))
+
+    def call(event: dict[str, Any]) -> Any:
+        barrier.wait()
+        return lambda_handler(event, None)
+
+    with ThreadPoolExecutor(max_workers=len(events)) as pool:
+        for future in [pool.submit(call, e) for e in events]:
+            future.result()  # re-raises any handler failure
+
+
+def _claims(capsys: pytest.CaptureFixture[str]) -> int:
+    """How many generations were claimed (the claim logs this line exactly once)."""
+    return capsys.readouterr().out.count("are ready. Preparing to trigger Step Function.")
+
+
+def test_fifty_concurrent_invocations_start_one_execution_per_generation(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = [PRODUCTS, *day_keys("orders", "o1.csv", "o2.csv"), *day_keys("order_items", "i1.csv", "i2.csv")]
+    distinct = [s3_event(stack.bucket, k) for k in keys]
+    rng = random.Random(7)
+    deliveries = [distinct[i % len(distinct)] for i in range(50)]  # every event ~10 times
+    rng.shuffle(deliveries)
+    _hammer(deliveries)
+
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert _claims(capsys) == 1  # one winning claim, not several claims deduplicated by the name
+    item = stack.item(DAY)
+    assert item["arrival_count"] == 4  # duplicates were not counted
+    assert item["orders_keys"] == set(keys[1:3]) and item["order_items_keys"] == set(keys[3:])
+
+    # Phase 2: the end event of g1 (duplicated) races with late files (also duplicated).
+    late = [
+        s3_event(stack.bucket, k) for k in [*day_keys("orders", "o3.csv"), *day_keys("order_items", "i3.csv")]
+    ]
+    ends = [end_event(stack, f"{DAY}-g1")] * 20
+    mixed = ends + [late[i % 2] for i in range(30)]
+    rng.shuffle(mixed)
+    _hammer(mixed)
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    assert _claims(capsys) == 1
+
+    final = run_to_quiescence(stack)
+    assert final[:2] == [f"{DAY}-g1", f"{DAY}-g2"] and len(final) <= 3
+    last = stack.execution_input(final[-1])
+    assert last["orders_keys"] == sorted([*keys[1:3], *day_keys("orders", "o3.csv")])
+    assert last["order_items_keys"] == sorted([*keys[3:], *day_keys("order_items", "i3.csv")])
+    assert last["generation"] == len(final)
+
+
+def test_duplicated_and_reordered_events(stack: Stack) -> None:
+    orders = s3_event(stack.bucket, day_keys("orders", "o.csv")[0])
+    items = s3_event(stack.bucket, day_keys("order_items", "i.csv")[0])
+    products = s3_event(stack.bucket, PRODUCTS)
+    deliver(items, items, orders, items, products, orders, products)
+    assert stack.executions() == [f"{DAY}-g1"]
+    # The whole sequence redelivered while running and after the end: still one generation.
+    deliver(orders, items, products)
+    deliver(end_event(stack, f"{DAY}-g1"))
+    deliver(products, items, orders)
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert stack.item(DAY)["dirty"] is False
+
+
+# -- key handling ------------------------------------------------------------------------------------
+def test_files_without_date_folder_get_current_utc_date(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deliver(
+        s3_event(stack.bucket, PRODUCTS),
+        s3_event(stack.bucket, "raw/orders/orders.csv"),
+        s3_event(stack.bucket, "raw/order_items/order_items.csv"),
+    )
+    assert stack.executions() == ["2025-07-11-g1"]
+    payload = stack.execution_input("2025-07-11-g1")
+    assert payload["orders_keys"] == ["raw/orders/orders.csv"]
+    out = capsys.readouterr().out
+    assert (
+        "[WARN] No date partition found in key raw/orders/orders.csv. Assigning current UTC date 2025-07-11"
+        in out
+    )
+
+
+def test_key_with_space_is_decoded(stack: Stack) -> None:
+    event = s3_event(stack.bucket, f"raw/orders/{DAY}/my file.csv")
+    assert event["Records"][0]["s3"]["object"]["key"] == f"raw/orders/{DAY}/my+file.csv"
+    deliver(s3_event(stack.bucket, PRODUCTS), event, s3_event(stack.bucket, f"raw/order_items/{DAY}/a+b.csv"))
+    payload = stack.execution_input(f"{DAY}-g1")
+    assert payload["orders_keys"] == [f"raw/orders/{DAY}/my file.csv"]
+    assert payload["order_items_keys"] == [f"raw/order_items/{DAY}/a+b.csv"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        f"validated/orders/{DAY}/o.csv",
+        f"raw/orders/{DAY}/o.txt",
+        f"raw/orders/{DAY}/../o.csv",
+        "raw/orders/2025-02-30/o.csv",
+        "raw/products/other.csv",
+        "raw/manifests/notes.json",
+    ],
+)
+def test_ignored_keys_leave_no_trace(stack: Stack, key: str, capsys: pytest.CaptureFixture[str]) -> None:
+    deliver(s3_event(stack.bucket, key))
+    scan = stack.ddb.scan(TableName=stack.table)["Items"]
+    assert scan == []
+    assert "[INFO] Ignoring s3://" in capsys.readouterr().out
+
+
+def test_object_removed_events_are_ignored(stack: Stack) -> None:
+    deliver(s3_event(stack.bucket, day_keys("orders", "o.csv")[0], event_name="ObjectRemoved:Delete"))
+    assert stack.ddb.scan(TableName=stack.table)["Items"] == []
+
+
+def test_s3_test_event_is_ignored(stack: Stack) -> None:
+    test_event = {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2025-07-10T00:00:00Z",
+        "Bucket": "b",
+    }
+    assert lambda_handler(test_event, None) == {"status": "ok"}
+    assert lambda_handler(sqs_event(json.dumps(test_event)), None) == {"batchItemFailures": []}
+    assert stack.ddb.scan(TableName=stack.table)["Items"] == []
+
+
+# -- manifests ------------------------------------------------------------------------------------------
+def test_manifest_batch_waits_for_every_listed_key(stack: Stack) -> None:
+    orders = day_keys("orders", "orders_part1.csv", "orders_part2.csv")
+    items = day_keys("order_items", "order_items_part1.csv")
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"batch_id": DAY, "expected_keys": [*orders, *items]}).encode())
+    deliver(s3_event(stack.bucket, manifest_key), s3_event(stack.bucket, PRODUCTS))
+    deliver(s3_event(stack.bucket, orders[0]), s3_event(stack.bucket, items[0]))
+    assert stack.executions() == []  # orders_part2 still missing
+    assert stack.item(DAY)["expected_keys"] == {*orders, *items}
+    deliver(s3_event(stack.bucket, orders[1]))
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert stack.execution_input(f"{DAY}-g1")["orders_keys"] == orders
+
+
+def test_manifest_with_relative_table_lists(stack: Stack) -> None:
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"orders": ["a.csv", "b.csv"], "order_items": ["c.csv"]}).encode())
+    deliver(s3_event(stack.bucket, manifest_key), s3_event(stack.bucket, PRODUCTS))
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [*day_keys("orders", "a.csv"), *day_keys("order_items", "c.csv")]
+        )
+    )
+    assert stack.executions() == []
+    deliver(s3_event(stack.bucket, day_keys("orders", "b.csv")[0]))
+    assert stack.executions() == [f"{DAY}-g1"]
+
+
+def test_invalid_manifest_is_logged_and_ignored(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, b"{not json")
+    deliver(s3_event(stack.bucket, manifest_key))
+    assert "[ERROR] Ignoring manifest" in capsys.readouterr().out
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [PRODUCTS, *day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        )
+    )
+    assert stack.executions() == [f"{DAY}-g1"]
+
+
+# -- late files and recovery ----------------------------------------------------------------------------
+def test_late_file_runs_next_generation_only_after_end_event(stack: Stack) -> None:
+    orders = day_keys("orders", "o1.csv", "o2.csv")
+    (items,) = day_keys("order_items", "i1.csv")
+    deliver(*(s3_event(stack.bucket, k) for k in [PRODUCTS, orders[0], items]))
+    assert stack.executions() == [f"{DAY}-g1"]
+
+    late = s3_event(stack.bucket, orders[1])
+    deliver(late, late)
+    assert stack.executions() == [f"{DAY}-g1"]  # g1 still running: no overlap
+    assert stack.item(DAY)["dirty"] is True
+
+    g1_end = end_event(stack, f"{DAY}-g1")
+    deliver(g1_end)
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    payload = stack.execution_input(f"{DAY}-g2")
+    assert (
+        payload["generation"] == 2
+        and payload["orders_keys"] == orders
+        and payload["order_items_keys"] == [items]
+    )
+
+    deliver(g1_end, late)  # duplicates of both: nothing new
+    deliver(end_event(stack, f"{DAY}-g2"))
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    item = stack.item(DAY)
+    assert (item["triggered_generation"], item["running"], item["status"]) == (2, False, "SUCCEEDED")
+
+
+def test_failed_validation_then_corrected_reupload_recovers(stack: Stack) -> None:
+    (orders,) = day_keys("orders", "o1.csv")
+    (items,) = day_keys("order_items", "i1.csv")
+    bad_upload = s3_event(stack.bucket, orders)
+    deliver(s3_event(stack.bucket, PRODUCTS), bad_upload, s3_event(stack.bucket, items))
+    deliver(end_event(stack, f"{DAY}-g1", "FAILED"))
+    item = stack.item(DAY)
+    assert (item["status"], item["last_execution_status"], item["running"]) == ("FAILED", "FAILED", False)
+    assert stack.executions() == [f"{DAY}-g1"]
+
+    deliver(bad_upload)  # a late duplicate of the original upload event is not a new upload
+    assert stack.executions() == [f"{DAY}-g1"]
+
+    deliver(s3_event(stack.bucket, orders))  # corrected file, same key, new sequencer
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    assert stack.execution_input(f"{DAY}-g2")["orders_keys"] == [orders]
+    deliver(end_event(stack, f"{DAY}-g2"))
+    assert stack.item(DAY)["status"] == "SUCCEEDED"
+
+
+def test_workflow_writing_status_itself_is_tolerated(stack: Stack) -> None:
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [PRODUCTS, *day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        )
+    )
+    # The workflow's own final step writes the status before the EventBridge event arrives.
+    stack.ddb.update_item(
+        TableName=stack.table,
+        Key={"BatchId": {"S": DAY}},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "SUCCEEDED"}},
+    )
+    deliver(s3_event(stack.bucket, day_keys("orders", "late.csv")[0]))
+    assert stack.executions() == [f"{DAY}-g1"]
+    deliver(end_event(stack, f"{DAY}-g1"))
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+
+
+# -- products last -------------------------------------------------------------------------------------------
+def test_products_arriving_last_release_waiting_batches(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "2025-07-09"
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [*day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        ),
+        *(
+            s3_event(stack.bucket, k)
+            for k in [*day_keys("orders", "o.csv", day=other), *day_keys("order_items", "i.csv", day=other)]
+        ),
+        s3_event(stack.bucket, day_keys("orders", "only-orders.csv", day="2025-07-08")[0]),
+    )
+    assert stack.executions() == []
+    item = stack.item(DAY)
+    assert item["waiting_for_products"] is True and item["status"] == "WAITING_FOR_PRODUCTS"
+    assert stack.item("products_master_data")["waiting_batches"] == {DAY, other}
+
+    deliver(s3_event(stack.bucket, PRODUCTS))
+    assert stack.executions() == [f"{other}-g1", f"{DAY}-g1"]
+    assert "waiting_batches" not in stack.item("products_master_data")  # emptied set is removed
+    assert stack.item(DAY)["waiting_for_products"] is False
+    assert "Products master data batch updated" in capsys.readouterr().out
+
+    deliver(s3_event(stack.bucket, PRODUCTS))  # products re-upload: no re-run of finished batches
+    assert stack.executions() == [f"{other}-g1", f"{DAY}-g1"]
+
+
+def test_products_and_last_file_racing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    """Products and the completing file arrive at the same time, many times: exactly one start."""
+    deliver(s3_event(stack.bucket, day_keys("orders", "o.csv")[0]))
+    products = s3_event(stack.bucket, PRODUCTS)
+    items = s3_event(stack.bucket, day_keys("order_items", "i.csv")[0])
+    capsys.readouterr()
+    _hammer([products, items] * 10)
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert _claims(capsys) == 1
+
+
+# -- SQS wiring ----------------------------------------------------------------------------------------------
+def test_sqs_batch_reports_only_the_bad_message(stack: Stack) -> None:
+    bodies = [
+        json.dumps(s3_event(stack.bucket, PRODUCTS)),
+        "this is not json",
+        json.dumps(s3_event(stack.bucket, day_keys("orders", "o.csv")[0])),
+        json.dumps(
+            {
+                "Type": "Notification",
+                "Message": json.dumps(s3_event(stack.bucket, day_keys("order_items", "i.csv")[0])),
+            }
+        ),
+    ]
+    assert lambda_handler(sqs_event(*bodies), None) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert stack.executions() == [f"{DAY}-g1"]
+    # EventBridge events routed through the same queue work as well.
+    deliver(s3_event(stack.bucket, day_keys("orders", "late.csv")[0]))
+    assert lambda_handler(sqs_event(json.dumps(end_event(stack, f"{DAY}-g1"))), None) == {
+        "batchItemFailures": []
+    }
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+
+
+def test_real_s3_notifications_through_sqs(stack: Stack, names: Any) -> None:
+    """moto's own S3 -> SQS notifications (test event first, encoded keys) drive the handler."""
+    queue_url = stack.sqs.create_queue(QueueName=f"ecomkpi-events-{names.suffix}")["QueueUrl"]
+    queue_arn = stack.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    stack.s3.put_bucket_notification_configuration(
+        Bucket=stack.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+        },
+    )
+    for key in [
+        PRODUCTS,
+        f"raw/orders/{DAY}/part one.csv",
+        f"raw/order_items/{DAY}/items.csv",
+        "notes/readme.txt",
+    ]:
+        stack.put(key)
+
+    messages: list[dict[str, Any]] = []
+    while batch := stack.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        messages.extend(batch)
+    assert json.loads(messages[0]["Body"])["Event"] == "s3:TestEvent"
+    event = {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "eventSource": "aws:sqs",
+            }
+            for m in messages
+        ]
+    }
+    assert lambda_handler(event, None) == {"batchItemFailures": []}
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert stack.execution_input(f"{DAY}-g1")["orders_keys"] == [f"raw/orders/{DAY}/part one.csv"]
+    assert lambda_handler(event, None) == {"batchItemFailures": []}  # the whole batch redelivered
+    assert stack.executions() == [f"{DAY}-g1"]
+
+
+# -- StartExecution failures -----------------------------------------------------------------------------------
+def _fail_once(monkeypatch: pytest.MonkeyPatch, *, after_start: bool) -> list[str]:
+    """Make the handler's cached Step Functions client fail its next StartExecution once.
+
+    ``after_start`` simulates a lost response: the execution starts, then the call errors.
+    """
+    client = clients.client("stepfunctions")
+    real = client.start_execution
+    calls: list[str] = []
+
+    def flaky(**kwargs: Any) -> Any:
+        calls.append(kwargs["name"])
+        if len(calls) == 1:
+            if after_start:
+                real(**kwargs)
+            raise ClientError(
+                {"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "StartExecution"
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(client, "start_execution", flaky)
+    return calls
+
+
+@pytest.mark.parametrize("after_start", [False, True])
+def test_start_failure_is_retried_by_redelivery_with_same_name(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, after_start: bool
+) -> None:
+    calls = _fail_once(monkeypatch, after_start=after_start)
+    deliver(s3_event(stack.bucket, PRODUCTS), s3_event(stack.bucket, day_keys("orders", "o.csv")[0]))
+    last = sqs_event(json.dumps(s3_event(stack.bucket, day_keys("order_items", "i.csv")[0])))
+    assert lambda_handler(last, None) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    item = stack.item(DAY)
+    assert (item["triggered_generation"], item["running"], item["start_confirmed"]) == (1, True, False)
+    assert stack.executions() == ([f"{DAY}-g1"] if after_start else [])
+
+    assert lambda_handler(last, None) == {"batchItemFailures": []}  # SQS redelivery
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert calls == [f"{DAY}-g1", f"{DAY}-g1"]
+    assert stack.item(DAY)["start_confirmed"] is True
+    assert lambda_handler(last, None) == {"batchItemFailures": []}
+    assert calls == [f"{DAY}-g1", f"{DAY}-g1"]  # confirmed: no further attempts
+
+
+def test_direct_s3_invocation_raises_on_start_failure(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fail_once(monkeypatch, after_start=False)
+    deliver(s3_event(stack.bucket, PRODUCTS), s3_event(stack.bucket, day_keys("orders", "o.csv")[0]))
+    items = s3_event(stack.bucket, day_keys("order_items", "i.csv")[0])
+    with pytest.raises(ClientError):
+        lambda_handler(items, None)  # Lambda's async retry re-invokes with the same event
+    deliver(items)
+    assert stack.executions() == [f"{DAY}-g1"]
+
+
+def test_missing_state_machine_arn_fails_fast(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STEP_FUNCTION_ARN")
+    with pytest.raises(RuntimeError, match="STEP_FUNCTION_ARN"):
+        lambda_handler(s3_event(stack.bucket, PRODUCTS), None)
+
+
+def test_create_tracker_table_is_idempotent(stack: Stack) -> None:
+    assert create_tracker_table(stack.ddb, stack.table) == stack.table
+    description = stack.ddb.describe_table(TableName=stack.table)["Table"]
+    assert description["KeySchema"] == [{"AttributeName": "BatchId", "KeyType": "HASH"}]
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
