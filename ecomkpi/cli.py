@@ -28,6 +28,49 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ecomkpi.demo import run_demo
+    from ecomkpi.local_stack import StackSettings
+
+    settings = StackSettings(bucket=args.bucket, spark_master=args.spark_master)
+    result = run_demo(list(args.data or []), args.out, settings, verbose=args.verbose, timeout=args.timeout)
+    return result.exit_code
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import threading
+
+    from ecomkpi.demo import Console
+    from ecomkpi.local_stack import LocalStack, StackSettings
+
+    console = Console(verbose=True)
+    settings = StackSettings(
+        bucket=args.bucket, port=args.port, work_dir=args.work_dir, spark_master=args.spark_master
+    )
+    with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
+        console.stream.write(
+            "\nThe pipeline is listening. In another shell:\n"
+            f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_ACCESS_KEY_ID=local "
+            f"AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={settings.region}\n"
+            f"  aws s3 cp products.csv s3://{settings.bucket}/raw/products/products.csv\n"
+            f"  aws s3 cp orders.csv s3://{settings.bucket}/raw/orders/2025-07-10/orders_part1.csv\n"
+            "  ecomkpi kpis --date 2025-07-10\n"
+            "Ctrl-C stops it.\n\n"
+        )
+        console.stream.flush()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            console.line("stopping")
+    return 0
+
+
+def _cmd_kpis(args: argparse.Namespace) -> int:
+    from ecomkpi.kpi_query import print_kpis
+
+    return print_kpis(date_key=args.date, category=args.category)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecomkpi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--manifests", action="store_true", help="also write manifests/DATE.json per day")
     g.set_defaults(func=_cmd_generate)
+
+    d = sub.add_parser("demo", help="run the whole pipeline locally on data folders and report")
+    d.add_argument(
+        "--data", type=Path, action="append", help="a raw/-shaped folder; repeat to upload in waves"
+    )
+    d.add_argument("--out", type=Path, default=Path("out"), help="where KPIs and the run report go")
+    d.add_argument("--bucket", default="ecomkpi-local")
+    d.add_argument("--spark-master", default="local[2]")
+    d.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each wave")
+    d.add_argument("-v", "--verbose", action="store_true", help="stream every Lambda and container line")
+    d.set_defaults(func=_cmd_demo)
+
+    u = sub.add_parser("up", help="keep the local stack running and stream the pipeline's events")
+    u.add_argument("--port", type=int, default=5000, help="emulator port (0 = any free port)")
+    u.add_argument("--bucket", default="ecomkpi-local")
+    u.add_argument("--work-dir", type=Path, default=Path("out") / ".stack")
+    u.add_argument("--spark-master", default="local[2]")
+    u.set_defaults(func=_cmd_up)
+
+    k = sub.add_parser(
+        "kpis", help="query DailyKPIs / CategoryKPIs (AWS, or the local stack via AWS_ENDPOINT_URL)"
+    )
+    k.add_argument("--date", help="YYYY-MM-DD")
+    k.add_argument("--category", help="category text as given, e.g. Jeans")
+    k.set_defaults(func=_cmd_kpis)
     return parser
 
 

@@ -1,0 +1,82 @@
+"""Reading the serving tables the way a dashboard would: by date, by category, or both."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from jobs import aws
+from jobs.config import PipelineConfig
+from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+
+DATE_INDEX = "date_key-index"
+MONEY_OR_RATE = frozenset(
+    {"total_revenue", "return_rate", "daily_revenue", "avg_order_value", "avg_return_rate"}
+)
+
+
+def format_value(column: str, value: Any) -> str:
+    """DynamoDB drops trailing zeros (40.00 comes back as 40); show money and rates with 2 places."""
+    if isinstance(value, Decimal):
+        return f"{value:.2f}" if column in MONEY_OR_RATE else str(int(value))
+    return "" if value is None else str(value)
+
+
+def _all(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call(**kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def daily_rows(config: PipelineConfig, date_key: str | None = None) -> list[dict[str, Any]]:
+    table = aws.resource("dynamodb", config).Table(config.daily_kpis_table)
+    if date_key:
+        item = table.get_item(Key={"date_key": date_key}).get("Item")
+        return [item] if item else []
+    return sorted(_all(table.scan), key=lambda r: r["date_key"])
+
+
+def category_rows(
+    config: PipelineConfig, date_key: str | None = None, category: str | None = None
+) -> list[dict[str, Any]]:
+    table = aws.resource("dynamodb", config).Table(config.category_kpis_table)
+    if category and date_key:
+        item = table.get_item(Key={"category_id": category, "date_key": date_key}).get("Item")
+        rows = [item] if item else []
+    elif category:
+        rows = _all(table.query, KeyConditionExpression=Key("category_id").eq(category))
+    elif date_key:
+        keys = _all(table.query, IndexName=DATE_INDEX, KeyConditionExpression=Key("date_key").eq(date_key))
+        rows = [
+            table.get_item(Key={"category_id": k["category_id"], "date_key": date_key})["Item"] for k in keys
+        ]
+    else:
+        rows = _all(table.scan)
+    return sorted(rows, key=lambda r: (r["date_key"], r["category_id"]))
+
+
+def format_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    cells = [[format_value(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def print_kpis(date_key: str | None = None, category: str | None = None) -> int:
+    config = PipelineConfig.from_env()
+    if not category:
+        daily = daily_rows(config, date_key)
+        print(f"DailyKPIs ({config.daily_kpis_table}): {len(daily)} rows")
+        print(format_table(daily, DAILY_KPI_COLUMNS))
+        print()
+    cats = category_rows(config, date_key, category)
+    print(f"CategoryKPIs ({config.category_kpis_table}): {len(cats)} rows")
+    print(format_table(cats, CATEGORY_KPI_COLUMNS))
+    return 0

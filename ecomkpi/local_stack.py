@@ -1,0 +1,326 @@
+"""The whole pipeline on one machine: moto server for AWS, the local Step Functions executor,
+and a dispatcher that plays Lambda.
+
+Only endpoints change between this and AWS: the Lambda handler, the workflow definition and the
+container entrypoint are the deployed ones. S3 sends real event notifications to SQS (moto does
+this itself), the dispatcher feeds them to ``lambda_handler`` as the SQS event source mapping
+would, the handler's ``StartExecution`` reaches the local executor through boto3
+(``AWS_ENDPOINT_URL_SFN``), and each ECS task runs ``docker/entrypoint.sh`` as a local process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from ecomkpi.dispatcher import Dispatcher
+from ecomkpi.log_sink import CloudWatchSink
+from ecomkpi.sfn_local.executor import Executor, execution_status_change_event
+from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
+from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASL_PATH = REPO_ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
+ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
+ACCOUNT = "123456789012"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Names of the local resources (the same defaults as the CloudFormation stack's tables)."""
+
+    bucket: str = "ecomkpi-local"
+    region: str = "us-east-1"
+    tracker_table: str = "BatchFileTracker"
+    daily_table: str = "DailyKPIs"
+    category_table: str = "CategoryKPIs"
+    topic_name: str = "ecommerce-pipeline-alerts"
+    queue_name: str = "ecomkpi-raw-events"
+    dlq_name: str = "ecomkpi-raw-events-dlq"
+    work_dir: Path = field(default_factory=lambda: Path("out") / ".stack")
+    lake_path: str | None = None  # default: s3a://<bucket>/lake on the emulator
+    spark_master: str = "local[2]"
+    # The workflow waits 30 s, then 60 s, between task retries; locally that is scaled down (the
+    # requested delays still appear in the execution history).
+    retry_delay_scale: float = 0.05
+    port: int = 0
+
+    @property
+    def lake(self) -> str:
+        return self.lake_path or f"s3a://{self.bucket}/lake"
+
+
+class LocalStack:
+    """Start with ``with LocalStack(settings) as stack:``; everything stops on exit."""
+
+    def __init__(
+        self,
+        settings: StackSettings | None = None,
+        on_event: Callable[[str], None] | None = None,
+        on_container_output: Callable[[ContainerOutput], None] | None = None,
+    ) -> None:
+        self.settings = settings or StackSettings()
+        self.on_event = on_event or (lambda _line: None)
+        self.on_container_output = on_container_output
+        self.endpoint: str = ""
+        self._moto: Any = None
+        self._sfn_server: StepFunctionsServer | None = None
+        self.executor: Executor | None = None
+        self.run_task: RunTaskHandler | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.logs: CloudWatchSink | None = None
+        self.topic_arn = ""
+        self.queue_url = ""
+        self.alerts_queue_url = ""
+        self._saved_env: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _setenv(self, **values: str) -> None:
+        for k, v in values.items():
+            self._saved_env.setdefault(k, os.environ.get(k))
+            os.environ[k] = v
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session().client(
+            service, region_name=self.settings.region, endpoint_url=self.endpoint
+        )
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        s = self.settings
+        s.work_dir.mkdir(parents=True, exist_ok=True)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        # The emulator accepts any credentials; never let a developer's real ones be used here.
+        self._setenv(
+            AWS_ENDPOINT_URL=self.endpoint,
+            AWS_ACCESS_KEY_ID="local",
+            AWS_SECRET_ACCESS_KEY="local",
+            AWS_DEFAULT_REGION=s.region,
+            AWS_REGION=s.region,
+            SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        )
+        for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            self._saved_env.setdefault(var, os.environ.pop(var, None))
+        self.on_event(f"emulator: moto server on {self.endpoint}")
+        self._create_resources()
+        self._start_workflow()
+        self.dispatcher = Dispatcher(
+            sqs=self.client("sqs"),
+            queue_url=self.queue_url,
+            queue_arn=self._queue_arn(self.queue_url),
+            on_event=self.on_event,
+            log_sink=self.logs,
+        )
+        self.executor.on_execution_end.append(self._execution_ended)
+        self.dispatcher.start()
+
+    def stop(self) -> None:
+        if self.dispatcher:
+            self.dispatcher.stop()
+        if self.executor:
+            self.executor.shutdown(timeout=30)
+        if self._sfn_server:
+            self._sfn_server.close()
+        if self.logs:
+            self.logs.flush()
+        if self._moto:
+            self._moto.stop()
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._saved_env.clear()
+
+    # ------------------------------------------------------------------ resources
+
+    def _queue_arn(self, url: str) -> str:
+        attrs = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return attrs["Attributes"]["QueueArn"]
+
+    def _create_resources(self) -> None:
+        from jobs.transformation.serving import create_kpi_tables
+
+        from lambda_trigger.tracker import create_tracker_table
+
+        s = self.settings
+        s3, sqs, sns, ddb = self.client("s3"), self.client("sqs"), self.client("sns"), self.client("dynamodb")
+        s3.create_bucket(Bucket=s.bucket)
+        dlq_url = sqs.create_queue(QueueName=s.dlq_name)["QueueUrl"]
+        self.queue_url = sqs.create_queue(
+            QueueName=s.queue_name,
+            Attributes={
+                "VisibilityTimeout": "10",
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": self._queue_arn(dlq_url), "maxReceiveCount": "5"}
+                ),
+            },
+        )["QueueUrl"]
+        s3.put_bucket_notification_configuration(
+            Bucket=s.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": self._queue_arn(self.queue_url),
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "raw/"}]}},
+                    }
+                ]
+            },
+        )
+        create_tracker_table(ddb, s.tracker_table)
+        create_kpi_tables(ddb, s.daily_table, s.category_table)
+        self.topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
+        # Alerts are captured by a queue subscribed to the topic, as an operator's e-mail would be.
+        self.alerts_queue_url = sqs.create_queue(QueueName=f"{s.topic_name}-inbox")["QueueUrl"]
+        sns.subscribe(
+            TopicArn=self.topic_arn,
+            Protocol="sqs",
+            Endpoint=self._queue_arn(self.alerts_queue_url),
+            Attributes={"RawMessageDelivery": "false"},
+        )
+        self.logs = CloudWatchSink(self.client("logs"))
+        self.on_event(
+            f"resources: bucket {s.bucket}, queue {s.queue_name} (+DLQ), tables {s.tracker_table}/"
+            f"{s.daily_table}/{s.category_table}, topic {s.topic_name}"
+        )
+
+    def _start_workflow(self) -> None:
+        s = self.settings
+        cluster = f"arn:aws:ecs:{s.region}:{ACCOUNT}:cluster/ecomkpi-local"
+        validation_td = f"arn:aws:ecs:{s.region}:{ACCOUNT}:task-definition/ecomkpi-validation:1"
+        transformation_td = f"arn:aws:ecs:{s.region}:{ACCOUNT}:task-definition/ecomkpi-transformation:1"
+        substitutions = {
+            "EcsClusterArn": cluster,
+            "ValidationTaskDefinitionArn": validation_td,
+            "TransformationTaskDefinitionArn": transformation_td,
+            "ValidationContainerName": "validation",
+            "TransformationContainerName": "transformation",
+            "SubnetIds": "subnet-local",
+            "SecurityGroupIds": "sg-local",
+            "AlertsTopicArn": self.topic_arn,
+            "BatchTrackerTableName": s.tracker_table,
+            "BucketName": s.bucket,
+            "DailyKpisTableName": s.daily_table,
+            "CategoryKpisTableName": s.category_table,
+        }
+        # What the ECS task definitions set (infra/), plus the emulator endpoint.
+        task_env = {
+            "PYTHON": sys.executable,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": s.region,
+            "AWS_REGION": s.region,
+            "DAILY_KPIS_TABLE": s.daily_table,
+            "CATEGORY_KPIS_TABLE": s.category_table,
+            "LAKE_PATH": s.lake,
+            "SPARK_MASTER": s.spark_master,
+            "SPARK_SHUFFLE_PARTITIONS": "4",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.run_task = RunTaskHandler(
+            {
+                validation_td: ContainerCommand(
+                    "validation", (str(ENTRYPOINT), "validate"), cwd=str(REPO_ROOT)
+                ),
+                transformation_td: ContainerCommand(
+                    "transformation", (str(ENTRYPOINT), "transform"), cwd=str(REPO_ROOT)
+                ),
+            },
+            base_env=task_env,
+            on_output=self._container_output,
+            log_dir=s.work_dir / "task-logs",
+            region=s.region,
+        )
+        scale = s.retry_delay_scale
+        self.executor = Executor(
+            ASL_PATH,
+            default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region),
+            substitutions=substitutions,
+            region=s.region,
+            sleep=(lambda seconds: time.sleep(seconds * scale)),
+        )
+        self._sfn_server = serve([self.executor])
+        self._setenv(
+            AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
+            STEP_FUNCTION_ARN=self.executor.state_machine_arn,
+            PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
+        )
+        self.on_event(f"workflow: {ASL_PATH.name} on the local executor at {self._sfn_server.endpoint_url}")
+
+    # ------------------------------------------------------------------ events
+
+    def _container_output(self, out: ContainerOutput) -> None:
+        if self.logs:
+            self.logs.add(
+                f"/ecs/ecomkpi-{out.container_name}",
+                f"{out.execution_name}/{out.task_arn.rsplit('/', 1)[-1]}",
+                out.line,
+            )
+        if self.on_container_output:
+            self.on_container_output(out)
+
+    def _execution_ended(self, description: dict[str, Any]) -> None:
+        self.on_event(f"execution {description['name']}: {description['status']}")
+        if self.dispatcher:
+            # EventBridge "Execution Status Change" → the same Lambda (late files, next generation).
+            self.dispatcher.submit(execution_status_change_event(description, region=self.settings.region))
+
+    # ------------------------------------------------------------------ waiting
+
+    def busy(self) -> bool:
+        running = self.executor.list_executions(status_filter="RUNNING") if self.executor else []
+        return bool(running) or (self.dispatcher is not None and self.dispatcher.busy())
+
+    def wait_idle(self, timeout: float = 900.0, settle: float = 2.0) -> bool:
+        """Until no event is queued or in flight and no execution runs, for ``settle`` seconds."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            if self.busy():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def alerts(self) -> list[dict[str, str]]:
+        """Every alert published so far (drained from the topic's inbox queue, kept in memory)."""
+        sqs = self.client("sqs")
+        found = getattr(self, "_alerts", [])
+        while True:
+            msgs = sqs.receive_message(
+                QueueUrl=self.alerts_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not msgs:
+                break
+            for m in msgs:
+                body = json.loads(m["Body"])
+                found.append({"subject": body.get("Subject") or "", "message": body.get("Message", "")})
+                sqs.delete_message(QueueUrl=self.alerts_queue_url, ReceiptHandle=m["ReceiptHandle"])
+        self._alerts = found
+        return list(found)
