@@ -8,6 +8,7 @@ jars given on the command line win: the factory only fills in what is not alread
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -87,6 +88,9 @@ def get_spark(config: PipelineConfig | None = None, app_name: str = "ecomkpi") -
     """
     config = config or PipelineConfig.from_env()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (GX's metrics, toPandas) must run the driver's interpreter, not whatever
+    # `python3` is first on PATH, or they miss the project's packages.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     active = SparkSession.getActiveSession()
     conf = spark_conf(config)
     if active is not None:
