@@ -119,3 +119,45 @@ class S3Store:
             return False
         self.delete(src)
         return True
+
+    # --- conditional variants (added for the validation job) -------------------------------------
+    # A producer may re-upload a key while a job is moving the previous version. Conditioning the
+    # copy and the delete on the ETag the job validated means a newer upload is neither copied under
+    # the old verdict nor deleted unseen: it stays in raw/ for the next run.
+
+    def copy_if_match(self, src: str, dst: str, etag: str, metadata: dict[str, str] | None = None) -> bool:
+        """Server-side copy of ``src`` only while it is still the version ``etag``.
+
+        False when ``src`` is gone or has changed (412); any other error is raised.
+        """
+        kwargs: dict[str, Any] = {"CopySourceIfMatch": f'"{etag}"'}
+        if metadata is not None:
+            kwargs.update({"Metadata": metadata, "MetadataDirective": "REPLACE"})
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src}, **kwargs
+            )
+        except ClientError as exc:
+            if _missing(exc) or _precondition_failed(exc):
+                return False
+            raise
+        return True
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only while it is the version ``etag`` (S3 conditional delete).
+
+        False when the key has changed since (412: a newer upload, kept) or is already gone.
+        """
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')
+        except ClientError as exc:
+            if _missing(exc) or _precondition_failed(exc):
+                return False
+            raise
+        return True
+
+
+def _precondition_failed(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error.get("Code") in {"PreconditionFailed", "412"} or status == 412

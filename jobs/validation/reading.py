@@ -1,0 +1,115 @@
+"""Reading one producer file with Spark exactly as the contract allows, and the full-file shape checks.
+
+The header comes from the byte-level head check, so the read needs no inference and no second pass:
+every column is a string (positional, ``enforceSchema``), plus a corrupt
+record column that Spark fills for a row with more or fewer fields than the header (PERMISSIVE).
+Bad UTF-8 after the inspected head shows up as U+FFFD, which Spark substitutes for undecodable
+bytes; both are counted in the same single aggregation that also counts the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from jobs.validation.findings import MAX_SAMPLES, Finding, structural
+from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
+
+CORRUPT_RECORD = "__ecomkpi_corrupt_record"
+REPLACEMENT_CHAR = "\ufffd"
+
+# One record per line (splittable; a quoted line break is rejected by the head check), RFC 4180
+# quoting with doubled quotes, UTF-8 with or without BOM, CRLF or LF. Values stay strings.
+CSV_READ_OPTIONS: dict[str, str] = {
+    "header": "true",
+    "enforceSchema": "true",
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": CORRUPT_RECORD,
+    "encoding": "UTF-8",
+    "sep": ",",
+    "quote": '"',
+    "escape": '"',
+    "multiLine": "false",
+    "ignoreLeadingWhiteSpace": "false",
+    "ignoreTrailingWhiteSpace": "false",
+}
+
+_GLOB_CHARS = "\\*?[]{}"
+
+
+def literal_path(uri: str) -> str:
+    """Escape Hadoop glob characters so a key like ``orders[1].csv`` names exactly one object."""
+    return "".join("\\" + c if c in _GLOB_CHARS else c for c in uri)
+
+
+def read_csv(spark: SparkSession, uri: str, header: tuple[str, ...]) -> DataFrame:
+    """The file's rows as strings under the header's own names, plus the corrupt record column.
+
+    The schema repeats the header exactly (so Spark's header check stays quiet); the names are
+    normalised afterwards by ``jobs.normalize.normalize_columns``, like everywhere else.
+    """
+    schema = StructType([StructField(c, StringType(), True) for c in (*header, CORRUPT_RECORD)])
+    return spark.read.options(**CSV_READ_OPTIONS).schema(schema).csv(literal_path(uri))
+
+
+@dataclass(frozen=True)
+class FileShape:
+    """Row count and the full-file structural findings of one read."""
+
+    rows: int
+    findings: tuple[Finding, ...]
+
+
+def _row_text(columns: tuple[str, ...]) -> Column:
+    return F.concat_ws(",", *[F.coalesce(F.col(f"`{c}`"), F.lit("")) for c in columns])
+
+
+def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
+    """Count rows, ragged rows and rows with undecodable bytes in one pass over the (cached) frame.
+
+    Samples are fetched only for a file that has such rows, so a good file costs one action.
+    """
+    text = _row_text(columns)
+    undecodable = text.contains(REPLACEMENT_CHAR) | F.coalesce(
+        F.col(CORRUPT_RECORD).contains(REPLACEMENT_CHAR), F.lit(False)
+    )
+    ragged = F.col(CORRUPT_RECORD).isNotNull()
+    counts = frame.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(ragged, 1)).alias("ragged"),
+        F.count(F.when(undecodable, 1)).alias("undecodable"),
+    ).first()
+    assert counts is not None  # an aggregate without grouping always returns one row
+    findings: list[Finding] = []
+    if counts["ragged"]:
+        samples = [r[0] for r in frame.where(ragged).select(CORRUPT_RECORD).limit(MAX_SAMPLES).collect()]
+        findings.append(
+            structural(
+                RULE_FIELDS,
+                f"{counts['ragged']} row(s) do not have the header's {len(columns)} "
+                "fields (a missing or extra separator, or an unbalanced quote)",
+                failing_rows=counts["ragged"],
+                samples=samples,
+            )
+        )
+    if counts["undecodable"]:
+        samples = [
+            r[0]
+            for r in frame.where(undecodable)
+            .select(F.coalesce(F.col(CORRUPT_RECORD), text))
+            .limit(MAX_SAMPLES)
+            .collect()
+        ]
+        findings.append(
+            structural(
+                RULE_UTF8,
+                f"{counts['undecodable']} row(s) contain bytes that are not valid UTF-8 "
+                "(shown as \ufffd); re-export the file as UTF-8",
+                failing_rows=counts["undecodable"],
+                samples=samples,
+            )
+        )
+    return FileShape(rows=int(counts["rows"]), findings=tuple(findings))

@@ -1,0 +1,124 @@
+"""Byte-level checks of the validation job: every structural kind, as a pure function of bytes."""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+
+import pytest
+
+from jobs.validation import structural as st
+from jobs.validation.structural import HEAD_BYTES, inspect_head
+
+ORDERS_HEADER = b"order_id,user_id,status,created_at\n"
+ROW = b"1,10,Complete,2025-07-10 10:00:00\n"
+
+
+def inspect(data: bytes, dataset: str = "orders") -> st.HeadInspection:
+    return inspect_head(data[:HEAD_BYTES], len(data), dataset)
+
+
+def rules(data: bytes, dataset: str = "orders") -> list[str]:
+    return [f.rule for f in inspect(data, dataset).findings]
+
+
+@pytest.mark.parametrize(
+    ("data", "rule"),
+    [
+        (b"", st.RULE_NOT_EMPTY),
+        (ORDERS_HEADER + b"1,10,\x00\x00,x\n", st.RULE_TEXT),
+        (gzip.compress(ORDERS_HEADER + ROW), st.RULE_TEXT),
+        (b"PK\x03\x04" + b"\x14" * 40, st.RULE_TEXT),
+        (codecs.BOM_UTF16_LE + "order_id,user_id\n".encode("utf-16-le"), st.RULE_TEXT),
+        (ORDERS_HEADER + "1,10,Complete,2025-07-10 10:00:00,caf\xe9\n".encode("latin-1"), st.RULE_UTF8),
+        (b'[{"order_id": 1, "user_id": 10}]', st.RULE_NOT_JSON),
+        (b'  \n{"order_id": 1}\n{"order_id": 2}\n', st.RULE_NOT_JSON),
+        (b"\n" + ORDERS_HEADER + ROW, st.RULE_HEADER),
+        (b"1,10,Complete,2025-07-10 10:00:00\n2,11,Shipped,2025-07-10 11:00:00\n", st.RULE_HEADER),
+        (b"order_id,User_ID, user_id ,created_at\n1,2,3,4\n", st.RULE_HEADER_UNIQUE),
+        (b"order_id,,user_id,created_at\n1,2,3,4\n", st.RULE_HEADER_NAMED),
+        (
+            ORDERS_HEADER + ROW + b"2,11,Shipped\n" + b"3,12,Pending,2025-07-10 10:00:00,extra\n",
+            st.RULE_FIELDS,
+        ),
+        (ORDERS_HEADER + b'1,10,"Comp\nlete",2025-07-10 10:00:00\n', st.RULE_ONE_LINE),
+    ],
+    ids=[
+        "zero-bytes",
+        "nul-bytes",
+        "gzip",
+        "zip",
+        "utf16",
+        "latin1",
+        "json-array",
+        "ndjson",
+        "blank-first-line",
+        "no-header",
+        "duplicate-header-after-normalisation",
+        "unnamed-header-column",
+        "ragged-rows",
+        "quoted-line-break",
+    ],
+)
+def test_rejected_kinds(data: bytes, rule: str) -> None:
+    found = inspect(data)
+    assert rule in [f.rule for f in found.findings]
+    assert not found.readable
+    f = next(f for f in found.findings if f.rule == rule)
+    assert f.message and f.check == "structure"
+
+
+def test_ragged_rows_are_counted_with_line_numbers() -> None:
+    f = inspect(ORDERS_HEADER + ROW + b"2,11,Shipped\n" + ROW + b"3,12,Pending,x,extra\n").findings[0]
+    assert f.rule == st.RULE_FIELDS and f.failing_rows == 2
+    assert f.samples[0].startswith("line 3 has 3 fields")
+    assert f.samples[1].startswith("line 5 has 5 fields")
+
+
+def test_duplicate_header_names_column_and_originals() -> None:
+    f = inspect(b"order_id,User_ID, user_id ,created_at\n").findings[0]
+    assert f.column == "user_id" and f.samples == ("User_ID", " user_id ")
+
+
+def test_invalid_utf8_reports_line_and_bytes() -> None:
+    f = inspect(ORDERS_HEADER + ROW + b"2,11,\xff\xfeShipped,2025-07-10 10:00:00\n").findings[0]
+    assert f.rule == st.RULE_UTF8 and "line 3" in f.message and "ff fe" in f.samples[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        codecs.BOM_UTF8 + ORDERS_HEADER + ROW,
+        ORDERS_HEADER.replace(b"\n", b"\r\n") + ROW.replace(b"\n", b"\r\n"),
+        b'order_id,user_id,status,created_at\n1,10,"Complete, ""really""",2025-07-10 10:00:00\n',
+        b"ORDER_ID , User_Id,STATUS,Created_At  \n1 ,10 , complete ,2025-07-10 10:00:00  \n",
+        ORDERS_HEADER,
+        codecs.BOM_UTF8 + ORDERS_HEADER.rstrip(b"\n"),
+        ORDERS_HEADER + ROW + b"\n\n" + ROW,
+        ORDERS_HEADER + "1,10,Complete,2025-07-10 10:00:00 — café ✓\n".encode(),
+    ],
+    ids=["bom", "crlf", "quoted", "case-and-whitespace", "header-only", "bom-header-only-no-eol",
+         "blank-lines", "non-ascii-utf8"],
+)  # fmt: skip
+def test_accepted_quirks(data: bytes) -> None:
+    found = inspect(data)
+    assert found.findings == ()
+    assert found.columns == ("order_id", "user_id", "status", "created_at")
+
+
+def test_multibyte_character_cut_by_the_head_boundary_is_not_an_error() -> None:
+    filler = ORDERS_HEADER + b"".join(ROW for _ in range(HEAD_BYTES // len(ROW)))
+    data = filler[: HEAD_BYTES - 1] + "é".encode() + b"\n" + ROW  # 'é' straddles the 64 KiB cut
+    found = inspect_head(data[:HEAD_BYTES], len(data), "orders")
+    assert st.RULE_UTF8 not in [f.rule for f in found.findings]
+
+
+def test_ragged_scope_names_the_head_for_large_files() -> None:
+    body = ORDERS_HEADER + b"2,11,Shipped\n" + ROW * (HEAD_BYTES // len(ROW) + 10)
+    f = inspect(body).findings[0]
+    assert f.rule == st.RULE_FIELDS and "first 64 KiB" in f.message
+
+
+def test_header_check_uses_the_dataset_columns() -> None:
+    assert rules(b"id,sku,cost,category,retail_price\n1,a,1,b,2\n", "products") == []
+    assert rules(b"a,b,c\n1,2,3\n", "order_items") == [st.RULE_HEADER]

@@ -1,0 +1,69 @@
+"""The suites in expectations/ agree with the contract, the check columns and the README."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.contract import DATASETS, REQUIRED_COLUMNS
+from jobs.validation import structural
+from jobs.validation.checks import CHECK_COLUMNS
+from jobs.validation.reports import (
+    RULE_COLUMN_PRESENT,
+    RULE_FILE_EXISTS,
+    RULE_KNOWN_DATASET,
+    RULE_REJECTED_EARLIER,
+)
+from jobs.validation.suites import (
+    SuiteError,
+    check_columns,
+    expectations_dir,
+    load_suite_json,
+    load_suites,
+    required_columns,
+    source_columns,
+)
+
+README = Path(__file__).resolve().parents[1] / "jobs" / "validation" / "README.md"
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_suite_matches_the_contract(dataset: str) -> None:
+    suite = load_suite_json(dataset)
+    assert required_columns(suite) == REQUIRED_COLUMNS[dataset]
+    assert set(check_columns(suite)) == set(CHECK_COLUMNS[dataset])
+    for name, (source, _rule) in CHECK_COLUMNS[dataset].items():
+        assert name.startswith(f"{source}__")
+        assert source in source_columns(suite)
+    rules = [e["meta"]["rule"] for e in suite["expectations"]]
+    assert len(rules) == len(set(rules)), "rule names identify failures in reports: keep them unique"
+
+
+def test_suites_load_as_great_expectations_objects() -> None:
+    suites = load_suites()
+    assert set(suites) == set(DATASETS)
+    severities = {e.meta["rule"]: str(e.severity.value) for e in suites["order_items"].expectations}
+    assert severities["product_id is in the products master data"] == "warning"
+    assert all(
+        s == "critical" for r, s in severities.items() if r != "product_id is in the products master data"
+    )
+
+
+def test_a_broken_suite_is_a_task_error(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="no expectation suite"):
+        load_suite_json("orders", tmp_path)
+    (tmp_path / "orders.json").write_text(json.dumps({"name": "orders", "expectations": [{"type": "x"}]}))
+    with pytest.raises(SuiteError, match=r"meta\.rule"):
+        load_suite_json("orders", tmp_path)
+    assert expectations_dir().name == "expectations"
+
+
+def test_readme_documents_every_rule() -> None:
+    text = README.read_text(encoding="utf-8")
+    names = [v for k, v in vars(structural).items() if k.startswith("RULE_")]
+    names += [RULE_COLUMN_PRESENT, RULE_FILE_EXISTS, RULE_KNOWN_DATASET, RULE_REJECTED_EARLIER]
+    names += [e["meta"]["rule"] for d in DATASETS for e in load_suite_json(d)["expectations"]]
+    missing = [n for n in names if n not in text]
+    assert not missing, f"jobs/validation/README.md does not mention: {missing}"
