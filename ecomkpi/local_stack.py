@@ -11,6 +11,7 @@ would, the handler's ``StartExecution`` reaches the local executor through boto3
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -104,6 +105,8 @@ class LocalStack:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        # The emulator's request log would drown the pipeline's own progress lines.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         s = self.settings
         s.work_dir.mkdir(parents=True, exist_ok=True)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s.port, verbose=False)
@@ -160,7 +163,6 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         from jobs.transformation.serving import create_kpi_tables
-
         from lambda_trigger.tracker import create_tracker_table
 
         s = self.settings
