@@ -1,0 +1,116 @@
+"""End-to-end latency on the local stack: last PutObject of a batch → its KPIs readable in DynamoDB.
+
+Stages come from the local Step Functions executor's history (TaskStateEntered / TaskStateExited of
+ValidateData and TransformData), the execution's start date (the trigger's StartExecution) and the
+transformation's own summary.json (``serve`` stage seconds). Each task runs as the workflow runs it
+(docker/entrypoint.sh in a subprocess: a fresh JVM per task, included in the task's time).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchError, Stat, files_of
+from ecomkpi.generator import GeneratorSettings, generate
+
+START = date(2025, 9, 1)
+
+
+def _history_times(stack: Any, batch: str) -> dict[str, float]:
+    execs = [e for e in stack.executor.list_executions() if e["name"].startswith(batch)]
+    if not execs:
+        raise BenchError(f"no execution for batch {batch}")
+    ex = sorted(execs, key=lambda e: e["startDate"])[-1]
+    times: dict[str, float] = {"started": ex["startDate"].timestamp()}
+    if ex.get("stopDate"):
+        times["stopped"] = ex["stopDate"].timestamp()
+    for e in stack.executor.get_execution_history(ex["executionArn"]):
+        name = e.details.get("name") or e.state
+        if e.type in ("TaskStateEntered", "TaskStateExited") and name in ("ValidateData", "TransformData"):
+            times.setdefault(f"{name}.{e.type.removeprefix('TaskState').lower()}", e.timestamp.timestamp())
+    times["status"] = ex["status"]  # type: ignore[assignment]
+    return times
+
+
+def _serve_seconds(s3: Any, bucket: str, batch: str) -> float | None:
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"logs/transformation/{batch}/")
+    keys = sorted(o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith("summary.json"))
+    if not keys:
+        return None
+    summary = json.loads(s3.get_object(Bucket=bucket, Key=keys[-1])["Body"].read())
+    return summary.get("stage_seconds", {}).get("serve")
+
+
+def run(items: int, repeat: int, timeout: float = 900.0) -> dict[str, Any]:
+    from ecomkpi.local_stack import LocalStack, StackSettings
+
+    stats = {k: Stat() for k in ("total", "event_to_trigger", "trigger_to_validation", "validation",
+                                 "validation_to_transformation", "transformation_before_serving",
+                                 "serving", "after_task_exit")}  # fmt: skip
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
+        folder = Path(tmp) / "data"
+        summary = generate(
+            folder,
+            GeneratorSettings(
+                days=repeat, orders_per_day=max(10, round(items / 1.65)), parts=1, seed=5, start=START
+            ),
+        )
+        files = files_of(folder)
+        settings = StackSettings(bucket="ecomkpi-bench", work_dir=Path(tmp) / "stack")
+        with LocalStack(settings) as stack:
+            s3, ddb = stack.client("s3"), stack.client("dynamodb")
+            products = [(r, p) for r, p in files if r.startswith("products/")]
+            for rel, path in products:
+                s3.put_object(Bucket=settings.bucket, Key=f"raw/{rel}", Body=path.read_bytes())
+            for i in range(repeat):
+                batch = (START + timedelta(days=i)).isoformat()
+                day = [(r, p) for r, p in files if f"/{batch}/" in r]
+                day.sort(key=lambda f: (not f[0].startswith("orders/"), f[0]))  # items last
+                for rel, path in day[:-1]:
+                    s3.put_object(Bucket=settings.bucket, Key=f"raw/{rel}", Body=path.read_bytes())
+                body = day[-1][1].read_bytes()
+                t_put = time.time()  # just before the PutObject of the last file
+                s3.put_object(Bucket=settings.bucket, Key=f"raw/{day[-1][0]}", Body=body)
+                deadline = time.monotonic() + timeout
+                while "Item" not in ddb.get_item(
+                    TableName=settings.daily_table, Key={"date_key": {"S": batch}}
+                ):
+                    if time.monotonic() > deadline:
+                        raise BenchError(f"KPIs of {batch} not readable after {timeout}s")
+                    time.sleep(0.05)
+                t_kpi = time.time()
+                stack.wait_idle(timeout=timeout, settle=1.0)
+                h = _history_times(stack, batch)
+                serve = _serve_seconds(s3, settings.bucket, batch) or 0.0
+                v_in, v_out = h.get("ValidateData.entered"), h.get("ValidateData.exited")
+                t_in, t_out = h.get("TransformData.entered"), h.get("TransformData.exited")
+                if None in (v_in, v_out, t_in):
+                    raise BenchError(f"incomplete history for {batch}: {h}")
+                split = {
+                    "total": t_kpi - t_put,
+                    "event_to_trigger": h["started"] - t_put,
+                    "trigger_to_validation": v_in - h["started"],
+                    "validation": v_out - v_in,
+                    "validation_to_transformation": t_in - v_out,
+                    "transformation_before_serving": (t_kpi - t_in) - serve,
+                    "serving": serve,
+                    "after_task_exit": (t_out - t_kpi) if t_out else 0.0,
+                }
+                for k, v in split.items():
+                    stats[k].add(v)
+                runs.append({"batch": batch, "status": h["status"], **split})
+                print(f"[latency] {batch}: " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
+    return {
+        "order_items_per_batch": summary.order_items // max(1, repeat),
+        "stages_s": {k: s.as_dict() for k, s in stats.items()},
+        "runs": runs,
+        "note": "serving = DynamoDB writes measured by the job (summary.json 'serve'); "
+        "transformation_before_serving includes the task's JVM start; KPIs are readable as soon as "
+        "the daily item is written, 'after_task_exit' is the rest of the task (archive, log upload).",
+    }
