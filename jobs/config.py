@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 DEFAULT_PRODUCTS_KEY = "raw/products/products.csv"
@@ -42,6 +42,17 @@ def parse_key_list(raw: str | None, variable: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.strip() for k in keys if k.strip()))
 
 
+def parse_dates(raw: str | None) -> tuple[str, ...]:
+    """``RECOMPUTE_DATES``: a JSON array or comma list of ``YYYY-MM-DD``; anything else is an error."""
+    dates = parse_key_list(raw, "RECOMPUTE_DATES")
+    for d in dates:
+        try:
+            date.fromisoformat(d)
+        except ValueError as exc:
+            raise ConfigError(f"RECOMPUTE_DATES holds {d!r}, not a YYYY-MM-DD date") from exc
+    return tuple(sorted(dates))
+
+
 def _default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -67,6 +78,8 @@ class PipelineConfig:
     shuffle_partitions: int = 8
     driver_memory: str | None = None
     jars_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecomkpi" / "jars")
+    # Dates the transformation recomputes and re-serves even without new files (`ecomkpi replay`).
+    recompute_dates: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -98,6 +111,7 @@ class PipelineConfig:
             spark_master=env.get("SPARK_MASTER", "").strip() or "local[*]",
             shuffle_partitions=int(partitions),
             driver_memory=env.get("SPARK_DRIVER_MEMORY", "").strip() or None,
+            recompute_dates=parse_dates(env.get("RECOMPUTE_DATES")),
             **kwargs,
         )
 

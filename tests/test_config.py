@@ -1,0 +1,62 @@
+"""One config object from the environment, with the Step Functions definition's variable names."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.config import ConfigError, PipelineConfig
+from jobs.keys import dataset_of, date_folder, relative_key, stage_key
+
+
+def test_reads_the_workflow_variables():
+    config = PipelineConfig.from_env(
+        {
+            "S3_BUCKET": "shop-bucket",
+            "ORDERS_KEYS": '["raw/orders/2025-07-10/a.csv","raw/orders/2025-07-10/b c.csv","raw/orders/2025-07-10/a.csv"]',
+            "ORDER_ITEMS_KEYS": "raw/order_items/2025-07-10/x.csv, raw/order_items/2025-07-10/y.csv",
+            "BATCH_ID": "2025-07-10",
+            "RUN_ID": "2025-07-10-g2",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "RECOMPUTE_DATES": '["2025-07-11", "2025-07-09"]',
+        }
+    )
+    assert config.orders_keys == ("raw/orders/2025-07-10/a.csv", "raw/orders/2025-07-10/b c.csv")
+    assert config.order_items_keys == ("raw/order_items/2025-07-10/x.csv", "raw/order_items/2025-07-10/y.csv")
+    assert (config.batch_id, config.run_id, config.region) == ("2025-07-10", "2025-07-10-g2", "eu-west-1")
+    assert config.products_key == "raw/products/products.csv"
+    assert config.lake_path == "s3a://shop-bucket/lake"
+    assert config.endpoint_url is None  # real AWS unless overridden
+    assert (config.daily_kpis_table, config.category_kpis_table) == ("DailyKPIs", "CategoryKPIs")
+    assert config.recompute_dates == ("2025-07-09", "2025-07-11")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ORDERS_KEYS": "[not json"}, "ORDERS_KEYS is not a valid JSON array"),
+        ({"ORDER_ITEMS_KEYS": '[1, 2]'}, "ORDER_ITEMS_KEYS must be a JSON array of strings"),
+        ({"SPARK_SHUFFLE_PARTITIONS": "zero"}, "SPARK_SHUFFLE_PARTITIONS must be a positive integer"),
+        ({"RECOMPUTE_DATES": "2025-02-30"}, "not a YYYY-MM-DD date"),
+    ],
+)
+def test_bad_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        PipelineConfig.from_env(env)
+
+
+def test_bucket_is_required_by_the_jobs():
+    with pytest.raises(ConfigError, match="S3_BUCKET"):
+        PipelineConfig.from_env({}).require_bucket()
+
+
+def test_stage_keys():
+    assert relative_key("raw/orders/2025-07-10/a b.csv") == "orders/2025-07-10/a b.csv"
+    assert relative_key("validated/products/products.csv") == "products/products.csv"
+    assert (
+        stage_key("processed", "raw/order_items/2025-07-10/x.csv") == "processed/order_items/2025-07-10/x.csv"
+    )
+    assert dataset_of("invalid/order_items/x.csv") == "order_items"
+    assert date_folder("raw/orders/2025-07-10/a.csv") == "2025-07-10"
+    assert date_folder("raw/orders/a.csv") is None
+    with pytest.raises(ValueError, match="not under"):
+        dataset_of("raw/manifests/2025-07-10.json")
