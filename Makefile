@@ -36,9 +36,12 @@ fmt: $(STAMP)
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The notebooks' `python3` kernel is this venv's interpreter (jupyter runs it as sys.executable), so
+# the project, Spark and Delta import and get_spark() finds the jar cache; `ecomkpi` is the same
+# kernel under a named entry. Jupyter refuses to start as root (containers) without --allow-root.
 notebook: setup
 	$(BIN)/python -m ipykernel install --sys-prefix --name ecomkpi --display-name "ecomkpi (Spark + Delta)" >/dev/null
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 bench: setup
 	$(BIN)/python -m bench $(ARGS)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ecomkpi.generator import GeneratorSettings, generate, iter_data_files
 from ecomkpi.kpi_query import format_value
 from ecomkpi.local_stack import LocalStack, StackSettings
+from ecomkpi.report_html import write_report_html
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from jobs.keys import relative_key
@@ -260,6 +261,7 @@ def run_demo(
             "lambda": {"invocations": stack.dispatcher.invocations if stack.dispatcher else 0},
         }
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    write_report_html(out, report, daily, category)
     ok = bool(executions) and all(e["status"] == "SUCCEEDED" for e in executions)
     print_summary(console, report, daily, out)
     return DemoResult(exit_code=0 if ok else 1, out=out, report=report)
