@@ -34,7 +34,7 @@ def test_reads_the_workflow_variables():
     ("env", "message"),
     [
         ({"ORDERS_KEYS": "[not json"}, "ORDERS_KEYS is not a valid JSON array"),
-        ({"ORDER_ITEMS_KEYS": '[1, 2]'}, "ORDER_ITEMS_KEYS must be a JSON array of strings"),
+        ({"ORDER_ITEMS_KEYS": "[1, 2]"}, "ORDER_ITEMS_KEYS must be a JSON array of strings"),
         ({"SPARK_SHUFFLE_PARTITIONS": "zero"}, "SPARK_SHUFFLE_PARTITIONS must be a positive integer"),
         ({"RECOMPUTE_DATES": "2025-02-30"}, "not a YYYY-MM-DD date"),
     ],
