@@ -1,0 +1,247 @@
+"""Planning a run: the silver actions for the new file versions, and the dates they touch.
+
+The touched dates are the dates of the orders in the new files (and the old dates of the order
+rows they replace or supersede), the dates of the orders that new items belong to (whether the
+order arrived before, with, or after them), and, when a products version changes categories, the
+dates of the items of those products. Only those dates are recomputed.
+
+What a plan reads from silver (each intermediate result is materialized once, before anything is written):
+* versions of the ``order_id`` / ``item_key`` values in the new files: a lookup limited to the
+  keys' min/max range, so Delta's per-file statistics skip history files outside it (monotonic ids:
+  nothing but the newest files), then a semi-join for the exact keys;
+* the current date of the orders that new items belong to (same range lookup);
+* rows of file versions being replaced, by ``_source_file`` statistics (only when a file is
+  replaced or an earlier attempt was interrupted);
+* the items of orders whose current date changes: their old partition and the pending one;
+* on a category change in the products master: the ``product_id``/``order_date`` columns of
+  current items (the one full-history read, and only in that case).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS, SOURCE_FILE, UNKNOWN_CATEGORY
+from jobs.kpis import item_identity, prepare_products
+from jobs.normalize import with_order_date
+from jobs.transformation.lake import (
+    IS_CURRENT,
+    ITEM_KEY,
+    ORDER_DATE,
+    RUN_ID,
+    SILVER_ITEMS,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+    Lake,
+    sql_dates,
+)
+from jobs.transformation.sources import SourceFile, read_files
+from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
+
+ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
+ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
+
+
+@dataclass
+class RunPlan:
+    """Everything a run will write to silver, and the dates that makes dirty."""
+
+    products: DataFrame | None = None  # the new content of silver_products, when it changes
+    product_dates: set[str] = field(default_factory=set)
+    items: TablePlan | None = None
+    orders: TablePlan | None = None
+
+    @property
+    def dates(self) -> set[str]:
+        dates = set(self.product_dates)
+        for plan in (self.items, self.orders):
+            if plan is not None:
+                dates |= plan.dates
+        return dates
+
+
+def _in_range(col: str, low: str | None, high: str | None) -> F.Column:
+    """A literal range predicate: what lets Delta skip files by their min/max statistics."""
+    return F.col(col).between(F.lit(low), F.lit(high))
+
+
+def order_states_placeholder(spark: SparkSession) -> DataFrame:
+    """An empty (order_id, old_date, new_date) frame for runs without new orders."""
+    return spark.createDataFrame([], "order_id string, old_date date, new_date date")
+
+
+def plan_products(
+    spark: SparkSession, lake: Lake, plan: RunPlan, new: DataFrame, rels: Sequence[str]
+) -> None:
+    """New silver_products content; dates of current items whose product changed category."""
+    before = lake.read(SILVER_PRODUCTS)
+    after = materialize(before.where(~F.col(SOURCE_FILE).isin(list(rels))).unionByName(new))
+
+    def categories(df: DataFrame) -> DataFrame:
+        return prepare_products(df).select(
+            "product_id", F.coalesce("category", F.lit(UNKNOWN_CATEGORY)).alias("category")
+        )
+
+    old, fresh = categories(before).alias("b"), categories(after).alias("a")
+    changed = old.join(fresh, "product_id", "full").where(
+        F.coalesce("b.category", F.lit(UNKNOWN_CATEGORY)) != F.coalesce("a.category", F.lit(UNKNOWN_CATEGORY))
+    )
+    ids = [r["product_id"] for r in changed.select("product_id").collect()]
+    plan.products = after
+    if not ids:
+        return
+    items = lake.read(SILVER_ITEMS).where(F.col(IS_CURRENT) & F.col(ORDER_DATE).isNotNull())
+    if len(ids) <= ISIN_LIMIT:
+        hit = items.where(F.col("product_id").isin(ids))
+    else:
+        schema = StructType([StructField("product_id", StringType())])
+        hit = items.join(
+            F.broadcast(spark.createDataFrame([(i,) for i in ids], schema)), "product_id", "left_semi"
+        )
+    plan.product_dates = {r[ORDER_DATE].isoformat() for r in hit.select(ORDER_DATE).distinct().collect()}
+
+
+def plan_orders(
+    spark: SparkSession, lake: Lake, plan: RunPlan, new: DataFrame, etags: dict[str, str], old_rows: bool
+) -> DataFrame:
+    """Plan silver_orders; returns (order_id, old_date, new_date) for every order it re-ranks."""
+    silver = lake.read(SILVER_ORDERS)
+    keys = new.select("order_id")
+    if old_rows:  # rows of the replaced versions: their orders must be re-ranked without them
+        keys = materialize(
+            keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id"))
+        )
+    keys = keys.where(F.col("order_id").isNotNull()).distinct()
+    low, high = keys.agg(F.min("order_id"), F.max("order_id")).first()
+    existing = silver.where(_in_range("order_id", low, high)).join(keys, "order_id", "left_semi")
+    actions, states = plan_versions(
+        SILVER_ORDERS,
+        "order_id",
+        new,
+        existing.withColumn(FINAL_DATE, F.col(ORDER_DATE)),
+        etags,
+    )
+    plan.orders = TablePlan(SILVER_ORDERS, actions).summarize()
+    return states
+
+
+def plan_items(
+    spark: SparkSession,
+    lake: Lake,
+    plan: RunPlan,
+    new: DataFrame,
+    etags: dict[str, str],
+    old_rows: bool,
+    order_states: DataFrame | None,
+) -> None:
+    """Plan silver_order_items: new rows at their order's date, superseded versions, moved orders."""
+    silver = lake.read(SILVER_ITEMS)
+    producer_key = ~F.col(ITEM_KEY).startswith(ROW_KEY_PREFIX)
+    replaced = silver.where(F.col(SOURCE_FILE).isin(sorted(etags))) if old_rows else None
+    keys = new.select(ITEM_KEY)
+    if replaced is not None:
+        keys = materialize(keys.unionByName(replaced.select(ITEM_KEY)))
+    keys = keys.where(producer_key).distinct()
+    # One job for every range the lookups need: new items' orders, item keys, orders that moved.
+    moved = None
+    if order_states is not None:
+        moved = order_states.where(~F.col("old_date").eqNullSafe(F.col("new_date")))
+    moved_stats = (moved if moved is not None else order_states_placeholder(spark)).agg(
+        F.collect_set(F.date_format("old_date", "yyyy-MM-dd")).alias("m_dates"),
+        F.max(F.col("old_date").isNull().cast("int")).alias("m_pending"),
+        F.min("order_id").alias("m_low"),
+        F.max("order_id").alias("m_high"),
+    )
+    m = (  # o_*: new items' order ids, k_*: item keys, m_*: moved orders
+        new.agg(F.min("order_id").alias("o_low"), F.max("order_id").alias("o_high"))
+        .crossJoin(keys.agg(F.min(ITEM_KEY).alias("k_low"), F.max(ITEM_KEY).alias("k_high")))
+        .crossJoin(moved_stats)
+        .first()
+    )
+    if m["m_low"] is None:
+        moved = None
+    if moved is None and not etags:
+        return  # no new items and no order changed date: nothing to do for items
+
+    # Where the orders of the new items are now: re-ranked in this run, else their current row.
+    orders = lake.read(SILVER_ORDERS)
+    order_dates = (
+        orders.where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
+        .join(new.select("order_id").distinct(), "order_id", "left_semi")
+        .select("order_id", ORDER_DATE)
+    )
+    if order_states is not None:
+        order_dates = order_dates.join(order_states, "order_id", "left_anti").unionByName(
+            order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
+        )
+    new_dated = new.join(order_dates, "order_id", "left")
+
+    parts: list[DataFrame] = []
+    if m["k_low"] is not None:
+        parts.append(
+            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(keys, ITEM_KEY, "left_semi")
+        )
+    if replaced is not None:
+        parts.append(replaced)
+    if moved is not None:
+        where = [f"{ORDER_DATE} IN ({sql_dates(sorted(m['m_dates']))})"] if m["m_dates"] else []
+        if m["m_pending"]:
+            where.append(f"{ORDER_DATE} IS NULL")
+        parts.append(
+            silver.where(" OR ".join(where))
+            .where(_in_range("order_id", m["m_low"], m["m_high"]))
+            .join(moved.select("order_id"), "order_id", "left_semi")
+        )
+    existing = lake.empty(SILVER_ITEMS)
+    for part in parts:
+        existing = existing.unionByName(part)
+    if len(parts) > 1:
+        existing = existing.dropDuplicates([*IDENTITY, ORDER_DATE])
+    if moved is not None:
+        target = moved.select("order_id", F.col("new_date").alias("_to"), F.lit(True).alias("_moved"))
+        existing = existing.join(target, "order_id", "left").withColumn(
+            FINAL_DATE, F.when(F.col("_moved").isNotNull(), F.col("_to")).otherwise(F.col(ORDER_DATE))
+        )
+    else:
+        existing = existing.withColumn(FINAL_DATE, F.col(ORDER_DATE))
+    actions, _ = plan_versions(SILVER_ITEMS, ITEM_KEY, new_dated, existing, etags)
+    plan.items = TablePlan(SILVER_ITEMS, actions).summarize()
+
+
+def plan_run(
+    spark: SparkSession,
+    lake: Lake,
+    sources: dict[str, list[SourceFile]],
+    run_id: str,
+    old_rows: bool,
+) -> RunPlan:
+    """Plan products, orders, then items (items need the orders' new dates), reading nothing else.
+
+    ``old_rows``: rows of the applied files may already be stored (a file is replaced, or an
+    interrupted attempt wrote part of this run), so look for them by ``_source_file``.
+    """
+    plan = RunPlan()
+    stamp = F.lit(run_id).alias(RUN_ID)
+
+    if sources.get(PRODUCTS):
+        new = read_files(spark, PRODUCTS, sources[PRODUCTS]).select("*", stamp)
+        plan_products(spark, lake, plan, new, [s.rel for s in sources[PRODUCTS]])
+
+    states = None
+    if sources.get(ORDERS):
+        etags = {s.rel: s.raw_etag for s in sources[ORDERS]}
+        new = materialize(with_order_date(read_files(spark, ORDERS, sources[ORDERS])).select("*", stamp))
+        states = plan_orders(spark, lake, plan, new, etags, old_rows)
+
+    if sources.get(ORDER_ITEMS) or states is not None:
+        item_sources = sources.get(ORDER_ITEMS, [])
+        etags = {s.rel: s.raw_etag for s in item_sources}
+        raw = read_files(spark, ORDER_ITEMS, item_sources)
+        new = materialize(raw.select("*", item_identity(raw).alias(ITEM_KEY), stamp))
+        plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states)
+    return plan

@@ -1,0 +1,119 @@
+"""Which files a run must apply: the batch's keys mapped to ``validated/``, in arrival order.
+
+The execution input carries every key of the batch so far (cumulative across generations). A key
+whose file is no longer in ``validated/`` but is in ``processed/`` was applied by an earlier run and
+is skipped; a file still in ``validated/`` is applied unless the lake already holds that exact
+version (same raw ETag), which makes retries and byte-identical re-uploads free. The batch folders
+of ``validated/`` are swept too, so a file left there by an earlier failed run is never stranded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from jobs.config import PipelineConfig
+from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
+from jobs.s3_store import ObjectInfo, S3Store
+from jobs.transformation.sources import SourceFile
+
+# Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
+META_RAW_ETAG = "ecomkpi-raw-etag"
+META_ARRIVED_MS = "ecomkpi-arrived-ms"
+
+SKIP_PROCESSED = "already processed by an earlier run"
+SKIP_INVALID = "rejected by validation"
+SKIP_MISSING = "not in validated/"
+SKIP_APPLIED = "this version is already applied"
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One validated file version waiting in ``validated/<rel>``."""
+
+    rel: str
+    dataset: str
+    raw_etag: str  # identity of the producer's version (same bytes, same ETag)
+    object_etag: str  # ETag of the validated copy, for the conditional archive move
+    arrived_ms: int  # arrival of the raw version; orders versions of a key, ties broken by rel
+
+    @property
+    def key(self) -> str:
+        return stage_key(VALIDATED, self.rel)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return (self.arrived_ms, self.rel)
+
+    def source(self, store: S3Store) -> SourceFile:
+        return SourceFile(rel=self.rel, uri=store.uri(self.key), seq=self.arrived_ms, raw_etag=self.raw_etag)
+
+    @classmethod
+    def from_object(cls, rel: str, info: ObjectInfo) -> InputFile:
+        arrived = info.metadata.get(META_ARRIVED_MS, "")
+        return cls(
+            rel=rel,
+            dataset=dataset_of(rel),
+            raw_etag=info.metadata.get(META_RAW_ETAG) or info.etag,
+            object_etag=info.etag,
+            arrived_ms=int(arrived) if arrived.isdigit() else info.last_modified_ms,
+        )
+
+
+@dataclass
+class Inputs:
+    files: list[InputFile] = field(default_factory=list)  # in validated/, arrival order
+    skipped: dict[str, str] = field(default_factory=dict)  # rel -> why it is not read
+
+    def of(self, dataset: str) -> list[InputFile]:
+        return [f for f in self.files if f.dataset == dataset]
+
+
+def requested_rels(config: PipelineConfig) -> list[str]:
+    """Products first, then orders and items keys as given, relative and de-duplicated."""
+    keys = [config.products_key, *config.orders_keys, *config.order_items_keys]
+    return list(dict.fromkeys(relative_key(k) for k in keys if k.strip()))
+
+
+def batch_folders(batch_id: str) -> list[str]:
+    return [f"{VALIDATED}/{ds}/{batch_id}/" for ds in (ORDERS, ORDER_ITEMS)]
+
+
+def discover(config: PipelineConfig, store: S3Store) -> Inputs:
+    """Head every requested key in ``validated/`` and sweep the batch's folders there."""
+    rels = requested_rels(config)
+    for prefix in batch_folders(config.batch_id):
+        rels.extend(relative_key(o.key) for o in store.list(prefix) if o.key.endswith(".csv"))
+    inputs = Inputs()
+    for rel in dict.fromkeys(rels):
+        try:
+            dataset_of(rel)
+        except ValueError:
+            inputs.skipped[rel] = "not a products/, orders/ or order_items/ key"
+            continue
+        info = store.head(stage_key(VALIDATED, rel))
+        if info is not None:
+            inputs.files.append(InputFile.from_object(rel, info))
+        elif store.exists(stage_key(PROCESSED, rel)):
+            inputs.skipped[rel] = SKIP_PROCESSED
+        elif store.exists(stage_key(INVALID, rel)):
+            inputs.skipped[rel] = SKIP_INVALID
+        else:
+            inputs.skipped[rel] = SKIP_MISSING
+    inputs.files.sort(key=lambda f: f.order)
+    return inputs
+
+
+def pending(
+    files: Iterable[InputFile], applied: Mapping[str, str]
+) -> tuple[list[InputFile], list[InputFile]]:
+    """(to apply, already applied): a file is applied when the lake holds its exact raw ETag."""
+    to_apply, done = [], []
+    for f in files:
+        (done if applied.get(f.rel) == f.raw_etag else to_apply).append(f)
+    return to_apply, done
+
+
+def is_products(f: InputFile) -> bool:
+    return f.dataset == PRODUCTS

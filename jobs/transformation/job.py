@@ -1,0 +1,332 @@
+"""The transformation run: validated files → silver → gold → DynamoDB → processed/.
+
+Order of the durable steps, each idempotent, so a run killed anywhere and run again ends where an
+uninterrupted run would:
+
+1. take the lake's lease lock (one writer per lake: overlapping runs queue up);
+2. find the batch's files in ``validated/`` and drop the versions the lake already holds;
+3. plan (read-only, pinned snapshot) and record the touched dates in the pending-dates journal;
+4. commit silver: products, items, orders, then ``applied_files`` (from here the files count as
+   applied; the journal still names their dates);
+5. recompute the journal's dates into gold, then write them to DynamoDB, then clear the journal;
+6. move the files to ``processed/``; release the lock; log and summary go to S3 in any case.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pyspark.sql import Row, SparkSession
+
+from jobs import aws
+from jobs.config import PipelineConfig
+from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.run_log import RunLog
+from jobs.s3_store import S3Store
+from jobs.spark_session import get_spark
+from jobs.transformation.archive import archive
+from jobs.transformation.incremental import RunPlan, plan_run
+from jobs.transformation.inputs import SKIP_APPLIED, InputFile, Inputs, discover, pending
+from jobs.transformation.journal import PendingDates, control_prefix
+from jobs.transformation.lake import (
+    APPLIED_FILES,
+    GOLD_CATEGORY,
+    GOLD_DAILY,
+    SILVER_ITEMS,
+    SILVER_ORDERS,
+    SILVER_PRODUCTS,
+    Lake,
+    sql_strings,
+)
+from jobs.transformation.lock import LeaseLock, LockSettings
+from jobs.transformation.metrics import ScanMetrics
+from jobs.transformation.recompute import recompute, write_gold
+from jobs.transformation.serving import BatchWriter, serve
+from jobs.transformation.versions import apply_plan
+
+JOB = "transformation"
+LAKE_TABLES = (SILVER_PRODUCTS, SILVER_ORDERS, SILVER_ITEMS, APPLIED_FILES, GOLD_DAILY, GOLD_CATEGORY)
+
+Checkpoint = Callable[[str], None]
+
+
+@dataclass
+class TransformResult:
+    """What a run did; also written to ``logs/transformation/<batch>/<run>/summary.json``."""
+
+    batch_id: str
+    run_id: str
+    status: str = "running"
+    files_applied: list[str] = field(default_factory=list)
+    files_skipped: dict[str, str] = field(default_factory=dict)
+    files_archived: list[str] = field(default_factory=list)
+    files_left_in_validated: list[str] = field(default_factory=list)
+    touched_dates: list[str] = field(default_factory=list)  # recomputed and served by this run
+    recovered_dates: list[str] = field(default_factory=list)  # left pending by an interrupted run
+    rows_read_by_table: dict[str, int] = field(default_factory=dict)
+    rows_written_by_table: dict[str, int] = field(default_factory=dict)
+    commits: list[dict[str, Any]] = field(default_factory=list)
+    dynamodb: dict[str, int] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    lock: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
+    """Session settings that cut Delta's fixed cost per operation on a small driver."""
+    # Table state is rebuilt with this many tasks (default 50: mostly scheduling overhead here).
+    spark.conf.set("spark.databricks.delta.snapshotPartitions", str(config.shuffle_partitions))
+    # Gold rows are built for exactly the replaced dates: no need for a job re-checking that.
+    spark.conf.set("spark.databricks.delta.replaceWhere.constraintCheck.enabled", "false")
+
+
+def lock_settings_from_env(env: dict[str, str] | None = None) -> LockSettings:
+    """``LOCK_TTL_SECONDS`` / ``LOCK_WAIT_SECONDS`` override the lease length and the wait."""
+    env = dict(os.environ if env is None else env)
+    defaults = LockSettings()
+    return LockSettings(
+        ttl_seconds=float(env.get("LOCK_TTL_SECONDS") or defaults.ttl_seconds),
+        wait_seconds=float(env.get("LOCK_WAIT_SECONDS") or defaults.wait_seconds),
+    )
+
+
+def _read_applied(lake: Lake, rels: list[str]) -> dict[str, str]:
+    """rel → raw ETag of the version the lake holds (the latest applied one)."""
+    if not rels or not lake.exists(APPLIED_FILES):
+        return {}
+    rows = (
+        lake.read(APPLIED_FILES)
+        .where(f"rel IN ({sql_strings(rels)})")
+        .select("rel", "raw_etag", "applied_at")
+        .collect()
+    )
+    latest: dict[str, Row] = {}
+    for r in rows:
+        if r["rel"] not in latest or r["applied_at"] >= latest[r["rel"]]["applied_at"]:
+            latest[r["rel"]] = r
+    return {rel: r["raw_etag"] for rel, r in latest.items()}
+
+
+def _applied_rows(files: list[InputFile], run_id: str) -> list[tuple]:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return [(f.rel, f.dataset, f.raw_etag, f.object_etag, f.arrived_ms, run_id, now) for f in files]
+
+
+class _Run:
+    """One run's state; methods are the stages, in order."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        spark: SparkSession | None,
+        dynamodb: Any,
+        s3: Any,
+        lock_settings: LockSettings | None,
+        checkpoint: Checkpoint | None,
+    ) -> None:
+        self.config = config
+        self.log = RunLog(JOB, config.batch_id, config.run_id)
+        self.result = TransformResult(batch_id=config.batch_id, run_id=config.run_id)
+        self.store = S3Store(config, client=s3)
+        self.dynamodb = dynamodb or aws.client("dynamodb", config)
+        self.prefix = control_prefix(config.lake_path, self.store.bucket)
+        self.journal = PendingDates(self.store, f"{self.prefix}/_pending_dates.json")
+        self.lock = LeaseLock(
+            self.store.client,
+            self.store.bucket,
+            f"{self.prefix}/_lock.json",
+            holder=f"{config.batch_id}/{config.run_id}",
+            settings=lock_settings or lock_settings_from_env(),
+        )
+        self._spark = spark
+        self.lake: Lake | None = None
+        self.checkpoint = checkpoint or (lambda _stage: None)
+        self.metrics: ScanMetrics | None = None
+
+    def execute(self) -> TransformResult:
+        try:
+            # Spark starts before the lock is taken: a queued run should not hold the lake for that.
+            spark = self._spark or get_spark(self.config, app_name="ecomkpi-transformation")
+            with self.log.stage("lock") as s:
+                self.lock.acquire()
+                s.update(waited_seconds=self.lock.waited_seconds, took_over=self.lock.took_over)
+            self.result.lock = {
+                "key": self.lock.key,
+                "waited_seconds": self.lock.waited_seconds,
+                "took_over": self.lock.took_over,
+            }
+            try:
+                self._locked(spark)
+            finally:
+                self.lock.release()
+            self.result.status = "ok"
+        except BaseException as exc:
+            self.result.status = "failed"
+            self.result.error = f"{type(exc).__name__}: {exc}"
+            self.log.event("failed", level="ERROR", error=self.result.error, traceback=traceback.format_exc())
+            raise
+        finally:
+            self._finish()
+        return self.result
+
+    def _locked(self, spark: SparkSession) -> None:
+        config, result = self.config, self.result
+        tune_delta(spark, config)
+        self.metrics = ScanMetrics(spark, group=f"ecomkpi-{JOB}-{config.run_id}")
+        lake = Lake(spark, config.lake_path, config.run_id)
+        self.lake = lake
+
+        with self.log.stage("discover") as s:
+            inputs: Inputs = discover(config, self.store)
+            applied = _read_applied(lake, [f.rel for f in inputs.files])
+            to_apply, done = pending(inputs.files, applied)
+            recovered = self.journal.read()
+            result.files_skipped = {**inputs.skipped, **{f.rel: SKIP_APPLIED for f in done}}
+            result.recovered_dates = sorted(recovered)
+            s.update(
+                to_apply=[f.rel for f in to_apply],
+                skipped=result.files_skipped,
+                recovered_dates=sorted(recovered),
+            )
+
+        dates = set(recovered)
+        if to_apply:
+            dates |= self._apply(
+                spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)
+            )
+        result.touched_dates = sorted(dates)
+
+        if dates:
+            with self.log.stage("recompute", dates=sorted(dates)) as s:
+                daily, category = recompute(lake, sorted(dates))
+                s.update(daily_rows=len(daily), category_rows=len(category))
+            with self.log.stage("gold") as s:
+                self.lock.ensure_held()
+                commits = write_gold(lake, sorted(dates), daily, category)
+                s.update(commits=[c.as_dict() for c in commits])
+            self.checkpoint("gold")
+            with self.log.stage("serve") as s:
+                self.lock.ensure_held()
+                served = serve(
+                    self.dynamodb,
+                    config.daily_kpis_table,
+                    config.category_kpis_table,
+                    dates,
+                    [r.asDict() for r in daily],
+                    [r.asDict() for r in category],
+                    run_id=config.run_id,
+                    updated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    writer=BatchWriter(self.dynamodb),
+                )
+                result.dynamodb = {k: v for k, v in asdict(served).items() if isinstance(v, int)}
+                s.update(**result.dynamodb, deleted_categories=served.deleted_categories)
+            self.checkpoint("serving")
+            self.journal.clear()
+            self.checkpoint("journal_cleared")
+
+        with self.log.stage("archive") as s:
+            archived = archive(self.store, [*to_apply, *done])
+            result.files_archived = archived.moved + archived.copied
+            result.files_left_in_validated = archived.left
+            s.update(moved=archived.moved, copied=archived.copied, left=archived.left)
+
+    def _apply(self, spark: SparkSession, lake: Lake, files: list[InputFile], replaced: bool) -> set[str]:
+        """Plan, journal and commit silver for ``files``; returns the dates they touch."""
+        sources = {
+            ds: [f.source(self.store) for f in files if f.dataset == ds]
+            for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)
+        }
+        with self.log.stage("plan", files=[f.rel for f in files], look_for_replaced_rows=replaced) as s:
+            plan: RunPlan = plan_run(spark, lake, sources, self.config.run_id, old_rows=replaced)
+            s.update(
+                dates=sorted(plan.dates),
+                product_dates=sorted(plan.product_dates),
+                actions={p.table: p.counts for p in (plan.items, plan.orders) if p is not None},
+            )
+        self.journal.write(plan.dates | self.journal.read(), self.config.run_id)
+        with self.log.stage("silver") as s:
+            if plan.products is not None:
+                self.lock.ensure_held()
+                lake.overwrite(SILVER_PRODUCTS, plan.products)
+                self.checkpoint("silver_products")
+            for table_plan in (plan.items, plan.orders):
+                if table_plan is not None and not table_plan.empty:
+                    self.lock.ensure_held()
+                    apply_plan(lake, table_plan)
+                    self.checkpoint(table_plan.table)
+            self.lock.ensure_held()
+            lake.append(
+                APPLIED_FILES,
+                spark.createDataFrame(
+                    _applied_rows(files, self.config.run_id), lake.empty(APPLIED_FILES).schema
+                ),
+            )
+            self.checkpoint(APPLIED_FILES)
+            s.update(commits=[c.as_dict() for c in lake.commits])
+        self.result.files_applied = [f.rel for f in files]
+        return plan.dates
+
+    def _finish(self) -> None:
+        result = self.result
+        result.stage_seconds = dict(self.log.timings)
+        lake = self.lake
+        if lake is not None:
+            result.commits = [c.as_dict() for c in lake.commits]
+            for c in lake.commits:
+                result.rows_written_by_table[c.table] = (
+                    result.rows_written_by_table.get(c.table, 0) + c.rows_written
+                )
+        if self.metrics is not None:
+            try:
+                result.rows_read_by_table = self.metrics.rows_by_table(LAKE_TABLES)
+            except Exception as exc:  # metrics are diagnostics: never fail a run over them
+                self.log.event("metrics.unavailable", level="WARN", error=str(exc))
+            self.metrics.stop()
+        self.log.event("summary", **result.as_dict())
+        try:
+            self.store.put_text(self.log.s3_key(), self.log.text())
+            self.store.put_json(
+                f"logs/{JOB}/{result.batch_id}/{result.run_id}/summary.json", result.as_dict()
+            )
+        except Exception as exc:  # the log in S3 is best effort; stdout has everything
+            print(f"could not write the run log to S3: {exc}", file=sys.stderr)
+
+
+def run(
+    config: PipelineConfig,
+    spark: SparkSession | None = None,
+    *,
+    dynamodb: Any = None,
+    s3: Any = None,
+    lock_settings: LockSettings | None = None,
+    checkpoint: Checkpoint | None = None,
+) -> TransformResult:
+    """Apply the batch's validated files and serve the touched dates; raises when the run broke.
+
+    ``checkpoint(stage)`` is called after each durable step (``silver_products``,
+    ``silver_order_items``, ``silver_orders``, ``applied_files``, ``gold``, ``serving``,
+    ``journal_cleared``): tests raise there to simulate a crash at that boundary.
+    """
+    config.require_bucket()
+    return _Run(config, spark, dynamodb, s3, lock_settings, checkpoint).execute()
+
+
+def main() -> int:
+    """Entry point of ``python -m jobs.transformation``: 0 when the KPIs are committed, else 1."""
+    try:
+        result = run(PipelineConfig.from_env())
+    except Exception:
+        traceback.print_exc()
+        return 1
+    print(json.dumps({"status": result.status, "touched_dates": result.touched_dates}), flush=True)
+    return 0

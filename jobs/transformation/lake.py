@@ -1,0 +1,243 @@
+"""The Delta tables of the lake: names, declared schemas, partitioning, and the few ways we write.
+
+Layout under ``LAKE_PATH`` (see README.md in this package):
+
+* ``silver_products``      every row of every applied products file version (small master data)
+* ``silver_orders``        every order row version, partitioned by ``order_date`` (from its own
+  ``created_at``); ``_is_current`` marks the one effective version per ``order_id``
+* ``silver_order_items``   every item row version, partitioned by ``order_date`` = the current date
+  of its order (null = "pending": the order has not arrived); ``_is_current`` per ``item_key``
+* ``applied_files``        one row per applied file version (relative key + raw ETag)
+* ``gold_daily_kpis`` / ``gold_category_kpis``  the KPI contract's rows, partitioned by ``date_key``
+
+A missing table reads as an empty frame with its schema and is created by its first write, so a
+fresh lake costs no extra commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from delta.tables import DeltaMergeBuilder, DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DateType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from jobs.contract import (
+    CATEGORY_KPI_SCHEMA,
+    COLUMNS,
+    DAILY_KPI_SCHEMA,
+    ORDER_ITEMS,
+    ORDERS,
+    PRODUCTS,
+)
+from jobs.transformation.sources import bookkeeping_schema
+
+SILVER_PRODUCTS = "silver_products"
+SILVER_ORDERS = "silver_orders"
+SILVER_ITEMS = "silver_order_items"
+APPLIED_FILES = "applied_files"
+GOLD_DAILY = "gold_daily_kpis"
+GOLD_CATEGORY = "gold_category_kpis"
+SILVER_OF = {PRODUCTS: SILVER_PRODUCTS, ORDERS: SILVER_ORDERS, ORDER_ITEMS: SILVER_ITEMS}
+
+ORDER_DATE = "order_date"
+ITEM_KEY = "item_key"
+IS_CURRENT = "_is_current"
+RUN_ID = "_run_id"
+
+
+def _strings(names: tuple[str, ...]) -> list[StructField]:
+    return [StructField(c, StringType(), True) for c in names]
+
+
+_TRAILER = [StructField(IS_CURRENT, BooleanType(), True), StructField(RUN_ID, StringType(), True)]
+
+SCHEMAS: dict[str, StructType] = {
+    SILVER_PRODUCTS: StructType(
+        _strings(COLUMNS[PRODUCTS]) + bookkeeping_schema() + [StructField(RUN_ID, StringType(), True)]
+    ),
+    SILVER_ORDERS: StructType(
+        [
+            *_strings(COLUMNS[ORDERS]),
+            StructField(ORDER_DATE, DateType(), True),
+            *bookkeeping_schema(),
+            *_TRAILER,
+        ]
+    ),
+    SILVER_ITEMS: StructType(
+        [
+            *_strings(COLUMNS[ORDER_ITEMS]),
+            StructField(ITEM_KEY, StringType(), True),
+            StructField(ORDER_DATE, DateType(), True),
+            *bookkeeping_schema(),
+            *_TRAILER,
+        ]
+    ),
+    APPLIED_FILES: StructType(
+        [
+            StructField("rel", StringType(), True),
+            StructField("dataset", StringType(), True),
+            StructField("raw_etag", StringType(), True),
+            StructField("object_etag", StringType(), True),
+            StructField("arrived_ms", LongType(), True),
+            StructField("run_id", StringType(), True),
+            StructField("applied_at", TimestampType(), True),
+        ]
+    ),
+    GOLD_DAILY: DAILY_KPI_SCHEMA,
+    GOLD_CATEGORY: CATEGORY_KPI_SCHEMA,
+}
+PARTITIONS: dict[str, tuple[str, ...]] = {
+    SILVER_PRODUCTS: (),
+    SILVER_ORDERS: (ORDER_DATE,),
+    SILVER_ITEMS: (ORDER_DATE,),
+    APPLIED_FILES: (),
+    GOLD_DAILY: ("date_key",),
+    GOLD_CATEGORY: ("date_key",),
+}
+
+
+def conform(df: DataFrame, table: str) -> DataFrame:
+    """Exactly the table's declared columns, in order and type (writes never infer or evolve)."""
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in SCHEMAS[table].fields])
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What one Delta commit did, from the table history's operationMetrics."""
+
+    table: str
+    version: int
+    operation: str
+    metrics: dict[str, int]
+
+    @property
+    def rows_written(self) -> int:
+        return self.metrics.get("numOutputRows", 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "version": self.version, "operation": self.operation, **self.metrics}
+
+
+@dataclass
+class Lake:
+    """The lake's tables at ``root`` (``s3a://bucket/lake`` or a local directory)."""
+
+    spark: SparkSession
+    root: str
+    run_id: str = ""
+    commits: list[Commit] = field(default_factory=list)
+    _known: set[str] = field(default_factory=set)
+
+    def path(self, table: str) -> str:
+        return f"{self.root.rstrip('/')}/{table}"
+
+    def exists(self, table: str) -> bool:
+        if table not in self._known and DeltaTable.isDeltaTable(self.spark, self.path(table)):
+            self._known.add(table)
+        return table in self._known
+
+    def empty(self, table: str) -> DataFrame:
+        return self.spark.createDataFrame([], SCHEMAS[table])
+
+    def version(self, table: str) -> int | None:
+        if not self.exists(table):
+            return None
+        return int(DeltaTable.forPath(self.spark, self.path(table)).history(1).first()["version"])
+
+    def read(self, table: str, version: int | None = None) -> DataFrame:
+        """The table (at ``version`` when given: plans are pinned to the snapshot they were made on)."""
+        if not self.exists(table):
+            return self.empty(table)
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.path(table))
+
+    # --- writes: each returns the commit's metrics -----------------------------------------------
+
+    def append(self, table: str, df: DataFrame) -> Commit:
+        writer = conform(df, table).write.format("delta").mode("append").option("userMetadata", self.run_id)
+        if PARTITIONS[table] and not self.exists(table):
+            writer = writer.partitionBy(*PARTITIONS[table])
+        writer.save(self.path(table))
+        return self._record(table)
+
+    def overwrite(self, table: str, df: DataFrame, replace_where: str | None = None) -> Commit:
+        """Replace the whole table, or with ``replace_where`` only the rows (partitions) it selects."""
+        if not self.exists(table):
+            return self.append(table, df)
+        writer = (
+            conform(df, table).write.format("delta").mode("overwrite").option("userMetadata", self.run_id)
+        )
+        if replace_where is not None:
+            writer = writer.option("replaceWhere", replace_where)
+        writer.save(self.path(table))
+        return self._record(table)
+
+    def merge(
+        self,
+        table: str,
+        source: DataFrame,
+        condition: str,
+        clauses: Callable[[DeltaMergeBuilder], DeltaMergeBuilder],
+    ) -> Commit:
+        """MERGE ``source`` (alias ``s``) into the table (alias ``t``) with the given clauses."""
+        target = DeltaTable.forPath(self.spark, self.path(table)).alias("t")
+        clauses(target.merge(source.alias("s"), condition)).execute()
+        return self._record(table)
+
+    def _record(self, table: str) -> Commit:
+        """Metrics of the commit just made, from its log entry (no Spark job; history() as fallback)."""
+        self._known.add(table)
+        try:
+            commit = self._commit_from_log(table)
+        except Exception:  # internal API moved: the public (slower) route
+            row = DeltaTable.forPath(self.spark, self.path(table)).history(1).first()
+            commit = _commit(table, int(row["version"]), row["operation"], row["operationMetrics"])
+        self.commits.append(commit)
+        return commit
+
+    def _commit_from_log(self, table: str) -> Commit:
+        """Read ``_delta_log/<version>.json`` of the snapshot our own commit just installed."""
+        jvm, jspark = self.spark.sparkContext._jvm, self.spark._jsparkSession
+        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jspark, self.path(table))
+        version = int(delta_log.unsafeVolatileSnapshot().version())
+        path = jvm.org.apache.hadoop.fs.Path(f"{self.path(table)}/_delta_log/{version:020d}.json")
+        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        stream = fs.open(path)
+        try:
+            reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+            while (line := reader.readLine()) is not None:
+                if line.startswith('{"commitInfo"'):
+                    info = json.loads(line)["commitInfo"]
+                    return _commit(table, version, info.get("operation", ""), info.get("operationMetrics"))
+        finally:
+            stream.close()
+        raise LookupError(f"no commitInfo in {path}")
+
+
+def _commit(table: str, version: int, operation: str, metrics: dict[str, Any] | None) -> Commit:
+    numbers = {k: int(v) for k, v in (metrics or {}).items() if str(v).lstrip("-").isdigit()}
+    return Commit(table=table, version=version, operation=operation, metrics=numbers)
+
+
+def sql_dates(dates: list[str]) -> str:
+    """``DATE'..', DATE'..'`` for a partition predicate (dates are validated yyyy-MM-dd strings)."""
+    return ", ".join(f"DATE'{d}'" for d in dates)
+
+
+def sql_strings(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)

@@ -1,0 +1,210 @@
+"""The DynamoDB serving tables: item format, batched idempotent writes, stale-row deletion.
+
+``DailyKPIs`` (``date_key``) and ``CategoryKPIs`` (``category_id`` + ``date_key``, GSI
+``date_key-index`` on ``date_key`` with keys only) receive exactly the rows recomputed for the
+touched dates. Writes are puts (idempotent, so a retry rewrites the same values); a date or
+(category, date) that no longer has a row is deleted, found through the GSI for categories. Numbers
+are sent as DynamoDB ``N`` strings built from ``Decimal``/``int``: never through a float.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+
+DATE_INDEX = "date_key-index"
+DAILY_KEY = ("date_key",)
+CATEGORY_KEY = ("category_id", "date_key")
+MAX_BATCH = 25  # BatchWriteItem limit
+
+Item = dict[str, dict[str, str]]
+
+
+class DuplicateKeyError(ValueError):
+    """Two requests for one key in one write: DynamoDB rejects the whole batch, and the intent is ambiguous."""
+
+
+def attribute(value: Any) -> dict[str, str]:
+    if isinstance(value, bool):
+        raise TypeError("booleans are not part of the KPI contract")
+    if isinstance(value, int | Decimal):
+        return {"N": str(value)}
+    if isinstance(value, str):
+        return {"S": value}
+    raise TypeError(
+        f"unsupported KPI value {value!r} ({type(value).__name__}): numbers must be Decimal or int"
+    )
+
+
+def to_item(row: Mapping[str, Any], columns: Sequence[str], run_id: str, updated_at: str) -> Item:
+    """A KPI row as a DynamoDB item; null KPI values are left out rather than stored as NULL."""
+    item = {c: attribute(row[c]) for c in columns if row[c] is not None}
+    item["updated_at"] = {"S": updated_at}
+    item["run_id"] = {"S": run_id}
+    return item
+
+
+def key_of(item: Mapping[str, dict[str, str]], key: Sequence[str]) -> tuple[str, ...]:
+    return tuple(next(iter(item[k].values())) for k in key)
+
+
+@dataclass
+class BatchWriter:
+    """BatchWriteItem in requests of 25, retrying UnprocessedItems with backoff and full jitter."""
+
+    client: Any
+    max_attempts: int = 10
+    base_delay: float = 0.05
+    max_delay: float = 5.0
+    sleep: Callable[[float], None] = time.sleep
+    requests_sent: int = 0
+
+    def write(self, table: str, key: Sequence[str], puts: Iterable[Item], deletes: Iterable[Item]) -> int:
+        """Put ``puts`` and delete the keys in ``deletes``; every key at most once overall."""
+        requests = [{"PutRequest": {"Item": i}} for i in puts]
+        requests += [{"DeleteRequest": {"Key": {k: d[k] for k in key}}} for d in deletes]
+        seen: set[tuple[str, ...]] = set()
+        for r in requests:
+            k = key_of(_request_key(r), key)
+            if k in seen:
+                raise DuplicateKeyError(f"{table}: key {k} appears twice in one write")
+            seen.add(k)
+        for start in range(0, len(requests), MAX_BATCH):
+            self._send(table, key, requests[start : start + MAX_BATCH])
+        return len(requests)
+
+    def _send(self, table: str, key: Sequence[str], chunk: list[dict[str, Any]]) -> None:
+        assert_unique_keys(chunk, key)
+        pending = chunk
+        for attempt in range(self.max_attempts):
+            response = self.client.batch_write_item(RequestItems={table: pending})
+            self.requests_sent += 1
+            pending = response.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                return
+            self.sleep(random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt)))
+        raise RuntimeError(
+            f"{table}: {len(pending)} writes still unprocessed after {self.max_attempts} attempts"
+        )
+
+
+def _request_key(request: Mapping[str, Any]) -> Mapping[str, dict[str, str]]:
+    if "PutRequest" in request:
+        return request["PutRequest"]["Item"]
+    return request["DeleteRequest"]["Key"]
+
+
+def assert_unique_keys(requests: Sequence[Mapping[str, Any]], key: Sequence[str]) -> None:
+    """DynamoDB rejects a BatchWriteItem naming one key twice (moto may not): check before sending."""
+    keys = [key_of(_request_key(r), key) for r in requests]
+    if len(keys) != len(set(keys)):
+        raise DuplicateKeyError(f"duplicate keys inside one BatchWriteItem request: {keys}")
+
+
+def stored_categories(client: Any, table: str, date_key: str) -> set[str]:
+    """Categories that have an item for ``date_key``, through the keys-only GSI (paginated)."""
+    found: set[str] = set()
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": DATE_INDEX,
+        "KeyConditionExpression": "date_key = :d",
+        "ExpressionAttributeValues": {":d": {"S": date_key}},
+    }
+    while True:
+        page = client.query(**kwargs)
+        found.update(i["category_id"]["S"] for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return found
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@dataclass
+class ServingResult:
+    daily_puts: int = 0
+    daily_deletes: int = 0
+    category_puts: int = 0
+    category_deletes: int = 0
+    requests: int = 0
+    deleted_categories: list[tuple[str, str]] = field(default_factory=list)
+
+
+def serve(
+    client: Any,
+    daily_table: str,
+    category_table: str,
+    dates: Iterable[str],
+    daily_rows: Sequence[Mapping[str, Any]],
+    category_rows: Sequence[Mapping[str, Any]],
+    run_id: str,
+    updated_at: str,
+    writer: BatchWriter | None = None,
+) -> ServingResult:
+    """Make both tables hold exactly ``daily_rows`` / ``category_rows`` for every date in ``dates``."""
+    writer = writer or BatchWriter(client)
+    dates = sorted(set(dates))
+    result = ServingResult()
+
+    daily_items = [to_item(r, DAILY_KPI_COLUMNS, run_id, updated_at) for r in daily_rows]
+    kept_dates = {r["date_key"] for r in daily_rows}
+    daily_gone = [{"date_key": {"S": d}} for d in dates if d not in kept_dates]
+    writer.write(daily_table, DAILY_KEY, daily_items, daily_gone)
+    result.daily_puts, result.daily_deletes = len(daily_items), len(daily_gone)
+
+    category_items = [to_item(r, CATEGORY_KPI_COLUMNS, run_id, updated_at) for r in category_rows]
+    fresh = {(r["category_id"], r["date_key"]) for r in category_rows}
+    stale = sorted(
+        (c, d) for d in dates for c in stored_categories(client, category_table, d) if (c, d) not in fresh
+    )
+    category_gone = [{"category_id": {"S": c}, "date_key": {"S": d}} for c, d in stale]
+    writer.write(category_table, CATEGORY_KEY, category_items, category_gone)
+    result.category_puts, result.category_deletes = len(category_items), len(category_gone)
+    result.deleted_categories = stale
+    result.requests = writer.requests_sent
+    return result
+
+
+def create_kpi_tables(dynamodb_client: Any, daily_name: str, category_name: str) -> None:
+    """Create the serving tables as infra does (on demand, GSI on CategoryKPIs); existing ones are kept."""
+    specs = [
+        {
+            "TableName": daily_name,
+            "AttributeDefinitions": [{"AttributeName": "date_key", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "date_key", "KeyType": "HASH"}],
+        },
+        {
+            "TableName": category_name,
+            "AttributeDefinitions": [
+                {"AttributeName": "category_id", "AttributeType": "S"},
+                {"AttributeName": "date_key", "AttributeType": "S"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "category_id", "KeyType": "HASH"},
+                {"AttributeName": "date_key", "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": DATE_INDEX,
+                    "KeySchema": [{"AttributeName": "date_key", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+        },
+    ]
+    for spec in specs:
+        try:
+            dynamodb_client.create_table(BillingMode="PAY_PER_REQUEST", **spec)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise
+    for spec in specs:
+        dynamodb_client.get_waiter("table_exists").wait(
+            TableName=spec["TableName"], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        )

@@ -1,0 +1,185 @@
+"""Keeping every version of a key and flagging the effective one, as MERGE-able actions.
+
+Silver tables hold every row of every applied file version. A key's effective row is the one from
+the latest file by arrival (``_ingest_seq`` = arrival ms, then ``_source_file``, then ``_row_num``);
+``_is_current`` marks it on the stored rows themselves, so that the recompute of a date reads that
+date's partition and nothing else, even when other versions of its keys sit in other partitions.
+
+:func:`plan_versions` turns "these file versions arrive" into actions keyed by the physical
+identity of a stored row (file, file version, row number, partition): ``insert``, ``update`` (an
+identical row left by an interrupted attempt), ``delete`` (rows of a replaced file version, or the
+old place of a row that moves) and ``flag`` (``_is_current`` changes). One MERGE applies them, or a
+plain append when they are all inserts; applying the same plan twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from jobs.contract import INGEST_SEQ, ROW_NUM, SOURCE_FILE
+from jobs.transformation.lake import IS_CURRENT, ORDER_DATE, SCHEMAS, Commit, Lake, sql_dates
+from jobs.transformation.sources import RAW_ETAG
+
+ACTION, MATCH_DATE = "_action", "_match_date"
+INSERT, UPDATE, DELETE, FLAG = "insert", "update", "delete", "flag"
+IDENTITY = (SOURCE_FILE, RAW_ETAG, ROW_NUM)  # one row of one file version
+FINAL_DATE = "_final_date"  # where an existing row must end up (its partition unless it moves)
+
+
+def latest_first() -> list[Column]:
+    """Arrival order, latest first: file arrival, then file name (same millisecond), then line."""
+    return [F.col(INGEST_SEQ).desc(), F.col(SOURCE_FILE).desc(), F.col(ROW_NUM).desc()]
+
+
+@dataclass
+class TablePlan:
+    """The actions for one silver table, cached, plus what they touch (collected once)."""
+
+    table: str
+    actions: DataFrame
+    dates: set[str] = field(default_factory=set)  # non-null partitions written or rewritten
+    pending_partition: bool = False  # the null (pending) partition is touched
+    counts: dict[str, int] = field(default_factory=dict)  # rows per action
+
+    @property
+    def inserts_only(self) -> bool:
+        return set(self.counts) <= {INSERT}
+
+    @property
+    def empty(self) -> bool:
+        return not self.counts
+
+    def summarize(self) -> TablePlan:
+        for row in self.actions.groupBy(ACTION, MATCH_DATE).count().collect():
+            self.counts[row[ACTION]] = self.counts.get(row[ACTION], 0) + int(row["count"])
+            if row[MATCH_DATE] is None:
+                self.pending_partition = True
+            else:
+                self.dates.add(row[MATCH_DATE].isoformat())
+        return self
+
+
+def silver_columns(table: str) -> list[str]:
+    return SCHEMAS[table].fieldNames()
+
+
+def materialize(df: DataFrame) -> DataFrame:
+    """Compute ``df`` once and cut its lineage, so later plans stay small and never re-read inputs.
+
+    (A local checkpoint is a SQL execution like any action: its scans count in the run's metrics.)
+    """
+    return df.localCheckpoint(eager=True)
+
+
+def plan_versions(
+    table: str, key: str, new: DataFrame, existing: DataFrame, applying: dict[str, str]
+) -> tuple[DataFrame, DataFrame]:
+    """Actions that make ``existing`` + ``new`` consistent, and (key, old_date, new_date) per re-ranked key.
+
+    ``new``: silver-shaped rows of the file versions applied now (``order_date`` = where they go).
+    ``existing``: distinct stored rows that may change, with ``_final_date`` = where they must end
+    up: every version of every key in ``new`` or in a replaced file version, and rows to relocate.
+    ``applying``: rel → raw ETag of the file versions applied now. Stored rows of those files are
+    "gone" (replaced), except that a stored row identical to a new one (same file version, row and
+    partition: left by an interrupted attempt) is updated in place instead of deleted and re-added.
+
+    Everything is computed with window functions over one union (no self-joins), then materialized.
+    """
+    cols = [c for c in silver_columns(table) if c != IS_CURRENT]
+    gone = F.col(SOURCE_FILE).isin(sorted(applying)) if applying else F.lit(False)
+    stored = existing.select(
+        *cols,
+        F.col(IS_CURRENT).alias("_was"),
+        F.col(FINAL_DATE),
+        gone.alias("_gone"),
+        F.lit(False).alias("_is_new"),
+    )
+    arriving = new.select(
+        *cols,
+        F.lit(None).cast("boolean").alias("_was"),
+        F.col(ORDER_DATE).alias(FINAL_DATE),
+        F.lit(False).alias("_gone"),
+        F.lit(True).alias("_is_new"),
+    )
+    rows = stored.unionByName(arriving)
+    by_key = Window.partitionBy(key)
+    # A new row and a stored row of the same file version at the same place are twins.
+    twin_place = F.when(F.col("_is_new"), F.col(FINAL_DATE)).otherwise(F.col(ORDER_DATE))
+    twins = Window.partitionBy(*IDENTITY, twin_place)
+    ranked = Window.partitionBy(key).orderBy(F.col("_gone").asc(), *latest_first())
+    rerank = F.max(F.col("_is_new") | F.col("_gone")).over(by_key)
+    scored = materialize(
+        rows.withColumn("_rerank", rerank)
+        .withColumn("_twin", (F.count(F.lit(1)).over(twins) > 1) & (F.col("_is_new") | F.col("_gone")))
+        .withColumn(
+            IS_CURRENT,
+            F.when(F.col("_gone"), F.col("_was"))
+            .when(F.col("_rerank"), F.row_number().over(ranked) == 1)
+            .otherwise(F.col("_was")),
+        )
+    )
+
+    def emit(where: Column, action: Column, match: Column, date: Column) -> DataFrame:
+        return scored.where(where).select(
+            *[date.alias(ORDER_DATE) if c == ORDER_DATE else F.col(c) for c in cols],
+            F.col(IS_CURRENT),
+            action.alias(ACTION),
+            match.alias(MATCH_DATE),
+        )
+
+    here, final = F.col(ORDER_DATE), F.col(FINAL_DATE)
+    is_new, is_gone, twin = F.col("_is_new"), F.col("_gone"), F.col("_twin")
+    kept = ~is_new & ~is_gone
+    moves = ~here.eqNullSafe(final)
+    actions = (
+        emit(is_new, F.when(twin, F.lit(UPDATE)).otherwise(F.lit(INSERT)), final, final)
+        .unionByName(emit(is_gone & ~twin, F.lit(DELETE), here, here))
+        .unionByName(emit(kept & moves, F.lit(DELETE), here, here))
+        .unionByName(emit(kept & moves, F.lit(INSERT), final, final))
+        .unionByName(
+            emit(kept & ~moves & ~F.col(IS_CURRENT).eqNullSafe(F.col("_was")), F.lit(FLAG), here, here)
+        )
+    )
+    states = (
+        scored.where("_rerank")
+        .groupBy(key)
+        .agg(
+            F.max(F.when(~is_new & F.col("_was"), here)).alias("old_date"),
+            F.max(F.when(~is_gone & F.col(IS_CURRENT), final)).alias("new_date"),
+        )
+    )
+    return materialize(actions), states
+
+
+def apply_plan(lake: Lake, plan: TablePlan) -> Commit | None:
+    """Commit ``plan``: an append when every action inserts, else one MERGE on the row identity.
+
+    The MERGE condition names the touched partitions, so Delta only opens their files.
+    """
+    if plan.empty:
+        return None
+    if plan.inserts_only:
+        return lake.append(plan.table, plan.actions)
+    partitions = [f"t.{ORDER_DATE} IN ({sql_dates(sorted(plan.dates))})"] if plan.dates else []
+    if plan.pending_partition:
+        partitions.append(f"t.{ORDER_DATE} IS NULL")
+    condition = " AND ".join(
+        [f"t.{c} = s.{c}" for c in IDENTITY]
+        + [f"t.{ORDER_DATE} <=> s.{MATCH_DATE}", "(" + " OR ".join(partitions) + ")"]
+    )
+    values = {c: f"s.{c}" for c in silver_columns(plan.table)}
+    writes = f"s.{ACTION} IN ('{INSERT}', '{UPDATE}')"
+    return lake.merge(
+        plan.table,
+        plan.actions,
+        condition,
+        lambda m: (
+            m.whenMatchedDelete(f"s.{ACTION} = '{DELETE}'")
+            .whenMatchedUpdate(f"s.{ACTION} = '{FLAG}'", {IS_CURRENT: f"s.{IS_CURRENT}"})
+            .whenMatchedUpdate(writes, values)
+            .whenNotMatchedInsert(writes, values)
+        ),
+    )
