@@ -71,6 +71,34 @@ def _cmd_kpis(args: argparse.Namespace) -> int:
     return print_kpis(date_key=args.date, category=args.category)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    """Recompute and re-serve a date range from the lake (after a KPI change, or a restored table)."""
+    import json
+    import os
+    from datetime import timedelta
+
+    from jobs.config import PipelineConfig
+    from jobs.transformation import run
+
+    first, last = args.date_from, args.date_to or args.date_from
+    if last < first:
+        print(f"--to {last} is before --from {first}", file=sys.stderr)
+        return 2
+    dates = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    env = dict(os.environ)
+    # No batch files: the run recomputes RECOMPUTE_DATES (plus dates a crashed run left pending, and
+    # a products master version still waiting in validated/, which every run applies).
+    env.update(
+        BATCH_ID=args.batch_id or f"replay-{first}-{last}",
+        RECOMPUTE_DATES=json.dumps(dates),
+        ORDERS_KEYS="[]",
+        ORDER_ITEMS_KEYS="[]",
+    )
+    result = run(PipelineConfig.from_env(env))
+    print(json.dumps({"status": result.status, "touched_dates": result.touched_dates, **result.dynamodb}))
+    return 0 if result.status == "ok" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ecomkpi", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--date", help="YYYY-MM-DD")
     k.add_argument("--category", help="category text as given, e.g. Jeans")
     k.set_defaults(func=_cmd_kpis)
+
+    r = sub.add_parser(
+        "replay",
+        help="recompute and re-serve KPIs for a date range from the lake (environment as for the jobs)",
+    )
+    r.add_argument("--from", dest="date_from", type=date.fromisoformat, required=True, help="YYYY-MM-DD")
+    r.add_argument("--to", dest="date_to", type=date.fromisoformat, help="YYYY-MM-DD (default: --from)")
+    r.add_argument("--batch-id", help="names the run's logs (default: replay-FROM-TO)")
+    r.set_defaults(func=_cmd_replay)
     return parser
 
 

@@ -118,7 +118,7 @@ def plan_orders(
         )
     keys = keys.where(F.col("order_id").isNotNull()).distinct()
     low, high = keys.agg(F.min("order_id"), F.max("order_id")).first()
-    existing = silver.where(_in_range("order_id", low, high)).join(keys, "order_id", "left_semi")
+    existing = silver.where(_in_range("order_id", low, high)).join(F.broadcast(keys), "order_id", "left_semi")
     actions, states = plan_versions(
         SILVER_ORDERS,
         "order_id",
@@ -172,19 +172,21 @@ def plan_items(
     orders = lake.read(SILVER_ORDERS)
     order_dates = (
         orders.where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
-        .join(new.select("order_id").distinct(), "order_id", "left_semi")
+        .join(F.broadcast(new.select("order_id").distinct()), "order_id", "left_semi")
         .select("order_id", ORDER_DATE)
     )
     if order_states is not None:
-        order_dates = order_dates.join(order_states, "order_id", "left_anti").unionByName(
+        order_dates = order_dates.join(F.broadcast(order_states), "order_id", "left_anti").unionByName(
             order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
         )
-    new_dated = new.join(order_dates, "order_id", "left")
+    new_dated = new.join(F.broadcast(order_dates), "order_id", "left")
 
     parts: list[DataFrame] = []
     if m["k_low"] is not None:
         parts.append(
-            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(keys, ITEM_KEY, "left_semi")
+            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(
+                F.broadcast(keys), ITEM_KEY, "left_semi"
+            )
         )
     if replaced is not None:
         parts.append(replaced)
@@ -195,7 +197,7 @@ def plan_items(
         parts.append(
             silver.where(" OR ".join(where))
             .where(_in_range("order_id", m["m_low"], m["m_high"]))
-            .join(moved.select("order_id"), "order_id", "left_semi")
+            .join(F.broadcast(moved.select("order_id")), "order_id", "left_semi")
         )
     existing = lake.empty(SILVER_ITEMS)
     for part in parts:
@@ -204,7 +206,7 @@ def plan_items(
         existing = existing.dropDuplicates([*IDENTITY, ORDER_DATE])
     if moved is not None:
         target = moved.select("order_id", F.col("new_date").alias("_to"), F.lit(True).alias("_moved"))
-        existing = existing.join(target, "order_id", "left").withColumn(
+        existing = existing.join(F.broadcast(target), "order_id", "left").withColumn(
             FINAL_DATE, F.when(F.col("_moved").isNotNull(), F.col("_to")).otherwise(F.col(ORDER_DATE))
         )
     else:

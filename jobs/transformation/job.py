@@ -199,7 +199,7 @@ class _Run:
                 recovered_dates=sorted(recovered),
             )
 
-        dates = set(recovered)
+        dates = set(recovered) | set(config.recompute_dates)
         if to_apply:
             dates |= self._apply(
                 spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)

@@ -28,6 +28,8 @@ class ScanMetrics:
         self._previous = spark.sparkContext.getLocalProperty(_GROUP)
         self._after = self._last_execution_id()
         spark.sparkContext.setLocalProperty(_GROUP, group)
+        # Scan descriptions carry the table path; keep it whole (default cut: 100 characters).
+        spark.conf.set("spark.sql.maxMetadataStringLength", "2000")
 
     def _last_execution_id(self) -> int:
         executions = self._sql.executionsList()  # sorted by execution id
@@ -64,6 +66,7 @@ class ScanMetrics:
             execution_id = execution.executionId()
             values = self._sql.executionMetrics(execution_id)
             nodes = self._sql.planGraph(execution_id).allNodes()
+            counted: set[int] = set()  # a cached scan shows once per use, with one accumulator
             for j in range(nodes.size()):
                 node = nodes.apply(j)
                 if not node.name().startswith("Scan"):
@@ -77,7 +80,8 @@ class ScanMetrics:
                 metrics = node.metrics()
                 for k in range(metrics.size()):
                     metric = metrics.apply(k)
-                    if metric.name() == "number of output rows":
+                    if metric.name() == "number of output rows" and metric.accumulatorId() not in counted:
+                        counted.add(metric.accumulatorId())
                         value = values.get(metric.accumulatorId())
                         if value.isDefined():
                             totals[table] += int(str(value.get()).replace(",", ""))

@@ -32,14 +32,15 @@ from jobs.transformation.lake import (
 def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     """(daily rows, category rows) for ``dates``, from the current silver rows of those dates.
 
-    Both KPI sets come back from one Spark job (a union of two struct columns), so each silver
-    partition is scanned once.
+    Both KPI sets come back from one Spark job (a union of two struct columns); the prepared orders
+    and items are cached because each KPI set uses them more than once, so every silver partition
+    of the touched dates is scanned once.
     """
     if not dates:
         return [], []
     where = F.expr(f"order_date IN ({sql_dates(sorted(dates))})") & F.col(IS_CURRENT)
-    orders = prepare_orders(lake.read(SILVER_ORDERS).where(where))
-    items = prepare_items(lake.read(SILVER_ITEMS).where(where))
+    orders = prepare_orders(lake.read(SILVER_ORDERS).where(where)).cache()
+    items = prepare_items(lake.read(SILVER_ITEMS).where(where)).cache()
     products = prepare_products(lake.read(SILVER_PRODUCTS))
     daily = daily_kpis(orders, items)
     category = category_kpis(orders, items, products)
@@ -48,7 +49,11 @@ def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     both = daily.select(F.struct(*daily.columns).alias("d"), no_category.alias("c")).unionByName(
         category.select(no_daily.alias("d"), F.struct(*category.columns).alias("c"))
     )
-    rows = both.collect()
+    try:
+        rows = both.collect()
+    finally:
+        orders.unpersist()
+        items.unpersist()
     return [r["d"] for r in rows if r["d"] is not None], [r["c"] for r in rows if r["c"] is not None]
 
 

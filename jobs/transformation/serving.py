@@ -109,21 +109,50 @@ def assert_unique_keys(requests: Sequence[Mapping[str, Any]], key: Sequence[str]
         raise DuplicateKeyError(f"duplicate keys inside one BatchWriteItem request: {keys}")
 
 
-def stored_categories(client: Any, table: str, date_key: str) -> set[str]:
-    """Categories that have an item for ``date_key``, through the keys-only GSI (paginated)."""
-    found: set[str] = set()
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "IndexName": DATE_INDEX,
-        "KeyConditionExpression": "date_key = :d",
-        "ExpressionAttributeValues": {":d": {"S": date_key}},
-    }
+def _paged(call: Callable[..., Any], kwargs: dict[str, Any]) -> Iterable[Item]:
     while True:
-        page = client.query(**kwargs)
-        found.update(i["category_id"]["S"] for i in page.get("Items", []))
+        page = call(**kwargs)
+        yield from page.get("Items", [])
         if "LastEvaluatedKey" not in page:
-            return found
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            return
+        kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def stored_categories(client: Any, table: str, dates: Sequence[str]) -> dict[str, set[str]]:
+    """date → categories that have an item for it.
+
+    Through the keys-only GSI ``date_key-index`` (one query per date) as the stack creates it; a
+    table made without the index (by hand, or by another tool) is scanned once instead, because
+    leaving a stale category behind would break the promise that the table equals the recompute.
+    """
+    found: dict[str, set[str]] = {d: set() for d in dates}
+    try:
+        for d in dates:
+            kwargs = {
+                "TableName": table,
+                "IndexName": DATE_INDEX,
+                "KeyConditionExpression": "date_key = :d",
+                "ExpressionAttributeValues": {":d": {"S": d}},
+            }
+            found[d].update(i["category_id"]["S"] for i in _paged(client.query, kwargs))
+        return found
+    except ClientError as exc:
+        # AWS answers ValidationException for a missing index, moto ResourceNotFoundException (a
+        # missing table fails the scan below the same way, so nothing is hidden).
+        if exc.response.get("Error", {}).get("Code") not in (
+            "ValidationException",
+            "ResourceNotFoundException",
+        ):
+            raise
+    scan = {
+        "TableName": table,
+        "ProjectionExpression": "category_id, date_key",
+    }
+    for item in _paged(client.scan, scan):
+        d = item["date_key"]["S"]
+        if d in found:
+            found[d].add(item["category_id"]["S"])
+    return found
 
 
 @dataclass
@@ -160,9 +189,8 @@ def serve(
 
     category_items = [to_item(r, CATEGORY_KPI_COLUMNS, run_id, updated_at) for r in category_rows]
     fresh = {(r["category_id"], r["date_key"]) for r in category_rows}
-    stale = sorted(
-        (c, d) for d in dates for c in stored_categories(client, category_table, d) if (c, d) not in fresh
-    )
+    stored = stored_categories(client, category_table, dates)
+    stale = sorted((c, d) for d in dates for c in stored[d] if (c, d) not in fresh)
     category_gone = [{"category_id": {"S": c}, "date_key": {"S": d}} for c, d in stale]
     writer.write(category_table, CATEGORY_KEY, category_items, category_gone)
     result.category_puts, result.category_deletes = len(category_items), len(category_gone)

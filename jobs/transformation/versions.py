@@ -108,7 +108,7 @@ def plan_versions(
     by_key = Window.partitionBy(key)
     # A new row and a stored row of the same file version at the same place are twins.
     twin_place = F.when(F.col("_is_new"), F.col(FINAL_DATE)).otherwise(F.col(ORDER_DATE))
-    twins = Window.partitionBy(*IDENTITY, twin_place)
+    twins = Window.partitionBy(key, *IDENTITY, twin_place)  # same key: no second shuffle
     ranked = Window.partitionBy(key).orderBy(F.col("_gone").asc(), *latest_first())
     rerank = F.max(F.col("_is_new") | F.col("_gone")).over(by_key)
     scored = materialize(

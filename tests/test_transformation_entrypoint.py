@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jobs.transformation.job import main
 from tests.test_transformation_batches import load_batch_0710
-from tests.wip.wip_transformation_support import Pipeline
+from tests.test_transformation_support import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 

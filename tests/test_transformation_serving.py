@@ -20,7 +20,7 @@ from jobs.transformation.serving import (
     serve,
     to_item,
 )
-from tests.wip.wip_transformation_support import FlakyDynamoDB
+from tests.test_transformation_support import FlakyDynamoDB
 
 D = Decimal
 
@@ -130,8 +130,30 @@ def test_writer_gives_up_after_max_attempts():
         writer.write("T", DAILY_KEY, [{"date_key": {"S": "d"}}], [])
 
 
-def test_serve_replaces_a_date_and_deletes_stale_categories_and_vanished_dates(tables):
-    client, daily, category = tables
+@pytest.fixture
+def tables_without_index(moto_endpoint) -> tuple[Any, str, str]:
+    """The serving tables with only the keys the contract names (no GSI), as a user may create them."""
+    client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    suffix = uuid.uuid4().hex[:8]
+    daily, category = f"DailyKPIs-{suffix}", f"CategoryKPIs-{suffix}"
+    for name, keys in ((daily, DAILY_KEY), (category, CATEGORY_KEY)):
+        client.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in keys],
+            KeySchema=[
+                {"AttributeName": k, "KeyType": kind}
+                for k, kind in zip(keys, ("HASH", "RANGE"), strict=False)
+            ],
+        )
+    return client, daily, category
+
+
+@pytest.mark.parametrize("table_kind", ["with the date index", "without it"])
+def test_serve_replaces_a_date_and_deletes_stale_categories_and_vanished_dates(
+    table_kind, tables, tables_without_index
+):
+    client, daily, category = tables if table_kind == "with the date index" else tables_without_index
     serve(
         client, daily, category, ["2025-07-10", "2025-07-11"],
         [daily_row("2025-07-10"), daily_row("2025-07-11")],
