@@ -69,7 +69,7 @@ class Dispatcher(threading.Thread):
         self.on_event = on_event
         self.log_sink = log_sink
         self.inbox: queue.Queue[dict] = queue.Queue()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._in_flight = 0
         self._lock = threading.Lock()
         self.invocations = 0
@@ -82,7 +82,7 @@ class Dispatcher(threading.Thread):
         self.inbox.put(event)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join(timeout=10)
 
     def busy(self) -> bool:
@@ -114,7 +114,7 @@ class Dispatcher(threading.Thread):
                 return None
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 event = self.inbox.get_nowait()
             except queue.Empty:
@@ -126,13 +126,10 @@ class Dispatcher(threading.Thread):
                     with self._lock:
                         self._in_flight -= 1
                 continue
-            with self._lock:
-                self._in_flight += 1
-            try:
-                self._poll_sqs()
-            finally:
-                with self._lock:
-                    self._in_flight -= 1
+            # An empty long poll is not work: counting it as in flight would keep busy() true for
+            # all but microseconds of every second. Received messages count as not visible in the
+            # queue's attributes until they are deleted, so busy() sees them without a counter.
+            self._poll_sqs()
 
     def _poll_sqs(self) -> None:
         msgs = self.sqs.receive_message(
