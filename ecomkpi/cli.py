@@ -78,14 +78,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
     from jobs.config import PipelineConfig
-    from jobs.transformation import run
+    from jobs.transformation.job import run
 
     first, last = args.date_from, args.date_to or args.date_from
     if last < first:
         print(f"--to {last} is before --from {first}", file=sys.stderr)
         return 2
     dates = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != "RUN_ID"}  # a run id of its own
     # No batch files: the run recomputes RECOMPUTE_DATES (plus dates a crashed run left pending, and
     # a products master version still waiting in validated/, which every run applies).
     env.update(

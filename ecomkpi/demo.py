@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -225,6 +226,9 @@ def upload_folder(stack: LocalStack, folder: Path, console: Console) -> list[str
     return keys
 
 
+CATEGORY_ROWS_SHOWN = 60  # the terminal summary; the CSV and report.html have every row
+
+
 def run_demo(
     data_dirs: list[Path],
     out: Path,
@@ -238,6 +242,13 @@ def run_demo(
         console.line(f"no --data given: generating a sample into {out / 'sample-data'}")
         data_dirs = default_sample(out / "sample-data")
     settings = replace(settings or StackSettings(), work_dir=out / ".stack")
+    if settings.lake_path is None:
+        # The lake goes beside the report, where the notebooks look for it by default. The stack's
+        # S3 and DynamoDB start empty each time, so a lake left by an earlier demo must go too: it
+        # would count this demo's files as already applied.
+        lake = (out / "lake").resolve()
+        shutil.rmtree(lake, ignore_errors=True)
+        settings = replace(settings, lake_path=str(lake))
     started = datetime.now(UTC)
     with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
         uploaded: list[str] = []
@@ -253,6 +264,7 @@ def run_demo(
             "finished_at": datetime.now(UTC).isoformat(),
             "endpoint": stack.endpoint,
             "bucket": settings.bucket,
+            "lake": settings.lake,
             "data": [str(d) for d in data_dirs],
             "files": file_fates(stack, uploaded),
             "executions": executions,
@@ -263,11 +275,17 @@ def run_demo(
     (out / "run_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     write_report_html(out, report, daily, category)
     ok = bool(executions) and all(e["status"] == "SUCCEEDED" for e in executions)
-    print_summary(console, report, daily, out)
+    print_summary(console, report, daily, category, out)
     return DemoResult(exit_code=0 if ok else 1, out=out, report=report)
 
 
-def print_summary(console: Console, report: dict[str, Any], daily: list[dict[str, str]], out: Path) -> None:
+def print_summary(
+    console: Console,
+    report: dict[str, Any],
+    daily: list[dict[str, str]],
+    category: list[dict[str, str]],
+    out: Path,
+) -> None:
     w = console.stream.write
     w("\n== executions ==\n")
     for e in report["executions"]:
@@ -293,5 +311,12 @@ def print_summary(console: Console, report: dict[str, Any], daily: list[dict[str
     w("  " + "  ".join(f"{c:>16}" for c in cols) + "\n")
     for row in daily:
         w("  " + "  ".join(f"{row[c]:>16}" for c in cols) + "\n")
+    w("\n== CategoryKPIs (from DynamoDB) ==\n")
+    cols = list(CATEGORY_KPI_COLUMNS)
+    w("  " + "  ".join(f"{c:>16}" for c in cols) + "\n")
+    for row in category[:CATEGORY_ROWS_SHOWN]:
+        w("  " + "  ".join(f"{row[c]:>16}" for c in cols) + "\n")
+    if len(category) > CATEGORY_ROWS_SHOWN:
+        w(f"  ... {len(category) - CATEGORY_ROWS_SHOWN} more rows in category_kpis.csv\n")
     w(f"\noutputs: {out / 'kpis'}/daily_kpis.csv, category_kpis.csv, {out / 'run_report.json'}\n")
     console.stream.flush()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ecomkpi.cli import main as cli_main
 from jobs.transformation.job import main
 from tests.test_transformation_batches import load_batch_0710
 from tests.test_transformation_support import Pipeline
@@ -50,6 +51,17 @@ def test_main_runs_a_batch_on_an_s3_lake_and_logs_to_s3(moto_endpoint, spark, tm
     assert summary["status"] == "ok" and summary["touched_dates"] == ["2025-07-10", "2025-07-11"]
     assert summary["rows_written_by_table"]["silver_orders"] == 3
     assert '"step": "serve.end"' in capsys.readouterr().out  # the same log on stdout
+
+    # `ecomkpi replay` re-serves dates from the lake: rows lost from DynamoDB come back, equal.
+    p.ddb.delete_item(TableName=p.daily_table, Key={"date_key": {"S": "2025-07-11"}})
+    p.ddb.delete_item(
+        TableName=p.category_table, Key={"category_id": {"S": "Jeans"}, "date_key": {"S": "2025-07-10"}}
+    )
+    assert p.served() != p.expected()
+    assert cli_main(["replay", "--from", "2025-07-10", "--to", "2025-07-11"]) == 0
+    assert p.served() == p.expected()
+    replay = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert replay["status"] == "ok" and replay["touched_dates"] == ["2025-07-10", "2025-07-11"]
 
 
 def test_the_script_path_works_and_a_broken_run_exits_1(tmp_path):
