@@ -60,8 +60,9 @@ ROLES: dict[str, dict[str, Any]] = {
     },
     "StateMachineRole": {
         "principal": "states.amazonaws.com",
-        "services": {"ecs", "iam", "events", "sns", "dynamodb", "logs"},
+        "services": {"ecs", "iam", "events", "sns", "dynamodb", "logs", "s3"},
         "refs": {
+            "BucketName",
             "ValidationTaskDefinition",
             "TransformationTaskDefinition",
             "EcsCluster",
@@ -187,8 +188,14 @@ def test_cross_component_isolation(template: dict[str, Any]) -> None:
     assert not trigger & KPI_TABLES
     assert "BatchTrackerTable" not in task and "PipelineStateMachine" not in task
     assert not any(a.startswith("states:") for a in role_actions(template, "TaskRole"))
-    assert not any(a.startswith("s3:") for a in role_actions(template, "StateMachineRole"))
-    assert "BucketName" not in sfn and not sfn & KPI_TABLES
+    assert not sfn & KPI_TABLES
+    # The workflow reads one kind of object (the alert's list of rejected files) and writes none.
+    for st in role_statements(template, "StateMachineRole"):
+        actions = set(as_list(st["Action"]))
+        if any(a.startswith("s3:") for a in actions):
+            assert actions == {"s3:GetObject"}
+            (res,) = as_list(st["Resource"])
+            assert res["Fn::Sub"].endswith("${BucketName}/logs/validation/*/rejections.txt")
 
 
 def test_trigger_reads_only_manifests(template: dict[str, Any]) -> None:
@@ -263,6 +270,7 @@ INTEGRATION_ACTIONS = {
     "dynamodb:updateItem": {"dynamodb:UpdateItem"},
     "dynamodb:getItem": {"dynamodb:GetItem"},
     "dynamodb:putItem": {"dynamodb:PutItem"},
+    "aws-sdk:s3:getObject": {"s3:GetObject"},
 }
 
 

@@ -302,6 +302,17 @@ def test_rejected_data_is_retried_then_alerted_and_recorded(
 ) -> None:
     stack = make_stack(moto_endpoint, names, tmp_path, validation_exit=2, transformation_exit=0)
     name = f"{BATCH}-g1"
+    # What the validation task writes (the fake container does not): the alert quotes it.
+    rejections = (
+        "1 file(s) rejected:\n"
+        f"- raw/order_items/{BATCH}/part2.csv -> invalid/order_items/{BATCH}/part2.csv\n"
+        "    rule 'sale_price >= 0' on column 'sale_price' (3 rows)\n"
+    )
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket=stack.bucket)
+    s3.put_object(
+        Bucket=stack.bucket, Key=f"logs/validation/{BATCH}/{name}/rejections.txt", Body=rejections.encode()
+    )
     arn = stack.executor.start_execution(name, execution_input(bucket=stack.bucket))
     description = stack.executor.wait(arn, timeout=60)
 
@@ -322,6 +333,7 @@ def test_rejected_data_is_retried_then_alerted_and_recorded(
         "RecordFailure",
         "EnsureErrorCause",
         "BuildAlert",
+        "ReadRejections",
         "NotifyFailure",
         "PipelineFailed",
     ]
@@ -349,6 +361,7 @@ def test_rejected_data_is_retried_then_alerted_and_recorded(
     assert f"s3://{stack.bucket}/logs/validation/{BATCH}/{name}/" in message
     assert f"s3://{stack.bucket}/invalid/" in message
     assert names.tracker_table in message
+    assert f"Rejected files:\n{rejections}" in message
 
 
 @pytest.mark.parametrize("exit_code", [1, 137])
@@ -364,6 +377,8 @@ def test_transformation_failure_is_recorded_with_its_stage(
     (alert,) = stack.alerts()
     assert "Failed state: TransformData" in alert["Message"]
     assert f"s3://{stack.bucket}/logs/transformation/{BATCH}/{BATCH}-g1.log" in alert["Message"]
+    # No rejections.txt for this run: the alert says so instead of failing to go out.
+    assert "Rejected files:\n(no list of rejected files" in alert["Message"]
 
 
 def test_a_failing_sidecar_does_not_fail_a_passed_validation(

@@ -269,6 +269,15 @@ def test_run_summary_log_and_data_docs(first: Run) -> None:
     assert "orders" in index and "order_items" in index
     pages = [k for k in first.after.keys if k.startswith(f"{prefix}/data_docs/validations/")]
     assert any("bad_values.csv" in k for k in pages)
+    # The failure alert quotes this: every rejected file, its failed rules, its report; no passed file.
+    rejections = get(first.config, f"{prefix}/rejections.txt").decode()
+    rejected = [f for f in summary["files"] if f["verdict"] == "rejected"]
+    assert rejections.startswith(f"{len(rejected)} file(s) rejected:")
+    assert f"- raw/{ITM}/bad_values.csv -> invalid/{ITM}/bad_values.csv" in rejections
+    assert f"report: invalid/{ITM}/bad_values.csv.report.json" in rejections
+    for rule in files[f"{ITM}/bad_values.csv"]["failed_rules"]:
+        assert f"rule '{rule['rule']}'" in rejections
+    assert f"{ORD}/good.csv" not in rejections
 
 
 @pytest.fixture(scope="module")

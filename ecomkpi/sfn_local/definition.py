@@ -27,7 +27,8 @@ from ecomkpi.sfn_local.templates import Template, compile_template
 ECS_RUN_TASK_SYNC = "arn:aws:states:::ecs:runTask.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DYNAMODB_UPDATE_ITEM = "arn:aws:states:::dynamodb:updateItem"
-KNOWN_RESOURCES = frozenset({ECS_RUN_TASK_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE_ITEM})
+S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
+KNOWN_RESOURCES = frozenset({ECS_RUN_TASK_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE_ITEM, S3_GET_OBJECT})
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _ROOT = parse_path("$")

@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ecomkpi.sfn_local.definition import DYNAMODB_UPDATE_ITEM, ECS_RUN_TASK_SYNC, SNS_PUBLISH
+from ecomkpi.sfn_local.definition import DYNAMODB_UPDATE_ITEM, ECS_RUN_TASK_SYNC, S3_GET_OBJECT, SNS_PUBLISH
 from ecomkpi.sfn_local.errors import TASK_FAILED, StatesError
 
 
@@ -500,7 +500,29 @@ class AwsApiHandler:
         except BotoCoreError as exc:
             raise StatesError(TASK_FAILED, f"{type(exc).__name__}: {exc}") from exc
         response.pop("ResponseMetadata", None)
-        return _jsonable(response)
+        return _jsonable(self.shape(response))
+
+    def shape(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The response as the integration returns it (boto3's and Step Functions' shapes differ)."""
+        return response
+
+
+_S3_GET_OBJECT_PARAMETERS = frozenset(
+    {"Bucket", "Key", "VersionId", "IfMatch", "IfNoneMatch", "Range", "ExpectedBucketOwner"}
+)
+
+
+class S3GetObjectHandler(AwsApiHandler):
+    """``aws-sdk:s3:getObject``: the Body comes back as text, as the AWS SDK integration returns it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("s3", "get_object", "S3", _S3_GET_OBJECT_PARAMETERS, **kwargs)
+
+    def shape(self, response: dict[str, Any]) -> dict[str, Any]:
+        body = response.get("Body")
+        if body is not None and hasattr(body, "read"):
+            response["Body"] = body.read().decode("utf-8", errors="replace")
+        return response
 
 
 def default_handlers(
@@ -529,6 +551,9 @@ def default_handlers(
             endpoint_url=endpoint_url,
             region=region,
             client_factory=client_factory,
+        ),
+        S3_GET_OBJECT: S3GetObjectHandler(
+            endpoint_url=endpoint_url, region=region, client_factory=client_factory
         ),
     }
     if run_task is not None:

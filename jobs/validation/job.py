@@ -484,6 +484,34 @@ def _save_log(store: S3Store, log: RunLog) -> None:
     store.put_bytes(key, previous + log.text().encode("utf-8"), "text/plain; charset=utf-8")
 
 
+MAX_ALERT_FILES = 20  # an SNS message is at most 256 KB; the summary JSON has every file
+
+
+def rejections_text(summary: dict[str, Any]) -> str:
+    """What the failure alert quotes: each rejected file, the rules it failed, where its report is.
+
+    The workflow reads this object into the SNS message (Step Functions cannot read the task's
+    stdout), so a person learns from the alert itself which file broke which rule.
+    """
+    if "error" in summary and not summary.get("files"):
+        return f"The validation task broke before deciding: {summary['error']}\n"
+    rejected = [f for f in summary.get("files", []) if f.get("verdict") == REJECTED]
+    if not rejected:
+        return "No file was rejected by validation.\n"
+    lines = [f"{len(rejected)} file(s) rejected:"]
+    for f in rejected[:MAX_ALERT_FILES]:
+        lines.append(f"- {f.get('key')} -> {f.get('location')}")
+        for rule in f.get("failed_rules", []):
+            column = f" on column '{rule['column']}'" if rule.get("column") else ""
+            rows = f" ({rule['failing_rows']} rows)" if rule.get("failing_rows") is not None else ""
+            lines.append(f"    rule '{rule['rule']}'{column}{rows}")
+        if f.get("report_key"):
+            lines.append(f"    report: {f['report_key']}")
+    if len(rejected) > MAX_ALERT_FILES:
+        lines.append(f"... and {len(rejected) - MAX_ALERT_FILES} more (see summary.json)")
+    return "\n".join(lines) + "\n"
+
+
 def run(config: PipelineConfig, spark: SparkSession | None = None) -> ValidationResult:
     """Validate every key of ``config``; the verdicts decide ``result.exit_code`` (0 or 2).
 
@@ -536,6 +564,11 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
             summary.setdefault("spark_used", job.spark_used)
         try:
             store.put_json(summary_key, summary)
+            store.put_text(
+                loc.rejections_key(config.batch_id, config.run_id),
+                rejections_text(summary),
+                "text/plain; charset=utf-8",
+            )
             _save_log(store, log)
         except Exception as exc:
             if not failed:

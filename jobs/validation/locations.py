@@ -64,5 +64,10 @@ def summary_key(batch_id: str, run_id: str) -> str:
     return f"{run_prefix(batch_id, run_id)}/summary.json"
 
 
+def rejections_key(batch_id: str, run_id: str) -> str:
+    """Plain text naming each rejected file, its failed rules and its report: the failure alert quotes it."""
+    return f"{run_prefix(batch_id, run_id)}/rejections.txt"
+
+
 def data_docs_prefix(batch_id: str, run_id: str) -> str:
     return f"{run_prefix(batch_id, run_id)}/data_docs"
