@@ -77,9 +77,13 @@ class DemoResult:
 
 
 def default_sample(root: Path) -> list[Path]:
-    """Three days of orders, then a late orders part for the first day (a second generation)."""
+    """Three days of orders, then a late orders part for the first day (a second generation).
+
+    The first wave carries a manifest per day, so each day runs once, when all its parts are in;
+    the late part is not in the manifest and leads to the day's second generation.
+    """
     first = root / "wave1"
-    generate(first, GeneratorSettings(days=3, orders_per_day=300, parts=2, seed=42))
+    generate(first, GeneratorSettings(days=3, orders_per_day=300, parts=2, seed=42, manifests=True))
     late = root / "wave2"
     extra = late / "staging"
     generate(extra, GeneratorSettings(days=1, orders_per_day=40, parts=1, seed=4242))

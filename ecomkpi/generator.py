@@ -212,13 +212,17 @@ def _write_manifest(out: Path, folder: str, parts: int) -> None:
 
 
 def iter_data_files(folder: Path | str) -> Iterator[tuple[str, Path]]:
-    """(relative key, path) of every file of a raw-shaped folder, products first then by date."""
+    """(relative key, path) of every file of a raw-shaped folder: products, manifests, then data by date.
+
+    Manifests go before the day's files, as the trigger's contract asks (lambda_trigger/README.md):
+    a manifest that arrives after the first orders and items files cannot hold the day back.
+    """
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
     def order(p: Path) -> tuple[int, str]:
         rel = p.relative_to(folder).as_posix()
-        rank = 0 if rel.startswith(PRODUCTS + "/") else 2 if rel.startswith("manifests/") else 1
+        rank = 0 if rel.startswith(PRODUCTS + "/") else 1 if rel.startswith("manifests/") else 2
         return (rank, rel)
 
     for p in sorted(files, key=order):

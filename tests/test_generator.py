@@ -62,6 +62,13 @@ def test_data_has_the_shapes_the_kpis_need(tmp_path):
     assert all(r["returned_at"] for r in orders if r["status"] == "Returned")
 
 
+def test_manifests_are_listed_before_the_days_files(tmp_path):
+    generate(tmp_path, GeneratorSettings(days=2, orders_per_day=5, parts=2, seed=1, manifests=True))
+    rels = [rel for rel, _ in iter_data_files(tmp_path)]
+    assert rels[:3] == ["products/products.csv", "manifests/2025-07-10.json", "manifests/2025-07-11.json"]
+    assert len(rels) == 3 + 2 * 2 * 2
+
+
 def test_cli_generate_with_manifests(tmp_path, capsys):
     assert (
         main(["generate", "--out", str(tmp_path), "--days", "1", "--orders-per-day", "5", "--manifests"]) == 0
