@@ -79,8 +79,9 @@ class DemoResult:
 def default_sample(root: Path) -> list[Path]:
     """Three days of orders, then a late orders part for the first day (a second generation).
 
-    The first wave carries a manifest per day, so each day runs once, when all its parts are in;
-    the late part is not in the manifest and leads to the day's second generation.
+    The first wave carries a manifest per day, so each day runs once, when all its parts are in; the
+    second wave re-uploads 2025-07-10's manifest with the late pair, which makes the day's second
+    generation.
     """
     first = root / "wave1"
     generate(first, GeneratorSettings(days=3, orders_per_day=300, parts=2, seed=42, manifests=True))
@@ -101,6 +102,17 @@ def default_sample(root: Path) -> list[Path]:
     for p in sorted(extra.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     extra.rmdir() if extra.exists() else None
+    # The producer re-uploads the day's manifest with the late pair added (uploaded first), so the
+    # second generation waits for both late files instead of starting on the first one.
+    manifest = json.loads((first / "manifests" / "2025-07-10.json").read_text(encoding="utf-8"))
+    manifest["expected_keys"] += [
+        "raw/orders/2025-07-10/orders_part3_late.csv",
+        "raw/order_items/2025-07-10/order_items_part3_late.csv",
+    ]
+    (late / "manifests").mkdir(parents=True, exist_ok=True)
+    (late / "manifests" / "2025-07-10.json").write_text(
+        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
+    )
     return [first, late]
 
 
