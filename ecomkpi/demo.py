@@ -295,6 +295,19 @@ def run_demo(
     return DemoResult(exit_code=0 if ok else 1, out=out, report=report)
 
 
+def text_table(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
+    """Columns as wide as their longest value; keys and text left, numbers right."""
+    widths = {c: max([len(c), *(len(str(r[c])) for r in rows)]) for c in columns}
+    text = {c for c in columns if c.endswith("_id") or c == "date_key"}
+
+    def cell(c: str, v: str) -> str:
+        return f"{v:<{widths[c]}}" if c in text else f"{v:>{widths[c]}}"
+
+    lines = ["  ".join(cell(c, c) for c in columns)]
+    lines += ["  ".join(cell(c, str(r[c])) for c in columns) for r in rows]
+    return "".join(f"  {line.rstrip()}\n" for line in lines)
+
+
 def print_summary(
     console: Console,
     report: dict[str, Any],
@@ -323,15 +336,9 @@ def print_summary(
         for a in report["alerts"]:
             w(f"  {a['subject'] or a['message'].splitlines()[0]}\n")
     w("\n== DailyKPIs (from DynamoDB) ==\n")
-    cols = list(DAILY_KPI_COLUMNS)
-    w("  " + "  ".join(f"{c:>16}" for c in cols) + "\n")
-    for row in daily:
-        w("  " + "  ".join(f"{row[c]:>16}" for c in cols) + "\n")
+    w(text_table(daily, DAILY_KPI_COLUMNS))
     w("\n== CategoryKPIs (from DynamoDB) ==\n")
-    cols = list(CATEGORY_KPI_COLUMNS)
-    w("  " + "  ".join(f"{c:>16}" for c in cols) + "\n")
-    for row in category[:CATEGORY_ROWS_SHOWN]:
-        w("  " + "  ".join(f"{row[c]:>16}" for c in cols) + "\n")
+    w(text_table(category[:CATEGORY_ROWS_SHOWN], CATEGORY_KPI_COLUMNS))
     if len(category) > CATEGORY_ROWS_SHOWN:
         w(f"  ... {len(category) - CATEGORY_ROWS_SHOWN} more rows in category_kpis.csv\n")
     w(f"\noutputs: {out / 'kpis'}/daily_kpis.csv, category_kpis.csv, {out / 'run_report.json'}\n")
