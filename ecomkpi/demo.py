@@ -324,7 +324,7 @@ def print_summary(
             w(f"      error: {e['error']}\n")
     fates: dict[str, int] = {}
     for f in report["files"]:
-        kind = f["fate"].split("/", 1)[0]
+        kind = "manifests" if f["key"].startswith("raw/manifests/") else f["fate"].split("/", 1)[0]
         fates[kind] = fates.get(kind, 0) + 1
     w("\n== files ==\n  " + ", ".join(f"{n} {k}" for k, n in sorted(fates.items())) + "\n")
     for f in report["files"]:
