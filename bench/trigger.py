@@ -7,46 +7,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import itertools
 import json
 import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote_plus
 
 from bench.common import Stat, client, suffix, timed
+from lambda_trigger.s3_events import s3_event
 
 DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 ROLE_ARN = "arn:aws:iam::123456789012:role/ecomkpi-sfn"
 PRODUCTS = "raw/products/products.csv"
-_sequencers = itertools.count(0x1000)
 _LOCK = threading.RLock()
-
-
-def s3_event(bucket: str, key: str) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2025-07-10T12:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {
-                        "key": quote_plus(key, safe="/"),
-                        "size": 2,
-                        "eTag": "0123456789abcdef",
-                        "sequencer": f"{next(_sequencers):016X}",
-                    },
-                },
-            }
-        ]
-    }
 
 
 def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -8,7 +8,6 @@ Lambda started. End-of-execution is simulated by sending the EventBridge status-
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import random
 import threading
@@ -17,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -26,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from lambda_trigger import batch_ids, clients
 from lambda_trigger.handler import lambda_handler
+from lambda_trigger.s3_events import s3_event
 from lambda_trigger.tracker import create_tracker_table
 
 DAY = "2025-07-10"
@@ -34,7 +33,6 @@ NOW = datetime(2025, 7, 11, 8, 30, tzinfo=UTC)
 DEFINITION = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 ROLE_ARN = "arn:aws:iam::123456789012:role/ecomkpi-sfn"
 
-_sequencers = itertools.count(0x1000)
 _EMULATOR_LOCK = threading.RLock()
 
 
@@ -115,33 +113,6 @@ def stack(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> St
     )["stateMachineArn"]
     monkeypatch.setenv("STEP_FUNCTION_ARN", sfn_arn)
     return Stack(names.bucket, names.tracker_table, sfn_arn, s3, ddb, sfn, sqs)
-
-
-def s3_event(
-    bucket: str, key: str, *, sequencer: str | None = None, event_name: str = "ObjectCreated:Put"
-) -> dict[str, Any]:
-    """An S3 notification as S3 sends it: key URL-encoded with quote_plus, one record."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2025-07-10T12:00:00.000Z",
-                "eventName": event_name,
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {
-                        "key": quote_plus(key, safe="/"),
-                        "size": 2,
-                        "eTag": "0123456789abcdef",
-                        "sequencer": sequencer or f"{next(_sequencers):016X}",
-                    },
-                },
-            }
-        ]
-    }
 
 
 def end_event(stack: Stack, name: str, status: str = "SUCCEEDED") -> dict[str, Any]:
