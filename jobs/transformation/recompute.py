@@ -39,8 +39,10 @@ def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     if not dates:
         return [], []
     where = F.expr(f"order_date IN ({sql_dates(sorted(dates))})") & F.col(IS_CURRENT)
-    orders = prepare_orders(lake.read(SILVER_ORDERS).where(where)).cache()
-    items = prepare_items(lake.read(SILVER_ITEMS).where(where)).cache()
+    # `_is_current` marks exactly one row per key (no de-duplication window needed), and silver
+    # holds each order's contract date already.
+    orders = prepare_orders(lake.read(SILVER_ORDERS).where(where), deduplicate=False, dated=True).cache()
+    items = prepare_items(lake.read(SILVER_ITEMS).where(where), deduplicate=False).cache()
     products = prepare_products(lake.read(SILVER_PRODUCTS))
     daily = daily_kpis(orders, items)
     category = category_kpis(orders, items, products)
