@@ -179,7 +179,8 @@ def plan_items(
         order_dates = order_dates.join(F.broadcast(order_states), "order_id", "left_anti").unionByName(
             order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
         )
-    new_dated = new.join(F.broadcast(order_dates), "order_id", "left")
+    # No broadcast hint: on a first load this holds every order of the day (AQE decides).
+    new_dated = new.join(order_dates, "order_id", "left")
 
     parts: list[DataFrame] = []
     if m["k_low"] is not None:
@@ -238,7 +239,8 @@ def plan_run(
     if sources.get(ORDERS):
         etags = {s.rel: s.raw_etag for s in sources[ORDERS]}
         new = materialize(with_order_date(read_files(spark, ORDERS, sources[ORDERS])).select("*", stamp))
-        states = plan_orders(spark, lake, plan, new, etags, old_rows)
+        # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
+        states = materialize(plan_orders(spark, lake, plan, new, etags, old_rows))
 
     if sources.get(ORDER_ITEMS) or states is not None:
         item_sources = sources.get(ORDER_ITEMS, [])

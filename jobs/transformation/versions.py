@@ -36,7 +36,7 @@ def latest_first() -> list[Column]:
 
 @dataclass
 class TablePlan:
-    """The actions for one silver table, cached, plus what they touch (collected once)."""
+    """The actions for one silver table (filters of a materialized frame), plus what they touch."""
 
     table: str
     actions: DataFrame
@@ -86,7 +86,9 @@ def plan_versions(
     "gone" (replaced), except that a stored row identical to a new one (same file version, row and
     partition: left by an interrupted attempt) is updated in place instead of deleted and re-added.
 
-    Everything is computed with window functions over one union (no self-joins), then materialized.
+    Everything is computed with window functions over one union (no self-joins). The scored union
+    is materialized once; the actions are cheap filters of it and stay lazy (materializing them too
+    cost a second full pass over the new rows: ~10 s per million items on 2 cores).
     """
     cols = [c for c in silver_columns(table) if c != IS_CURRENT]
     gone = F.col(SOURCE_FILE).isin(sorted(applying)) if applying else F.lit(False)
@@ -122,26 +124,28 @@ def plan_versions(
         )
     )
 
-    def emit(where: Column, action: Column, match: Column, date: Column) -> DataFrame:
-        return scored.where(where).select(
-            *[date.alias(ORDER_DATE) if c == ORDER_DATE else F.col(c) for c in cols],
-            F.col(IS_CURRENT),
-            action.alias(ACTION),
-            match.alias(MATCH_DATE),
-        )
+    def emit(where: Column, action: Column, match: Column, date: Column) -> Column:
+        return F.when(where, F.struct(action.alias("a"), match.alias("m"), date.alias("d")))
 
     here, final = F.col(ORDER_DATE), F.col(FINAL_DATE)
     is_new, is_gone, twin = F.col("_is_new"), F.col("_gone"), F.col("_twin")
     kept = ~is_new & ~is_gone
     moves = ~here.eqNullSafe(final)
-    actions = (
-        emit(is_new, F.when(twin, F.lit(UPDATE)).otherwise(F.lit(INSERT)), final, final)
-        .unionByName(emit(is_gone & ~twin, F.lit(DELETE), here, here))
-        .unionByName(emit(kept & moves, F.lit(DELETE), here, here))
-        .unionByName(emit(kept & moves, F.lit(INSERT), final, final))
-        .unionByName(
-            emit(kept & ~moves & ~F.col(IS_CURRENT).eqNullSafe(F.col("_was")), F.lit(FLAG), here, here)
-        )
+    # A row yields zero, one or two actions; one explode keeps it to one pass over `scored`.
+    emitted = F.array(
+        emit(is_new, F.when(twin, F.lit(UPDATE)).otherwise(F.lit(INSERT)), final, final),
+        emit(is_gone & ~twin, F.lit(DELETE), here, here),
+        emit(kept & moves, F.lit(DELETE), here, here),
+        emit(kept & moves, F.lit(INSERT), final, final),
+        emit(kept & ~moves & ~F.col(IS_CURRENT).eqNullSafe(F.col("_was")), F.lit(FLAG), here, here),
+    )
+    actions = scored.select(
+        *cols, IS_CURRENT, F.explode(F.filter(emitted, lambda a: a.isNotNull())).alias("_act")
+    ).select(
+        *[F.col("_act.d").alias(ORDER_DATE) if c == ORDER_DATE else F.col(c) for c in cols],
+        F.col(IS_CURRENT),
+        F.col("_act.a").alias(ACTION),
+        F.col("_act.m").alias(MATCH_DATE),
     )
     states = (
         scored.where("_rerank")
@@ -151,7 +155,7 @@ def plan_versions(
             F.max(F.when(~is_gone & F.col(IS_CURRENT), final)).alias("new_date"),
         )
     )
-    return materialize(actions), states
+    return actions, states
 
 
 def apply_plan(lake: Lake, plan: TablePlan) -> Commit | None:
