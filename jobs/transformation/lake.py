@@ -41,6 +41,7 @@ from jobs.contract import (
     ORDER_ITEMS,
     ORDERS,
     PRODUCTS,
+    SOURCE_FILE,
 )
 from jobs.transformation.sources import bookkeeping_schema
 
@@ -108,6 +109,15 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     GOLD_CATEGORY: ("date_key",),
 }
 
+# Columns Delta keeps min/max statistics for, set when a table is created. Only these are ever
+# used to skip files (key-range lookups, replaced file versions); statistics on every column made
+# silver writes ~40 % slower.
+STATS_COLUMNS: dict[str, tuple[str, ...]] = {
+    SILVER_ORDERS: ("order_id", SOURCE_FILE),
+    SILVER_ITEMS: (ITEM_KEY, "order_id", SOURCE_FILE),
+    APPLIED_FILES: ("rel",),
+}
+
 
 def conform(df: DataFrame, table: str) -> DataFrame:
     """Exactly the table's declared columns, in order and type (writes never infer or evolve)."""
@@ -170,8 +180,11 @@ class Lake:
 
     def append(self, table: str, df: DataFrame) -> Commit:
         writer = conform(df, table).write.format("delta").mode("append").option("userMetadata", self.run_id)
-        if PARTITIONS[table] and not self.exists(table):
-            writer = writer.partitionBy(*PARTITIONS[table])
+        if not self.exists(table):
+            if PARTITIONS[table]:
+                writer = writer.partitionBy(*PARTITIONS[table])
+            if table in STATS_COLUMNS:  # a `delta.` option on the creating write is a table property
+                writer = writer.option("delta.dataSkippingStatsColumns", ",".join(STATS_COLUMNS[table]))
         writer.save(self.path(table))
         return self._record(table)
 
