@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import profile
 from bench.common import (
     BenchError,
     Stat,
@@ -65,13 +66,18 @@ def _spark_once(spark: Any, endpoint: str, folder: Path, work: Path, lake_mode: 
         "SPARK_SHUFFLE_PARTITIONS": spark.conf.get("spark.sql.shuffle.partitions"),
     }
     v_config = PipelineConfig.from_env({**env, "RUN_ID": f"{batch}-v-{sfx}"})
+    mark = profile.last_job_id(spark)
     verdicts, v_s = timed(lambda: validate(v_config, spark))
+    v_profile = profile.summary(spark, mark)
+    mark = profile.last_job_id(spark)
     if verdicts.exit_code != 0:
         raise BenchError(f"validation rejected generated data: {[f.rel for f in verdicts.files]}")
     t_config = PipelineConfig.from_env({**env, "RUN_ID": f"{batch}-t-{sfx}"})
     lock = LockSettings(ttl_seconds=600, wait_seconds=60, poll_seconds=0.2)
     result, t_s = timed(lambda: transform(t_config, spark, lock_settings=lock))
     return {
+        "validation_profile": v_profile,
+        "transformation_profile": profile.summary(spark, mark),
         "validation_s": v_s,
         "transformation_s": t_s,
         "transformation_stages_s": result.stage_seconds,
@@ -100,6 +106,7 @@ def run(
             )
             spark_s, val_s, tr_s, duck_s = Stat(), Stat(), Stat(), Stat()
             stages: list[dict[str, float]] = []
+            profiles: list[dict[str, Any]] = []
             for r in range(repeat):
                 once = _spark_once(spark, endpoint, folder, work, lake_mode)
                 duck, d_s = timed(lambda folder=folder: compute(folder, threads=duck_threads))
@@ -113,6 +120,15 @@ def run(
                 spark_s.add(once["validation_s"] + once["transformation_s"])
                 duck_s.add(d_s)
                 stages.append(once["transformation_stages_s"])
+                profiles.append({k: once[f"{k}_profile"] for k in ("validation", "transformation")})
+                for k in ("validation", "transformation"):
+                    prof = once[f"{k}_profile"]
+                    top = ", ".join(
+                        f"{r['call_site']} {r['seconds']:.1f}s/{r['jobs']}" for r in prof["by_call_site"][:4]
+                    )
+                    print(
+                        f"[throughput]   {k}: {prof['jobs']} Spark jobs, busy {prof['busy_s']:.1f}s; top: {top}"
+                    )
                 print(
                     f"[throughput] run {r + 1}/{repeat}: validation {once['validation_s']:.1f}s, "
                     f"transformation {once['transformation_s']:.1f}s, duckdb {d_s:.2f}s, KPIs identical "
@@ -133,6 +149,7 @@ def run(
                     "duckdb_items_per_s": n_items / duck_s.median,
                     "spark_over_duckdb": spark_s.median / duck_s.median,
                     "transformation_stages_s": stages,
+                    "spark_jobs": profiles,
                     "kpis_identical": True,
                     "lake": lake_mode,
                     "note": NOTE,
