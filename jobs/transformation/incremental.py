@@ -43,6 +43,9 @@ from jobs.transformation.lake import (
 from jobs.transformation.sources import SourceFile, read_files
 from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
 
+# Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
+# broadcast hint: a forced broadcast of one day's million item keys ran a 1 GB driver out of memory.
+# Adaptive execution still broadcasts them at run time when they turn out small.
 ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
 ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
 
@@ -118,7 +121,7 @@ def plan_orders(
         )
     keys = keys.where(F.col("order_id").isNotNull()).distinct()
     low, high = keys.agg(F.min("order_id"), F.max("order_id")).first()
-    existing = silver.where(_in_range("order_id", low, high)).join(F.broadcast(keys), "order_id", "left_semi")
+    existing = silver.where(_in_range("order_id", low, high)).join(keys, "order_id", "left_semi")
     actions, states = plan_versions(
         SILVER_ORDERS,
         "order_id",
@@ -172,22 +175,19 @@ def plan_items(
     orders = lake.read(SILVER_ORDERS)
     order_dates = (
         orders.where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
-        .join(F.broadcast(new.select("order_id").distinct()), "order_id", "left_semi")
+        .join(new.select("order_id").distinct(), "order_id", "left_semi")
         .select("order_id", ORDER_DATE)
     )
     if order_states is not None:
-        order_dates = order_dates.join(F.broadcast(order_states), "order_id", "left_anti").unionByName(
+        order_dates = order_dates.join(order_states, "order_id", "left_anti").unionByName(
             order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
         )
-    # No broadcast hint: on a first load this holds every order of the day (AQE decides).
     new_dated = new.join(order_dates, "order_id", "left")
 
     parts: list[DataFrame] = []
     if m["k_low"] is not None:
         parts.append(
-            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(
-                F.broadcast(keys), ITEM_KEY, "left_semi"
-            )
+            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(keys, ITEM_KEY, "left_semi")
         )
     if replaced is not None:
         parts.append(replaced)
@@ -198,7 +198,7 @@ def plan_items(
         parts.append(
             silver.where(" OR ".join(where))
             .where(_in_range("order_id", m["m_low"], m["m_high"]))
-            .join(F.broadcast(moved.select("order_id")), "order_id", "left_semi")
+            .join(moved.select("order_id"), "order_id", "left_semi")
         )
     existing = lake.empty(SILVER_ITEMS)
     for part in parts:
@@ -207,7 +207,7 @@ def plan_items(
         existing = existing.dropDuplicates([*IDENTITY, ORDER_DATE])
     if moved is not None:
         target = moved.select("order_id", F.col("new_date").alias("_to"), F.lit(True).alias("_moved"))
-        existing = existing.join(F.broadcast(target), "order_id", "left").withColumn(
+        existing = existing.join(target, "order_id", "left").withColumn(
             FINAL_DATE, F.when(F.col("_moved").isNotNull(), F.col("_to")).otherwise(F.col(ORDER_DATE))
         )
     else:
