@@ -33,6 +33,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--master", default="local[2]", help="Spark master of the in-process session")
     p.add_argument("--partitions", type=int, default=4, help="spark.sql.shuffle.partitions")
     p.add_argument(
+        "--driver-memory", default=None, help="Spark driver memory, e.g. 6g (default: Spark's, 1g)"
+    )
+    p.add_argument(
         "--lake", choices=("local", "s3"), default="local", help="lake on local disk or on the emulator"
     )
     p.add_argument("--duck-threads", type=int, default=None, help="DuckDB threads (default: all cores)")
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     spark_kinds = {"throughput", "incremental"} & set(args.only)
     with moto_server() as endpoint:
         if spark_kinds:
-            spark, startup = start_spark(endpoint, args.master, args.partitions)
+            spark, startup = start_spark(endpoint, args.master, args.partitions, args.driver_memory)
             results["spark_startup_s"] = round(startup, 2)
             print(f"[spark] JVM + session start-up {startup:.1f}s (reported separately)")
             if "throughput" in args.only:

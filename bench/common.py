@@ -91,14 +91,17 @@ def client(service: str, endpoint: str) -> Any:
     return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint)
 
 
-def start_spark(endpoint: str, master: str, partitions: int) -> tuple[Any, float]:
+def start_spark(
+    endpoint: str, master: str, partitions: int, driver_memory: str | None = None
+) -> tuple[Any, float]:
     """The one SparkSession of a bench run and the seconds the JVM + session took to start."""
     from jobs.config import PipelineConfig
     from jobs.spark_session import get_spark
 
-    config = PipelineConfig.from_env(
-        {"AWS_ENDPOINT_URL": endpoint, "SPARK_MASTER": master, "SPARK_SHUFFLE_PARTITIONS": str(partitions)}
-    )
+    env = {"AWS_ENDPOINT_URL": endpoint, "SPARK_MASTER": master, "SPARK_SHUFFLE_PARTITIONS": str(partitions)}
+    if driver_memory:
+        env["SPARK_DRIVER_MEMORY"] = driver_memory
+    config = PipelineConfig.from_env(env)
     spark, seconds = timed(lambda: get_spark(config, app_name="ecomkpi-bench"))
     spark.range(1).count()  # first job: executor threads and codegen warmed, still start-up
     return spark, seconds
