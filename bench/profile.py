@@ -80,3 +80,11 @@ def by_call_site(jobs: list[JobTiming], top: int = 12) -> list[dict[str, Any]]:
 def summary(spark: Any, after_job: int) -> dict[str, Any]:
     jobs = jobs_since(spark, after_job)
     return {"jobs": len(jobs), "busy_s": round(busy_seconds(jobs), 2), "by_call_site": by_call_site(jobs)}
+
+
+def describe(profile: dict[str, Any], top: int = 4) -> str:
+    """One line for a :func:`summary`: job count, busy time and the costliest call sites."""
+    sites = ", ".join(
+        f"{r['call_site']} {r['seconds']:.1f}s/{r['jobs']}" for r in profile["by_call_site"][:top]
+    )
+    return f"{profile['jobs']} Spark jobs, busy {profile['busy_s']:.1f}s; top: {sites}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,19 +121,12 @@ def run(
                 stages.append(once["transformation_stages_s"])
                 profiles.append({k: once[f"{k}_profile"] for k in ("validation", "transformation")})
                 for k in ("validation", "transformation"):
-                    prof = once[f"{k}_profile"]
-                    top = ", ".join(
-                        f"{r['call_site']} {r['seconds']:.1f}s/{r['jobs']}" for r in prof["by_call_site"][:4]
-                    )
-                    print(
-                        f"[throughput]   {k}: {prof['jobs']} Spark jobs, busy {prof['busy_s']:.1f}s; top: {top}"
-                    )
+                    print(f"[throughput]   {k}: {profile.describe(once[f'{k}_profile'])}")
                 print(
                     f"[throughput] run {r + 1}/{repeat}: validation {once['validation_s']:.1f}s, "
                     f"transformation {once['transformation_s']:.1f}s, duckdb {d_s:.2f}s, KPIs identical "
                     f"({len(duck.daily)} daily, {len(duck.category)} category rows)"
                 )
-                time.sleep(0)
             results.append(
                 {
                     "items_requested": items,

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 
 from bench.incremental import monthly_files
-from bench.profile import JobTiming, busy_seconds, by_call_site
+from bench.profile import JobTiming, busy_seconds, by_call_site, describe
 
 
 def test_busy_seconds_counts_overlapping_jobs_once() -> None:
@@ -21,6 +21,8 @@ def test_busy_seconds_counts_overlapping_jobs_once() -> None:
     sites = by_call_site(jobs)
     assert sites[0] == {"call_site": "stage", "jobs": 2, "seconds": 4.5}  # largest first
     assert sites[1] == {"call_site": "collect at a.py:1", "jobs": 1, "seconds": 4.0}
+    line = describe({"jobs": 4, "busy_s": 7.0, "by_call_site": sites}, top=2)
+    assert line == "4 Spark jobs, busy 7.0s; top: stage 4.5s/2, collect at a.py:1 4.0s/1"
 
 
 def test_monthly_files_keep_one_header_and_every_row(tmp_path: Path) -> None:
