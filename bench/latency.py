@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +46,42 @@ def _serve_seconds(s3: Any, bucket: str, batch: str) -> float | None:
     return summary.get("stage_seconds", {}).get("serve")
 
 
+def task_stages(s3: Any, bucket: str, job: str, batch: str, entered: float | None) -> dict[str, float]:
+    """Seconds per stage of the job's latest run log (``logs/<job>/<batch>/<run>.log``).
+
+    Repeated stages (validation's one ``file`` per file) are summed. ``process_start`` is from the
+    state entering to the job's first log line: the process, the interpreter and the imports.
+    """
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"logs/{job}/{batch}/")
+    logs = [o for o in listed.get("Contents", []) if o["Key"].endswith(".log")]
+    if not logs:
+        return {}
+    latest = max(logs, key=lambda o: o["LastModified"])["Key"]
+    stages: dict[str, float] = {}
+    first: float | None = None
+    for line in s3.get_object(Bucket=bucket, Key=latest)["Body"].read().decode().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if first is None and record.get("ts"):
+            first = datetime.fromisoformat(record["ts"]).timestamp()
+        step = str(record.get("step", ""))
+        if step.endswith(".end") and isinstance(record.get("seconds"), int | float):
+            name = step.removesuffix(".end")
+            stages[name] = stages.get(name, 0.0) + float(record["seconds"])
+    if first is not None and entered is not None:
+        stages = {"process_start": first - entered, **stages}
+    return stages
+
+
 def run(items: int, repeat: int, timeout: float = 900.0) -> dict[str, Any]:
     from ecomkpi.local_stack import LocalStack, StackSettings
 
     stats = {k: Stat() for k in ("total", "event_to_trigger", "trigger_to_validation", "validation",
                                  "validation_to_transformation", "transformation_before_serving",
                                  "serving", "after_task_exit")}  # fmt: skip
+    task_stats: dict[str, Stat] = {}
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
         folder = Path(tmp) / "data"
@@ -104,11 +134,21 @@ def run(items: int, repeat: int, timeout: float = 900.0) -> dict[str, Any]:
                 }
                 for k, v in split.items():
                     stats[k].add(v)
-                runs.append({"batch": batch, "status": h["status"], **split})
+                tasks = {
+                    job: task_stages(s3, settings.bucket, job, batch, entered)
+                    for job, entered in (("validation", v_in), ("transformation", t_in))
+                }
+                for job, stages in tasks.items():
+                    for name, seconds in stages.items():
+                        task_stats.setdefault(f"{job}.{name}", Stat()).add(seconds)
+                runs.append({"batch": batch, "status": h["status"], **split, "task_stages_s": tasks})
                 print(f"[latency] {batch}: " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
+                for job, stages in tasks.items():
+                    print(f"[latency]   {job}: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
     return {
         "order_items_per_batch": summary.order_items // max(1, repeat),
         "stages_s": {k: s.as_dict() for k, s in stats.items()},
+        "task_stages_s": {k: s.as_dict() for k, s in task_stats.items()},
         "runs": runs,
         "note": "serving = DynamoDB writes measured by the job (summary.json 'serve'); "
         "transformation_before_serving includes the task's JVM start; KPIs are readable as soon as "

@@ -40,6 +40,10 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"latency {lat['order_items_per_batch']:,}-item batch (median [min-max]):")
         for k, v in lat["stages_s"].items():
             lines.append(f"  {k:<32} {_s(v)}")
+        if lat.get("task_stages_s"):
+            lines.append("  inside the tasks (their run logs):")
+            for k, v in lat["task_stages_s"].items():
+                lines.append(f"    {k:<30} {_s(v)}")
     trg = results.get("trigger")
     if trg:
         lines.append(f"trigger: {_s(trg['events_per_s'], ' ev/s')} over {trg['events']} distinct events")

@@ -1,12 +1,21 @@
-"""The bench's own arithmetic: overlapping Spark jobs counted once, monthly history files."""
+"""The bench's own arithmetic: overlapping Spark jobs counted once, monthly history files, task stages."""
 
 from __future__ import annotations
 
-from datetime import date
+import io
+import json
+import time
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
 
 from bench.incremental import monthly_files
+from bench.latency import task_stages
 from bench.profile import JobTiming, busy_seconds, by_call_site, describe
+from jobs.run_log import RunLog
 
 
 def test_busy_seconds_counts_overlapping_jobs_once() -> None:
@@ -50,3 +59,31 @@ def test_monthly_files_keep_one_header_and_every_row(tmp_path: Path) -> None:
         joined["orders/history/orders_2024-02.csv"].read_text()
         == "id,created_at\n2a,2024-02-01\n2b,2024-02-01\n"
     )
+
+
+def testtask_stages_come_from_the_latest_run_log(moto_endpoint: str, names: Any) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
+    s3.create_bucket(Bucket=names.bucket)
+    old, new = (
+        RunLog("validation", "b1", "r1", io.StringIO()),
+        RunLog("validation", "b1", "r2", io.StringIO()),
+    )
+    with old.stage("spark.session"):
+        pass
+    for log in (old, new):
+        s3.put_object(Bucket=names.bucket, Key=log.s3_key(), Body=log.text().encode())
+        time.sleep(1.1)  # S3's LastModified has whole seconds: r2 is the later run
+    with new.stage("file", file="a.csv"):
+        time.sleep(0.05)
+    with new.stage("file", file="b.csv"):
+        time.sleep(0.05)
+    new.event("not a stage", seconds=99)
+    s3.put_object(Bucket=names.bucket, Key=new.s3_key(), Body=(new.text() + "not json\n").encode())
+    entered = datetime.fromisoformat(json.loads(new.lines[0])["ts"]).timestamp() - 2.0
+
+    stages = task_stages(s3, names.bucket, "validation", "b1", entered)
+
+    assert set(stages) == {"process_start", "file"}  # r1's spark.session is not read
+    assert stages["process_start"] == pytest.approx(2.0, abs=0.01)
+    assert 0.1 <= stages["file"] < 1.0  # both files summed
+    assert task_stages(s3, names.bucket, "transformation", "b1", entered) == {}

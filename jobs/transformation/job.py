@@ -156,7 +156,10 @@ class _Run:
     def execute(self) -> TransformResult:
         try:
             # Spark starts before the lock is taken: a queued run should not hold the lake for that.
-            spark = self._spark or get_spark(self.config, app_name="ecomkpi-transformation")
+            spark = self._spark
+            if spark is None:
+                with self.log.stage("spark.session"):
+                    spark = get_spark(self.config, app_name="ecomkpi-transformation")
             with self.log.stage("lock") as s:
                 self.lock.acquire()
                 s.update(waited_seconds=self.lock.waited_seconds, took_over=self.lock.took_over)
