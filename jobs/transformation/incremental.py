@@ -40,7 +40,7 @@ from jobs.transformation.lake import (
     Lake,
     sql_dates,
 )
-from jobs.transformation.sources import SourceFile, read_files
+from jobs.transformation.sources import SourceFile, number_rows, read_files, read_positioned
 from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
@@ -238,14 +238,15 @@ def plan_run(
     states = None
     if sources.get(ORDERS):
         etags = {s.rel: s.raw_etag for s in sources[ORDERS]}
-        new = materialize(with_order_date(read_files(spark, ORDERS, sources[ORDERS])).select("*", stamp))
+        positioned = read_positioned(spark, ORDERS, sources[ORDERS])
+        new = number_rows(materialize(with_order_date(positioned).select("*", stamp)))
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
         states = materialize(plan_orders(spark, lake, plan, new, etags, old_rows))
 
     if sources.get(ORDER_ITEMS) or states is not None:
         item_sources = sources.get(ORDER_ITEMS, [])
         etags = {s.rel: s.raw_etag for s in item_sources}
-        raw = read_files(spark, ORDER_ITEMS, item_sources)
-        new = materialize(raw.select("*", item_identity(raw).alias(ITEM_KEY), stamp))
+        raw = number_rows(materialize(read_positioned(spark, ORDER_ITEMS, item_sources).select("*", stamp)))
+        new = raw.select("*", item_identity(raw).alias(ITEM_KEY))
         plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states)
     return plan

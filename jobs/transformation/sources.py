@@ -23,6 +23,8 @@ from jobs.normalize import BOM, normalize_columns, normalize_header
 
 RAW_ETAG = "_raw_etag"
 _POSITION = "__position"
+_PART, _OFFSET = "__part", "__offset"
+_INDEX_BITS = 33  # monotonically_increasing_id(): partition index << 33 | row index in the partition
 
 
 @dataclass(frozen=True)
@@ -106,13 +108,67 @@ def empty_source(spark: SparkSession, dataset: str) -> DataFrame:
     return spark.createDataFrame([], source_schema(dataset))
 
 
-def read_files(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
-    """All ``sources`` of one dataset as one frame with a per-file 1-based ``_row_num``."""
+def read_positioned(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
+    """All ``sources`` of one dataset as one frame, rows positioned but not yet numbered.
+
+    Finish with :func:`number_rows` once the frame is materialized (large inputs), or use
+    :func:`read_files` (lazy).
+    """
     if not sources:
-        return empty_source(spark, dataset)
+        return empty_source(spark, dataset).drop(ROW_NUM).withColumn(_POSITION, F.lit(0).cast("long"))
     frames = [read_file(spark, dataset, s) for s in sources]
     combined = frames[0]
     for f in frames[1:]:
         combined = combined.unionByName(f)
+    return combined
+
+
+def read_files(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
+    """All ``sources`` of one dataset as one frame with a per-file 1-based ``_row_num`` (lazy).
+
+    Numbers rows with a window sorted by position: exact on any frame, but one task sorts each
+    whole file. The transformation numbers its materialized inputs with :func:`number_rows`.
+    """
+    if not sources:
+        return empty_source(spark, dataset)
     position = Window.partitionBy(SOURCE_FILE).orderBy(_POSITION)
+    combined = read_positioned(spark, dataset, sources)
     return combined.withColumn(ROW_NUM, F.row_number().over(position).cast("long")).drop(_POSITION)
+
+
+def number_rows(positioned: DataFrame) -> DataFrame:
+    """``_row_num`` for a materialized :func:`read_positioned` frame, without sorting it.
+
+    A position is the scan partition's index in its upper bits and the row's index within the
+    partition in the lower 33 (``monotonically_increasing_id``), and a file's partitions follow
+    its byte order. So a row's number is its index plus the sizes of the file's earlier
+    partitions: one small aggregation over the materialized rows, then a broadcast join of one
+    offset per (file, partition), instead of a shuffle and a sort of every row. The result equals
+    :func:`read_files`'s. On a lazy frame the sizes would come from a second read of the files.
+    """
+    spark = positioned.sparkSession
+    part = F.shiftright(F.col(_POSITION), _INDEX_BITS)
+    index = F.col(_POSITION).bitwiseAND(F.lit((1 << _INDEX_BITS) - 1))
+    sizes = positioned.groupBy(F.col(SOURCE_FILE), part.alias(_PART)).agg((F.max(index) + 1).alias("n"))
+    offsets: list[tuple[str, int, int]] = []
+    seen: dict[str, int] = {}
+    for row in sorted(sizes.collect(), key=lambda r: (r[SOURCE_FILE], r[_PART])):
+        before = seen.get(row[SOURCE_FILE], 0)
+        offsets.append((row[SOURCE_FILE], int(row[_PART]), before))
+        seen[row[SOURCE_FILE]] = before + int(row["n"])
+    table = spark.createDataFrame(
+        offsets,
+        StructType(
+            [
+                StructField("_f", StringType()),
+                StructField(_PART, LongType()),
+                StructField(_OFFSET, LongType()),
+            ]
+        ),
+    )
+    numbered = positioned.join(
+        F.broadcast(table), (F.col(SOURCE_FILE) == F.col("_f")) & (part == F.col(_PART)), "inner"
+    )
+    columns = [c for c in positioned.columns if c != _POSITION]
+    at = columns.index(INGEST_SEQ) + 1  # the bookkeeping order of source_schema
+    return numbered.select(*columns[:at], (index + F.col(_OFFSET) + 1).alias(ROW_NUM), *columns[at:])
