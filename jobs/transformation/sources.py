@@ -14,7 +14,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
@@ -23,7 +23,7 @@ from jobs.normalize import BOM, normalize_columns, normalize_header
 
 RAW_ETAG = "_raw_etag"
 _POSITION = "__position"
-_PART, _OFFSET = "__part", "__offset"
+_PART = "__part"
 _INDEX_BITS = 33  # monotonically_increasing_id(): partition index << 33 | row index in the partition
 
 
@@ -142,33 +142,32 @@ def number_rows(positioned: DataFrame) -> DataFrame:
     A position is the scan partition's index in its upper bits and the row's index within the
     partition in the lower 33 (``monotonically_increasing_id``), and a file's partitions follow
     its byte order. So a row's number is its index plus the sizes of the file's earlier
-    partitions: one small aggregation over the materialized rows, then a broadcast join of one
-    offset per (file, partition), instead of a shuffle and a sort of every row. The result equals
-    :func:`read_files`'s. On a lazy frame the sizes would come from a second read of the files.
+    partitions: one small aggregation over the materialized rows gives one offset per (file,
+    partition), applied as a literal map (a projection: no join, no broadcast per action) instead
+    of a shuffle and a sort of every row. The result equals :func:`read_files`'s. On a lazy frame
+    the sizes would come from a second read of the files.
     """
-    spark = positioned.sparkSession
     part = F.shiftright(F.col(_POSITION), _INDEX_BITS)
     index = F.col(_POSITION).bitwiseAND(F.lit((1 << _INDEX_BITS) - 1))
     sizes = positioned.groupBy(F.col(SOURCE_FILE), part.alias(_PART)).agg((F.max(index) + 1).alias("n"))
-    offsets: list[tuple[str, int, int]] = []
+    offsets: list[Column] = []
     seen: dict[str, int] = {}
     for row in sorted(sizes.collect(), key=lambda r: (r[SOURCE_FILE], r[_PART])):
         before = seen.get(row[SOURCE_FILE], 0)
-        offsets.append((row[SOURCE_FILE], int(row[_PART]), before))
+        offsets += [F.lit(f"{row[_PART]}:{row[SOURCE_FILE]}"), F.lit(before).cast("long")]
         seen[row[SOURCE_FILE]] = before + int(row["n"])
-    table = spark.createDataFrame(
-        offsets,
-        StructType(
-            [
-                StructField("_f", StringType()),
-                StructField(_PART, LongType()),
-                StructField(_OFFSET, LongType()),
-            ]
-        ),
-    )
-    numbered = positioned.join(
-        F.broadcast(table), (F.col(SOURCE_FILE) == F.col("_f")) & (part == F.col(_PART)), "inner"
-    )
-    columns = [c for c in positioned.columns if c != _POSITION]
-    at = columns.index(INGEST_SEQ) + 1  # the bookkeeping order of source_schema
-    return numbered.select(*columns[:at], (index + F.col(_OFFSET) + 1).alias(ROW_NUM), *columns[at:])
+    if not offsets:
+        return (
+            positioned.drop(_POSITION)
+            .withColumn(ROW_NUM, F.lit(None).cast("long"))
+            .select(*_numbered_order(positioned.columns))
+        )
+    at = F.element_at(F.create_map(*offsets), F.concat(part.cast("string"), F.lit(":"), F.col(SOURCE_FILE)))
+    return positioned.withColumn(ROW_NUM, index + at + 1).select(*_numbered_order(positioned.columns))
+
+
+def _numbered_order(positioned_columns: list[str]) -> list[str]:
+    """The columns of a numbered frame: ``_row_num`` where :func:`source_schema` puts it."""
+    columns = [c for c in positioned_columns if c != _POSITION]
+    at = columns.index(INGEST_SEQ) + 1
+    return [*columns[:at], ROW_NUM, *columns[at:]]
