@@ -79,7 +79,7 @@ def read_file(spark: SparkSession, dataset: str, source: SourceFile) -> DataFram
     raw_header = [h.replace(BOM, "") for h in read_header(spark, source.uri)]
     header = [normalize_header(h) for h in raw_header]
     if not header:
-        return empty_source(spark, dataset).withColumn(_POSITION, F.lit(0).cast("long")).drop(ROW_NUM)
+        return _empty_positioned(spark, dataset)
     # Declared schema: one string column per header field (the header line itself is skipped).
     # Named as in the file when unambiguous, so Spark's header check has nothing to warn about.
     unique = len(set(raw_header)) == len(raw_header) and all(raw_header)
@@ -108,6 +108,11 @@ def empty_source(spark: SparkSession, dataset: str) -> DataFrame:
     return spark.createDataFrame([], source_schema(dataset))
 
 
+def _empty_positioned(spark: SparkSession, dataset: str) -> DataFrame:
+    """No rows, in the shape of :func:`read_file` (position instead of row number)."""
+    return empty_source(spark, dataset).drop(ROW_NUM).withColumn(_POSITION, F.lit(0).cast("long"))
+
+
 def read_positioned(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
     """All ``sources`` of one dataset as one frame, rows positioned but not yet numbered.
 
@@ -115,7 +120,7 @@ def read_positioned(spark: SparkSession, dataset: str, sources: Sequence[SourceF
     :func:`read_files` (lazy).
     """
     if not sources:
-        return empty_source(spark, dataset).drop(ROW_NUM).withColumn(_POSITION, F.lit(0).cast("long"))
+        return _empty_positioned(spark, dataset)
     frames = [read_file(spark, dataset, s) for s in sources]
     combined = frames[0]
     for f in frames[1:]:
