@@ -486,8 +486,8 @@ def test_unknown_state_type_is_a_load_error() -> None:
 
 
 def test_unknown_field_is_a_load_error() -> None:
-    problems = _problems(one_task({"End": True, "HeartbeatSeconds": 5, "Typo": 1}))
-    assert "'HeartbeatSeconds'" in problems and "'Typo'" in problems
+    problems = _problems(one_task({"End": True, "Credentials": {}, "Typo": 1}))
+    assert "'Credentials'" in problems and "'Typo'" in problems
     assert "'Bogus'" in _problems(one_task({"End": True, "Retry": [{"ErrorEquals": ["X"], "Bogus": 1}]}))
 
 

@@ -28,7 +28,11 @@ ECS_RUN_TASK_SYNC = "arn:aws:states:::ecs:runTask.sync"
 SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DYNAMODB_UPDATE_ITEM = "arn:aws:states:::dynamodb:updateItem"
 S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
-KNOWN_RESOURCES = frozenset({ECS_RUN_TASK_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE_ITEM, S3_GET_OBJECT})
+SQS_SEND_MESSAGE_WAIT = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+KNOWN_RESOURCES = frozenset(
+    {ECS_RUN_TASK_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE_ITEM, S3_GET_OBJECT, SQS_SEND_MESSAGE_WAIT}
+)
+WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _ROOT = parse_path("$")
@@ -48,6 +52,7 @@ _FIELDS: dict[str, set[str]] = {
         "Retry",
         "Catch",
         "TimeoutSeconds",
+        "HeartbeatSeconds",
     },
     "Pass": _COMMON | {"Next", "End", "InputPath", "OutputPath", "Parameters", "Result", "ResultPath"},
     "Choice": _COMMON | {"Choices", "Default", "InputPath", "OutputPath"},
@@ -103,6 +108,7 @@ class State:
     has_result: bool = False
     resource: str | None = None
     timeout_seconds: int | None = None
+    heartbeat_seconds: int | None = None
     retriers: list[Retrier] = field(default_factory=list)
     catchers: list[Catcher] = field(default_factory=list)
     choices: list[Rule] = field(default_factory=list)
@@ -366,8 +372,25 @@ class _Validator:
                 self.problems.append(f"{where}: TimeoutSeconds must be a positive integer")
             else:
                 state.timeout_seconds = raw["TimeoutSeconds"]
+        self._heartbeat(state, raw, where)
         state.retriers = self._retriers(raw.get("Retry", []), where)
         state.catchers = self._catchers(raw.get("Catch", []), where)
+
+    def _heartbeat(self, state: State, raw: dict[str, Any], where: str) -> None:
+        """AWS rejects at creation a callback task that never passes its token, and a heartbeat
+        that is not shorter than the timeout (it could never fire)."""
+        callback = bool(state.resource and state.resource.endswith(WAIT_FOR_TASK_TOKEN))
+        if callback and "$$.Task.Token" not in json.dumps(raw.get("Parameters", {})):
+            self.problems.append(f"{where}: a .waitForTaskToken task must pass $$.Task.Token in Parameters")
+        if "HeartbeatSeconds" not in raw:
+            return
+        beat = raw["HeartbeatSeconds"]
+        if not _positive_int(beat):
+            self.problems.append(f"{where}: HeartbeatSeconds must be a positive integer")
+        elif state.timeout_seconds is not None and beat >= state.timeout_seconds:
+            self.problems.append(f"{where}: HeartbeatSeconds must be smaller than TimeoutSeconds")
+        else:
+            state.heartbeat_seconds = beat
 
     def _error_equals(self, value: Any, where: str, last: bool) -> tuple[str, ...]:
         if not isinstance(value, list) or not value or not all(isinstance(e, str) for e in value):

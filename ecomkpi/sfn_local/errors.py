@@ -16,6 +16,7 @@ from __future__ import annotations
 # Error names defined by the States language that the executor raises itself.
 TASK_FAILED = "States.TaskFailed"
 TIMEOUT = "States.Timeout"
+HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
 RUNTIME = "States.Runtime"
 ALL = "States.ALL"
 RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
@@ -82,3 +83,19 @@ class InvalidArn(ApiError):
 
 class InvalidExecutionInput(ApiError):
     code = "InvalidExecutionInput"
+
+
+class TaskDoesNotExist(ApiError):
+    code = "TaskDoesNotExist"
+
+
+class InvalidToken(ApiError):
+    code = "InvalidToken"
+
+
+class TaskTimedOut(ApiError):
+    code = "TaskTimedOut"
+
+
+class InvalidOutput(ApiError):
+    code = "InvalidOutput"

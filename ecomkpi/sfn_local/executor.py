@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ecomkpi.sfn_local.callbacks import TaskTokens
 from ecomkpi.sfn_local.definition import Definition, load_definition
 from ecomkpi.sfn_local.errors import (
     DefinitionError,
@@ -62,11 +63,13 @@ class Executor:
         role_arn: str | None = None,
         sleep: Callable[[float], None] | None = None,
         on_execution_end: Iterable[ExecutionEndCallback] = (),
+        heartbeat_scale: float = 1.0,
     ) -> None:
         """Load (if needed) and check the definition against the handlers.
 
         ``sleep`` replaces the wait between retries (tests record the delays instead of
         waiting); by default the wait is real and interrupted by ``stop_execution``.
+        ``heartbeat_scale`` multiplies the states' HeartbeatSeconds (tests shorten them).
         """
         if not isinstance(definition, Definition):
             definition = load_definition(definition, substitutions, resources=handlers.keys())
@@ -79,6 +82,7 @@ class Executor:
         self.role_arn = role_arn or f"arn:aws:iam::{account_id}:role/{name}-role"
         self.creation_date = datetime.now(UTC)
         self.on_execution_end: list[ExecutionEndCallback] = list(on_execution_end)
+        self.tokens = TaskTokens(heartbeat_scale)
         self._interpreter = Interpreter(
             definition,
             handlers,
@@ -87,6 +91,7 @@ class Executor:
             role_arn=self.role_arn,
             region=region,
             sleep=sleep,
+            tokens=self.tokens,
         )
         self._executions: dict[str, Execution] = {}  # by name
         self._lock = threading.Lock()

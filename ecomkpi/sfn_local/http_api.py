@@ -7,7 +7,8 @@ parses a JSON response, timestamps as epoch seconds, and maps an HTTP 400 body
 ``AWS_ENDPOINT_URL_SFN=http://127.0.0.1:<port>`` (boto3's service-specific endpoint variable).
 
 Served operations: StartExecution, DescribeExecution, StopExecution, ListExecutions,
-GetExecutionHistory, ListStateMachines, DescribeStateMachine. Anything else answers
+GetExecutionHistory, ListStateMachines, DescribeStateMachine, and the callback pattern's
+SendTaskSuccess, SendTaskFailure, SendTaskHeartbeat. Anything else answers
 ``UnknownOperationException``. Signatures are not checked (any credentials work).
 """
 
@@ -21,6 +22,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ecomkpi.sfn_local.callbacks import TaskTokens
 from ecomkpi.sfn_local.errors import ApiError, ExecutionDoesNotExist, InvalidArn, StateMachineDoesNotExist
 from ecomkpi.sfn_local.executor import Executor
 
@@ -67,6 +69,9 @@ class StepFunctionsApi:
             "GetExecutionHistory": self.get_execution_history,
             "ListStateMachines": self.list_state_machines,
             "DescribeStateMachine": self.describe_state_machine,
+            "SendTaskSuccess": self.send_task_success,
+            "SendTaskFailure": self.send_task_failure,
+            "SendTaskHeartbeat": self.send_task_heartbeat,
         }
 
     def handle(self, operation: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +133,26 @@ class StepFunctionsApi:
 
     def describe_state_machine(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._machine(body.get("stateMachineArn")).describe_state_machine()
+
+    def _tokens(self, token: Any) -> TaskTokens:
+        """The registry that issued ``token`` (or the first, which then names the error)."""
+        registries = [e.tokens for e in self.executors.values()]
+        return next((r for r in registries if isinstance(token, str) and r.knows(token)), registries[0])
+
+    def send_task_success(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = body.get("taskToken")
+        self._tokens(token).succeed(token, body.get("output"))
+        return {}
+
+    def send_task_failure(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = body.get("taskToken")
+        self._tokens(token).fail(token, body.get("error"), body.get("cause"))
+        return {}
+
+    def send_task_heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        token = body.get("taskToken")
+        self._tokens(token).heartbeat(token)
+        return {}
 
 
 class _Handler(BaseHTTPRequestHandler):

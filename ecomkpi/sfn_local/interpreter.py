@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ecomkpi.sfn_local.definition import Definition, Retrier, State
+from ecomkpi.sfn_local.callbacks import PendingTask, TaskTokens
+from ecomkpi.sfn_local.definition import WAIT_FOR_TASK_TOKEN, Definition, Retrier, State
 from ecomkpi.sfn_local.errors import (
     ALL,
+    HEARTBEAT_TIMEOUT,
     NO_CHOICE_MATCHED,
     RESULT_PATH_MATCH_FAILURE,
     RUNTIME,
@@ -45,10 +47,20 @@ def iso_now(moment: datetime | None = None) -> str:
 
 
 def error_matches(error_equals: tuple[str, ...], error: str) -> bool:
-    """Whether a Retry/Catch ErrorEquals list matches ``error`` (AWS wildcard rules)."""
+    """Whether a Retry/Catch ErrorEquals list matches ``error`` (AWS wildcard rules).
+
+    ``States.Timeout`` also covers a missed heartbeat (``States.HeartbeatTimeout`` was added later
+    as the narrower name); ``States.TaskFailed`` covers neither.
+    """
     if error == RUNTIME:  # never retried nor caught, even by States.ALL
         return False
-    return any(name in (error, ALL) or (name == TASK_FAILED and error != TIMEOUT) for name in error_equals)
+    timeouts = (TIMEOUT, HEARTBEAT_TIMEOUT)
+    return any(
+        name in (error, ALL)
+        or (name == TASK_FAILED and error not in timeouts)
+        or (name == TIMEOUT and error == HEARTBEAT_TIMEOUT)
+        for name in error_equals
+    )
 
 
 def retry_delay(retrier: Retrier, retries_so_far: int, rng: Callable[[float, float], float]) -> float:
@@ -142,6 +154,7 @@ class Interpreter:
         region: str,
         sleep: Callable[[float], None] | None = None,
         rng: Callable[[float, float], float] = random.uniform,
+        tokens: TaskTokens | None = None,
     ) -> None:
         self.definition = definition
         self.handlers = dict(handlers)
@@ -151,6 +164,7 @@ class Interpreter:
         self.region = region
         self.sleep = sleep
         self.rng = rng
+        self.tokens = tokens or TaskTokens()
 
     # ------------------------------------------------------------------ the execution loop
 
@@ -309,12 +323,23 @@ class Interpreter:
         deadline: float | None,
     ) -> tuple[Any, str | None]:
         effective = self._apply_path(state.input_path, raw_input, "InputPath")
-        parameters = state.parameters.evaluate(effective, context) if state.parameters else effective
         retries = [0] * len(state.retriers)
         attempt = 0
         while True:
+            # Each attempt of a callback task gets its own token; parameters see it (and the
+            # attempt's RetryCount) in the context object.
+            callback = None
+            if state.resource and state.resource.endswith(WAIT_FOR_TASK_TOKEN):
+                callback = self.tokens.open(execution.arn, state.name, state.heartbeat_seconds)
+                context["Task"] = {"Token": callback.token}
             try:
-                result = self._invoke(state, parameters, execution, attempt, deadline)
+                parameters = state.parameters.evaluate(effective, context) if state.parameters else effective
+            except StatesError:
+                if callback is not None:
+                    self.tokens.close(callback.token)
+                raise
+            try:
+                result = self._invoke(state, parameters, execution, attempt, deadline, callback)
             except StatesError as err:
                 index = next(
                     (i for i, r in enumerate(state.retriers) if error_matches(r.error_equals, err.error)),
@@ -339,6 +364,9 @@ class Interpreter:
                     self._wait(delay, execution, deadline)
                     continue
                 return self._catch(state, err, raw_input)
+            finally:
+                if callback is not None:
+                    self.tokens.close(callback.token)
             # Errors past the task (ResultSelector, ResultPath, OutputPath) are not retried:
             # running the task again would not change them. Catchable ones go to the catchers.
             try:
@@ -365,7 +393,13 @@ class Interpreter:
         self._check(execution, deadline)
 
     def _invoke(
-        self, state: State, parameters: Any, execution: Execution, attempt: int, deadline: float | None
+        self,
+        state: State,
+        parameters: Any,
+        execution: Execution,
+        attempt: int,
+        deadline: float | None,
+        callback: PendingTask | None = None,
     ) -> Any:
         assert state.resource is not None
         handler = self.handlers[state.resource]
@@ -378,13 +412,21 @@ class Interpreter:
                 "region": self.region,
                 "parameters": json.dumps(parameters),
                 **({"timeoutInSeconds": state.timeout_seconds} if state.timeout_seconds else {}),
+                **({"heartbeatInSeconds": state.heartbeat_seconds} if state.heartbeat_seconds else {}),
             },
             state=state.name,
         )
         execution.add_event("TaskStarted", kind, state=state.name)
         cancel = threading.Event()
         task_context = TaskContext(
-            execution.arn, execution.name, state.name, state.resource, attempt, cancel, state.timeout_seconds
+            execution.arn,
+            execution.name,
+            state.name,
+            state.resource,
+            attempt,
+            cancel,
+            state.timeout_seconds,
+            callback,
         )
         box: dict[str, Any] = {}
 
@@ -432,9 +474,8 @@ class Interpreter:
                 if isinstance(exc, StatesError)
                 else StatesError(TASK_FAILED, f"{type(exc).__name__}: {exc}")
             )
-            execution.add_event(
-                "TaskFailed", {**kind, "error": err.error, "cause": err.cause}, state=state.name
-            )
+            event = "TaskTimedOut" if err.error == HEARTBEAT_TIMEOUT else "TaskFailed"
+            execution.add_event(event, {**kind, "error": err.error, "cause": err.cause}, state=state.name)
             raise err
         result = box.get("result")
         try:

@@ -10,6 +10,8 @@ machine is created).
   the task definition's environment plus the container overrides, and returns the ECS task
   description as the ``.sync`` integration does. A non-zero exit of any container fails the
   state with ``States.TaskFailed`` whose Cause is that task JSON, as AWS does.
+* ``WaitForTaskTokenHandler`` (``sqs:sendMessage.waitForTaskToken``) sends the message, then waits
+  for ``SendTaskSuccess`` / ``SendTaskFailure`` on the attempt's token (``callbacks.py``).
 * ``AwsApiHandler`` (``sns:publish``, ``dynamodb:updateItem``) passes the parameters to boto3
   against the configured endpoint and names service errors like AWS
   (``DynamoDB.ConditionalCheckFailedException``).
@@ -32,7 +34,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from ecomkpi.sfn_local.definition import DYNAMODB_UPDATE_ITEM, ECS_RUN_TASK_SYNC, S3_GET_OBJECT, SNS_PUBLISH
+from ecomkpi.sfn_local.callbacks import PendingTask, TaskCancelled
+from ecomkpi.sfn_local.definition import (
+    DYNAMODB_UPDATE_ITEM,
+    ECS_RUN_TASK_SYNC,
+    S3_GET_OBJECT,
+    SNS_PUBLISH,
+    SQS_SEND_MESSAGE_WAIT,
+)
 from ecomkpi.sfn_local.errors import TASK_FAILED, StatesError
 
 
@@ -47,14 +56,12 @@ class TaskContext:
     attempt: int
     cancel: threading.Event
     timeout_seconds: int | None = None
+    # Set for ``.waitForTaskToken`` resources: the attempt's token and the answer to wait for.
+    callback: PendingTask | None = None
 
 
 class TaskHandler(Protocol):
     def __call__(self, parameters: Any, context: TaskContext) -> Any: ...
-
-
-class TaskCancelled(Exception):
-    """Raised by a handler that stopped its work because ``context.cancel`` was set."""
 
 
 def parameter_names(handler: TaskHandler) -> frozenset[str] | None:
@@ -525,6 +532,49 @@ class S3GetObjectHandler(AwsApiHandler):
         return response
 
 
+_SQS_SEND_MESSAGE_PARAMETERS = frozenset(
+    {
+        "QueueUrl",
+        "MessageBody",
+        "DelaySeconds",
+        "MessageAttributes",
+        "MessageDeduplicationId",
+        "MessageGroupId",
+        "MessageSystemAttributes",
+    }
+)
+
+
+class SqsSendMessageHandler(AwsApiHandler):
+    """``sqs:sendMessage``: a JSON MessageBody is sent as its text, as the integration does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sqs", "send_message", "SQS", _SQS_SEND_MESSAGE_PARAMETERS, **kwargs)
+
+    def __call__(self, parameters: Any, context: TaskContext) -> Any:
+        if isinstance(parameters, dict) and not isinstance(parameters.get("MessageBody"), str):
+            parameters = {**parameters, "MessageBody": json.dumps(parameters.get("MessageBody"))}
+        return super().__call__(parameters, context)
+
+
+class WaitForTaskTokenHandler:
+    """``<integration>.waitForTaskToken``: run the request, then wait for the token's answer.
+
+    The request's own response is discarded: the state's result is the output sent with
+    ``SendTaskSuccess``; ``SendTaskFailure`` fails the state with the sent error and cause.
+    """
+
+    def __init__(self, send: TaskHandler) -> None:
+        self.send = send
+        self.parameter_names = parameter_names(send)
+
+    def __call__(self, parameters: Any, context: TaskContext) -> Any:
+        if context.callback is None:
+            raise StatesError(TASK_FAILED, "a .waitForTaskToken task was invoked without a task token")
+        self.send(parameters, context)
+        return context.callback.wait(context.cancel)
+
+
 def default_handlers(
     run_task: TaskHandler | None = None,
     *,
@@ -532,7 +582,7 @@ def default_handlers(
     region: str = "us-east-1",
     client_factory: Callable[[str], Any] | None = None,
 ) -> dict[str, TaskHandler]:
-    """Handlers for the resources the pipeline definition uses (ECS only when ``run_task`` given)."""
+    """Handlers for the resources the pipeline definitions use (ECS only when ``run_task`` given)."""
     handlers: dict[str, TaskHandler] = {
         SNS_PUBLISH: AwsApiHandler(
             "sns",
@@ -556,6 +606,9 @@ def default_handlers(
             endpoint_url=endpoint_url, region=region, client_factory=client_factory
         ),
     }
+    handlers[SQS_SEND_MESSAGE_WAIT] = WaitForTaskTokenHandler(
+        SqsSendMessageHandler(endpoint_url=endpoint_url, region=region, client_factory=client_factory)
+    )
     if run_task is not None:
         handlers[ECS_RUN_TASK_SYNC] = run_task
     return handlers
