@@ -107,6 +107,7 @@ shift
 case "$cmd" in
   validate | validation) module="jobs.validation" ;;
   transform | transformation) module="jobs.transformation" ;;
+  worker) module="jobs.worker" ;;
   -h | --help | help)
     usage
     exit 0

@@ -1,11 +1,13 @@
 """The whole pipeline on one machine: moto server for AWS, the local Step Functions executor,
-and a dispatcher that plays Lambda.
+a dispatcher that plays Lambda, and the warm worker.
 
 Only endpoints change between this and AWS: the Lambda handler, the workflow definition and the
 container entrypoint are the deployed ones. S3 sends real event notifications to SQS (moto does
 this itself), the dispatcher feeds them to ``lambda_handler`` as the SQS event source mapping
 would, the handler's ``StartExecution`` reaches the local executor through boto3
-(``AWS_ENDPOINT_URL_SFN``), and each ECS task runs ``docker/entrypoint.sh`` as a local process.
+(``AWS_ENDPOINT_URL_SFN``). In worker mode (the default) the tasks go through the work queue to one
+``docker/entrypoint.sh worker`` process kept alive by ``WorkerSupervisor`` (the ECS service); in
+ecs mode each task runs ``docker/entrypoint.sh validate|transform`` as a fresh local process.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from ecomkpi.log_sink import CloudWatchSink
 from ecomkpi.sfn_local.executor import Executor, execution_status_change_event
 from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
 from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
+from ecomkpi.worker_supervisor import WorkerSupervisor
+from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASL_PATH = REPO_ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
 ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
 ACCOUNT = "123456789012"
 
@@ -53,6 +56,15 @@ class StackSettings:
     # requested delays still appear in the execution history).
     retry_delay_scale: float = 0.05
     port: int = 0
+    # "worker": one warm worker process serves both tasks through the work queue (the default, as
+    # in the stack); "ecs": a fresh process per task, like the per-batch Fargate tasks.
+    task_mode: str = "worker"
+    work_queue_name: str = "ecomkpi-work"
+    # The worker-mode states wait HeartbeatSeconds (300) for a heartbeat before retrying on another
+    # worker. That clock also runs while a task waits in the queue behind other batches, so it is not
+    # scaled down by default (ten days landing at once queue ~2 minutes on one worker); tests that
+    # kill the worker shorten it. The worker beats at least 6 times per HeartbeatSeconds.
+    heartbeat_scale: float = 1.0
 
     @property
     def lake(self) -> str:
@@ -78,8 +90,10 @@ class LocalStack:
         self.run_task: RunTaskHandler | None = None
         self.dispatcher: Dispatcher | None = None
         self.logs: CloudWatchSink | None = None
+        self.worker: WorkerSupervisor | None = None
         self.topic_arn = ""
         self.queue_url = ""
+        self.work_queue_url = ""
         self.alerts_queue_url = ""
         self._saved_env: dict[str, str | None] = {}
 
@@ -136,10 +150,14 @@ class LocalStack:
         )
         self.executor.on_execution_end.append(self._execution_ended)
         self.dispatcher.start()
+        if self.worker:
+            self.worker.start()
 
     def stop(self) -> None:
         if self.dispatcher:
             self.dispatcher.stop()
+        if self.worker:
+            self.worker.stop()
         if self.executor:
             self.executor.shutdown(timeout=30)
         if self._sfn_server:
@@ -190,6 +208,17 @@ class LocalStack:
                 ]
             },
         )
+        if s.task_mode == "worker":
+            work_dlq_url = sqs.create_queue(QueueName=f"{s.work_queue_name}-dlq")["QueueUrl"]
+            self.work_queue_url = sqs.create_queue(
+                QueueName=s.work_queue_name,
+                Attributes={
+                    "VisibilityTimeout": "60",
+                    "RedrivePolicy": json.dumps(
+                        {"deadLetterTargetArn": self._queue_arn(work_dlq_url), "maxReceiveCount": "3"}
+                    ),
+                },
+            )["QueueUrl"]
         create_tracker_table(ddb, s.tracker_table)
         create_kpi_tables(ddb, s.daily_table, s.category_table)
         self.topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
@@ -225,6 +254,7 @@ class LocalStack:
             "BucketName": s.bucket,
             "DailyKpisTableName": s.daily_table,
             "CategoryKpisTableName": s.category_table,
+            "WorkQueueUrl": self.work_queue_url,
         }
         # What the ECS task definitions set (infra/), plus the emulator endpoint.
         task_env = {
@@ -258,19 +288,40 @@ class LocalStack:
         )
         scale = s.retry_delay_scale
         self.executor = Executor(
-            ASL_PATH,
+            definition_path(s.task_mode),
             default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region),
             substitutions=substitutions,
             region=s.region,
             sleep=(lambda seconds: time.sleep(seconds * scale)),
+            heartbeat_scale=s.heartbeat_scale,
         )
         self._sfn_server = serve([self.executor])
+        if s.task_mode == "worker":
+            beat = min(30.0, max(0.5, HEARTBEAT_SECONDS * s.heartbeat_scale / 6))
+            self.worker = WorkerSupervisor(
+                (str(ENTRYPOINT), "worker"),
+                {
+                    **os.environ,
+                    **task_env,
+                    "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
+                    "WORK_QUEUE_URL": self.work_queue_url,
+                    "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
+                    "WORKER_POLL_SECONDS": "5",
+                },
+                cwd=str(REPO_ROOT),
+                on_output=self._container_output,
+                on_event=self.on_event,
+                log_path=s.work_dir / "worker.log",
+            )
         self._setenv(
             AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,
             PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
         )
-        self.on_event(f"workflow: {ASL_PATH.name} on the local executor at {self._sfn_server.endpoint_url}")
+        self.on_event(
+            f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "
+            f"at {self._sfn_server.endpoint_url}"
+        )
 
     # ------------------------------------------------------------------ events
 

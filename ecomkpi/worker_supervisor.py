@@ -1,0 +1,155 @@
+"""Plays the ECS service for the warm worker: keeps one ``entrypoint.sh worker`` process alive.
+
+The worker is a separate process (its own JVM), as it is a separate task in AWS, so killing it
+mid-batch on a laptop is what a Fargate task dying is: it stops heartbeating, the workflow's state
+fails with ``States.HeartbeatTimeout`` and is retried, and this supervisor has already started the
+replacement that takes the retried message. A worker that exits 0 (recycled after N batches or a
+full heap) is replaced the same way, as a service with a desired count of 1 would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from ecomkpi.sfn_local.tasks import ContainerOutput
+
+STATE_OF_JOB = {"validation": "ValidateData", "transformation": "TransformData"}
+
+
+def container_output(line: str, stream: str, pid: int) -> ContainerOutput:
+    """A worker line as a container line: job lines name their execution (``run_id``) and job."""
+    execution, job = "worker", "worker"
+    try:
+        record = json.loads(line)
+    except (ValueError, TypeError):
+        record = None
+    if isinstance(record, dict):
+        execution = str(record.get("run_id") or record.get("execution") or execution)
+        job = str(record.get("job") or job)
+    return ContainerOutput(execution, STATE_OF_JOB.get(job, "worker"), job, stream, line, f"worker/{pid}")
+
+
+class WorkerSupervisor(threading.Thread):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        cwd: str | None = None,
+        on_output: Callable[[ContainerOutput], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        log_path: Path | None = None,
+        restart_delay: float = 1.0,
+    ) -> None:
+        super().__init__(name="worker-supervisor", daemon=True)
+        self.argv, self.env, self.cwd = list(argv), dict(env), cwd
+        self.on_output = on_output or (lambda _out: None)
+        self.on_event = on_event or (lambda _text: None)
+        self.log_path = log_path
+        self.restart_delay = restart_delay
+        self.starts = 0
+        self.exits: list[int] = []
+        self.process: subprocess.Popen[str] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return self.process.pid if self.process and self.process.poll() is None else None
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            code = self._run_once()
+            self.exits.append(code)
+            if self._stopping.is_set():
+                break
+            self.on_event(f"worker: exited {code}; starting a new one")
+            self._stopping.wait(self.restart_delay)
+
+    def _run_once(self) -> int:
+        log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
+        try:
+            proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                start_new_session=True,  # its own process group: stopping kills Spark's JVM too
+            )
+        except OSError as exc:
+            self.on_event(f"worker: cannot start {self.argv}: {exc}")
+            self._stopping.wait(self.restart_delay * 5)
+            return 127
+        with self._lock:
+            self.process = proc
+            self.starts += 1
+        self.on_event(f"worker: started (pid {proc.pid})")
+        write_lock = threading.Lock()
+
+        def pump(stream: IO[str], name: str) -> None:
+            for raw in stream:
+                line = raw.rstrip("\n")
+                if log:
+                    with write_lock:
+                        log.write(f"[{proc.pid} {name}] {line}\n")
+                        log.flush()
+                self.on_output(container_output(line, name, proc.pid))
+
+        readers = [
+            threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
+        code = proc.wait()
+        for reader in readers:
+            reader.join(timeout=5)
+        if log:
+            log.close()
+        return code if code >= 0 else 128 - code
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the current worker process group (tests: a task dying mid-batch)."""
+        with self._lock:
+            proc = self.process
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+
+    def wait_started(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid is not None:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (the worker finishes nothing new), then SIGKILL after ``grace`` seconds."""
+        self._stopping.set()
+        with self._lock:
+            proc = self.process
+        if proc is not None and proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.join(timeout=15)

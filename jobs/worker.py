@@ -1,0 +1,413 @@
+"""The warm worker: one long-running process that serves the workflow's ValidateData and TransformData.
+
+A per-batch Fargate task pays a JVM start, Spark's and GX's set-up and the first Delta read for
+every batch, which is most of a small batch's time. The worker pays them once: it starts Spark (and
+imports GX) before it takes any work, then long-polls the work queue that the workflow's
+``sqs:sendMessage.waitForTaskToken`` states send to (``stepfunctions/...worker.asl.json``).
+
+Per message (one at a time):
+
+1. the message is deleted and a first heartbeat sent: a token whose attempt already ended (the
+   state timed out and was retried while the message waited) answers ``TaskTimedOut``, and the
+   message is dropped, since the retry owns the batch now;
+2. the job runs in this process with the task definition's environment plus the message's
+   ``Environment`` (exactly the container overrides of the per-batch mode), while a thread sends
+   ``SendTaskHeartbeat``; if the state gives up on the token, the running Spark jobs are cancelled;
+3. the answer has the shape of a stopped ECS task (``Containers[].Name/ExitCode``), so the workflow
+   decides the same way in both modes: exit 0 and 2 (data rejected) are ``SendTaskSuccess``; a
+   broken run is ``SendTaskFailure`` (``Worker.TaskFailed``), which the state retries.
+
+A worker that dies stops heartbeating: the state fails with ``States.HeartbeatTimeout`` and its
+retrier sends the batch again, to this worker's successor. The jobs are idempotent per file and
+per stage, so a retried batch gives the same KPIs. After ``WORKER_MAX_BATCHES`` batches, or when the
+JVM heap stays above ``WORKER_MAX_HEAP_FRACTION`` after a batch, the worker exits 0 between batches
+and its supervisor (the ECS service, or ``ecomkpi up``) starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jobs.config import ConfigError, PipelineConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+JOB = "worker"
+EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
+FAILED_ERROR = "Worker.TaskFailed"
+BAD_MESSAGE_ERROR = "Worker.BadMessage"
+COMMANDS = ("validate", "transform")
+MAX_CAUSE_CHARS = 32_768
+STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
+
+
+def _log(step: str, level: str = "INFO", **fields: Any) -> None:
+    record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "job": JOB}
+    print(json.dumps({**record, "step": step, **fields}, default=str), flush=True)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    queue_url: str
+    max_batches: int = 50
+    max_heap_fraction: float = 0.85
+    heartbeat_seconds: float = 30.0
+    poll_seconds: int = 20
+    # 0: run until stopped (an ECS service); > 0: exit after that long without work (scripts).
+    idle_exit_seconds: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        queue_url = env.get("WORK_QUEUE_URL", "").strip()
+        if not queue_url:
+            raise ConfigError("WORK_QUEUE_URL is not set: the worker needs the work queue to poll")
+        fraction = _positive(env, "WORKER_MAX_HEAP_FRACTION", 0.85)
+        if fraction > 1:
+            raise ConfigError(f"WORKER_MAX_HEAP_FRACTION must be at most 1, got {fraction}")
+        idle = env.get("WORKER_IDLE_EXIT_SECONDS", "").strip()
+        return cls(
+            queue_url=queue_url,
+            max_batches=int(_positive(env, "WORKER_MAX_BATCHES", 50)),
+            max_heap_fraction=fraction,
+            heartbeat_seconds=_positive(env, "WORKER_HEARTBEAT_SECONDS", 30.0),
+            poll_seconds=min(20, int(_positive(env, "WORKER_POLL_SECONDS", 20))),
+            idle_exit_seconds=float(idle) if idle else 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """A work queue message, as the worker-mode Task states build it."""
+
+    token: str
+    command: str
+    container: str
+    execution: str
+    state: str
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, body: str) -> TaskMessage:
+        """Raise ``ValueError`` naming what is wrong (a token, if any, is in ``token_of``)."""
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("the message body is not a JSON object")
+        token = data.get("TaskToken")
+        if not isinstance(token, str) or not token:
+            raise ValueError("the message has no TaskToken")
+        command = data.get("Command")
+        if not (isinstance(command, list) and len(command) == 1 and command[0] in COMMANDS):
+            raise ValueError(f"Command must be one of {[[c] for c in COMMANDS]}, got {command!r}")
+        env_list = data.get("Environment", [])
+        if not isinstance(env_list, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("Name"), str) and isinstance(e.get("Value"), str)
+            for e in env_list
+        ):
+            raise ValueError("Environment must be a list of {Name, Value} strings")
+        return cls(
+            token=token,
+            command=command[0],
+            container=str(data.get("Container") or command[0]),
+            execution=str(data.get("Execution") or ""),
+            state=str(data.get("State") or ""),
+            environment={e["Name"]: e["Value"] for e in env_list},
+        )
+
+
+def token_of(body: str) -> str | None:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    token = data.get("TaskToken") if isinstance(data, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+def run_job(command: str, config: PipelineConfig, spark: SparkSession) -> int:
+    """Run one job in this process on the warm session; the exit code a container would have."""
+    if command == "validate":
+        from jobs.validation.job import run as validate
+
+        return validate(config, spark).exit_code
+    from jobs.transformation.job import run as transform
+
+    transform(config, spark)
+    return EXIT_OK
+
+
+def task_description(message: TaskMessage, worker_id: str, exit_code: int, reason: str) -> dict[str, Any]:
+    """What the workflow reads: the shape of a stopped ECS task with one container."""
+    task_arn = f"worker/{worker_id}/{uuid.uuid4().hex}"
+    return {
+        "TaskArn": task_arn,
+        "Containers": [
+            {"Name": message.container, "ExitCode": exit_code, "LastStatus": "STOPPED", "TaskArn": task_arn}
+        ],
+        "LastStatus": "STOPPED",
+        "StopCode": "EssentialContainerExited",
+        "StoppedReason": reason,
+        "Worker": worker_id,
+    }
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+
+
+class Heartbeat(threading.Thread):
+    """Beats for one task until stopped; tells ``on_lost`` once if the state gave up on the token."""
+
+    def __init__(self, sfn: Any, token: str, interval: float, on_lost: Callable[[str], None]) -> None:
+        super().__init__(name="worker-heartbeat", daemon=True)
+        self.sfn, self.token, self.interval, self.on_lost = sfn, token, interval, on_lost
+        self.done = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            try:
+                self.sfn.send_task_heartbeat(taskToken=self.token)
+            except Exception as exc:
+                code = _error_code(exc)
+                if code in STALE_TOKEN_ERRORS:
+                    self.lost = True
+                    self.on_lost(code)
+                    return
+                _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=5)
+
+
+class Worker:
+    """Serves the work queue with one warm SparkSession; ``serve`` returns the process exit code."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        sqs: Any,
+        sfn: Any,
+        spark_factory: Callable[[], SparkSession],
+        base_env: Mapping[str, str] | None = None,
+        worker_id: str | None = None,
+        runner: Callable[[str, PipelineConfig], int] | None = None,
+    ) -> None:
+        """``runner(command, config) -> exit code`` defaults to the jobs on the warm session."""
+        self.settings = settings
+        self.sqs, self.sfn = sqs, sfn
+        self.spark_factory = spark_factory
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.worker_id = worker_id or f"{os.uname().nodename}-{os.getpid()}"
+        self.runner = runner or (lambda command, config: run_job(command, config, self.spark))
+        self.batches = 0
+        self._spark: SparkSession | None = None
+        self._stopping = threading.Event()
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = self.spark_factory()
+        return self._spark
+
+    def stop(self) -> None:
+        """Finish the current task, then return from ``serve`` (SIGTERM from ECS)."""
+        self._stopping.set()
+
+    def warm_up(self) -> None:
+        """Pay the process's one-time costs before the first batch waits on them."""
+        started = time.perf_counter()
+        spark = self.spark
+        spark.range(1).count()  # the first job loads the executor side of the class path
+        import jobs.validation.gx_runner  # noqa: F401  (GX's import is seconds of Python)
+
+        _log("warm", seconds=round(time.perf_counter() - started, 3), spark=spark.version)
+
+    def serve(self) -> int:
+        _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())
+        idle_since = time.monotonic()
+        while not self._stopping.is_set():
+            messages = self.sqs.receive_message(
+                QueueUrl=self.settings.queue_url,
+                MaxNumberOfMessages=1,
+                WaitTimeSeconds=self.settings.poll_seconds,
+            ).get("Messages", [])
+            if not messages:
+                idle = self.settings.idle_exit_seconds
+                if idle and time.monotonic() - idle_since >= idle:
+                    _log("idle.exit", batches=self.batches)
+                    return EXIT_OK
+                continue
+            self.handle(messages[0])
+            idle_since = time.monotonic()
+            reason = self.recycle_reason()
+            if reason:
+                _log("recycle", reason=reason, batches=self.batches)
+                return EXIT_OK
+        _log("stopped", batches=self.batches)
+        return EXIT_OK
+
+    def recycle_reason(self) -> str | None:
+        if self.batches >= self.settings.max_batches:
+            return f"served {self.batches} batches (WORKER_MAX_BATCHES={self.settings.max_batches})"
+        fraction = heap_used_fraction(self._spark) if self._spark is not None else None
+        if fraction is not None and fraction > self.settings.max_heap_fraction:
+            return f"heap {fraction:.0%} used after a batch (WORKER_MAX_HEAP_FRACTION)"
+        return None
+
+    def handle(self, message: dict[str, Any]) -> None:
+        # At most once per token: the state machine's retry, not the queue's redelivery, reruns a
+        # batch whose worker died (a redelivered message would race its own retry).
+        self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        body = message.get("Body", "")
+        try:
+            task = TaskMessage.parse(body)
+        except (ValueError, json.JSONDecodeError) as exc:
+            self._reject(body, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            self.sfn.send_task_heartbeat(taskToken=task.token)
+        except Exception as exc:
+            if _error_code(exc) in STALE_TOKEN_ERRORS:
+                _log("task.stale", execution=task.execution, state=task.state, error=_error_code(exc))
+                return
+            _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
+        self.batches += 1
+        self._run(task)
+
+    def _reject(self, body: str, problem: str) -> None:
+        _log("message.bad", level="ERROR", error=problem, body=body[:500])
+        token = token_of(body)
+        if token:
+            self._answer_failure(token, BAD_MESSAGE_ERROR, f"the worker could not read its task: {problem}")
+
+    def _run(self, task: TaskMessage) -> None:
+        started = time.perf_counter()
+        _log("task.start", execution=task.execution, state=task.state, command=task.command)
+        beat = Heartbeat(self.sfn, task.token, self.settings.heartbeat_seconds, self._abandon)
+        beat.start()
+        error = ""
+        try:
+            config = PipelineConfig.from_env({**self.base_env, **task.environment})
+            exit_code = self.runner(task.command, config)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            exit_code = EXIT_BROKEN
+        finally:
+            beat.stop()
+        seconds = round(time.perf_counter() - started, 3)
+        _log(
+            "task.end",
+            execution=task.execution,
+            state=task.state,
+            exit_code=exit_code,
+            seconds=seconds,
+            abandoned=beat.lost,
+        )
+        if beat.lost:
+            return
+        reason = error or f"{task.command} exited {exit_code}"
+        if exit_code in (EXIT_OK, EXIT_REJECTED):
+            description = task_description(task, self.worker_id, exit_code, reason)
+            self._answer(
+                lambda: self.sfn.send_task_success(taskToken=task.token, output=json.dumps(description))
+            )
+        else:
+            cause = f"{task.container} on worker {self.worker_id} broke (exit {exit_code}): {error}"
+            self._answer_failure(task.token, FAILED_ERROR, cause)
+
+    def _answer_failure(self, token: str, error: str, cause: str) -> None:
+        self._answer(
+            lambda: self.sfn.send_task_failure(taskToken=token, error=error, cause=cause[-MAX_CAUSE_CHARS:])
+        )
+
+    def _answer(self, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except Exception as exc:
+            # The state already gave up (timed out, aborted): its retry or the execution's end decides.
+            level = "INFO" if _error_code(exc) in STALE_TOKEN_ERRORS else "ERROR"
+            _log("answer.failed", level=level, error=f"{type(exc).__name__}: {exc}")
+
+    def _abandon(self, code: str) -> None:
+        _log("task.abandoned", level="WARN", reason=f"the state no longer waits for this task ({code})")
+        if self._spark is not None:
+            self._spark.sparkContext.cancelAllJobs()
+
+
+def heap_used_fraction(spark: SparkSession) -> float | None:
+    """The driver JVM's used heap over its maximum, or None when it cannot be read.
+
+    Read through py4j's JVM view, the only way PySpark exposes the driver's Runtime, after a full
+    collection (the worker is between batches), so garbage does not count as a leak.
+    """
+    try:
+        jvm = spark.sparkContext._jvm
+        jvm.java.lang.System.gc()  # type: ignore[union-attr]
+        runtime = jvm.java.lang.Runtime.getRuntime()  # type: ignore[union-attr]
+        used = runtime.totalMemory() - runtime.freeMemory()
+        return used / runtime.maxMemory()
+    except Exception:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.worker`` / ``ecomkpi worker``: configuration from the environment."""
+    del argv
+    import signal
+
+    import boto3
+
+    from jobs.spark_session import get_spark
+
+    try:
+        settings = WorkerSettings.from_env()
+        config = PipelineConfig.from_env()
+    except ConfigError as exc:
+        _log("config.error", level="ERROR", error=str(exc))
+        return EXIT_BROKEN
+    session = boto3.session.Session()
+    worker = Worker(
+        settings,
+        sqs=session.client("sqs", region_name=config.region),
+        sfn=session.client("stepfunctions", region_name=config.region),
+        spark_factory=lambda: get_spark(config, app_name="ecomkpi-worker"),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.warm_up()
+        return worker.serve()
+    except Exception:
+        traceback.print_exc()
+        return EXIT_BROKEN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The warm worker's protocol, without Spark: real SQS on the emulator, the rendered worker-mode
+workflow on the local executor, and a runner standing in for the jobs (their own tests cover them).
+
+What is checked is the contract with the workflow: the message carries exactly the container
+environment, exit codes 0/2/1 become the same workflow outcomes as the per-batch tasks' exit codes,
+a malformed message fails its state with a named error, and a stale token is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+
+from ecomkpi.sfn_local import Executor, serve
+from ecomkpi.sfn_local.tasks import default_handlers
+from ecomkpi.workflow_modes import WORKER_DEFINITION
+from jobs.config import ConfigError, PipelineConfig
+from jobs.worker import TaskMessage, Worker, WorkerSettings
+
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Runner:
+    """Records what each task was asked to do and answers with a scripted exit code."""
+
+    exit_codes: dict[str, int]
+    calls: list[tuple[str, PipelineConfig]] = field(default_factory=list)
+
+    def __call__(self, command: str, config: PipelineConfig) -> int:
+        self.calls.append((command, config))
+        code = self.exit_codes.get(command, 0)
+        if code == 1:
+            raise RuntimeError(f"{command} broke on purpose")
+        return code
+
+
+@dataclass
+class Pipeline:
+    executor: Executor
+    queue_url: str
+    sqs: Any
+    sfn: Any
+    tracker_table: str
+
+    def start(self, name: str) -> str:
+        return self.executor.start_execution(
+            name,
+            {
+                "bucket": "shop-bucket",
+                "products_key": "raw/products/products.csv",
+                "orders_keys": ["raw/orders/2025-07-10/o [1].csv"],
+                "order_items_keys": ["raw/order_items/2025-07-10/i.csv"],
+                "batch_id": "2025-07-10",
+                "generation": 1,
+            },
+        )
+
+    def serve(self, runner: Runner, tasks: int) -> Worker:
+        settings = WorkerSettings(queue_url=self.queue_url, poll_seconds=1, heartbeat_seconds=0.2)
+        worker = Worker(
+            settings,
+            sqs=self.sqs,
+            sfn=self.sfn,
+            spark_factory=lambda: pytest.fail("the worker must not start Spark here"),
+            base_env={"LAKE_PATH": "s3a://lake/x", "AWS_REGION": "us-east-1"},
+            worker_id="test-worker",
+            runner=runner,
+        )
+        for _ in range(tasks):
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=10).get(
+                "Messages", []
+            )
+            assert messages, "the workflow sent no task"
+            worker.handle(messages[0])
+        return worker
+
+
+@pytest.fixture
+def pipeline(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
+    sns = boto3.client("sns", endpoint_url=moto_endpoint)
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
+    queue_url = sqs.create_queue(QueueName=f"work-{names.suffix}")["QueueUrl"]
+    topic_arn = sns.create_topic(Name=f"alerts-{names.suffix}")["TopicArn"]
+    dynamodb.create_table(
+        TableName=names.tracker_table,
+        KeySchema=[{"AttributeName": "BatchId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "BatchId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(
+        TableName=names.tracker_table,
+        Item={"BatchId": {"S": "2025-07-10"}, "triggered_generation": {"N": "1"}, "status": {"S": "RUNNING"}},
+    )
+    executor = Executor(
+        WORKER_DEFINITION,
+        default_handlers(endpoint_url=moto_endpoint),
+        substitutions={
+            "ValidationContainerName": "validation",
+            "TransformationContainerName": "transformation",
+            "AlertsTopicArn": topic_arn,
+            "BatchTrackerTableName": names.tracker_table,
+            "BucketName": names.bucket,
+            "DailyKpisTableName": names.daily_table,
+            "CategoryKpisTableName": names.category_table,
+            "WorkQueueUrl": queue_url,
+        },
+        sleep=lambda _s: None,
+    )
+    with serve(executor) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint_url)
+        yield Pipeline(executor, queue_url, sqs, boto3.client("stepfunctions"), names.tracker_table)
+    executor.shutdown()
+
+
+def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: Pipeline) -> None:
+    arn = pipeline.start("g1")
+    runner = Runner({})
+    pipeline.serve(runner, tasks=2)
+    done = pipeline.executor.wait(arn, timeout=20)
+    assert done["status"] == "SUCCEEDED", done
+    assert [c for c, _ in runner.calls] == ["validate", "transform"]
+    config = runner.calls[0][1]
+    assert config.bucket == "shop-bucket"
+    assert config.orders_keys == ("raw/orders/2025-07-10/o [1].csv",)
+    assert config.batch_id == "2025-07-10" and config.run_id == "g1"
+    assert config.lake_path == "s3a://lake/x"  # the worker's own (task definition) environment
+    assert runner.calls[1][1].daily_kpis_table.startswith("DailyKPIs-")
+    output = json.loads(done["output"])
+    assert output["validation"]["ExitCodes"] == [0] and output["transformation"]["ExitCodes"] == [0]
+
+
+def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
+    arn = pipeline.start("rejected")
+    runner = Runner({"validate": 2})
+    pipeline.serve(runner, tasks=1)
+    done = pipeline.executor.wait(arn, timeout=20)
+    assert done["status"] == "FAILED"
+    assert done["error"] == "Validation.DataRejected"
+    assert [c for c, _ in runner.calls] == ["validate"]
+
+
+def test_a_broken_task_is_retried_then_fails_with_the_workers_error(pipeline: Pipeline) -> None:
+    arn = pipeline.start("broken")
+    runner = Runner({"transform": 1})
+    pipeline.serve(runner, tasks=4)  # validate, then transform and its two retries
+    done = pipeline.executor.wait(arn, timeout=20)
+    assert done["status"] == "FAILED"
+    assert [c for c, _ in runner.calls] == ["validate", "transform", "transform", "transform"]
+    assert "transform broke on purpose" in done["cause"]
+
+
+def test_a_malformed_message_fails_its_state_with_a_named_error(pipeline: Pipeline) -> None:
+    arn = pipeline.start("bad")
+    message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=10)["Messages"][0]
+    body = json.loads(message["Body"])
+    message["Body"] = json.dumps({**body, "Command": ["format-disk"]})
+    worker = pipeline.serve(Runner({}), tasks=0)
+    worker.handle(message)
+    history = pipeline.executor.get_execution_history(arn)
+    failed = [e.details for e in history if e.type == "TaskFailed"]
+    assert failed and failed[0]["error"] == "Worker.BadMessage"
+    assert "Command must be one of" in failed[0]["cause"]
+    pipeline.executor.stop_execution(arn)
+
+
+def test_a_stale_token_is_dropped_without_running_the_job(pipeline: Pipeline) -> None:
+    arn = pipeline.start("stale")
+    message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=10)["Messages"][0]
+    pipeline.executor.stop_execution(arn)  # the attempt ends while its message waits
+    runner = Runner({})
+    worker = pipeline.serve(runner, tasks=0)
+    worker.handle(message)
+    assert runner.calls == [] and worker.batches == 0
+
+
+def test_the_worker_recycles_after_its_batch_budget(pipeline: Pipeline) -> None:
+    arn = pipeline.start("budget")
+    settings = WorkerSettings(
+        queue_url=pipeline.queue_url, poll_seconds=1, heartbeat_seconds=0.2, max_batches=2
+    )
+    worker = Worker(
+        settings,
+        sqs=pipeline.sqs,
+        sfn=pipeline.sfn,
+        spark_factory=lambda: pytest.fail("no Spark"),
+        base_env={},
+        runner=Runner({}),
+    )
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(worker.serve()))
+    thread.start()
+    thread.join(30)
+    assert result == [0] and worker.batches == 2
+    assert pipeline.executor.wait(arn, timeout=10)["status"] == "SUCCEEDED"
+
+
+def test_settings_and_messages_name_what_is_wrong() -> None:
+    with pytest.raises(ConfigError, match="WORK_QUEUE_URL"):
+        WorkerSettings.from_env({})
+    with pytest.raises(ConfigError, match="WORKER_MAX_HEAP_FRACTION"):
+        WorkerSettings.from_env({"WORK_QUEUE_URL": "q", "WORKER_MAX_HEAP_FRACTION": "1.5"})
+    with pytest.raises(ValueError, match="TaskToken"):
+        TaskMessage.parse(json.dumps({"Command": ["validate"]}))
+    with pytest.raises(ValueError, match="Environment"):
+        TaskMessage.parse(
+            json.dumps({"TaskToken": "t", "Command": ["validate"], "Environment": [{"Name": 1}]})
+        )
