@@ -9,6 +9,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ecomkpi.workflow_modes import MODES
+
+TASK_MODE_HELP = "worker: one warm worker serves every task (default); ecs: a fresh process per task"
+
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from ecomkpi.generator import GeneratorSettings, generate
@@ -32,7 +36,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ecomkpi.demo import run_demo
     from ecomkpi.local_stack import StackSettings
 
-    settings = StackSettings(bucket=args.bucket, spark_master=args.spark_master)
+    settings = StackSettings(bucket=args.bucket, spark_master=args.spark_master, task_mode=args.task_mode)
     result = run_demo(list(args.data or []), args.out, settings, verbose=args.verbose, timeout=args.timeout)
     return result.exit_code
 
@@ -45,7 +49,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     console = Console(verbose=True)
     settings = StackSettings(
-        bucket=args.bucket, port=args.port, work_dir=args.work_dir, spark_master=args.spark_master
+        bucket=args.bucket,
+        port=args.port,
+        work_dir=args.work_dir,
+        spark_master=args.spark_master,
+        task_mode=args.task_mode,
     )
     with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
         console.stream.write(
@@ -63,6 +71,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             console.line("stopping")
     return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """The warm worker against any stack (WORK_QUEUE_URL and the jobs' variables from the environment)."""
+    from jobs.worker import main
+
+    return main()
 
 
 def _cmd_kpis(args: argparse.Namespace) -> int:
@@ -125,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--spark-master", default="local[2]")
     d.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each wave")
     d.add_argument("-v", "--verbose", action="store_true", help="stream every Lambda and container line")
+    d.add_argument("--task-mode", choices=MODES, default="worker", help=TASK_MODE_HELP)
     d.set_defaults(func=_cmd_demo)
 
     u = sub.add_parser("up", help="keep the local stack running and stream the pipeline's events")
@@ -132,7 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--bucket", default="ecomkpi-local")
     u.add_argument("--work-dir", type=Path, default=Path("out") / ".stack")
     u.add_argument("--spark-master", default="local[2]")
+    u.add_argument("--task-mode", choices=MODES, default="worker", help=TASK_MODE_HELP)
     u.set_defaults(func=_cmd_up)
+
+    w = sub.add_parser(
+        "worker",
+        help="serve the workflow's tasks from the work queue (WORK_QUEUE_URL, jobs' variables from the environment)",
+    )
+    w.set_defaults(func=_cmd_worker)
 
     k = sub.add_parser(
         "kpis", help="query DailyKPIs / CategoryKPIs (AWS, or the local stack via AWS_ENDPOINT_URL)"
