@@ -4,6 +4,9 @@
 #
 #   entrypoint.sh validate  [args...]   -> exec $PYTHON -m jobs.validation [args...]
 #   entrypoint.sh transform [args...]   -> exec $PYTHON -m jobs.transformation [args...]
+#   entrypoint.sh worker    [args...]   -> exec $PYTHON -m jobs.worker [args...]
+#                                          (TaskMode worker: the long-running ECS service that takes
+#                                          both jobs from the work queue; WORK_QUEUE_URL required)
 #
 # Before exec'ing the job it sizes Spark for the task it runs in (never overriding what is set):
 #   SPARK_DRIVER_MEMORY      ~75% (SPARK_DRIVER_MEMORY_PERCENT) of the task memory, in MiB ("6144m")
@@ -13,7 +16,9 @@
 #   SPARK_MASTER             local[N] with N = vCPUs from $TASK_CPU (CPU units, 1024 = 1 vCPU)
 #   SPARK_SHUFFLE_PARTITIONS 4 x vCPUs (at least 4), from $TASK_CPU
 #   SPARK_LOCAL_IP           127.0.0.1 (local mode: the driver never needs to be reachable)
-# Exit codes: those of the job (0 ok, 2 data rejected, 1 broken); 64 (EX_USAGE) on a bad command.
+# The worker is sized the same way, once, for every batch it serves.
+# Exit codes: those of the job (0 ok, 2 data rejected, 1 broken; the worker 0 when it recycles itself);
+# 64 (EX_USAGE) on a bad command.
 set -eu
 
 PY="${PYTHON:-python}"
@@ -22,9 +27,12 @@ log() { printf 'entrypoint: %s\n' "$*" >&2; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: entrypoint.sh validate|transform [args...]
+usage: entrypoint.sh validate|transform|worker [args...]
   validate   run the validation job      (python -m jobs.validation)
   transform  run the transformation job  (python -m jobs.transformation)
+  worker     serve both jobs from the work queue until recycled (python -m jobs.worker;
+             needs WORK_QUEUE_URL; WORKER_MAX_BATCHES, WORKER_MAX_HEAP_FRACTION,
+             WORKER_HEARTBEAT_SECONDS tune it)
 Spark sizing comes from TASK_MEMORY_MIB / TASK_CPU (or the ECS task metadata endpoint) unless
 SPARK_DRIVER_MEMORY / SPARK_MASTER / SPARK_SHUFFLE_PARTITIONS are set; PYTHON picks the interpreter.
 EOF
@@ -107,6 +115,7 @@ shift
 case "$cmd" in
   validate | validation) module="jobs.validation" ;;
   transform | transformation) module="jobs.transformation" ;;
+  worker) module="jobs.worker" ;;
   worker) module="jobs.worker" ;;
   -h | --help | help)
     usage

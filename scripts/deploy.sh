@@ -7,20 +7,27 @@
 #      engine runs); the stack only needs the pushed image's URI (ECOMKPI_IMAGE_URI);
 #   3. zips the lambda_trigger package into out/deploy/lambda_trigger.zip (package dir at the root,
 #      so the handler is lambda_trigger.handler.lambda_handler);
-#   4. `aws cloudformation package`: uploads that zip and stepfunctions/ecommerce-pipeline-workflow.asl.json
-#      to ECOMKPI_ARTIFACTS_BUCKET and writes out/deploy/ecomkpi-stack.packaged.yaml;
+#   4. `aws cloudformation package`: uploads that zip and both workflow definitions
+#      (stepfunctions/ecommerce-pipeline-workflow.asl.json for TaskMode ecs and
+#      stepfunctions/ecommerce-pipeline-workflow.worker.asl.json for TaskMode worker; the template
+#      names both, one state machine per mode) to ECOMKPI_ARTIFACTS_BUCKET and writes
+#      out/deploy/ecomkpi-stack.packaged.yaml;
 #   5. `aws cloudformation deploy` of the packaged template with the parameter overrides below;
 #   6. prints the stack outputs.
 #
 # Required:  ECOMKPI_BUCKET              pipeline bucket to create (globally unique name)
 #            ECOMKPI_IMAGE_URI           pushed image, e.g. <acct>.dkr.ecr.<region>.amazonaws.com/ecomkpi:<tag>
-#            ECOMKPI_SUBNET_IDS          comma-separated subnet ids for the Fargate tasks
-#            ECOMKPI_SECURITY_GROUP_IDS  comma-separated security group ids for the Fargate tasks
+#            ECOMKPI_SUBNET_IDS          comma-separated subnet ids for the Fargate tasks / worker service
+#            ECOMKPI_SECURITY_GROUP_IDS  comma-separated security group ids for the Fargate tasks / worker
 #            ECOMKPI_ARTIFACTS_BUCKET    existing bucket for `cloudformation package` uploads
 # Optional:  ECOMKPI_ENV (prod), ECOMKPI_STACK_NAME (ecomkpi-$ECOMKPI_ENV), AWS_REGION / AWS_PROFILE,
 #            ECOMKPI_ECR_REPOSITORY (ecomkpi), ECOMKPI_CPU_ARCHITECTURE (X86_64|ARM64),
 #            ECOMKPI_VALIDATION_CPU (1024), ECOMKPI_VALIDATION_MEMORY (4096),
 #            ECOMKPI_TRANSFORMATION_CPU (2048), ECOMKPI_TRANSFORMATION_MEMORY (8192),
+#            ECOMKPI_TASK_MODE (worker|ecs; default worker: the warm worker service),
+#            ECOMKPI_WORKER_CPU (2048), ECOMKPI_WORKER_MEMORY (8192),
+#            ECOMKPI_WORKER_MIN_CAPACITY (1; 0 scales to zero), ECOMKPI_WORKER_MAX_CAPACITY (4),
+#            ECOMKPI_WORKER_MAX_BATCHES (50), ECOMKPI_WORKER_SCALE_IN_IDLE_MINUTES (65),
 #            ECOMKPI_LOG_RETENTION_DAYS (30), ECOMKPI_ALERT_EMAIL (none),
 #            ECOMKPI_PUSH_IMAGE=1 (build + push the image with docker before deploying),
 #            ECOMKPI_DRY_RUN=1 (print the aws commands instead of running them).
@@ -29,6 +36,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 template="$repo/infra/ecomkpi-stack.yaml"
 asl="$repo/stepfunctions/ecommerce-pipeline-workflow.asl.json"
+worker_asl="$repo/stepfunctions/ecommerce-pipeline-workflow.worker.asl.json"
 out="$repo/out/deploy"
 
 die() {
@@ -57,12 +65,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   exit 2
 fi
 [ -f "$asl" ] || die "state machine definition not found: $asl"
+# Packaged in both modes: `cloudformation package` uploads every local path the template names.
+[ -f "$worker_asl" ] || die "worker-mode state machine definition not found: $worker_asl \
+(rendered from the ECS one: python -m ecomkpi.workflow_modes)"
 [ -f "$repo/lambda_trigger/__init__.py" ] || die "lambda_trigger package not found in $repo"
 
 env_name="${ECOMKPI_ENV:-prod}"
 stack="${ECOMKPI_STACK_NAME:-ecomkpi-$env_name}"
 repository="${ECOMKPI_ECR_REPOSITORY:-ecomkpi}"
 arch="${ECOMKPI_CPU_ARCHITECTURE:-X86_64}"
+task_mode="${ECOMKPI_TASK_MODE:-worker}"
+case "$task_mode" in
+  worker | ecs) ;;
+  *) die "ECOMKPI_TASK_MODE must be worker or ecs, got $task_mode" ;;
+esac
 region_args=()
 if [ -n "${AWS_REGION:-${AWS_DEFAULT_REGION:-}}" ]; then
   region_args=(--region "${AWS_REGION:-$AWS_DEFAULT_REGION}")
@@ -140,10 +156,17 @@ params=(
   "ValidationTaskMemory=${ECOMKPI_VALIDATION_MEMORY:-4096}"
   "TransformationTaskCpu=${ECOMKPI_TRANSFORMATION_CPU:-2048}"
   "TransformationTaskMemory=${ECOMKPI_TRANSFORMATION_MEMORY:-8192}"
+  "TaskMode=$task_mode"
+  "WorkerTaskCpu=${ECOMKPI_WORKER_CPU:-2048}"
+  "WorkerTaskMemory=${ECOMKPI_WORKER_MEMORY:-8192}"
+  "WorkerMinCapacity=${ECOMKPI_WORKER_MIN_CAPACITY:-1}"
+  "WorkerMaxCapacity=${ECOMKPI_WORKER_MAX_CAPACITY:-4}"
+  "WorkerMaxBatches=${ECOMKPI_WORKER_MAX_BATCHES:-50}"
+  "WorkerScaleInIdleMinutes=${ECOMKPI_WORKER_SCALE_IN_IDLE_MINUTES:-65}"
   "LogRetentionDays=${ECOMKPI_LOG_RETENTION_DAYS:-30}"
   "AlertEmail=${ECOMKPI_ALERT_EMAIL:-}"
 )
-echo "== 4/4 cloudformation deploy -> stack $stack"
+echo "== 4/4 cloudformation deploy -> stack $stack (TaskMode $task_mode)"
 run aws cloudformation deploy "${region_args[@]}" \
   --template-file "$packaged" \
   --stack-name "$stack" \

@@ -163,7 +163,7 @@ def test_entrypoint_is_executable_posix_sh() -> None:
 def test_unknown_or_missing_command_exits_64(args: list[str], stub: Path) -> None:
     result, record = run_entrypoint(args, {}, stub)
     assert result.returncode == 64
-    assert "usage: entrypoint.sh validate|transform" in result.stderr
+    assert "usage: entrypoint.sh validate|transform|worker" in result.stderr
     assert record is None
 
 
@@ -190,6 +190,52 @@ def test_transform_execs_transformation_and_propagates_exit_code(stub: Path) -> 
     result, record = run_entrypoint(["transform"], {"STUB_EXIT": "2"}, stub)
     assert result.returncode == 2
     assert record is not None and record["argv"] == ["-m", "jobs.transformation"]
+
+
+def test_worker_execs_the_worker_sized_like_a_task(stub: Path) -> None:
+    """TaskMode worker: the service's container command ["worker"] runs jobs.worker in the same
+    process, with the task definition's environment and the same Spark sizing as the jobs."""
+    env = {
+        "WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/ecomkpi-work-prod",
+        "WORKER_MAX_BATCHES": "50",
+        "TASK_MEMORY_MIB": "8192",
+        "TASK_CPU": "2048",
+    }
+    result, record = run_entrypoint(["worker", "--flag"], env, stub)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    assert record["argv"] == ["-m", "jobs.worker", "--flag"]
+    assert record["pid"] == record["launched_pid"]
+    for k, v in env.items():
+        assert record["env"][k] == v
+    assert record["env"]["SPARK_DRIVER_MEMORY"] == "6144m"
+    assert record["env"]["SPARK_MASTER"] == "local[2]"
+
+
+def test_worker_exit_code_is_passed_through(stub: Path) -> None:
+    result, record = run_entrypoint(["worker"], {"STUB_EXIT": "1"}, stub)
+    assert result.returncode == 1
+    assert record is not None and record["argv"] == ["-m", "jobs.worker"]
+
+
+def test_every_task_definition_command_is_an_entrypoint_command(stub: Path) -> None:
+    """The commands infra/ sets on its containers all start a job (none ends in the usage error)."""
+    from tests.test_infra_template import load_template
+
+    commands = {
+        tuple(c["Command"])
+        for r in load_template()["Resources"].values()
+        if r["Type"] == "AWS::ECS::TaskDefinition"
+        for c in r["Properties"]["ContainerDefinitions"]
+    }
+    assert ("worker",) in commands
+    modules = set()
+    for command in commands:
+        (stub.parent / "stub-out.json").unlink(missing_ok=True)
+        result, record = run_entrypoint(list(command), {}, stub)
+        assert result.returncode == 0 and record is not None, (command, result.stderr)
+        modules.add(record["argv"][1])
+    assert modules == {"jobs.validation", "jobs.transformation", "jobs.worker"}
 
 
 def test_memory_derived_from_task_memory(stub: Path) -> None:

@@ -1,17 +1,20 @@
 """Deploy infra/ecomkpi-stack.yaml to the moto emulator and find the resources it made.
 
-moto's CloudFormation implements S3 buckets (name, encryption, tags only), DynamoDB, SNS topics,
-SQS queues, IAM roles, log groups, Lambda functions / permissions / event source mappings,
-EventBridge rules, ECS clusters and task definitions (family + containers only) and state machines
-(``DefinitionString`` only). The test therefore transforms the template explicitly before
-``create_stack`` (``moto_template``), and tests the parts moto skips directly:
+The stack is deployed once per task mode (``TaskMode`` worker and ecs, the ``stack`` fixture's
+params); moto evaluates the template's conditions itself. moto's CloudFormation implements S3
+buckets (name, encryption, tags only), DynamoDB, SNS topics, SQS queues, IAM roles, log groups,
+Lambda functions / permissions / event source mappings, EventBridge rules, ECS clusters, services
+and task definitions (family + containers only) and state machines (``DefinitionString`` only). The
+test therefore transforms the template explicitly before ``create_stack`` (``moto_template``), and
+tests the parts moto skips directly:
 
 * resource types moto has no CloudFormation model for (``MOTO_SKIPPED``) are removed; their content
   is applied with boto3 after the stack exists (bucket notification/versioning/public access block/
-  lifecycle, queue policy) or checked statically (tests/test_infra_template.py, _policies.py);
+  lifecycle, queue policy, the worker's scalable target, scaling policies and alarms) or checked
+  statically (tests/test_infra_template.py, _policies.py);
 * the Lambda's local ``Code`` path (what ``aws cloudformation package`` uploads) becomes an
   ``S3Bucket``/``S3Key`` of a zip of lambda_trigger/ uploaded to the emulator first;
-* the state machine's ``DefinitionS3Location`` + ``DefinitionSubstitutions`` become a
+* each state machine's ``DefinitionS3Location`` + ``DefinitionSubstitutions`` become a
   ``DefinitionString`` built with ``Fn::Join`` from the ASL text, each ``${Name}`` replaced by the
   template's substitution expression for it (what CloudFormation does with the substitutions), so
   moto resolves the very same Ref/GetAtt/Join expressions.
@@ -31,11 +34,10 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
-from cfnlint.decode import decode
+
+from tests.test_infra_template import MODES, STATE_MACHINES, WORKER_ASL, deployed, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "infra" / "ecomkpi-stack.yaml"
-ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 
@@ -45,21 +47,21 @@ MOTO_SKIPPED = {
     "AWS::SQS::QueuePolicy",
     "AWS::SNS::Subscription",
     "AWS::CloudWatch::Alarm",
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_:.]+)\}")
 
 
-def load_template() -> dict[str, Any]:
-    template, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    return json.loads(json.dumps(template))  # plain dicts / strs
-
-
-def asl_text() -> str:
-    """The real workflow when it exists; otherwise a stand-in using every substitution name."""
-    if ASL.exists():
-        return ASL.read_text()
+def asl_text(mode: str = "ecs") -> str:
+    """The mode's real workflow when it exists; otherwise (ECS only) a stand-in using every
+    substitution name."""
+    path = STATE_MACHINES[mode][1]
+    if path.exists():
+        return path.read_text()
+    if mode == "worker":
+        pytest.skip(f"{WORKER_ASL.name} not written yet")
     net = {
         "AwsvpcConfiguration": {
             "Subnets.$": "States.StringSplit('${SubnetIds}', ',')",
@@ -140,7 +142,10 @@ def definition_join(text: str, substitutions: dict[str, Any]) -> dict[str, Any]:
     return {"Fn::Join": ["", [p for p in parts if p != ""]]}
 
 
-def moto_template(template: dict[str, Any], code_bucket: str, code_key: str, asl: str) -> dict[str, Any]:
+def moto_template(
+    template: dict[str, Any], code_bucket: str, code_key: str, asls: dict[str, str]
+) -> dict[str, Any]:
+    """``asls``: the definition text of each state machine (logical id -> ASL), both modes'."""
     t = copy.deepcopy(template)
     res = t["Resources"]
     for name in [n for n, r in res.items() if r["Type"] in MOTO_SKIPPED]:
@@ -157,9 +162,10 @@ def moto_template(template: dict[str, Any], code_bucket: str, code_key: str, asl
                 del r["DependsOn"]
     fn = res["TriggerFunction"]["Properties"]
     fn["Code"] = {"S3Bucket": code_bucket, "S3Key": code_key}
-    sm = res["PipelineStateMachine"]["Properties"]
-    sm.pop("DefinitionS3Location")
-    sm["DefinitionString"] = definition_join(asl, sm.pop("DefinitionSubstitutions"))
+    for name, asl in asls.items():
+        sm = res[name]["Properties"]
+        sm.pop("DefinitionS3Location")
+        sm["DefinitionString"] = definition_join(asl, sm.pop("DefinitionSubstitutions"))
     return t
 
 
@@ -186,8 +192,9 @@ def resolve(value: Any, refs: dict[str, str], attrs: dict[str, str]) -> Any:
     return {k: resolve(v, refs, attrs) for k, v in value.items()}
 
 
-@pytest.fixture(scope="module")
-def stack(moto_endpoint: str) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=MODES)
+def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    mode: str = request.param
     suffix = uuid.uuid4().hex[:8]
     kw = {"endpoint_url": moto_endpoint, "region_name": REGION}
     ec2 = boto3.client("ec2", **kw)
@@ -209,8 +216,17 @@ def stack(moto_endpoint: str) -> dict[str, Any]:
         "ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/ecomkpi:test",
         "SubnetIds": ",".join(subnets),
         "SecurityGroupIds": sg,
+        "TaskMode": mode,
     }
-    body = moto_template(template, artifacts, "lambda_trigger.zip", asl_text())
+    if mode == "worker":
+        # Not the defaults, so the test sees them arrive: scale to zero, at most 3 workers.
+        params.update({"WorkerMinCapacity": "0", "WorkerMaxCapacity": "3", "WorkerMaxBatches": "7"})
+    asls = {
+        name: asl_text(m)
+        for m, (name, _) in STATE_MACHINES.items()
+        if m == mode or STATE_MACHINES[m][1].exists()
+    }
+    body = moto_template(template, artifacts, "lambda_trigger.zip", asls)
     cfn = boto3.client("cloudformation", **kw)
     name = f"ecomkpi-{suffix}"
     cfn.create_stack(
@@ -220,12 +236,15 @@ def stack(moto_endpoint: str) -> dict[str, Any]:
         Capabilities=["CAPABILITY_IAM"],
     )
     desc = cfn.describe_stacks(StackName=name)["Stacks"][0]
+    # moto lists a resource whose Condition is false as an entry without ids: left out.
     physical = {
         r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
         for r in cfn.describe_stack_resources(StackName=name)["StackResources"]
+        if "LogicalResourceId" in r
     }
     outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
     return {
+        "mode": mode,
         "kw": kw,
         "name": name,
         "status": desc["StackStatus"],
@@ -235,6 +254,7 @@ def stack(moto_endpoint: str) -> dict[str, Any]:
         "outputs": outputs,
         "physical": physical,
         "template": template,
+        "deployed": deployed(template, params),
     }
 
 
@@ -247,15 +267,13 @@ def test_skipped_types_are_exactly_what_moto_lacks() -> None:
 
 def test_stack_creates_and_exports_outputs(stack: dict[str, Any]) -> None:
     assert stack["status"] == "CREATE_COMPLETE"
-    expected = set(stack["template"]["Outputs"])
-    assert expected <= set(stack["outputs"]), expected - set(stack["outputs"])
+    expected = set(stack["deployed"]["Outputs"])
+    assert expected == set(stack["outputs"]), expected ^ set(stack["outputs"])
     assert stack["outputs"]["BucketName"] == stack["params"]["BucketName"]
-    deployable = {
-        n
-        for n, r in stack["template"]["Resources"].items()
-        if r["Type"] not in MOTO_SKIPPED and "Condition" not in r
-    }
-    assert deployable <= set(stack["physical"]), deployable - set(stack["physical"])
+    assert stack["outputs"]["TaskMode"] == stack["mode"]
+    deployable = {n for n, r in stack["deployed"]["Resources"].items() if r["Type"] not in MOTO_SKIPPED}
+    # What the mode creates, and nothing of the other mode (moto evaluated the conditions).
+    assert deployable == set(stack["physical"]), deployable ^ set(stack["physical"])
 
 
 def test_tables_have_design_keys(stack: dict[str, Any]) -> None:
@@ -425,14 +443,28 @@ def test_cluster_and_task_definitions(stack: dict[str, Any]) -> None:
 def test_state_machine_definition_fully_substituted(stack: dict[str, Any]) -> None:
     kw, out = stack["kw"], stack["outputs"]
     sfn = boto3.client("stepfunctions", **kw)
-    definition = sfn.describe_state_machine(stateMachineArn=out["StateMachineArn"])["definition"]
+    described = sfn.describe_state_machine(stateMachineArn=out["StateMachineArn"])
+    definition = described["definition"]
     assert not PLACEHOLDER.search(definition), PLACEHOLDER.findall(definition)
     parsed = json.loads(definition)
     assert parsed["States"]
+    # The mode's state machine, and only it.
+    name = STATE_MACHINES[stack["mode"]][0]
+    assert out["StateMachineArn"] == stack["physical"][name]
+    env = stack["params"]["EnvironmentName"]
+    suffix = "worker-" if stack["mode"] == "worker" else ""
+    assert described["name"] == f"ecomkpi-pipeline-{suffix}{env}"
+    assert [m["name"] for m in sfn.list_state_machines()["stateMachines"] if m["name"].endswith(env)] == [
+        described["name"]
+    ]
     ecs = boto3.client("ecs", **kw)
     cluster_arn = ecs.describe_clusters(clusters=[out["EcsClusterName"]])["clusters"][0]["clusterArn"]
-    used = set(PLACEHOLDER.findall(asl_text()))
+    used = set(PLACEHOLDER.findall(asl_text(stack["mode"])))
+    assert used
     values = {
+        "WorkQueueUrl": out.get("WorkQueueUrl", "(no work queue in ecs mode)"),
+        "ValidationContainerName": "validation",
+        "TransformationContainerName": "transformation",
         "EcsClusterArn": cluster_arn,
         "ValidationTaskDefinitionArn": out["ValidationTaskDefinitionArn"],
         "TransformationTaskDefinitionArn": out["TransformationTaskDefinitionArn"],
@@ -444,9 +476,146 @@ def test_state_machine_definition_fully_substituted(stack: dict[str, Any]) -> No
         "DailyKpisTableName": out["DailyKpisTableName"],
         "CategoryKpisTableName": out["CategoryKpisTableName"],
     }
-    for name in used & set(values):
+    assert used <= set(values)
+    for name in used:
         assert values[name] in definition, name
     log_groups = boto3.client("logs", **kw).describe_log_groups(logGroupNamePrefix="/")["logGroups"]
     names = {g["logGroupName"] for g in log_groups}
     for key in ("TriggerLogGroupName", "ValidationLogGroupName", "TransformationLogGroupName"):
         assert out[key] in names
+
+
+def test_worker_service_and_work_queue(stack: dict[str, Any]) -> None:
+    kw, out, params = stack["kw"], stack["outputs"], stack["params"]
+    ecs, sqs = boto3.client("ecs", **kw), boto3.client("sqs", **kw)
+    env = params["EnvironmentName"]
+    services = ecs.list_services(cluster=out["EcsClusterName"])["serviceArns"]
+    queues = sqs.list_queues(QueueNamePrefix="ecomkpi-work-").get("QueueUrls", [])
+    if stack["mode"] == "ecs":
+        assert services == []
+        assert not [q for q in queues if q.endswith(env)]
+        return
+    (service,) = ecs.describe_services(cluster=out["EcsClusterName"], services=[out["WorkerServiceName"]])[
+        "services"
+    ]
+    assert service["serviceArn"] in services
+    assert service["desiredCount"] == int(params["WorkerMinCapacity"])
+    td = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]
+    (container,) = td["containerDefinitions"]
+    assert container["command"] == ["worker"]
+    assert container["image"] == params["ImageUri"]
+    environment = {e["name"]: e["value"] for e in container["environment"]}
+    assert environment["WORK_QUEUE_URL"] == out["WorkQueueUrl"]
+    assert environment["WORKER_MAX_BATCHES"] == params["WorkerMaxBatches"]
+    assert environment["S3_BUCKET"] == out["BucketName"]
+    assert environment["DAILY_KPIS_TABLE"] == out["DailyKpisTableName"]
+    assert environment["CATEGORY_KPIS_TABLE"] == out["CategoryKpisTableName"]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == out["WorkerLogGroupName"]
+    assert out["WorkerLogGroupName"] == f"/ecomkpi/{env}/worker"
+
+    attrs = sqs.get_queue_attributes(QueueUrl=out["WorkQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=out["WorkQueueDeadLetterQueueUrl"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"] == dlq_arn
+    assert int(attrs["MessageRetentionPeriod"]) >= 3600
+    assert [q.rsplit("/", 1)[1] for q in queues if q.endswith(f"work-{env}")] == [f"ecomkpi-work-{env}"]
+    assert out["WorkQueueUrl"].endswith(f"/ecomkpi-work-{env}")
+
+
+def test_worker_scaling_targets_the_service(stack: dict[str, Any]) -> None:
+    """The scaling resources moto's CloudFormation skips, applied with boto3 from the template's own
+    expressions: the target names the service the stack made, its bounds are the parameters, and the
+    alarms watch this stack's queue and state machine and drive the two policies."""
+    if stack["mode"] != "worker":
+        assert not {"WorkerScalableTarget", "WorkerScaleOutAlarm"} & set(stack["deployed"]["Resources"])
+        return
+    kw, out, params, physical = stack["kw"], stack["outputs"], stack["params"], stack["physical"]
+    res = stack["deployed"]["Resources"]
+    sqs = boto3.client("sqs", **kw)
+    queue_arn = sqs.get_queue_attributes(QueueUrl=out["WorkQueueUrl"], AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    defaults = {k: str(v.get("Default", "")) for k, v in stack["template"]["Parameters"].items()}
+    refs = {
+        **defaults,
+        **params,
+        "AWS::Partition": "aws",
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Region": REGION,
+        "EcsCluster": out["EcsClusterName"],
+        "WorkQueue": out["WorkQueueUrl"],
+        "WorkerStateMachine": out["StateMachineArn"],
+    }
+    attrs = {
+        "WorkerService.Name": out["WorkerServiceName"],
+        "WorkQueue.QueueName": queue_arn.rsplit(":", 1)[1],
+        "WorkQueue.Arn": queue_arn,
+    }
+    scaling = boto3.client("application-autoscaling", **kw)
+    target = resolve(res["WorkerScalableTarget"]["Properties"], refs, attrs)
+    scaling.register_scalable_target(
+        ServiceNamespace=target["ServiceNamespace"],
+        ResourceId=target["ResourceId"],
+        ScalableDimension=target["ScalableDimension"],
+        MinCapacity=int(target["MinCapacity"]),
+        MaxCapacity=int(target["MaxCapacity"]),
+    )
+    (registered,) = scaling.describe_scalable_targets(
+        ServiceNamespace="ecs", ResourceIds=[target["ResourceId"]]
+    )["ScalableTargets"]
+    assert (registered["MinCapacity"], registered["MaxCapacity"]) == (0, 3)
+    # The target is the service this stack made.
+    _, cluster, service = registered["ResourceId"].split("/")
+    ecs = boto3.client("ecs", **kw)
+    (found,) = ecs.describe_services(cluster=cluster, services=[service])["services"]
+    assert found["serviceArn"] == physical["WorkerService"]
+    refs["WorkerScalableTarget"] = target["ResourceId"]
+
+    policy_arns = {}
+    for name in ("WorkerScaleOutPolicy", "WorkerScaleInPolicy"):
+        policy = resolve(res[name]["Properties"], refs, attrs)
+        assert policy["ScalingTargetId"] == target["ResourceId"]
+        config = policy["StepScalingPolicyConfiguration"]
+        for step in config["StepAdjustments"]:
+            step["ScalingAdjustment"] = int(step["ScalingAdjustment"])
+        policy_arns[name] = scaling.put_scaling_policy(
+            PolicyName=policy["PolicyName"],
+            ServiceNamespace=target["ServiceNamespace"],
+            ResourceId=target["ResourceId"],
+            ScalableDimension=target["ScalableDimension"],
+            PolicyType=policy["PolicyType"],
+            StepScalingPolicyConfiguration=config,
+        )["PolicyARN"]
+    policies = scaling.describe_scaling_policies(ServiceNamespace="ecs", ResourceId=target["ResourceId"])
+    scale_in = next(
+        p for p in policies["ScalingPolicies"] if p["PolicyARN"] == policy_arns["WorkerScaleInPolicy"]
+    )
+    assert scale_in["StepScalingPolicyConfiguration"]["StepAdjustments"][0]["ScalingAdjustment"] == 0
+
+    refs.update(policy_arns)
+    cloudwatch = boto3.client("cloudwatch", **kw)
+    for name in ("WorkerScaleOutAlarm", "WorkerScaleInAlarm"):
+        alarm = resolve(res[name]["Properties"], refs, attrs)
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm["AlarmName"],
+            Metrics=alarm["Metrics"],
+            EvaluationPeriods=int(alarm["EvaluationPeriods"]),
+            DatapointsToAlarm=int(alarm["DatapointsToAlarm"]),
+            Threshold=float(alarm["Threshold"]),
+            ComparisonOperator=alarm["ComparisonOperator"],
+            TreatMissingData=alarm["TreatMissingData"],
+            AlarmActions=alarm["AlarmActions"],
+        )
+        (stored,) = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
+        assert stored["AlarmActions"] == [policy_arns[name.replace("Alarm", "Policy")]]
+        dimensions = {
+            d["Name"]: d["Value"]
+            for m in stored["Metrics"]
+            if "MetricStat" in m
+            for d in m["MetricStat"]["Metric"]["Dimensions"]
+        }
+        assert dimensions["QueueName"] == attrs["WorkQueue.QueueName"]
+        if name == "WorkerScaleOutAlarm":
+            assert dimensions["StateMachineArn"] == out["StateMachineArn"]
+            assert (dimensions["ClusterName"], dimensions["ServiceName"]) == (cluster, service)

@@ -1,10 +1,15 @@
 """Static checks of infra/ecomkpi-stack.yaml and scripts/deploy.sh (no AWS, no Docker).
 
-cfn-lint on the template as committed and, when the workflow exists, on the template with the ASL
-inlined as ``Definition`` (so cfn-lint's state machine checks see it); the ASL's ``${...}``
+cfn-lint on the template as committed and, when the workflows exist, on the template with each ASL
+inlined as ``Definition`` (so cfn-lint's state machine checks see it); the ASLs' ``${...}``
 placeholders against the template's ``DefinitionSubstitutions`` and docs/design.md's list; the
-wiring the moto deploy cannot show (task sizes, log configuration, bucket settings); and the
-deploy script run against a fake ``aws`` CLI.
+wiring the moto deploy cannot show (task sizes, log configuration, bucket settings, the worker's
+service and its scaling); and the deploy script run against a fake ``aws`` CLI.
+
+The template has two task modes (parameter ``TaskMode``). ``deployed`` resolves it the way
+CloudFormation does for given parameters (conditions, ``Fn::If``, ``AWS::NoValue``), so the checks
+read what each mode actually creates; tests/test_infra_policies.py and tests/test_infra_moto.py use
+it too.
 """
 
 from __future__ import annotations
@@ -26,21 +31,144 @@ from cfnlint.decode import decode
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "ecomkpi-stack.yaml"
 ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
+WORKER_ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.worker.asl.json"
 DESIGN = ROOT / "docs" / "design.md"
 DEPLOY = ROOT / "scripts" / "deploy.sh"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
+MODES = ("worker", "ecs")
+# The state machine each mode deploys, and its definition file.
+STATE_MACHINES = {"ecs": ("PipelineStateMachine", ASL), "worker": ("WorkerStateMachine", WORKER_ASL)}
+# Substitutions only the ECS definition has (the worker definition sends to a queue instead).
+ECS_ONLY_SUBSTITUTIONS = {
+    "EcsClusterArn",
+    "ValidationTaskDefinitionArn",
+    "TransformationTaskDefinitionArn",
+    "SubnetIds",
+    "SecurityGroupIds",
+}
+WORKER_RESOURCES = {
+    "WorkQueue",
+    "WorkQueueDeadLetterQueue",
+    "WorkQueueDeadLetterAlarm",
+    "WorkerLogGroup",
+    "WorkerTaskRole",
+    "WorkerTaskDefinition",
+    "WorkerService",
+    "WorkerScalableTarget",
+    "WorkerScaleOutPolicy",
+    "WorkerScaleOutAlarm",
+    "WorkerScaleInPolicy",
+    "WorkerScaleInAlarm",
+    "WorkerStateMachine",
+}
+ECS_RESOURCES = {"PipelineStateMachine"}
+
+
+def load_template() -> dict[str, Any]:
+    t, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    return json.loads(json.dumps(t))  # plain dicts / strs
+
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    t, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    return json.loads(json.dumps(t))
+    return load_template()
+
+
+NO_VALUE = object()
+
+
+def condition_values(template: dict[str, Any], params: dict[str, str]) -> dict[str, bool]:
+    """Every condition of the template for these parameters (defaults for the others)."""
+    values = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    values.update(params)
+    done: dict[str, bool] = {}
+
+    def arg(x: Any) -> Any:
+        if isinstance(x, dict) and set(x) == {"Ref"}:
+            return values[x["Ref"]]
+        if isinstance(x, dict):
+            return evaluate(x)
+        return str(x)
+
+    def evaluate(expr: Any) -> bool:
+        ((fn, a),) = expr.items()
+        if fn == "Condition":
+            return named(a)
+        if fn == "Fn::Equals":
+            return arg(a[0]) == arg(a[1])
+        if fn == "Fn::Not":
+            return not evaluate(a[0])
+        if fn == "Fn::And":
+            return all(evaluate(x) for x in a)
+        if fn == "Fn::Or":
+            return any(evaluate(x) for x in a)
+        raise AssertionError(f"condition function {fn} not handled here")
+
+    def named(name: str) -> bool:
+        if name not in done:
+            done[name] = evaluate(template["Conditions"][name])
+        return done[name]
+
+    return {name: named(name) for name in template.get("Conditions", {})}
+
+
+def deployed(template: dict[str, Any], params: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template as CloudFormation deploys it with ``params``: the resources and outputs whose
+    Condition is false dropped, each ``Fn::If`` replaced by its branch, ``AWS::NoValue`` removed."""
+    conditions = condition_values(template, params or {})
+
+    def resolve(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Fn::If"}:
+                name, yes, no = value["Fn::If"]
+                return resolve(yes if conditions[name] else no)
+            if value == {"Ref": "AWS::NoValue"}:
+                return NO_VALUE
+            out = {k: resolve(v) for k, v in value.items()}
+            return {k: v for k, v in out.items() if v is not NO_VALUE}
+        if isinstance(value, list):
+            return [v for v in (resolve(x) for x in value) if v is not NO_VALUE]
+        return value
+
+    t = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        t[section] = {
+            name: resolve(body)
+            for name, body in t.get(section, {}).items()
+            if conditions.get(body.get("Condition", ""), True)
+        }
+    return t
+
+
+@pytest.fixture(scope="module", params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def as_deployed(template: dict[str, Any], mode: str) -> dict[str, Any]:
+    return deployed(template, {"TaskMode": mode})
 
 
 def props(template: dict[str, Any], name: str) -> dict[str, Any]:
     return template["Resources"][name]["Properties"]
+
+
+def asl_tasks(path: Path) -> dict[str, dict[str, Any]]:
+    """The Task states of a workflow file (top level; ValidateData and TransformData are there)."""
+    states = json.loads(path.read_text())["States"]
+    return {n: st for n, st in states.items() if st.get("Type") == "Task"}
+
+
+def longest_job_timeout() -> int:
+    """The longest TimeoutSeconds of the two job states, from the worker workflow (the ECS one until
+    it is rendered: the renderer keeps the timeouts)."""
+    path = WORKER_ASL if WORKER_ASL.exists() else ASL
+    tasks = asl_tasks(path)
+    return max(int(tasks[n]["TimeoutSeconds"]) for n in ("ValidateData", "TransformData"))
 
 
 def design_substitutions() -> set[str]:
@@ -59,13 +187,14 @@ def test_cfn_lint_clean() -> None:
 
 
 @pytest.mark.skipif(
-    not ASL.exists(), reason="stepfunctions/ecommerce-pipeline-workflow.asl.json not written yet"
+    not (ASL.exists() and WORKER_ASL.exists()), reason="a workflow definition is not written yet"
 )
-def test_cfn_lint_clean_with_workflow_inlined(template: dict[str, Any], tmp_path: Path) -> None:
+def test_cfn_lint_clean_with_workflows_inlined(template: dict[str, Any], tmp_path: Path) -> None:
     template = copy.deepcopy(template)
-    sm = props(template, "PipelineStateMachine")
-    sm.pop("DefinitionS3Location")
-    sm["Definition"] = json.loads(ASL.read_text())
+    for name, path in STATE_MACHINES.values():
+        sm = props(template, name)
+        sm.pop("DefinitionS3Location")
+        sm["Definition"] = json.loads(path.read_text())
     path = tmp_path / "ecomkpi-stack.with-definition.json"
     path.write_text(json.dumps(template, indent=1))
     result = lint(path)
@@ -80,12 +209,29 @@ def test_substitutions_are_exactly_the_designed_names(template: dict[str, Any]) 
     )
 
 
-@pytest.mark.skipif(
-    not ASL.exists(), reason="stepfunctions/ecommerce-pipeline-workflow.asl.json not written yet"
-)
-def test_every_asl_placeholder_is_substituted(template: dict[str, Any]) -> None:
-    text = ASL.read_text()
-    subs = props(template, "PipelineStateMachine")["DefinitionSubstitutions"]
+def test_worker_substitutions_are_the_ecs_ones_less_ecs_plus_the_queue(template: dict[str, Any]) -> None:
+    ecs = props(template, "PipelineStateMachine")["DefinitionSubstitutions"]
+    worker = props(template, "WorkerStateMachine")["DefinitionSubstitutions"]
+    assert set(worker) == (set(ecs) - ECS_ONLY_SUBSTITUTIONS) | {"WorkQueueUrl"}
+    assert worker["WorkQueueUrl"] == {"Ref": "WorkQueue"}
+    for name in set(worker) & set(ecs):
+        assert worker[name] == ecs[name], name
+    assert props(template, "WorkerStateMachine")["DefinitionS3Location"] == (
+        "../stepfunctions/ecommerce-pipeline-workflow.worker.asl.json"
+    )
+    if WORKER_ASL.exists():
+        used = set(PLACEHOLDER.findall(WORKER_ASL.read_text()))
+        assert "WorkQueueUrl" in used
+        assert not used & ECS_ONLY_SUBSTITUTIONS
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_asl_placeholder_is_substituted(template: dict[str, Any], mode: str) -> None:
+    name, path = STATE_MACHINES[mode]
+    if not path.exists():
+        pytest.skip(f"{path.name} not written yet")
+    text = path.read_text()
+    subs = props(template, name)["DefinitionSubstitutions"]
     used = set(PLACEHOLDER.findall(text))
     assert used, "the workflow uses no substitution at all"
     assert used <= set(subs), f"placeholders without a substitution: {sorted(used - set(subs))}"
@@ -175,18 +321,20 @@ def test_tables_and_topic(template: dict[str, Any]) -> None:
     }
 
 
-def test_lambda_and_status_rule(template: dict[str, Any]) -> None:
+def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
+    template = as_deployed
+    state_machine = {"Ref": STATE_MACHINES[mode][0]}
     fn = props(template, "TriggerFunction")
     assert fn["Runtime"] == "python3.11"
     assert fn["Handler"] == "lambda_trigger.handler.lambda_handler"
     assert fn["Environment"]["Variables"] == {
         "PIPELINE_BATCH_TRACKER_TABLE": {"Ref": "BatchTrackerTable"},
-        "STEP_FUNCTION_ARN": {"Ref": "PipelineStateMachine"},
+        "STEP_FUNCTION_ARN": state_machine,
     }
     rule = props(template, "ExecutionStatusRule")
     pattern = rule["EventPattern"]
     assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
-    assert pattern["detail"]["stateMachineArn"] == [{"Ref": "PipelineStateMachine"}]
+    assert pattern["detail"]["stateMachineArn"] == [state_machine]
     assert set(pattern["detail"]["status"]) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
     perm = props(template, "ExecutionStatusRulePermission")
@@ -194,7 +342,7 @@ def test_lambda_and_status_rule(template: dict[str, Any]) -> None:
     assert perm["SourceArn"] == {"Fn::GetAtt": ["ExecutionStatusRule", "Arn"]}
 
 
-def test_network_parameters_and_outputs(template: dict[str, Any]) -> None:
+def test_network_parameters_and_outputs(template: dict[str, Any], as_deployed: dict[str, Any]) -> None:
     params = template["Parameters"]
     assert params["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
     assert params["SecurityGroupIds"]["Type"] == "List<AWS::EC2::SecurityGroup::Id>"
@@ -218,7 +366,253 @@ def test_network_parameters_and_outputs(template: dict[str, Any]) -> None:
         "TransformationLogGroupName",
         "StateMachineLogGroupName",
         "TriggerLogGroupName",
-    } <= set(template["Outputs"])
+    } <= set(as_deployed["Outputs"])
+
+
+# ---------------------------------------------------------------- task modes
+
+
+def test_task_mode_parameter_and_conditions(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["TaskMode"]
+    assert param["Default"] == "worker"
+    assert set(param["AllowedValues"]) == set(MODES)
+    for mode in MODES:
+        conditions = condition_values(template, {"TaskMode": mode})
+        assert conditions["IsWorkerMode"] is (mode == "worker")
+        assert conditions["IsEcsMode"] is (mode == "ecs")
+
+
+def test_mode_resources_exist_only_in_their_mode(template: dict[str, Any]) -> None:
+    worker = set(deployed(template, {"TaskMode": "worker"})["Resources"])
+    ecs = set(deployed(template, {"TaskMode": "ecs"})["Resources"])
+    assert worker >= WORKER_RESOURCES and not WORKER_RESOURCES & ecs
+    assert ecs >= ECS_RESOURCES and not ECS_RESOURCES & worker
+    # Everything else is the same in both modes (the task definitions stay for one-off runs).
+    assert worker - WORKER_RESOURCES == ecs - ECS_RESOURCES
+    assert {"ValidationTaskDefinition", "TransformationTaskDefinition", "EcsCluster"} <= worker & ecs
+    # The default is the worker mode.
+    assert set(deployed(template)["Resources"]) == worker
+    # The ECS state machine keeps its logical id and name.
+    assert props(template, "PipelineStateMachine")["StateMachineName"] == {
+        "Fn::Sub": "ecomkpi-pipeline-${EnvironmentName}"
+    }
+    # Different names: switching modes creates the new one before the old one is deleted.
+    names = {props(template, n)["StateMachineName"]["Fn::Sub"] for n, _ in STATE_MACHINES.values()}
+    assert len(names) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_state_machine_references_follow_the_mode(template: dict[str, Any], mode: str) -> None:
+    t = deployed(template, {"TaskMode": mode})
+    this, other = STATE_MACHINES[mode][0], STATE_MACHINES["ecs" if mode == "worker" else "worker"][0]
+    assert t["Outputs"]["StateMachineArn"]["Value"] == {"Ref": this}
+    text = json.dumps({"Resources": t["Resources"], "Outputs": t["Outputs"]})
+    assert f'"{other}"' not in text
+    trigger = props(t, "TriggerFunctionRole")["Policies"][0]["PolicyDocument"]["Statement"]
+    (start,) = [st for st in trigger if st["Action"] == "states:StartExecution"]
+    assert start["Resource"] == {"Ref": this}
+    worker_outputs = {
+        "WorkQueueUrl",
+        "WorkQueueDeadLetterQueueUrl",
+        "WorkerServiceName",
+        "WorkerLogGroupName",
+    }
+    if mode == "worker":
+        assert worker_outputs <= set(t["Outputs"])
+        assert t["Outputs"]["WorkQueueUrl"]["Value"] == {"Ref": "WorkQueue"}
+        assert t["Outputs"]["WorkerServiceName"]["Value"] == {"Fn::GetAtt": ["WorkerService", "Name"]}
+    else:
+        assert not worker_outputs & set(t["Outputs"])
+
+
+def test_work_queue(template: dict[str, Any]) -> None:
+    t = deployed(template, {"TaskMode": "worker"})
+    queue, dlq = props(t, "WorkQueue"), props(t, "WorkQueueDeadLetterQueue")
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["WorkQueueDeadLetterQueue", "Arn"]
+    }
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 2
+    # A message must outlive the attempt that sent it (a worker may take it late and finds it stale).
+    assert queue["MessageRetentionPeriod"] >= longest_job_timeout()
+    assert dlq["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
+    # The worker deletes on receipt: the visibility timeout only spans receive -> delete.
+    assert 30 <= queue["VisibilityTimeout"] <= 300
+    alarm = props(t, "WorkQueueDeadLetterAlarm")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["WorkQueueDeadLetterQueue", "QueueName"]}
+    assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+
+
+def test_worker_task_definition_runs_both_jobs(template: dict[str, Any]) -> None:
+    t = deployed(template, {"TaskMode": "worker"})
+    worker = props(t, "WorkerTaskDefinition")
+    assert worker["NetworkMode"] == "awsvpc" and worker["RequiresCompatibilities"] == ["FARGATE"]
+    assert worker["Cpu"] == {"Ref": "WorkerTaskCpu"} and worker["Memory"] == {"Ref": "WorkerTaskMemory"}
+    assert worker["TaskRoleArn"] == {"Fn::GetAtt": ["WorkerTaskRole", "Arn"]}
+    assert worker["ExecutionRoleArn"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}
+    assert worker["RuntimePlatform"] == props(t, "TransformationTaskDefinition")["RuntimePlatform"]
+    (container,) = worker["ContainerDefinitions"]
+    assert container["Command"] == ["worker"]
+    assert container["Image"] == {"Ref": "ImageUri"}
+    assert container.get("ReadonlyRootFilesystem", False) == any(
+        c.get("ReadonlyRootFilesystem", False)
+        for n in ("ValidationTaskDefinition", "TransformationTaskDefinition")
+        for c in props(t, n)["ContainerDefinitions"]
+    )
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    # Everything the two job containers get, sized for the worker task.
+    sizing = {"TASK_MEMORY_MIB": {"Ref": "WorkerTaskMemory"}, "TASK_CPU": {"Ref": "WorkerTaskCpu"}}
+    for job in ("ValidationTaskDefinition", "TransformationTaskDefinition"):
+        (job_container,) = props(t, job)["ContainerDefinitions"]
+        for e in job_container["Environment"]:
+            assert env[e["Name"]] == sizing.get(e["Name"], e["Value"]), e["Name"]
+    assert env["WORK_QUEUE_URL"] == {"Ref": "WorkQueue"}
+    assert env["WORKER_MAX_BATCHES"] == {"Ref": "WorkerMaxBatches"}
+    assert 0 < float(env["WORKER_MAX_HEAP_FRACTION"]) <= 1
+    # Heartbeats well inside the states' HeartbeatSeconds.
+    if WORKER_ASL.exists():
+        tasks = asl_tasks(WORKER_ASL)
+        beat = min(int(tasks[n]["HeartbeatSeconds"]) for n in ("ValidateData", "TransformData"))
+        assert float(env["WORKER_HEARTBEAT_SECONDS"]) * 3 <= beat
+    assert not any("SECRET" in k or "ACCESS_KEY" in k for k in env)
+    logs = container["LogConfiguration"]
+    assert logs["LogDriver"] == "awslogs"
+    assert logs["Options"]["awslogs-group"] == {"Ref": "WorkerLogGroup"}
+    assert props(t, "WorkerLogGroup")["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert props(t, "WorkerLogGroup")["LogGroupName"] == {"Fn::Sub": "/ecomkpi/${EnvironmentName}/worker"}
+    # The execution role may write the worker's log group in worker mode only.
+    for mode, expected in (("worker", True), ("ecs", False)):
+        role = props(deployed(template, {"TaskMode": mode}), "TaskExecutionRole")
+        logs_statement = next(
+            st for st in role["Policies"][0]["PolicyDocument"]["Statement"] if st["Sid"] == "ContainerLogs"
+        )
+        assert ({"Fn::GetAtt": ["WorkerLogGroup", "Arn"]} in logs_statement["Resource"]) is expected
+
+
+def test_worker_service_and_scaling_target(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["WorkerMinCapacity"]["Default"] == 1 and params["WorkerMinCapacity"]["MinValue"] == 0
+    assert params["WorkerMaxCapacity"]["Default"] == 4
+    t = deployed(template, {"TaskMode": "worker"})
+    service = props(t, "WorkerService")
+    assert service["Cluster"] == {"Ref": "EcsCluster"}
+    assert service["TaskDefinition"] == {"Ref": "WorkerTaskDefinition"}
+    assert service["LaunchType"] == "FARGATE"
+    assert service["DesiredCount"] == {"Ref": "WorkerMinCapacity"}
+    net = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert net == {
+        "AssignPublicIp": "DISABLED",
+        "Subnets": {"Ref": "SubnetIds"},
+        "SecurityGroups": {"Ref": "SecurityGroupIds"},
+    }
+    target = props(t, "WorkerScalableTarget")
+    assert target["MinCapacity"] == {"Ref": "WorkerMinCapacity"}
+    assert target["MaxCapacity"] == {"Ref": "WorkerMaxCapacity"}
+    assert (target["ServiceNamespace"], target["ScalableDimension"]) == ("ecs", "ecs:service:DesiredCount")
+    assert target["ResourceId"] == {"Fn::Sub": "service/${EcsCluster}/${WorkerService.Name}"}
+    for policy in ("WorkerScaleOutPolicy", "WorkerScaleInPolicy"):
+        assert props(t, policy)["ScalingTargetId"] == {"Ref": "WorkerScalableTarget"}
+        assert props(t, policy)["PolicyType"] == "StepScaling"
+
+
+def alarm_value(alarm: dict[str, Any], **metrics: float | None) -> float | None:
+    """The value of a metric-math alarm's expression for one period's datapoints (None = no data).
+
+    CloudWatch's ``FILL`` and ``IF`` on scalars; the expressions here are also valid Python."""
+    (expression,) = [m["Expression"] for m in alarm["Metrics"] if m.get("ReturnData")]
+    ids = {m["Id"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert set(re.findall(r"\b([a-z][A-Za-z0-9_]*)\b", expression)) - {"FILL", "IF"} <= ids
+    if all(v is None for v in metrics.values()):
+        return None
+    functions = {
+        "FILL": lambda v, default: default if v is None else v,
+        "IF": lambda cond, yes, no: yes if cond else no,
+    }
+    return eval(expression, {"__builtins__": {}, **functions}, {i: metrics.get(i) for i in ids})
+
+
+def breaches(alarm: dict[str, Any], value: float | None) -> bool:
+    if value is None:
+        return alarm["TreatMissingData"] == "breaching"
+    compare = {
+        "GreaterThanThreshold": value > alarm["Threshold"],
+        "LessThanOrEqualToThreshold": value <= alarm["Threshold"],
+    }
+    return compare[alarm["ComparisonOperator"]]
+
+
+def queue_metrics(alarm: dict[str, Any]) -> dict[str, str]:
+    """Metric id -> metric name of the alarm's metrics on the work queue."""
+    return {
+        m["Id"]: m["MetricStat"]["Metric"]["MetricName"]
+        for m in alarm["Metrics"]
+        if "MetricStat" in m
+        and m["MetricStat"]["Metric"]["Namespace"] == "AWS/SQS"
+        and m["MetricStat"]["Metric"]["Dimensions"]
+        == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WorkQueue", "QueueName"]}}]
+    }
+
+
+def test_scale_out_on_queue_depth_also_from_zero(template: dict[str, Any]) -> None:
+    t = deployed(template, {"TaskMode": "worker"})
+    alarm = props(t, "WorkerScaleOutAlarm")
+    assert alarm["AlarmActions"] == [{"Ref": "WorkerScaleOutPolicy"}]
+    assert queue_metrics(alarm) == {"visible": "ApproximateNumberOfMessagesVisible"}
+    started = next(m for m in alarm["Metrics"] if m["Id"] == "started")["MetricStat"]["Metric"]
+    assert started["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "WorkerStateMachine"}}]
+    # One minute of waiting tasks is enough.
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 1
+    assert all(m["MetricStat"]["Period"] == 60 for m in alarm["Metrics"] if "MetricStat" in m)
+    cases = {
+        # tasks wait while every worker is busy
+        (2, 0, 2): True,
+        # no worker runs (scaled to zero) and the queue's metrics flow
+        (1, 0, None): True,
+        # no worker runs, and SQS has not resumed the metrics of a queue idle for 6 hours yet
+        (None, 1, None): True,
+        # an idle warm worker takes the new execution's task itself
+        (0, 1, 1): False,
+        (0, 0, 1): False,
+        (None, None, None): False,
+    }
+    for (visible, started_count, running), expected in cases.items():
+        value = alarm_value(alarm, visible=visible, started=started_count, running=running)
+        assert breaches(alarm, value) is expected, (visible, started_count, running)
+    steps = props(t, "WorkerScaleOutPolicy")["StepScalingPolicyConfiguration"]
+    assert steps["AdjustmentType"] == "ChangeInCapacity"
+    assert all(s["ScalingAdjustment"] > 0 for s in steps["StepAdjustments"])
+    # The steps cover every breaching value (> 0 above the threshold of 0).
+    assert min(s["MetricIntervalLowerBound"] for s in steps["StepAdjustments"]) == 0
+    assert any("MetricIntervalUpperBound" not in s for s in steps["StepAdjustments"])
+
+
+def test_scale_in_only_when_the_queue_has_been_idle(template: dict[str, Any]) -> None:
+    t = deployed(template, {"TaskMode": "worker"})
+    alarm = props(t, "WorkerScaleInAlarm")
+    assert alarm["AlarmActions"] == [{"Ref": "WorkerScaleInPolicy"}]
+    assert set(queue_metrics(alarm).values()) == {
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateNumberOfMessagesNotVisible",
+        "NumberOfMessagesReceived",
+    }
+    ids = {name: i for i, name in queue_metrics(alarm).items()}
+    idle = {ids["ApproximateNumberOfMessagesVisible"]: 0, ids["NumberOfMessagesReceived"]: 0}
+    assert breaches(alarm, alarm_value(alarm, **idle))
+    for name in ids:
+        assert not breaches(alarm, alarm_value(alarm, **{**idle, ids[name]: 1})), name
+    # A queue whose metrics paused (nobody polled it for 6 hours) is not "idle": it may be waking up.
+    assert not breaches(alarm, alarm_value(alarm))
+    # Idle for the whole window, every minute of it; and the window outlasts any running task,
+    # since a worker deletes its message (so nothing counts as in flight) when it starts.
+    minutes = {"Ref": "WorkerScaleInIdleMinutes"}
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == minutes
+    assert all(m["MetricStat"]["Period"] == 60 for m in alarm["Metrics"] if "MetricStat" in m)
+    assert template["Parameters"]["WorkerScaleInIdleMinutes"]["Default"] * 60 > longest_job_timeout()
+    steps = props(t, "WorkerScaleInPolicy")["StepScalingPolicyConfiguration"]
+    assert steps["AdjustmentType"] == "ExactCapacity"
+    (step,) = steps["StepAdjustments"]
+    assert step["ScalingAdjustment"] == {"Ref": "WorkerMinCapacity"}
+    assert step["MetricIntervalUpperBound"] == 0 and "MetricIntervalLowerBound" not in step
 
 
 # ---------------------------------------------------------------- scripts/deploy.sh
@@ -249,8 +643,9 @@ def deploy_repo(tmp_path: Path) -> Path:
     (repo / "lambda_trigger" / "__pycache__").mkdir(exist_ok=True)
     (repo / "lambda_trigger" / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"x")
     (repo / "stepfunctions").mkdir()
-    asl = ASL.read_text() if ASL.exists() else '{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}'
-    (repo / "stepfunctions" / ASL.name).write_text(asl)
+    stand_in = '{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}'
+    for path in (ASL, WORKER_ASL):
+        (repo / "stepfunctions" / path.name).write_text(path.read_text() if path.exists() else stand_in)
     return repo
 
 
@@ -296,6 +691,22 @@ def test_deploy_names_missing_variables(deploy_repo: Path, tmp_path: Path) -> No
     assert "ECOMKPI_BUCKET" not in result.stderr.splitlines()[0]
 
 
+def test_deploy_fails_clearly_without_the_worker_definition(deploy_repo: Path, tmp_path: Path) -> None:
+    (deploy_repo / "stepfunctions" / WORKER_ASL.name).unlink()
+    env = {**base_env(f"{fake_aws(tmp_path)}:/usr/bin:/bin"), **REQUIRED, "FAKE_AWS_LOG": str(tmp_path / "l")}
+    result = run_deploy(deploy_repo, env)
+    assert result.returncode != 0
+    assert WORKER_ASL.name in result.stderr
+    assert not (tmp_path / "l").exists() or "package" not in (tmp_path / "l").read_text()
+
+
+def test_deploy_rejects_an_unknown_task_mode(deploy_repo: Path, tmp_path: Path) -> None:
+    env = {**base_env(f"{fake_aws(tmp_path)}:/usr/bin:/bin"), **REQUIRED, "ECOMKPI_TASK_MODE": "lambda"}
+    result = run_deploy(deploy_repo, env)
+    assert result.returncode != 0
+    assert "ECOMKPI_TASK_MODE" in result.stderr
+
+
 def test_deploy_packages_and_deploys(deploy_repo: Path, tmp_path: Path) -> None:
     log = tmp_path / "aws.log"
     env = {
@@ -328,8 +739,20 @@ def test_deploy_packages_and_deploys(deploy_repo: Path, tmp_path: Path) -> None:
     assert overrides["SecurityGroupIds"] == "sg-ccc"
     assert overrides["ImageUri"] == REQUIRED["ECOMKPI_IMAGE_URI"]
     assert overrides["TransformationTaskMemory"] == "16384"
+    assert overrides["TaskMode"] == "worker"
+    template = load_template()
+    for name, value in overrides.items():
+        spec = template["Parameters"][name]
+        assert value in [str(v) for v in spec.get("AllowedValues", [value])], name
+        assert re.fullmatch(spec.get("AllowedPattern", ".*"), value), name
+    # `package` uploads every local path the template names, both modes' definitions included: each
+    # state machine's DefinitionS3Location is a file of the packaged repository.
+    for name, path in STATE_MACHINES.values():
+        location = (deploy_repo / "infra" / props(template, name)["DefinitionS3Location"]).resolve()
+        assert location == deploy_repo / "stepfunctions" / path.name
+        json.loads(location.read_text())
     # The zip the template's Code path names, with the package at its root.
-    code = props(json.loads(json.dumps(decode(str(TEMPLATE))[0])), "TriggerFunction")["Code"]
+    code = props(template, "TriggerFunction")["Code"]
     zip_path = (deploy_repo / "infra" / code).resolve()
     assert zip_path == deploy_repo / "out" / "deploy" / "lambda_trigger.zip"
     with zipfile.ZipFile(zip_path) as zf:
@@ -337,3 +760,25 @@ def test_deploy_packages_and_deploys(deploy_repo: Path, tmp_path: Path) -> None:
     assert "lambda_trigger/__init__.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert any(c[:2] == ["cloudformation", "describe-stacks"] for c in calls)
+
+
+def test_deploy_passes_the_task_mode_and_worker_settings(deploy_repo: Path, tmp_path: Path) -> None:
+    log = tmp_path / "aws.log"
+    env = {
+        **base_env(f"{fake_aws(tmp_path)}:/usr/bin:/bin"),
+        **REQUIRED,
+        "FAKE_AWS_LOG": str(log),
+        "ECOMKPI_TASK_MODE": "ecs",
+        "ECOMKPI_WORKER_MIN_CAPACITY": "0",
+        "ECOMKPI_WORKER_MAX_CAPACITY": "2",
+        "ECOMKPI_WORKER_MEMORY": "16384",
+    }
+    result = run_deploy(deploy_repo, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    deploy = next(c for c in calls if c[:2] == ["cloudformation", "deploy"])
+    overrides = dict(a.split("=", 1) for a in deploy[deploy.index("--parameter-overrides") + 1 :] if "=" in a)
+    assert overrides["TaskMode"] == "ecs"
+    assert (overrides["WorkerMinCapacity"], overrides["WorkerMaxCapacity"]) == ("0", "2")
+    assert overrides["WorkerTaskMemory"] == "16384"
+    assert overrides["WorkerTaskCpu"] == str(load_template()["Parameters"]["WorkerTaskCpu"]["Default"])
