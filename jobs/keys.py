@@ -41,3 +41,15 @@ def date_folder(key: str) -> str | None:
     """The ``YYYY-MM-DD`` folder of a dated part, or None for undated files."""
     parts = relative_key(key).split("/")
     return parts[1] if len(parts) > 2 and _DATE.match(parts[1]) else None
+
+
+_GLOB_CHARS = "\\*?[]{}"
+
+
+def literal_path(uri: str) -> str:
+    """Escape Hadoop glob characters so a key like ``orders[1].csv`` names exactly one object.
+
+    Spark's file sources expand globs in the paths they are given; a producer's file name is data,
+    never a pattern, so every path built from a key goes through this before a Spark read.
+    """
+    return "".join("\\" + c if c in _GLOB_CHARS else c for c in uri)

@@ -45,6 +45,9 @@ def spark_conf(config: PipelineConfig) -> dict[str, str]:
         "spark.databricks.delta.retentionDurationCheck.enabled": "false",
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
+        # A CSV read probes its path for a streaming sink's _spark_metadata folder and logs a WARN
+        # with a stack trace when the path is a file with glob characters escaped; none is written.
+        "spark.sql.streaming.fileStreamSink.ignoreMetadata": "true",
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint.region": config.region,
         "spark.hadoop.fs.s3a.fast.upload": "true",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
+from jobs.keys import literal_path
 from jobs.normalize import normalize_columns
 from jobs.validation.checks import add_check_columns, product_id_set, with_columns_present
-from jobs.validation.reading import file_shape, literal_path, read_csv
+from jobs.validation.reading import file_shape, read_csv
 from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
 
 

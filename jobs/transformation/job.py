@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
 
 from jobs import aws
 from jobs.config import PipelineConfig
@@ -43,7 +44,6 @@ from jobs.transformation.lake import (
     SILVER_ORDERS,
     SILVER_PRODUCTS,
     Lake,
-    sql_strings,
 )
 from jobs.transformation.lock import LeaseLock, LockSettings
 from jobs.transformation.metrics import ScanMetrics
@@ -106,7 +106,7 @@ def _read_applied(lake: Lake, rels: list[str]) -> dict[str, str]:
         return {}
     rows = (
         lake.read(APPLIED_FILES)
-        .where(f"rel IN ({sql_strings(rels)})")
+        .where(F.col("rel").isin(rels))
         .select("rel", "raw_etag", "applied_at")
         .collect()
     )

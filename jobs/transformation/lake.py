@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from delta.tables import DeltaMergeBuilder, DeltaTable
@@ -247,10 +248,21 @@ def _commit(table: str, version: int, operation: str, metrics: dict[str, Any] | 
     return Commit(table=table, version=version, operation=operation, metrics=numbers)
 
 
+def iso_dates(dates: list[str]) -> list[str]:
+    """The dates, each checked to be a real ``YYYY-MM-DD`` date: the only values ever put in SQL."""
+    checked = []
+    for d in dates:
+        if not isinstance(d, str) or len(d) != 10 or date.fromisoformat(d).isoformat() != d:
+            raise ValueError(f"not a YYYY-MM-DD date: {d!r}")
+        checked.append(d)
+    return checked
+
+
 def sql_dates(dates: list[str]) -> str:
-    """``DATE'..', DATE'..'`` for a partition predicate (dates are validated yyyy-MM-dd strings)."""
-    return ", ".join(f"DATE'{d}'" for d in dates)
+    """``DATE'..', DATE'..'`` for a partition predicate (MERGE conditions and replaceWhere are SQL)."""
+    return ", ".join(f"DATE'{d}'" for d in iso_dates(dates))
 
 
-def sql_strings(values: list[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+def sql_date_keys(dates: list[str]) -> str:
+    """``'..', '..'`` for a ``date_key`` (string) predicate, from checked dates only."""
+    return ", ".join(f"'{d}'" for d in iso_dates(dates))

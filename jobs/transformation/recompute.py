@@ -24,8 +24,8 @@ from jobs.transformation.lake import (
     SILVER_PRODUCTS,
     Commit,
     Lake,
+    sql_date_keys,
     sql_dates,
-    sql_strings,
 )
 
 
@@ -61,7 +61,7 @@ def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
 
 def write_gold(lake: Lake, dates: Sequence[str], daily: list[Row], category: list[Row]) -> list[Commit]:
     """Replace the gold partitions of ``dates`` with the recomputed rows (idempotent)."""
-    where = f"date_key IN ({sql_strings(sorted(dates))})"
+    where = f"date_key IN ({sql_date_keys(sorted(dates))})"
     spark = lake.spark
     return [
         lake.overwrite(GOLD_DAILY, spark.createDataFrame(daily, DAILY_KPI_SCHEMA), replace_where=where),

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from jobs.contract import COLUMNS, INGEST_SEQ, ROW_NUM, SOURCE_FILE
+from jobs.keys import literal_path
 from jobs.normalize import BOM, normalize_columns, normalize_header
 
 RAW_ETAG = "_raw_etag"
@@ -85,7 +86,7 @@ def read_file(spark: SparkSession, dataset: str, source: SourceFile) -> DataFram
     unique = len(set(raw_header)) == len(raw_header) and all(raw_header)
     names = raw_header if unique else [f"_c{i}" for i in range(len(header))]
     raw = spark.read.csv(
-        source.uri,
+        literal_path(source.uri),
         schema=StructType([StructField(n, StringType(), True) for n in names]),
         header=True,
         enforceSchema=True,

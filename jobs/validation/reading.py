@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from jobs.keys import literal_path
 from jobs.validation.findings import MAX_SAMPLES, Finding, structural
 from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
 
@@ -36,13 +37,6 @@ CSV_READ_OPTIONS: dict[str, str] = {
     "ignoreLeadingWhiteSpace": "false",
     "ignoreTrailingWhiteSpace": "false",
 }
-
-_GLOB_CHARS = "\\*?[]{}"
-
-
-def literal_path(uri: str) -> str:
-    """Escape Hadoop glob characters so a key like ``orders[1].csv`` names exactly one object."""
-    return "".join("\\" + c if c in _GLOB_CHARS else c for c in uri)
 
 
 def read_csv(spark: SparkSession, uri: str, header: tuple[str, ...]) -> DataFrame:
