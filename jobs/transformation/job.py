@@ -75,6 +75,7 @@ class TransformResult:
     commits: list[dict[str, Any]] = field(default_factory=list)
     dynamodb: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    spark_jobs: int | None = None  # Spark jobs the run started (tests hold budgets on this)
     lock: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -291,6 +292,7 @@ class _Run:
                 )
         if self.metrics is not None:
             try:
+                result.spark_jobs = self.metrics.job_count()
                 result.rows_read_by_table = self.metrics.rows_by_table(LAKE_TABLES)
             except Exception as exc:  # metrics are diagnostics: never fail a run over them
                 self.log.event("metrics.unavailable", level="WARN", error=str(exc))

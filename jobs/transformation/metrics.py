@@ -1,7 +1,7 @@
 """How many rows each lake table gave this run, measured by Spark rather than by extra count() jobs.
 
 Every Spark job the run starts (its own queries and the ones Delta runs inside MERGE/overwrite) is
-tagged with a job group; at the end, the SQL executions of that group are read back from Spark's
+tagged with a job group (``jobs.spark_jobs``); at the end, the SQL executions of that group are read back from Spark's
 status store and the "number of output rows" of each file scan is attributed to the table whose
 directory the scan read. Delta's own reads of ``_delta_log`` are not counted (they are the
 snapshot, not history). This is what shows that a run reads only the touched dates.
@@ -14,20 +14,21 @@ from collections.abc import Iterable
 
 from pyspark.sql import SparkSession
 
+from jobs.spark_jobs import JobGroup
+
 _LOCATION = re.compile(r"Location: \w+\(\d+ paths?\)\[([^\]]*)\]")
-_GROUP = "spark.jobGroup.id"
 
 
 class ScanMetrics:
     """Tag this thread's Spark jobs with ``group`` and, later, sum their scans per lake table."""
 
     def __init__(self, spark: SparkSession, group: str) -> None:
-        self.spark, self.group = spark, group
+        self.spark = spark
         self._jsc = spark.sparkContext._jsc.sc()
         self._sql = spark._jsparkSession.sharedState().statusStore()
-        self._previous = spark.sparkContext.getLocalProperty(_GROUP)
         self._after = self._last_execution_id()
-        spark.sparkContext.setLocalProperty(_GROUP, group)
+        self.jobs = JobGroup(spark, group)
+        self.group = self.jobs.group
         # Scan descriptions carry the table path; keep it whole (default cut: 100 characters).
         spark.conf.set("spark.sql.maxMetadataStringLength", "2000")
 
@@ -37,7 +38,11 @@ class ScanMetrics:
         return int(executions.apply(size - 1).executionId()) if size else -1
 
     def stop(self) -> None:
-        self.spark.sparkContext.setLocalProperty(_GROUP, self._previous)
+        self.jobs.close()
+
+    def job_count(self) -> int:
+        """Spark jobs this run started (Delta's own included)."""
+        return self.jobs.count()
 
     def _ours(self, execution: object) -> bool:
         jobs = execution.jobs().keys().iterator()  # type: ignore[attr-defined]

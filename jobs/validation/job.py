@@ -30,6 +30,7 @@ from jobs.contract import DATASETS, ORDER_ITEMS, PRODUCTS
 from jobs.keys import relative_key
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
+from jobs.spark_jobs import JobGroup
 from jobs.validation import locations as loc
 from jobs.validation.findings import Finding, structural
 from jobs.validation.outcomes import (
@@ -97,6 +98,7 @@ class ValidationJob:
         self._product_ids_note: str | None = None
         self._product_ids_loaded = False
         self.data_docs_key: str | None = None
+        self.jobs: JobGroup | None = None  # counts this run's Spark jobs once Spark is used
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -248,6 +250,8 @@ class ValidationJob:
 
             with self.log.stage("spark.session"):
                 self._spark = get_spark(self.config, app_name="ecomkpi-validation")
+        if self.jobs is None:
+            self.jobs = JobGroup(self._spark, f"ecomkpi-validation-{self.config.run_id}")
         self.spark_used = True
         return self._spark
 
@@ -553,6 +557,7 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
         with log.stage(JOB, batch_id=config.batch_id) as end:
             job = ValidationJob(config, store, log, spark)
             files = job.run()
+            spark_jobs = job.jobs.count() if job.jobs else 0
             result = ValidationResult(
                 batch_id=config.batch_id,
                 run_id=config.run_id,
@@ -561,12 +566,14 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
                 summary_key=summary_key,
                 log_key=log.s3_key(),
                 data_docs_key=job.data_docs_key,
+                spark_jobs=spark_jobs,
             )
             counts = {v: sum(f.verdict == v for f in files) for v in (PASSED, REJECTED)}
-            end.update(exit_code=result.exit_code, spark_used=job.spark_used, **counts)
+            end.update(exit_code=result.exit_code, spark_used=job.spark_used, spark_jobs=spark_jobs, **counts)
         summary.update(
             exit_code=result.exit_code,
             spark_used=job.spark_used,
+            spark_jobs=spark_jobs,
             counts=counts,
             data_docs=job.data_docs_key,
             files=[f.to_summary() for f in files],
@@ -578,6 +585,8 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
         raise
     finally:
         summary["finished_at"] = _now()
+        if job is not None and job.jobs is not None:
+            job.jobs.close()
         if job is not None:
             summary.setdefault("spark_used", job.spark_used)
         try:

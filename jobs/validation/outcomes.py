@@ -83,6 +83,7 @@ class ValidationResult:
     summary_key: str
     log_key: str
     data_docs_key: str | None = None
+    spark_jobs: int = 0  # Spark jobs the run started (tests hold budgets on this)
 
     @property
     def exit_code(self) -> int:

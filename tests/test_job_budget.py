@@ -1,0 +1,92 @@
+"""Spark job and Delta commit budgets per run: counts are stable where times are not.
+
+Each figure is what the code does today, with no slack to hide a regression: a change that adds a
+Spark job or a commit to these paths fails here and has to say why (raise the budget in the same
+commit, with the reason). bench/README.md has the times these counts cost.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jobs.validation.job import run as validate
+from tests.test_transformation_support import Pipeline, items_csv, orders_csv, products_csv
+from tests.test_validation_support import (
+    BATCH,
+    PRODUCTS_CSV,
+    PRODUCTS_KEY,
+    create_bucket,
+    item_row,
+    make_config,
+    order_row,
+    put,
+)
+from tests.test_validation_support import items_csv as raw_items_csv
+from tests.test_validation_support import orders_csv as raw_orders_csv
+
+# A new day on a lake that has history: plan, silver (orders, items, applied files), recompute,
+# gold (daily, category). AQE runs each shuffle stage as a job of its own.
+TRANSFORMATION_NEW_DAY_JOBS = 76
+TRANSFORMATION_NEW_DAY_COMMITS = 5
+# Validation: Spark starts for the first file that needs it; each further file costs the same.
+VALIDATION_JOBS_PER_FILE = 10
+
+
+def test_a_new_day_stays_within_its_job_and_commit_budget(
+    moto_endpoint: str, spark: Any, tmp_path: Path
+) -> None:
+    p = Pipeline(moto_endpoint, spark, tmp_path)
+    products = p.put("products/products.csv", products_csv(("1", "Jeans"), ("2", "Socks")))
+    day1 = p.run(
+        "2025-07-10",
+        [p.put("orders/2025-07-10/o.csv", orders_csv(("1", "7", "Complete", "2025-07-10 10:00:00")))],
+        [p.put("order_items/2025-07-10/i.csv", items_csv(("11", "1", "1", "10.00")))],
+    )
+    assert day1.status == "ok"
+    day2 = p.run(
+        "2025-07-11",
+        [
+            p.put(
+                "orders/2025-07-11/o.csv",
+                orders_csv(
+                    ("2", "8", "Returned", "2025-07-11 09:00:00"),
+                    ("3", "9", "Complete", "2025-07-11 11:00:00"),
+                ),
+            )
+        ],
+        [
+            p.put(
+                "order_items/2025-07-11/i.csv", items_csv(("21", "2", "1", "5.00"), ("31", "3", "2", "7.50"))
+            )
+        ],
+    )
+    del products
+    assert day2.status == "ok" and day2.touched_dates == ["2025-07-11"]
+    assert len(day2.commits) <= TRANSFORMATION_NEW_DAY_COMMITS, day2.commits
+    assert day2.spark_jobs is not None and day2.spark_jobs <= TRANSFORMATION_NEW_DAY_JOBS, day2.spark_jobs
+
+
+def test_validation_costs_a_fixed_number_of_jobs_per_file(moto_endpoint: str, names: Any, spark: Any) -> None:
+    def run_with(orders_files: int, run_id: str) -> int:
+        keys = []
+        for n in range(orders_files):
+            key = f"raw/orders/{BATCH}/{run_id}-part{n}.csv"
+            put(config, key, raw_orders_csv(order_row(f"{run_id}{n}")))
+            keys.append(key)
+        items_key = f"raw/order_items/{BATCH}/{run_id}-items.csv"
+        put(config, items_key, raw_items_csv(item_row(f"{run_id}1", order_id=f"{run_id}0")))
+        result = validate(
+            make_config(moto_endpoint, names.bucket, orders=keys, items=[items_key], run_id=run_id), spark
+        )
+        assert result.exit_code == 0
+        return result.spark_jobs
+
+    config = make_config(moto_endpoint, names.bucket)
+    create_bucket(config)
+    put(config, PRODUCTS_KEY, PRODUCTS_CSV)
+    one = run_with(1, "a")  # products, 1 orders file, 1 items file
+    three = run_with(3, "b")  # products recorded earlier (no Spark), 3 orders files, 1 items file
+    # "b" no longer validates the products file but reads the master's ids for the items check.
+    four = run_with(4, "c")
+    assert four - three <= VALIDATION_JOBS_PER_FILE, (one, three, four)
