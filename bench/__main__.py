@@ -13,7 +13,7 @@ from typing import Any
 from bench import report
 from bench.common import fake_credentials, moto_server, start_spark
 
-KINDS = ("throughput", "incremental", "latency", "trigger")
+KINDS = ("throughput", "incremental", "latency", "trigger", "burst")
 
 
 def _ints(text: str) -> list[int]:
@@ -28,8 +28,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--history", type=_ints, default=[0, 30, 365], help="history days before the new day")
     p.add_argument("--history-orders", type=int, default=40, help="orders per history day")
     p.add_argument("--latency-items", type=int, default=100_000, help="order items of the latency batch")
+    p.add_argument(
+        "--task-modes",
+        default="worker,ecs",
+        help="latency, burst: comma list of worker (warm worker) and ecs (a fresh process per task)",
+    )
     p.add_argument("--trigger-events", type=int, default=1000)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--burst-days", type=int, default=10, help="burst: days uploaded at once")
+    p.add_argument("--burst-orders", type=int, default=200, help="burst: orders per day")
     p.add_argument("--master", default="local[2]", help="Spark master of the in-process session")
     p.add_argument("--partitions", type=int, default=4, help="spark.sql.shuffle.partitions")
     p.add_argument(
@@ -45,6 +52,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.sizes, args.history, args.history_orders = [2_000], [0, 5], 10
         args.latency_items, args.trigger_events, args.repeat = 1_000, 200, 1
+        args.burst_days, args.burst_orders = 3, 20
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = set(args.only) - set(KINDS)
     if unknown:
@@ -90,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     if "latency" in args.only:
         from bench import latency
 
-        results["latency"] = latency.run(args.latency_items, args.repeat)
+        for mode in args.task_modes.split(","):
+            key = "latency" if mode == "worker" else f"latency_{mode}"
+            results[key] = latency.run(args.latency_items, args.repeat, task_mode=mode)
+    if "burst" in args.only:
+        from bench import burst
+
+        for mode in args.task_modes.split(","):
+            key = "burst" if mode == "worker" else f"burst_{mode}"
+            results[key] = burst.run(args.burst_days, args.burst_orders, args.repeat, task_mode=mode)
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     report.write(results, args.out)
     print(report.table(results))

@@ -35,15 +35,24 @@ def table(results: dict[str, Any]) -> str:
             if ratio
             else "ratio -"
         )
-    lat = results.get("latency")
-    if lat:
-        lines.append(f"latency {lat['order_items_per_batch']:,}-item batch (median [min-max]):")
+    for key in sorted(k for k in results if k.startswith("latency")):
+        lat = results[key]
+        lines.append(
+            f"latency ({lat.get('task_mode', 'worker')} mode) {lat['order_items_per_batch']:,}-item batch "
+            "(median [min-max]):"
+        )
         for k, v in lat["stages_s"].items():
             lines.append(f"  {k:<32} {_s(v)}")
         if lat.get("task_stages_s"):
             lines.append("  inside the tasks (their run logs):")
             for k, v in lat["task_stages_s"].items():
                 lines.append(f"    {k:<30} {_s(v)}")
+    for key in sorted(k for k in results if k.startswith("burst")):
+        b = results[key]
+        lines.append(
+            f"burst ({b['task_mode']} mode): {b['days']} days x {b['orders_per_day']} orders uploaded at once: "
+            f"{_s(b['total_s'])}, at most {b['peak_jvms']} JVM(s) at a time"
+        )
     trg = results.get("trigger")
     if trg:
         lines.append(f"trigger: {_s(trg['events_per_s'], ' ev/s')} over {trg['events']} distinct events")

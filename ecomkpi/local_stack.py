@@ -215,7 +215,8 @@ class LocalStack:
                 Attributes={
                     "VisibilityTimeout": "60",
                     "RedrivePolicy": json.dumps(
-                        {"deadLetterTargetArn": self._queue_arn(work_dlq_url), "maxReceiveCount": "3"}
+                        # As in the stack: the busy worker re-receives waiting messages per beat.
+                        {"deadLetterTargetArn": self._queue_arn(work_dlq_url), "maxReceiveCount": "1000"}
                     ),
                 },
             )["QueueUrl"]
@@ -360,6 +361,10 @@ class LocalStack:
                 return True
             time.sleep(0.5)
         return False
+
+    def wait_worker_ready(self, timeout: float = 120.0) -> bool:
+        """Until the worker has started Spark (what a running ``ecomkpi up`` has long done)."""
+        return self.worker is None or self.worker.ready.wait(timeout)
 
     def alerts(self) -> list[dict[str, str]]:
         """Every alert published so far (drained from the topic's inbox queue, kept in memory)."""

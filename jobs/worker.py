@@ -18,7 +18,8 @@ Per message (one at a time):
    broken run is ``SendTaskFailure`` (``Worker.TaskFailed``), which the state retries.
 
 A worker that dies stops heartbeating: the state fails with ``States.HeartbeatTimeout`` and its
-retrier sends the batch again, to this worker's successor. The jobs are idempotent per file and
+retrier sends the batch again, to this worker's successor. While it works, a worker also keeps the
+tasks waiting in the queue alive (``QueueKeeper``), so a backlog is never mistaken for a dead worker. The jobs are idempotent per file and
 per stage, so a retried batch gives the same KPIs. After ``WORKER_MAX_BATCHES`` batches, or when the
 JVM heap stays above ``WORKER_MAX_HEAP_FRACTION`` after a batch, the worker exits 0 between batches
 and its supervisor (the ECS service, or ``ecomkpi up``) starts a fresh one.
@@ -179,12 +180,75 @@ def _error_code(exc: Exception) -> str:
     return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
 
 
-class Heartbeat(threading.Thread):
-    """Beats for one task until stopped; tells ``on_lost`` once if the state gave up on the token."""
+class QueueKeeper:
+    """Heartbeats the tasks still waiting in the work queue while this worker is busy.
 
-    def __init__(self, sfn: Any, token: str, interval: float, on_lost: Callable[[str], None]) -> None:
+    The heartbeat clock of a task starts when the workflow sends it, so a task queued behind other
+    batches (ten days landing at once on one worker) would time out without ever having run. While
+    any worker lives, it keeps them alive: it receives the waiting messages for a moment, beats
+    each token, and makes them visible again at once, so another worker (scaling out) can still
+    take them. A message whose attempt already ended is deleted: its retry has a message of its own.
+    """
+
+    def __init__(self, sqs: Any, sfn: Any, queue_url: str, hold_seconds: int = 30, limit: int = 100) -> None:
+        self.sqs, self.sfn, self.queue_url = sqs, sfn, queue_url
+        self.hold_seconds, self.limit = hold_seconds, limit
+
+    def keep(self) -> int:
+        """One pass; returns how many waiting tasks were kept alive."""
+        held: dict[str, dict[str, Any]] = {}
+        while len(held) < self.limit:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=self.hold_seconds,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in held]
+            held.update((m["MessageId"], m) for m in messages)
+            if not fresh:
+                break
+        kept, release = 0, []
+        for message in held.values():
+            token = token_of(message.get("Body", ""))
+            try:
+                if token:
+                    self.sfn.send_task_heartbeat(taskToken=token)
+                    kept += 1
+                release.append(message)
+            except Exception as exc:
+                if _error_code(exc) in STALE_TOKEN_ERRORS:
+                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                else:
+                    release.append(message)
+        for i in range(0, len(release), 10):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(release[i : i + 10])
+                ],
+            )
+        return kept
+
+
+class Heartbeat(threading.Thread):
+    """Beats for one task until stopped; tells ``on_lost`` once if the state gave up on the token.
+
+    With a ``keeper`` each beat also keeps the tasks waiting in the queue alive.
+    """
+
+    def __init__(
+        self,
+        sfn: Any,
+        token: str,
+        interval: float,
+        on_lost: Callable[[str], None],
+        keeper: QueueKeeper | None = None,
+    ) -> None:
         super().__init__(name="worker-heartbeat", daemon=True)
         self.sfn, self.token, self.interval, self.on_lost = sfn, token, interval, on_lost
+        self.keeper = keeper
         self.done = threading.Event()
         self.lost = False
 
@@ -199,6 +263,11 @@ class Heartbeat(threading.Thread):
                     self.on_lost(code)
                     return
                 _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
+            if self.keeper is not None and not self.done.is_set():
+                try:
+                    self.keeper.keep()
+                except Exception as exc:
+                    _log("queue.keep.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
 
     def stop(self) -> None:
         self.done.set()
@@ -310,7 +379,8 @@ class Worker:
     def _run(self, task: TaskMessage) -> None:
         started = time.perf_counter()
         _log("task.start", execution=task.execution, state=task.state, command=task.command)
-        beat = Heartbeat(self.sfn, task.token, self.settings.heartbeat_seconds, self._abandon)
+        keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
+        beat = Heartbeat(self.sfn, task.token, self.settings.heartbeat_seconds, self._abandon, keeper)
         beat.start()
         error = ""
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,12 @@ class Pipeline:
 
 @pytest.fixture
 def pipeline(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    yield from make_pipeline(moto_endpoint, names, monkeypatch)
+
+
+def make_pipeline(
+    moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch, heartbeat_scale: float = 1.0
+) -> Iterator[Pipeline]:
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
     sns = boto3.client("sns", endpoint_url=moto_endpoint)
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
@@ -113,6 +120,7 @@ def pipeline(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) ->
             "WorkQueueUrl": queue_url,
         },
         sleep=lambda _s: None,
+        heartbeat_scale=heartbeat_scale,
     )
     with serve(executor) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", server.endpoint_url)
@@ -213,3 +221,38 @@ def test_settings_and_messages_name_what_is_wrong() -> None:
         TaskMessage.parse(
             json.dumps({"TaskToken": "t", "Command": ["validate"], "Environment": [{"Name": 1}]})
         )
+
+
+def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
+    moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HeartbeatSeconds (300) scaled to 1.5 s; the first batch takes 4 s while the second waits."""
+    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.005):
+        first, second = pipeline.start("slow"), pipeline.start("queued")
+        runner = Runner({})
+
+        def slow(command: str, config: PipelineConfig, runner: Runner = runner) -> int:
+            if config.run_id == "slow" and command == "validate":
+                time.sleep(4)
+            return runner(command, config)
+
+        settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, heartbeat_seconds=0.3)
+        worker = Worker(
+            settings,
+            sqs=pipeline.sqs,
+            sfn=pipeline.sfn,
+            spark_factory=lambda: pytest.fail("no Spark"),
+            base_env={},
+            runner=slow,
+        )
+        thread = threading.Thread(target=worker.serve, daemon=True)
+        thread.start()
+        try:
+            for arn in (first, second):
+                assert pipeline.executor.wait(arn, timeout=30)["status"] == "SUCCEEDED"
+        finally:
+            worker.stop()
+            thread.join(10)
+        events = [e.type for arn in (first, second) for e in pipeline.executor.get_execution_history(arn)]
+        assert "TaskTimedOut" not in events  # nobody waited past its heartbeat
+        assert [c for c, _ in runner.calls].count("validate") == 2
