@@ -182,7 +182,8 @@ def plan_items(
         order_dates = order_dates.join(order_states, "order_id", "left_anti").unionByName(
             order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
         )
-    new_dated = new.join(order_dates, "order_id", "left")
+    # Materialized: the planner reads it twice (the solo keys and the colliding ones).
+    new_dated = materialize(new.join(order_dates, "order_id", "left"))
 
     parts: list[DataFrame] = []
     if m["k_low"] is not None:
