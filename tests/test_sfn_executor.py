@@ -557,3 +557,33 @@ def test_substitutions_are_applied_and_unresolved_ones_rejected() -> None:
     loaded = load_definition(definition, {"Greeting": "hello", "Name": "world"})
     assert loaded.states["A"].result == "hello world"
     assert "${Name}" in _problems(definition, substitutions={"Greeting": "hello"})
+
+
+def test_container_overrides_over_8_kib_are_refused_as_ecs_refuses_them() -> None:
+    """AWS rejects RunTask when the overrides' JSON passes 8,192 bytes: a batch of ~80 keys per list."""
+    run_task = RunTaskHandler(
+        {
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/validation:1": ContainerCommand(
+                "validation", (sys.executable, "-c", "import sys; sys.exit(0)")
+            )
+        }
+    )
+
+    def overrides(value: str) -> dict[str, Any]:
+        return {
+            "TaskDefinition": "arn:aws:ecs:us-east-1:123456789012:task-definition/validation:1",
+            "NetworkConfiguration": {"AwsvpcConfiguration": {"Subnets": ["subnet-1"]}},
+            "Overrides": {
+                "ContainerOverrides": [
+                    {"Name": "validation", "Environment": [{"Name": "ORDERS_KEYS", "Value": value}]}
+                ]
+            },
+        }
+
+    context = TaskContext("arn", "n", "ValidateData", ECS_RUN_TASK_SYNC, 0, threading.Event())
+    keys = json.dumps([f"raw/orders/2025-07-10/orders_part{n:04d}.csv" for n in range(200)])
+    with pytest.raises(StatesError) as refused:
+        run_task(overrides(keys), context)
+    assert refused.value.error == "ECS.InvalidParameterException"
+    assert "at most 8192" in refused.value.cause
+    assert run_task(overrides(keys[:7000]), context)["Containers"][0]["ExitCode"] == 0

@@ -138,6 +138,7 @@ _ECS_PARAMETERS = frozenset(
         "PlacementStrategy",
     }
 )
+MAX_CONTAINER_OVERRIDES_BYTES = 8192
 _CONTAINER_OVERRIDE_FIELDS = {"Name", "Environment", "Command", "Cpu", "Memory", "MemoryReservation"}
 
 
@@ -220,6 +221,13 @@ class RunTaskHandler:
         overrides = parameters.get("Overrides", {}).get("ContainerOverrides", [])
         if not isinstance(overrides, list):
             raise _invalid("Overrides.ContainerOverrides must be an array")
+        size = len(json.dumps(overrides, separators=(",", ":")).encode("utf-8"))
+        if size > MAX_CONTAINER_OVERRIDES_BYTES:
+            # ECS refuses RunTask when the container overrides' JSON exceeds 8 KiB in all.
+            raise _invalid(
+                f"Container Overrides length must be at most {MAX_CONTAINER_OVERRIDES_BYTES} "
+                f"(these are {size} bytes)"
+            )
         for override in overrides:
             name = override.get("Name") if isinstance(override, dict) else None
             if name != command.name and name not in command.sidecars:
