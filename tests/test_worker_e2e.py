@@ -40,6 +40,23 @@ def _decimal(value: Any) -> Any:
     return Decimal(str(value)) if isinstance(value, int | float | Decimal) else value
 
 
+def stack_settings(tmp_path: Path, names: Any, **changes: Any) -> StackSettings:
+    """Names of this test's own: every stack in the test process shares one emulator state, so a
+    tracker item of an earlier test's batch 2025-07-10 would otherwise join this one."""
+    return StackSettings(
+        bucket=names.bucket,
+        tracker_table=names.tracker_table,
+        daily_table=names.daily_table,
+        category_table=names.category_table,
+        topic_name=f"alerts-{names.suffix}",
+        queue_name=f"raw-events-{names.suffix}",
+        dlq_name=f"raw-events-dlq-{names.suffix}",
+        work_queue_name=f"work-{names.suffix}",
+        work_dir=tmp_path / "stack",
+        **changes,
+    )
+
+
 def upload(stack: LocalStack, folder: Path) -> list[tuple[str, str]]:
     s3 = stack.client("s3")
     files = sorted(iter_data_files(folder), key=lambda f: (not f[0].startswith("manifests/"), f[0]))
@@ -49,7 +66,7 @@ def upload(stack: LocalStack, folder: Path) -> list[tuple[str, str]]:
 
 
 def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
-    tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, spark: Any, names: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jobs.oracle import kpis_from_files
 
@@ -73,7 +90,7 @@ def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
             assert stack_box["stack"].worker is not None
             stack_box["stack"].worker.kill()
 
-    settings = StackSettings(bucket="ecomkpi-kill", work_dir=tmp_path / "stack", heartbeat_scale=0.04)
+    settings = stack_settings(tmp_path, names, heartbeat_scale=0.04)
     with LocalStack(settings, on_container_output=on_output) as stack:
         stack_box["stack"] = stack
         files = upload(stack, data)
@@ -99,13 +116,13 @@ def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
     )
 
 
-def test_the_per_batch_ecs_mode_serves_the_same_kpis(tmp_path: Path, spark: Any) -> None:
+def test_the_per_batch_ecs_mode_serves_the_same_kpis(tmp_path: Path, spark: Any, names: Any) -> None:
     """The cold path (a fresh process per task through docker/entrypoint.sh) stays a working mode."""
     from jobs.oracle import kpis_from_files
 
     data = tmp_path / "data"
     generate(data, GeneratorSettings(days=1, orders_per_day=30, parts=1, seed=5, products=40, manifests=True))
-    settings = StackSettings(bucket="ecomkpi-ecs", work_dir=tmp_path / "stack", task_mode="ecs")
+    settings = stack_settings(tmp_path, names, task_mode="ecs")
     with LocalStack(settings) as stack:
         assert stack.worker is None and stack.work_queue_url == ""
         files = upload(stack, data)
