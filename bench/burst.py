@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, Stat
+from bench.common import BenchError, Stat, fresh_stack_settings
 from ecomkpi.generator import GeneratorSettings, generate, iter_data_files
 
 START = date(2025, 10, 1)
@@ -69,7 +69,7 @@ class JvmSampler(threading.Thread):
 def run(
     days: int, orders_per_day: int, repeat: int, task_mode: str = "worker", timeout: float = 1800
 ) -> dict[str, Any]:
-    from ecomkpi.local_stack import LocalStack, StackSettings
+    from ecomkpi.local_stack import LocalStack
 
     total, peaks, runs = Stat(), [], []
     for attempt in range(repeat):
@@ -81,9 +81,7 @@ def run(
                 iter_data_files(folder),
                 key=lambda f: (not f[0].startswith(("products/", "manifests/")), f[0]),
             )
-            settings = StackSettings(
-                bucket="ecomkpi-burst", work_dir=Path(tmp) / "stack", task_mode=task_mode
-            )
+            settings = fresh_stack_settings(Path(tmp) / "stack", task_mode=task_mode)
             with LocalStack(settings) as stack:
                 if not stack.wait_worker_ready():
                     raise BenchError("the worker did not get ready")

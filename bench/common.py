@@ -216,3 +216,26 @@ def _stages(spark: Any) -> Any:
     store = spark.sparkContext._jsc.sc().statusStore()
     empty = jvm.java.util.ArrayList()
     return store.stageList(empty, False, False, gw.new_array(jvm.double, 0), jvm.java.util.ArrayList())
+
+
+def fresh_stack_settings(work_dir: Path, **changes: Any) -> Any:
+    """Local stack settings with names of their own.
+
+    Every stack started in one process shares the emulator's state (moto's backends are global), so
+    a second stack with the default names would find the first one's KPIs and tracker items.
+    """
+    from ecomkpi.local_stack import StackSettings
+
+    suffix = uuid.uuid4().hex[:8]
+    return StackSettings(
+        bucket=f"ecomkpi-bench-{suffix}",
+        tracker_table=f"BatchFileTracker-{suffix}",
+        daily_table=f"DailyKPIs-{suffix}",
+        category_table=f"CategoryKPIs-{suffix}",
+        topic_name=f"alerts-{suffix}",
+        queue_name=f"raw-events-{suffix}",
+        dlq_name=f"raw-events-dlq-{suffix}",
+        work_queue_name=f"work-{suffix}",
+        work_dir=work_dir,
+        **changes,
+    )

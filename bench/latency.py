@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchError, Stat, files_of
+from bench.common import BenchError, Stat, files_of, fresh_stack_settings
 from ecomkpi.generator import GeneratorSettings, generate
 
 START = date(2025, 9, 1)
@@ -77,7 +77,7 @@ def task_stages(s3: Any, bucket: str, job: str, batch: str, entered: float | Non
 
 
 def run(items: int, repeat: int, timeout: float = 900.0, task_mode: str = "worker") -> dict[str, Any]:
-    from ecomkpi.local_stack import LocalStack, StackSettings
+    from ecomkpi.local_stack import LocalStack
 
     stats = {k: Stat() for k in ("total", "event_to_trigger", "trigger_to_validation", "validation",
                                  "validation_to_transformation", "transformation_before_serving",
@@ -93,7 +93,7 @@ def run(items: int, repeat: int, timeout: float = 900.0, task_mode: str = "worke
             ),
         )
         files = files_of(folder)
-        settings = StackSettings(bucket="ecomkpi-bench", work_dir=Path(tmp) / "stack", task_mode=task_mode)
+        settings = fresh_stack_settings(Path(tmp) / "stack", task_mode=task_mode)
         with LocalStack(settings) as stack:
             if not stack.wait_worker_ready():  # the figure is for a running stack, not its start
                 raise BenchError("the worker did not get ready")
