@@ -179,6 +179,13 @@ class LocalStack:
         attrs = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return attrs["Attributes"]["QueueArn"]
 
+    def _queue_with_dlq(self, name: str, dlq_name: str, *, visibility: int, max_receives: int) -> str:
+        sqs = self.client("sqs")
+        dlq_arn = self._queue_arn(sqs.create_queue(QueueName=dlq_name)["QueueUrl"])
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}
+        attributes = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+
     def _create_resources(self) -> None:
         from jobs.transformation.serving import create_kpi_tables
         from lambda_trigger.tracker import create_tracker_table
@@ -186,16 +193,7 @@ class LocalStack:
         s = self.settings
         s3, sqs, sns, ddb = self.client("s3"), self.client("sqs"), self.client("sns"), self.client("dynamodb")
         s3.create_bucket(Bucket=s.bucket)
-        dlq_url = sqs.create_queue(QueueName=s.dlq_name)["QueueUrl"]
-        self.queue_url = sqs.create_queue(
-            QueueName=s.queue_name,
-            Attributes={
-                "VisibilityTimeout": "10",
-                "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": self._queue_arn(dlq_url), "maxReceiveCount": "5"}
-                ),
-            },
-        )["QueueUrl"]
+        self.queue_url = self._queue_with_dlq(s.queue_name, s.dlq_name, visibility=10, max_receives=5)
         s3.put_bucket_notification_configuration(
             Bucket=s.bucket,
             NotificationConfiguration={
@@ -209,17 +207,10 @@ class LocalStack:
             },
         )
         if s.task_mode == "worker":
-            work_dlq_url = sqs.create_queue(QueueName=f"{s.work_queue_name}-dlq")["QueueUrl"]
-            self.work_queue_url = sqs.create_queue(
-                QueueName=s.work_queue_name,
-                Attributes={
-                    "VisibilityTimeout": "60",
-                    "RedrivePolicy": json.dumps(
-                        # As in the stack: the busy worker re-receives waiting messages per beat.
-                        {"deadLetterTargetArn": self._queue_arn(work_dlq_url), "maxReceiveCount": "1000"}
-                    ),
-                },
-            )["QueueUrl"]
+            # As in the stack: a busy worker re-receives the waiting messages once per heartbeat.
+            self.work_queue_url = self._queue_with_dlq(
+                s.work_queue_name, f"{s.work_queue_name}-dlq", visibility=60, max_receives=1000
+            )
         create_tracker_table(ddb, s.tracker_table)
         create_kpi_tables(ddb, s.daily_table, s.category_table)
         self.topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]

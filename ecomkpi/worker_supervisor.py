@@ -17,8 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
 
+from ecomkpi.process_lines import read_lines, start_process
 from ecomkpi.sfn_local.tasks import ContainerOutput
 
 STATE_OF_JOB = {"validation": "ValidateData", "transformation": "TransformData"}
@@ -58,6 +58,7 @@ class WorkerSupervisor(threading.Thread):
         self.starts = 0
         self.exits: list[int] = []
         self.process: subprocess.Popen[str] | None = None
+        self.ready = threading.Event()  # the current worker finished its warm-up
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -78,17 +79,7 @@ class WorkerSupervisor(threading.Thread):
     def _run_once(self) -> int:
         log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         try:
-            proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=self.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                start_new_session=True,  # its own process group: stopping kills Spark's JVM too
-            )
+            proc = start_process(self.argv, self.env, self.cwd)
         except OSError as exc:
             self.on_event(f"worker: cannot start {self.argv}: {exc}")
             self._stopping.wait(self.restart_delay * 5)
@@ -96,24 +87,20 @@ class WorkerSupervisor(threading.Thread):
         with self._lock:
             self.process = proc
             self.starts += 1
+            self.ready.clear()
         self.on_event(f"worker: started (pid {proc.pid})")
         write_lock = threading.Lock()
 
-        def pump(stream: IO[str], name: str) -> None:
-            for raw in stream:
-                line = raw.rstrip("\n")
-                if log:
-                    with write_lock:
-                        log.write(f"[{proc.pid} {name}] {line}\n")
-                        log.flush()
-                self.on_output(container_output(line, name, proc.pid))
+        def on_line(name: str, line: str) -> None:
+            if log:
+                with write_lock:
+                    log.write(f"[{proc.pid} {name}] {line}\n")
+                    log.flush()
+            if '"step": "warm"' in line:
+                self.ready.set()
+            self.on_output(container_output(line, name, proc.pid))
 
-        readers = [
-            threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
-            threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
+        readers = read_lines(proc, on_line)
         code = proc.wait()
         for reader in readers:
             reader.join(timeout=5)

@@ -23,6 +23,7 @@ from ecomkpi.sfn_local.tasks import default_handlers
 from ecomkpi.workflow_modes import WORKER_DEFINITION
 from jobs.config import ConfigError, PipelineConfig
 from jobs.worker import TaskMessage, Worker, WorkerSettings
+from lambda_trigger.tracker import create_tracker_table
 
 ACCOUNT = "123456789012"
 
@@ -63,9 +64,15 @@ class Pipeline:
             },
         )
 
-    def serve(self, runner: Runner, tasks: int) -> Worker:
-        settings = WorkerSettings(queue_url=self.queue_url, poll_seconds=1, heartbeat_seconds=0.2)
-        worker = Worker(
+    def worker(self, runner: Any, heartbeat_seconds: float = 0.2, max_batches: int = 50) -> Worker:
+        """A worker on this queue whose jobs are ``runner`` (it must never start Spark here)."""
+        settings = WorkerSettings(
+            queue_url=self.queue_url,
+            poll_seconds=1,
+            heartbeat_seconds=heartbeat_seconds,
+            max_batches=max_batches,
+        )
+        return Worker(
             settings,
             sqs=self.sqs,
             sfn=self.sfn,
@@ -74,6 +81,9 @@ class Pipeline:
             worker_id="test-worker",
             runner=runner,
         )
+
+    def serve(self, runner: Runner, tasks: int) -> Worker:
+        worker = self.worker(runner)
         for _ in range(tasks):
             messages = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=10).get(
                 "Messages", []
@@ -96,12 +106,7 @@ def make_pipeline(
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
     queue_url = sqs.create_queue(QueueName=f"work-{names.suffix}")["QueueUrl"]
     topic_arn = sns.create_topic(Name=f"alerts-{names.suffix}")["TopicArn"]
-    dynamodb.create_table(
-        TableName=names.tracker_table,
-        KeySchema=[{"AttributeName": "BatchId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "BatchId", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_tracker_table(dynamodb, names.tracker_table)
     dynamodb.put_item(
         TableName=names.tracker_table,
         Item={"BatchId": {"S": "2025-07-10"}, "triggered_generation": {"N": "1"}, "status": {"S": "RUNNING"}},
@@ -191,17 +196,7 @@ def test_a_stale_token_is_dropped_without_running_the_job(pipeline: Pipeline) ->
 
 def test_the_worker_recycles_after_its_batch_budget(pipeline: Pipeline) -> None:
     arn = pipeline.start("budget")
-    settings = WorkerSettings(
-        queue_url=pipeline.queue_url, poll_seconds=1, heartbeat_seconds=0.2, max_batches=2
-    )
-    worker = Worker(
-        settings,
-        sqs=pipeline.sqs,
-        sfn=pipeline.sfn,
-        spark_factory=lambda: pytest.fail("no Spark"),
-        base_env={},
-        runner=Runner({}),
-    )
+    worker = pipeline.worker(Runner({}), max_batches=2)
     result: list[int] = []
     thread = threading.Thread(target=lambda: result.append(worker.serve()))
     thread.start()
@@ -236,15 +231,7 @@ def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
                 time.sleep(4)
             return runner(command, config)
 
-        settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, heartbeat_seconds=0.3)
-        worker = Worker(
-            settings,
-            sqs=pipeline.sqs,
-            sfn=pipeline.sfn,
-            spark_factory=lambda: pytest.fail("no Spark"),
-            base_env={},
-            runner=slow,
-        )
+        worker = pipeline.worker(slow, heartbeat_seconds=0.3)
         thread = threading.Thread(target=worker.serve, daemon=True)
         thread.start()
         try:

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
+from ecomkpi.process_lines import read_lines, start_process
 from ecomkpi.sfn_local.callbacks import PendingTask, TaskCancelled
 from ecomkpi.sfn_local.definition import (
     DYNAMODB_UPDATE_ITEM,
@@ -338,42 +339,26 @@ class RunTaskHandler:
         log = log_path.open("a", encoding="utf-8") if log_path else None
         lock = threading.Lock()
 
-        def pump(stream: IO[str], name: str) -> None:
-            for raw in stream:
-                line = raw.rstrip("\n")
-                with lock:
-                    if log:
-                        log.write(f"[{name}] {line}\n")
-                        log.flush()
-                if self.on_output:
-                    self.on_output(
-                        ContainerOutput(
-                            context.execution_name, context.state_name, command.name, name, line, task_arn
-                        )
+        def on_line(name: str, line: str) -> None:
+            with lock:
+                if log:
+                    log.write(f"[{name}] {line}\n")
+                    log.flush()
+            if self.on_output:
+                self.on_output(
+                    ContainerOutput(
+                        context.execution_name, context.state_name, command.name, name, line, task_arn
                     )
+                )
 
         try:
-            proc = subprocess.Popen(
-                list(argv),
-                env=env,
-                cwd=command.cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-                start_new_session=True,  # its own process group: a timeout kills the whole tree
-            )
+            # Its own process group: a timeout kills the whole tree.
+            proc = start_process(argv, env, command.cwd)
         except OSError as exc:
             if log:
                 log.close()
             raise StatesError(TASK_FAILED, f"CannotStartContainerError: {exc}") from exc
-        readers = [
-            threading.Thread(target=pump, args=(proc.stdout, "stdout"), daemon=True),
-            threading.Thread(target=pump, args=(proc.stderr, "stderr"), daemon=True),
-        ]
-        for reader in readers:
-            reader.start()
+        readers = read_lines(proc, on_line)
         try:
             while True:
                 try:
