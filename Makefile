@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars run test lint fmt notebook bench deploy clean
+.PHONY: setup jars run test test-fast lint fmt notebook bench deploy clean
 
 setup: $(STAMP) jars
 
@@ -35,6 +35,10 @@ fmt: $(STAMP)
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Every test that needs no JVM (~1 minute): the loop to run before a small change.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not spark" $(PYTEST_ARGS)
 
 # The notebooks' `python3` kernel is this venv's interpreter (jupyter runs it as sys.executable), so
 # the project, Spark and Delta import and get_spark() finds the jar cache; `ecomkpi` is the same

@@ -78,3 +78,19 @@ def spark(moto_endpoint: str):
     session = get_spark(config, app_name="ecomkpi-tests")
     yield session
     session.stop()
+
+
+# Modules whose tests start a JVM without the shared session (a subprocess, a cluster, a notebook).
+_JVM_MODULES = {"test_validation_cli", "test_transformation_entrypoint"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that needs a JVM ``spark``, so ``pytest -m "not spark"`` is the fast loop."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if (
+            "spark" in getattr(item, "fixturenames", ())
+            or item.get_closest_marker("slow")
+            or module in _JVM_MODULES
+        ):
+            item.add_marker(pytest.mark.spark)

@@ -177,8 +177,11 @@ def test_a_malformed_message_fails_its_state_with_a_named_error(pipeline: Pipeli
     message["Body"] = json.dumps({**body, "Command": ["format-disk"]})
     worker = pipeline.serve(Runner({}), tasks=0)
     worker.handle(message)
-    history = pipeline.executor.get_execution_history(arn)
-    failed = [e.details for e in history if e.type == "TaskFailed"]
+    deadline = time.monotonic() + 10  # the execution's thread records the answer on its own time
+    failed: list[dict[str, Any]] = []
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.05)
+        failed = [e.details for e in pipeline.executor.get_execution_history(arn) if e.type == "TaskFailed"]
     assert failed and failed[0]["error"] == "Worker.BadMessage"
     assert "Command must be one of" in failed[0]["cause"]
     pipeline.executor.stop_execution(arn)
