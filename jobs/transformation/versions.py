@@ -98,6 +98,8 @@ def plan_versions(
     """
     cols = [c for c in silver_columns(table) if c != IS_CURRENT]
     repeated = new.groupBy(key).count().where(F.col("count") > 1).select(key)
+    # ``existing`` stays lazy: a new day reads its (range-limited) lookup once, here; only when keys
+    # collide is it read a second time, by the ranking below.
     colliding = materialize(repeated.unionByName(existing.select(key)).distinct())
 
     def arrivals(solo: DataFrame) -> tuple[DataFrame, DataFrame]:
