@@ -41,6 +41,8 @@ STAR_RESOURCE_OK = {
 }
 
 KPI_TABLES = {"CategoryKpisTable", "DailyKpisTable"}
+# The task role of each job's task definition; the worker role is their union.
+JOB_ROLES = ("ValidationTaskRole", "TransformationTaskRole")
 
 
 def roles(mode: str) -> dict[str, dict[str, Any]]:
@@ -53,7 +55,8 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
             "ValidationTaskDefinition",
             "TransformationTaskDefinition",
             "EcsCluster",
-            "TaskRole",
+            "ValidationTaskRole",
+            "TransformationTaskRole",
             "TaskExecutionRole",
         }
     else:
@@ -65,7 +68,12 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
             "services": {"dynamodb", "states", "sqs", "s3", "logs"},
             "refs": {"BatchTrackerTable", state_machine, "RawEventsQueue", "BucketName", "TriggerLogGroup"},
         },
-        "TaskRole": {
+        "ValidationTaskRole": {
+            "principal": "ecs-tasks.amazonaws.com",
+            "services": {"s3"},
+            "refs": {"BucketName"},
+        },
+        "TransformationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
             "services": {"s3", "dynamodb"},
             "refs": {"BucketName"} | KPI_TABLES,
@@ -149,6 +157,161 @@ def role_actions(template: dict[str, Any], role: str) -> set[str]:
     return {a for st in role_statements(template, role) for a in as_list(st["Action"])}
 
 
+# ---------------------------------------------------------------- evaluating the policies
+# The statements are resolved to concrete strings for a stand-in deployment (``PARAMS``, ``physical``)
+# and evaluated the way IAM does for one identity policy: an explicit Deny wins, otherwise an Allow
+# whose Action, Resource and Condition all match. Enough of IAM for these policies: glob matching of
+# actions and resources, and the condition operators they use (a test fails on any other).
+
+REGION, ACCOUNT, ENV, BUCKET = "eu-west-1", "123456789012", "prod", "ecomkpi-data-prod"
+PARAMS = {"EnvironmentName": ENV, "BucketName": BUCKET, "EcrRepositoryName": "ecomkpi"}
+PSEUDO_VALUES = {
+    "AWS::Partition": "aws",
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+}
+SUB_NAME = re.compile(r"\$\{([A-Za-z0-9_:]+)(?:\.([A-Za-z0-9_]+))?\}")
+
+
+def physical(template: dict[str, Any], logical: str, attribute: str | None = None) -> str:
+    """What a Ref (``attribute`` None) or a GetAtt resolves to in the stand-in deployment."""
+    if logical in PSEUDO_VALUES:
+        return PSEUDO_VALUES[logical]
+    if logical in PARAMS or logical in template["Parameters"]:
+        return PARAMS.get(logical) or str(template["Parameters"][logical].get("Default", ""))
+    res = template["Resources"][logical]
+    kind, props = res["Type"], res.get("Properties", {})
+
+    def name(prop: str) -> str:
+        return str(concrete(template, props[prop])) if prop in props else logical
+
+    arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+    by_kind = {
+        "AWS::DynamoDB::Table": (name("TableName"), arn.format("dynamodb", f"table/{name('TableName')}")),
+        "AWS::SQS::Queue": (
+            f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name('QueueName')}",
+            arn.format("sqs", name("QueueName")),
+        ),
+        "AWS::SNS::Topic": (arn.format("sns", name("TopicName")),) * 2,
+        "AWS::StepFunctions::StateMachine": (
+            arn.format("states", f"stateMachine:{name('StateMachineName')}"),
+        )
+        * 2,
+        "AWS::Logs::LogGroup": (
+            name("LogGroupName"),
+            arn.format("logs", f"log-group:{name('LogGroupName')}:*"),
+        ),
+        "AWS::ECS::Cluster": (name("ClusterName"), arn.format("ecs", f"cluster/{name('ClusterName')}")),
+        "AWS::ECS::TaskDefinition": (arn.format("ecs", f"task-definition/{name('Family')}:1"),) * 2,
+        "AWS::IAM::Role": (logical, f"arn:aws:iam::{ACCOUNT}:role/{logical}"),
+        "AWS::KMS::Key": (logical, arn.format("kms", f"key/{logical}")),
+        "AWS::Lambda::Function": (
+            name("FunctionName"),
+            arn.format("lambda", f"function:{name('FunctionName')}"),
+        ),
+        "AWS::Events::Rule": (logical, arn.format("events", f"rule/{logical}")),
+    }
+    ref, arn_value = by_kind.get(kind, (logical, arn.format("unknown", logical)))
+    if attribute is None:
+        return ref
+    if attribute == "Arn":
+        return arn_value
+    if attribute in {"Name", "QueueName"}:
+        return name({"Name": "StateMachineName", "QueueName": "QueueName"}[attribute])
+    raise AssertionError(f"GetAtt {logical}.{attribute} not modelled here")
+
+
+def concrete(template: dict[str, Any], value: Any) -> Any:
+    """``value`` with every Ref / GetAtt / Sub / Join replaced by its stand-in string."""
+    if isinstance(value, list):
+        return [concrete(template, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return physical(template, value["Ref"])
+    if set(value) == {"Fn::GetAtt"}:
+        logical, attribute = (
+            value["Fn::GetAtt"]
+            if isinstance(value["Fn::GetAtt"], list)
+            else (value["Fn::GetAtt"].split(".", 1))
+        )
+        return physical(template, logical, attribute)
+    if set(value) == {"Fn::Sub"}:
+        text, extra = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        return SUB_NAME.sub(
+            lambda m: (
+                str(concrete(template, extra[m.group(1)]))
+                if m.group(1) in extra
+                else physical(template, m.group(1), m.group(2))
+            ),
+            text,
+        )
+    if set(value) == {"Fn::Join"}:
+        sep, parts = value["Fn::Join"]
+        return sep.join(str(p) for p in concrete(template, parts))
+    return {k: concrete(template, v) for k, v in value.items()}
+
+
+def glob(pattern: str, text: str, case_sensitive: bool = True) -> bool:
+    """IAM wildcard matching: ``*`` any run of characters (``/`` and ``:`` included), ``?`` one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, 0 if case_sensitive else re.IGNORECASE) is not None
+
+
+def condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
+    for operator, tests in condition.items():
+        base, if_exists = (
+            (operator[: -len("IfExists")], True) if operator.endswith("IfExists") else (operator, False)
+        )
+        for key, wanted in tests.items():
+            present = {k.lower(): v for k, v in context.items()}
+            if key.lower() not in present:
+                if if_exists:
+                    continue
+                return False
+            got = present[key.lower()]
+            if base in {"StringEquals", "ArnEquals"}:
+                ok = any(got == w for w in as_list(wanted))
+            elif base in {"StringLike", "ArnLike"}:
+                ok = any(glob(w, got) for w in as_list(wanted))
+            elif base == "Bool":
+                ok = any(got.lower() == str(w).lower() for w in as_list(wanted))
+            else:
+                raise AssertionError(f"condition operator {operator} not modelled here")
+            if not ok:
+                return False
+    return True
+
+
+def allows(statements: list[dict[str, Any]], action: str, resource: str, **context: str) -> bool:
+    """Whether these (concrete) identity-policy statements allow ``action`` on ``resource``."""
+    allowed = False
+    for st in statements:
+        if not any(glob(a, action, case_sensitive=False) for a in as_list(st["Action"])):
+            continue
+        if not any(glob(r, resource) for r in as_list(st["Resource"])):
+            continue
+        if not condition_holds(st.get("Condition", {}), context):
+            continue
+        if st["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def policy(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """The role's statements as deployed in the stand-in account."""
+    return concrete(template, role_statements(template, role))
+
+
+def obj(key: str) -> str:
+    return f"arn:aws:s3:::{BUCKET}/{key}"
+
+
+BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
+
+
 def test_every_role_is_checked(template: dict[str, Any], mode: str) -> None:
     found = {n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
     assert found == set(roles(mode))
@@ -209,12 +372,13 @@ def test_roles_stay_within_their_component(template: dict[str, Any], mode: str) 
 
 def test_cross_component_isolation(template: dict[str, Any], mode: str) -> None:
     trigger = refs_in(role_statements(template, "TriggerFunctionRole"))
-    task = refs_in(role_statements(template, "TaskRole"))
     sfn = refs_in(role_statements(template, "StateMachineRole"))
     assert not trigger & KPI_TABLES
     state_machines = {name for name, _ in STATE_MACHINES.values()}
-    assert "BatchTrackerTable" not in task and not task & state_machines
-    assert not any(a.startswith("states:") for a in role_actions(template, "TaskRole"))
+    for job in JOB_ROLES:
+        task = refs_in(role_statements(template, job))
+        assert "BatchTrackerTable" not in task and not task & state_machines
+        assert not any(a.startswith("states:") for a in role_actions(template, job))
     assert not sfn & KPI_TABLES
     if mode == "worker":
         worker = refs_in(role_statements(template, "WorkerTaskRole"))
@@ -245,29 +409,6 @@ def test_trigger_reads_only_manifests(template: dict[str, Any], mode: str) -> No
             assert st["Resource"] == {"Ref": STATE_MACHINES[mode][0]}
 
 
-@pytest.mark.parametrize("role", ["TaskRole", "WorkerTaskRole"])
-def test_job_roles_are_limited_to_pipeline_prefixes(template: dict[str, Any], mode: str, role: str) -> None:
-    if role not in template["Resources"]:
-        assert (mode, role) == ("ecs", "WorkerTaskRole")
-        return
-    prefixes = {"raw", "validated", "invalid", "processed", "logs", "lake"}
-    for st in role_statements(template, role):
-        if any(a.split(":")[0] in {"sqs", "states"} for a in as_list(st["Action"])):
-            continue  # the worker's queue and task tokens: test_worker_role_*
-        actions = set(as_list(st["Action"]))
-        if actions == {"s3:ListBucket"}:
-            assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"}
-            (cond,) = st["Condition"].values()
-            allowed = set(cond["s3:prefix"])
-            assert {p.rstrip("/*") for p in allowed} == prefixes
-        elif any(a.startswith("s3:") for a in actions):
-            got = {r["Fn::Sub"].split("${BucketName}/", 1)[1] for r in as_list(st["Resource"])}
-            assert got == {f"{p}/*" for p in prefixes}
-        else:
-            # The tables and the category table's date index; nothing else.
-            assert {r.split(".")[0] for r in refs_in(st["Resource"])} == KPI_TABLES
-
-
 def test_state_machine_role_scoping(template: dict[str, Any], mode: str) -> None:
     by_action = {a: st for st in role_statements(template, "StateMachineRole") for a in as_list(st["Action"])}
     assert by_action["sns:Publish"]["Resource"] == {"Ref": "AlertsTopic"}
@@ -283,7 +424,11 @@ def test_state_machine_role_scoping(template: dict[str, Any], mode: str) -> None
     assert refs_in(run["Resource"]) == {"ValidationTaskDefinition", "TransformationTaskDefinition"}
     assert run["Condition"]["ArnEquals"]["ecs:cluster"] == {"Fn::GetAtt": ["EcsCluster", "Arn"]}
     passrole = by_action["iam:PassRole"]
-    assert refs_in(passrole["Resource"]) == {"TaskRole", "TaskExecutionRole"}
+    assert refs_in(passrole["Resource"]) == {
+        "ValidationTaskRole",
+        "TransformationTaskRole",
+        "TaskExecutionRole",
+    }
     assert passrole["Condition"]["StringEquals"]["iam:PassedToService"] == "ecs-tasks.amazonaws.com"
     assert by_action["events:PutRule"]["Resource"]["Fn::Sub"].endswith(
         ":rule/StepFunctionsGetEventsForECSTaskRule"
@@ -308,13 +453,13 @@ def test_worker_role_reaches_only_its_queue_and_the_jobs_resources(
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
     }
-    # Everything else is exactly what the two jobs' role allows (the worker runs both jobs).
+    # Everything else is exactly what the two jobs' roles allow (the worker runs both jobs).
     jobs = [
         st
         for st in statements
         if not any(a.split(":")[0] in {"sqs", "states"} for a in as_list(st["Action"]))
     ]
-    assert jobs == role_statements(template, "TaskRole")
+    assert jobs == [st for role in JOB_ROLES for st in role_statements(template, role)]
     # The task role is the worker's alone; the execution role is the shared one.
     worker_td = template["Resources"]["WorkerTaskDefinition"]["Properties"]
     assert worker_td["TaskRoleArn"] == {"Fn::GetAtt": ["WorkerTaskRole", "Arn"]}
@@ -377,3 +522,160 @@ def test_resource_policies(template: dict[str, Any]) -> None:
     }
     bucket_policy = template["Resources"]["PipelineBucketPolicy"]["Properties"]["PolicyDocument"]
     assert all(s["Effect"] == "Deny" for s in bucket_policy["Statement"])
+
+
+# ---------------------------------------------------------------- what each job may do, by example
+# Each request names what the job's code does with it (jobs/validation, jobs/transformation,
+# jobs/s3_store.py: a HEAD is s3:GetObject; a server-side copy is s3:GetObject on the source and
+# s3:PutObject on the destination). "no prefix" is the ListBucket S3 evaluates to turn a missing
+# key's 403 into a 404, which every "is it there" HEAD relies on.
+DAY = "2025-07-10"
+RUN = f"{DAY}/20250710T101500Z-1a2b3c4d"
+INPUTS = f"control/inputs/{DAY}/g1-0123456789abcdef.json"
+Request = tuple[str, str, dict[str, str]]
+
+
+def s3(action: str, key: str) -> Request:
+    return (f"s3:{action}", obj(key), {})
+
+
+def list_prefix(prefix: str | None) -> Request:
+    return ("s3:ListBucket", BUCKET_ARN, {} if prefix is None else {"s3:prefix": prefix})
+
+
+VALIDATION_DOES: list[Request] = [
+    s3("GetObject", f"raw/orders/{DAY}/orders_part1.csv"),  # ranged head read, Spark read
+    s3("GetObject", "raw/products/products.csv"),
+    s3("GetObject", "validated/products/products.csv"),  # the master's copy when raw/ has none
+    s3("GetObject", f"processed/orders/{DAY}/orders_part1.csv"),  # HEAD: passed earlier
+    s3("GetObject", f"invalid/orders/{DAY}/orders_part1.csv.report.json"),  # rejected earlier
+    s3("GetObject", f"logs/validation/verdicts/orders/{DAY}/orders_part1.csv.json"),
+    s3("GetObject", f"logs/validation/{RUN}.log"),  # the run log it appends to
+    s3("GetObject", INPUTS),
+    s3("PutObject", f"validated/orders/{DAY}/orders_part1.csv"),  # copy of a passed file
+    s3("PutObject", f"invalid/order_items/{DAY}/items.csv"),  # copy of a rejected file
+    s3("PutObject", f"invalid/order_items/{DAY}/items.csv.report.json"),
+    s3("PutObject", f"invalid/superseded/order_items/{DAY}/items.csv.0a1b2c"),
+    s3("PutObject", f"logs/validation/verdicts/orders/{DAY}/orders_part1.csv.json"),
+    s3("PutObject", f"logs/validation/{RUN}/summary.json"),
+    s3("PutObject", f"logs/validation/{RUN}/rejections.txt"),
+    s3("PutObject", f"logs/validation/{RUN}/data_docs/index.html"),
+    s3("DeleteObject", f"raw/orders/{DAY}/orders_part1.csv"),  # placed: the raw copy goes
+    s3("DeleteObject", f"invalid/order_items/{DAY}/items.csv"),  # superseded rejection moves
+    s3("DeleteObject", f"invalid/order_items/{DAY}/items.csv.report.json"),
+    list_prefix(None),  # HeadBucket, and 404s for missing keys
+    list_prefix(f"raw/orders/{DAY}/orders_part1.csv/"),  # s3a's directory probe
+    list_prefix("validated/products/products.csv/"),
+]
+TRANSFORMATION_DOES: list[Request] = [
+    s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
+    s3("GetObject", "validated/products/products.csv"),
+    s3("GetObject", f"processed/orders/{DAY}/orders_part1.csv"),  # HEAD: applied earlier
+    s3("GetObject", f"invalid/orders/{DAY}/orders_part1.csv"),  # HEAD: rejected
+    s3("GetObject", "lake/silver_orders/_delta_log/00000000000000000003.json"),
+    s3("GetObject", "lake/_lock.json"),
+    s3("GetObject", "lake/_pending_dates.json"),
+    s3("GetObject", INPUTS),
+    s3("PutObject", "lake/silver_orders/order_date=2025-07-10/part-00000.snappy.parquet"),
+    s3("PutObject", "lake/silver_orders/_delta_log/00000000000000000004.json"),
+    s3("AbortMultipartUpload", "lake/silver_items/part-00001.snappy.parquet"),
+    s3("PutObject", "lake/_lock.json"),
+    s3("PutObject", f"processed/orders/{DAY}/orders_part1.csv"),  # archive copy
+    s3("PutObject", f"logs/transformation/{RUN}.log"),
+    s3("PutObject", f"logs/transformation/{RUN}/summary.json"),
+    s3("DeleteObject", f"validated/orders/{DAY}/orders_part1.csv"),  # archived
+    s3("DeleteObject", "lake/_lock.json"),  # release
+    s3("DeleteObject", "lake/_pending_dates.json"),
+    list_prefix(None),
+    list_prefix(f"validated/orders/{DAY}/"),  # the batch's folders are swept
+    list_prefix("lake/silver_orders/_delta_log/"),
+]
+# Nothing either job does: the producers' area is written by producers only, the key lists by the
+# trigger, processed/ is never deleted, the tracker is the Lambda's and the workflow's.
+NEITHER_JOB_DOES: list[Request] = [
+    s3("PutObject", f"raw/orders/{DAY}/orders_part1.csv"),
+    s3("PutObject", INPUTS),
+    s3("DeleteObject", INPUTS),
+    s3("DeleteObject", f"processed/orders/{DAY}/orders_part1.csv"),
+    s3("GetObject", "control/other/x.json"),
+    s3("PutObject", "unexpected/x.csv"),
+    s3("DeleteObject", "logs/validation/verdicts/x.json"),
+    list_prefix("processed/"),
+    list_prefix("logs/"),
+    list_prefix(""),
+]
+# What each job must not do although the other one does.
+ONLY_THE_TRANSFORMATION: list[Request] = [
+    s3("GetObject", "lake/_lock.json"),
+    s3("PutObject", "lake/silver_orders/_delta_log/00000000000000000004.json"),
+    s3("PutObject", f"processed/orders/{DAY}/orders_part1.csv"),
+    s3("DeleteObject", f"validated/orders/{DAY}/orders_part1.csv"),
+    s3("PutObject", f"logs/transformation/{RUN}/summary.json"),
+    list_prefix("lake/"),
+]
+ONLY_THE_VALIDATION: list[Request] = [
+    s3("GetObject", f"raw/orders/{DAY}/orders_part1.csv"),
+    s3("DeleteObject", f"raw/orders/{DAY}/orders_part1.csv"),
+    s3("PutObject", f"validated/orders/{DAY}/orders_part1.csv"),
+    s3("PutObject", f"invalid/order_items/{DAY}/items.csv"),
+    s3("PutObject", f"logs/validation/{RUN}/summary.json"),
+    list_prefix("raw/"),
+]
+
+
+def kpi_requests(template: dict[str, Any]) -> list[Request]:
+    """The transformation's serving writes (jobs/transformation/serving.py)."""
+    category = physical(template, "CategoryKpisTable", "Arn")
+    daily = physical(template, "DailyKpisTable", "Arn")
+    return [
+        ("dynamodb:BatchWriteItem", daily, {}),
+        ("dynamodb:BatchWriteItem", category, {}),
+        ("dynamodb:Query", f"{category}/index/date_key-index", {}),  # stored categories of a date
+    ]
+
+
+def tracker_requests(template: dict[str, Any]) -> list[Request]:
+    tracker = physical(template, "BatchTrackerTable", "Arn")
+    return [(f"dynamodb:{a}", tracker, {}) for a in ("GetItem", "UpdateItem", "PutItem", "Scan")]
+
+
+def check(statements: list[dict[str, Any]], requests: list[Request], expected: bool) -> None:
+    wrong = [(a, r, c) for a, r, c in requests if allows(statements, a, r, **c) is not expected]
+    assert not wrong, f"{'denied' if expected else 'allowed'}: {wrong}"
+
+
+def test_validation_role_allows_what_the_validation_does_and_nothing_else(template: dict[str, Any]) -> None:
+    role = policy(template, "ValidationTaskRole")
+    check(role, VALIDATION_DOES, True)
+    check(role, NEITHER_JOB_DOES + ONLY_THE_TRANSFORMATION, False)
+    check(role, kpi_requests(template) + tracker_requests(template), False)
+
+
+def test_transformation_role_allows_what_the_transformation_does_and_nothing_else(
+    template: dict[str, Any],
+) -> None:
+    role = policy(template, "TransformationTaskRole")
+    check(role, TRANSFORMATION_DOES + kpi_requests(template), True)
+    check(role, NEITHER_JOB_DOES + ONLY_THE_VALIDATION, False)
+    check(role, tracker_requests(template), False)
+    # The KPI tables only: not the tracker's index-less scan, not another table.
+    other = physical(template, "BatchTrackerTable", "Arn").replace("BatchFileTracker", "Other")
+    check(role, [("dynamodb:BatchWriteItem", other, {})], False)
+
+
+def test_worker_role_allows_what_both_jobs_do(template: dict[str, Any], mode: str) -> None:
+    if mode != "worker":
+        return
+    role = policy(template, "WorkerTaskRole")
+    check(role, VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template), True)
+    check(role, NEITHER_JOB_DOES + tracker_requests(template), False)
+
+
+def test_each_task_definition_runs_with_its_jobs_role(template: dict[str, Any], mode: str) -> None:
+    res = template["Resources"]
+    for task, role in (
+        ("ValidationTaskDefinition", "ValidationTaskRole"),
+        ("TransformationTaskDefinition", "TransformationTaskRole"),
+        *([("WorkerTaskDefinition", "WorkerTaskRole")] if mode == "worker" else []),
+    ):
+        assert res[task]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": [role, "Arn"]}, task

@@ -242,7 +242,7 @@ def test_every_asl_placeholder_is_substituted(template: dict[str, Any], mode: st
 
 def test_container_names_match_substitutions(template: dict[str, Any]) -> None:
     subs = props(template, "PipelineStateMachine")["DefinitionSubstitutions"]
-    for task, sub, command, memory, cpu, log_group in (
+    for task, sub, command, memory, cpu, log_group, role in (
         (
             "ValidationTaskDefinition",
             "ValidationContainerName",
@@ -250,6 +250,7 @@ def test_container_names_match_substitutions(template: dict[str, Any]) -> None:
             "ValidationTaskMemory",
             "ValidationTaskCpu",
             "ValidationLogGroup",
+            "ValidationTaskRole",
         ),
         (
             "TransformationTaskDefinition",
@@ -258,13 +259,14 @@ def test_container_names_match_substitutions(template: dict[str, Any]) -> None:
             "TransformationTaskMemory",
             "TransformationTaskCpu",
             "TransformationLogGroup",
+            "TransformationTaskRole",
         ),
     ):
         p = props(template, task)
         assert p["NetworkMode"] == "awsvpc"
         assert p["RequiresCompatibilities"] == ["FARGATE"]
         assert p["Memory"] == {"Ref": memory} and p["Cpu"] == {"Ref": cpu}
-        assert p["TaskRoleArn"] == {"Fn::GetAtt": ["TaskRole", "Arn"]}
+        assert p["TaskRoleArn"] == {"Fn::GetAtt": [role, "Arn"]}
         assert p["ExecutionRoleArn"] == {"Fn::GetAtt": ["TaskExecutionRole", "Arn"]}
         (container,) = p["ContainerDefinitions"]
         assert container["Name"] == subs[sub]
@@ -319,6 +321,43 @@ def test_tables_and_topic(template: dict[str, Any]) -> None:
     assert props(template, "AlertsTopic")["TopicName"] == {
         "Fn::Sub": "ecommerce-pipeline-alerts-${EnvironmentName}"
     }
+
+
+def test_data_outlives_the_stack(template: dict[str, Any]) -> None:
+    """Deleting the stack, or an update that replaces them, keeps the bucket and the three tables:
+    the data, the KPIs and the tracker's record of what each batch has and ran."""
+    for name in ("PipelineBucket", "BatchTrackerTable", "CategoryKpisTable", "DailyKpisTable"):
+        res = template["Resources"][name]
+        assert (res.get("DeletionPolicy"), res.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+
+
+def lifecycle_expiry_days(template: dict[str, Any], key: str) -> int | None:
+    """Days after which the bucket's lifecycle expires the current version of ``key`` (None: never)."""
+    params = {k: v.get("Default") for k, v in template["Parameters"].items()}
+    days = [
+        int(
+            params[r["ExpirationInDays"]["Ref"]]
+            if isinstance(r["ExpirationInDays"], dict)
+            else r["ExpirationInDays"]
+        )
+        for r in props(template, "PipelineBucket")["LifecycleConfiguration"]["Rules"]
+        if r["Status"] == "Enabled" and "ExpirationInDays" in r and key.startswith(r.get("Prefix", ""))
+    ]
+    return min(days) if days else None
+
+
+def test_lifecycle_expires_key_lists_and_logs_but_never_data(template: dict[str, Any]) -> None:
+    assert lifecycle_expiry_days(template, "control/inputs/2025-07-10/g1-0123456789abcdef.json") == 30
+    assert lifecycle_expiry_days(template, "logs/validation/2025-07-10/run.log") == 90
+    for key in (
+        "raw/orders/2025-07-10/a.csv",
+        "validated/orders/2025-07-10/a.csv",
+        "processed/orders/2025-07-10/a.csv",
+        "invalid/unrecognised/orders/a.txt",
+        "lake/silver_orders/_delta_log/00000000000000000000.json",
+        "controls.csv",
+    ):
+        assert lifecycle_expiry_days(template, key) is None, key
 
 
 def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
