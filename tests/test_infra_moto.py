@@ -398,6 +398,7 @@ def test_lambda_wiring(stack: dict[str, Any]) -> None:
     env = cfg["Environment"]["Variables"]
     assert env["PIPELINE_BATCH_TRACKER_TABLE"] == out["BatchTrackerTableName"]
     assert env["STEP_FUNCTION_ARN"] == out["StateMachineArn"]
+    assert env["S3_BUCKET"] == out["BucketName"]
 
     sqs = boto3.client("sqs", **kw)
     queue_arn = sqs.get_queue_attributes(QueueUrl=out["RawEventsQueueUrl"], AttributeNames=["QueueArn"])[
@@ -414,8 +415,21 @@ def test_lambda_wiring(stack: dict[str, Any]) -> None:
     assert set(pattern["detail"]["status"]) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
     (target,) = events.list_targets_by_rule(Rule=rule_name)["Targets"]
     assert target["Arn"] == cfg["FunctionArn"]
+    # The reconcile schedule: every 5 minutes (the default), the sweep's input, this function.
+    schedule_name = stack["physical"]["ReconcileScheduleRule"].split("/")[-1]
+    schedule = events.describe_rule(Name=schedule_name)
+    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    (sweep,) = events.list_targets_by_rule(Rule=schedule_name)["Targets"]
+    assert sweep["Arn"] == cfg["FunctionArn"]
+    assert json.loads(sweep["Input"]) == {"ecomkpi": "reconcile"}
+    # Both rules may invoke the function, each through a permission naming that rule.
     policy = json.loads(lam.get_policy(FunctionName=out["TriggerFunctionName"])["Policy"])
-    assert any(s.get("Principal", {}).get("Service") == "events.amazonaws.com" for s in policy["Statement"])
+    sources = {
+        s["Condition"]["ArnLike"]["AWS:SourceArn"]
+        for s in policy["Statement"]
+        if s.get("Principal", {}).get("Service") == "events.amazonaws.com"
+    }
+    assert sources == {rule["Arn"], schedule["Arn"]}
 
 
 def test_cluster_and_task_definitions(stack: dict[str, Any]) -> None:

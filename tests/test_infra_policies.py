@@ -38,6 +38,8 @@ STAR_RESOURCE_OK = {
     "states:SendTaskSuccess",
     "states:SendTaskFailure",
     "states:SendTaskHeartbeat",
+    # No resource type either; allowed only under a cloudwatch:namespace condition (tested below).
+    "cloudwatch:PutMetricData",
 }
 
 KPI_TABLES = {"CategoryKpisTable", "DailyKpisTable"}
@@ -65,8 +67,16 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
     spec: dict[str, dict[str, Any]] = {
         "TriggerFunctionRole": {
             "principal": "lambda.amazonaws.com",
-            "services": {"dynamodb", "states", "sqs", "s3", "logs"},
-            "refs": {"BatchTrackerTable", state_machine, "RawEventsQueue", "BucketName", "TriggerLogGroup"},
+            "services": {"dynamodb", "states", "sqs", "s3", "logs", "cloudwatch"},
+            "refs": {
+                "BatchTrackerTable",
+                state_machine,
+                "RawEventsQueue",
+                "BucketName",
+                "TriggerLogGroup",
+                # the execution ARNs of both modes' state machines, by name
+                "EnvironmentName",
+            },
         },
         "ValidationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
@@ -395,20 +405,6 @@ def test_cross_component_isolation(template: dict[str, Any], mode: str) -> None:
             assert res["Fn::Sub"].endswith("${BucketName}/logs/validation/*/rejections.txt")
 
 
-def test_trigger_reads_only_manifests(template: dict[str, Any], mode: str) -> None:
-    for st in role_statements(template, "TriggerFunctionRole"):
-        actions = set(as_list(st["Action"]))
-        if any(a.startswith("s3:") for a in actions):
-            assert actions == {"s3:GetObject"}
-            (res,) = as_list(st["Resource"])
-            assert res["Fn::Sub"].endswith("/raw/manifests/*")
-        if any(a.startswith("dynamodb:") for a in actions):
-            assert actions == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-        if any(a.startswith("states:") for a in actions):
-            assert actions == {"states:StartExecution"}
-            assert st["Resource"] == {"Ref": STATE_MACHINES[mode][0]}
-
-
 def test_state_machine_role_scoping(template: dict[str, Any], mode: str) -> None:
     by_action = {a: st for st in role_statements(template, "StateMachineRole") for a in as_list(st["Action"])}
     assert by_action["sns:Publish"]["Resource"] == {"Ref": "AlertsTopic"}
@@ -679,3 +675,101 @@ def test_each_task_definition_runs_with_its_jobs_role(template: dict[str, Any], 
         *([("WorkerTaskDefinition", "WorkerTaskRole")] if mode == "worker" else []),
     ):
         assert res[task]["Properties"]["TaskRoleArn"] == {"Fn::GetAtt": [role, "Arn"]}, task
+
+
+# ---------------------------------------------------------------- what the trigger Lambda may do
+def execution_arn(template: dict[str, Any], state_machine: str, name: str = "2025-07-10-g1") -> str:
+    """An execution of one of the template's state machines (by its StateMachineName)."""
+    raw = load_template()  # both state machines, whatever the mode
+    arn = physical(raw, state_machine)
+    return arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+
+def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
+    tracker = physical(template, "BatchTrackerTable", "Arn")
+    this = STATE_MACHINES[mode][0]
+    return [
+        ("dynamodb:GetItem", tracker, {}),
+        ("dynamodb:UpdateItem", tracker, {}),  # conditional writes: claims, generations
+        ("dynamodb:Scan", tracker, {}),  # the reconcile sweep
+        ("states:StartExecution", physical(template, this), {}),
+        # a name found taken, and the sweep's "is it still running"; both modes' names (a mode switch
+        # leaves the tracker naming executions of the deleted state machine)
+        *[("states:DescribeExecution", execution_arn(template, sm), {}) for sm, _ in STATE_MACHINES.values()],
+        ("sqs:ReceiveMessage", physical(template, "RawEventsQueue", "Arn"), {}),
+        ("sqs:DeleteMessage", physical(template, "RawEventsQueue", "Arn"), {}),
+        s3("GetObject", f"raw/manifests/{DAY}.json"),
+        # an unrecognised key: copied out of raw/ with a report, then deleted (lambda_trigger/unrecognised.py)
+        s3("GetObject", "raw/orders/orders_2025-07-10.xlsx"),
+        s3("PutObject", "invalid/unrecognised/orders/orders_2025-07-10.xlsx"),
+        s3("PutObject", "invalid/unrecognised/orders/orders_2025-07-10.xlsx.report.json"),
+        s3("DeleteObject", "raw/orders/orders_2025-07-10.xlsx"),
+        s3("PutObject", INPUTS),  # the execution's key list, before StartExecution
+        list_prefix(None),  # a key already moved answers NoSuchKey, not AccessDenied
+        ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "ecomkpi"}),
+        ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
+    ]
+
+
+def trigger_never_does(template: dict[str, Any]) -> list[Request]:
+    return [
+        *kpi_requests(template),
+        ("dynamodb:DeleteItem", physical(template, "BatchTrackerTable", "Arn"), {}),
+        ("dynamodb:Scan", physical(template, "DailyKpisTable", "Arn"), {}),
+        ("states:DescribeExecution", f"arn:aws:states:{REGION}:{ACCOUNT}:execution:another-pipeline:x", {}),
+        ("states:StopExecution", execution_arn(template, "WorkerStateMachine"), {}),
+        s3("PutObject", f"raw/orders/{DAY}/orders_part1.csv"),  # producers' area: read and move only
+        s3("PutObject", f"invalid/orders/{DAY}/orders_part1.csv"),  # the validation's rejections
+        s3("PutObject", f"validated/orders/{DAY}/orders_part1.csv"),
+        s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
+        s3("DeleteObject", "invalid/unrecognised/orders/orders_2025-07-10.xlsx"),
+        s3("DeleteObject", INPUTS),
+        s3("GetObject", "lake/_lock.json"),
+        list_prefix("validated/"),
+        ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Lambda"}),
+        ("cloudwatch:PutMetricData", "*", {}),
+    ]
+
+
+def test_trigger_role_allows_what_the_lambda_does_and_nothing_else(
+    template: dict[str, Any], mode: str
+) -> None:
+    role = policy(template, "TriggerFunctionRole")
+    check(role, trigger_does(template, mode), True)
+    check(role, trigger_never_does(template), False)
+
+
+def test_trigger_may_describe_executions_of_this_stacks_state_machines_only(template: dict[str, Any]) -> None:
+    """The DescribeExecution resources are built from names, not references (the other mode's state
+    machine does not exist); they must be exactly the two StateMachineName values."""
+    (st,) = [
+        s
+        for s in policy(template, "TriggerFunctionRole")
+        if "states:DescribeExecution" in as_list(s["Action"])
+    ]
+    raw = load_template()
+    expected = {
+        physical(raw, sm).replace(":stateMachine:", ":execution:") + ":*" for sm, _ in STATE_MACHINES.values()
+    }
+    assert set(as_list(st["Resource"])) == expected
+
+
+def test_metrics_only_in_the_pipelines_namespace(template: dict[str, Any]) -> None:
+    for name, st in statements(template):
+        if "cloudwatch:PutMetricData" in as_list(st.get("Action", [])):
+            assert st["Condition"] == {"StringEquals": {"cloudwatch:namespace": "ecomkpi"}}, name
+
+
+def test_trigger_grants_match_the_lambdas_own_prefixes_and_metric(
+    template: dict[str, Any], mode: str
+) -> None:
+    """The prefixes and the metric the Lambda's code uses (when that code exists) are the ones granted."""
+    unrecognised = pytest.importorskip("lambda_trigger.unrecognised")
+    inputs = pytest.importorskip("lambda_trigger.inputs_object")
+    role = policy(template, "TriggerFunctionRole")
+    moved = unrecognised.destination_of("raw/orders/x.xlsx")
+    assert moved.startswith(unrecognised.UNRECOGNISED_PREFIX)
+    check(role, [s3("PutObject", moved), s3("PutObject", f"{moved}.report.json")], True)
+    check(role, [s3("PutObject", f"{inputs.INPUTS_PREFIX}{DAY}/g1-0123456789abcdef.json")], True)
+    namespace = {"cloudwatch:namespace": unrecognised.METRIC_NAMESPACE}
+    check(role, [("cloudwatch:PutMetricData", "*", namespace)], True)

@@ -369,6 +369,8 @@ def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
     assert fn["Environment"]["Variables"] == {
         "PIPELINE_BATCH_TRACKER_TABLE": {"Ref": "BatchTrackerTable"},
         "STEP_FUNCTION_ARN": state_machine,
+        # the bucket it accepts events from and writes key lists / moved keys to
+        "S3_BUCKET": {"Ref": "BucketName"},
     }
     rule = props(template, "ExecutionStatusRule")
     pattern = rule["EventPattern"]
@@ -406,6 +408,37 @@ def test_network_parameters_and_outputs(template: dict[str, Any], as_deployed: d
         "StateMachineLogGroupName",
         "TriggerLogGroupName",
     } <= set(as_deployed["Outputs"])
+
+
+def schedule_expression(template: dict[str, Any], minutes: str | None = None) -> str:
+    """The reconcile rule's ScheduleExpression as deployed with ReconcileMinutes=minutes."""
+    params = {"ReconcileMinutes": minutes} if minutes is not None else {}
+    value = props(deployed(template, params), "ReconcileScheduleRule")["ScheduleExpression"]
+    if isinstance(value, dict):
+        text = value["Fn::Sub"]
+        minutes = minutes or str(template["Parameters"]["ReconcileMinutes"]["Default"])
+        value = text.replace("${ReconcileMinutes}", minutes)
+    return value
+
+
+def test_reconcile_schedule(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["ReconcileMinutes"]
+    assert param["Default"] == 5 and param["MinValue"] == 1
+    assert schedule_expression(template) == "rate(5 minutes)"
+    assert schedule_expression(template, "1") == "rate(1 minute)"  # EventBridge's singular unit
+    assert schedule_expression(template, "60") == "rate(60 minutes)"
+    rule = props(template, "ReconcileScheduleRule")
+    assert rule["State"] == "ENABLED" and "EventPattern" not in rule
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["TriggerFunction", "Arn"]}
+    assert json.loads(target["Input"]) == {"ecomkpi": "reconcile"}
+    events = pytest.importorskip("lambda_trigger.events")
+    if hasattr(events, "is_reconcile_event"):
+        assert events.is_reconcile_event(json.loads(target["Input"]))
+    perm = props(template, "ReconcileScheduleRulePermission")
+    assert perm["Principal"] == "events.amazonaws.com"
+    assert perm["FunctionName"] == {"Ref": "TriggerFunction"}
+    assert perm["SourceArn"] == {"Fn::GetAtt": ["ReconcileScheduleRule", "Arn"]}
 
 
 # ---------------------------------------------------------------- task modes
