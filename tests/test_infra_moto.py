@@ -10,7 +10,8 @@ tests the parts moto skips directly:
 
 * resource types moto has no CloudFormation model for (``MOTO_SKIPPED``) are removed; their content
   is applied with boto3 after the stack exists (bucket notification/versioning/public access block/
-  lifecycle, queue policy, the worker's scalable target, scaling policies and alarms) or checked
+  lifecycle, queue policies, the trigger's async invoke config, the worker's scalable target,
+  scaling policies and alarms) or checked
   statically (tests/test_infra_template.py, _policies.py);
 * the Lambda's local ``Code`` path (what ``aws cloudformation package`` uploads) becomes an
   ``S3Bucket``/``S3Key`` of a zip of lambda_trigger/ uploaded to the emulator first;
@@ -49,6 +50,7 @@ MOTO_SKIPPED = {
     "AWS::CloudWatch::Alarm",
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "AWS::Lambda::EventInvokeConfig",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_:.]+)\}")
@@ -633,3 +635,56 @@ def test_worker_scaling_targets_the_service(stack: dict[str, Any]) -> None:
         if name == "WorkerScaleOutAlarm":
             assert dimensions["StateMachineArn"] == out["StateMachineArn"]
             assert (dimensions["ClusterName"], dimensions["ServiceName"]) == (cluster, service)
+
+
+def queue_arn_of(sqs: Any, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def test_trigger_failure_paths(stack: dict[str, Any]) -> None:
+    """Both rules dead-letter into the events DLQ the stack made (its policy, applied here, names
+    them); the async invoke config (applied here) sends failures to the async DLQ."""
+    kw, out, res = stack["kw"], stack["outputs"], stack["deployed"]["Resources"]
+    sqs, events, lam = boto3.client("sqs", **kw), boto3.client("events", **kw), boto3.client("lambda", **kw)
+    events_dlq = queue_arn_of(sqs, out["TriggerEventsDeadLetterQueueUrl"])
+    async_dlq = queue_arn_of(sqs, out["TriggerAsyncDeadLetterQueueUrl"])
+    env = stack["params"]["EnvironmentName"]
+    assert events_dlq.endswith(f":ecomkpi-trigger-events-dlq-{env}")
+    assert async_dlq.endswith(f":ecomkpi-trigger-async-dlq-{env}")
+    rule_arns = {}
+    for rule in ("ExecutionStatusRule", "ReconcileScheduleRule"):
+        name = stack["physical"][rule].split("/")[-1]
+        rule_arns[f"{rule}.Arn"] = events.describe_rule(Name=name)["Arn"]
+        (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": events_dlq}, rule
+        assert int(target["RetryPolicy"]["MaximumRetryAttempts"]) == 185, rule
+
+    refs = {**stack["params"], "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+    refs["TriggerEventsDeadLetterQueue"] = out["TriggerEventsDeadLetterQueueUrl"]
+    refs["TriggerFunction"] = out["TriggerFunctionName"]
+    attrs = {
+        **rule_arns,
+        "TriggerEventsDeadLetterQueue.Arn": events_dlq,
+        "TriggerAsyncDeadLetterQueue.Arn": async_dlq,
+    }
+    policy = resolve(res["TriggerEventsDeadLetterQueuePolicy"]["Properties"], refs, attrs)
+    (queue_url,) = policy["Queues"]
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy["PolicyDocument"])})
+    stored = json.loads(
+        sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    (st,) = stored["Statement"]
+    assert st["Resource"] == events_dlq
+    assert set(st["Condition"]["ArnEquals"]["aws:SourceArn"]) == set(rule_arns.values())
+
+    config = resolve(res["TriggerAsyncInvokeConfig"]["Properties"], refs, attrs)
+    lam.put_function_event_invoke_config(
+        FunctionName=config["FunctionName"],
+        Qualifier=config["Qualifier"],
+        MaximumRetryAttempts=config["MaximumRetryAttempts"],
+        MaximumEventAgeInSeconds=config["MaximumEventAgeInSeconds"],
+        DestinationConfig=config["DestinationConfig"],
+    )
+    got = lam.get_function_event_invoke_config(FunctionName=out["TriggerFunctionName"], Qualifier="$LATEST")
+    assert got["DestinationConfig"]["OnFailure"]["Destination"] == async_dlq
+    assert got["MaximumRetryAttempts"] == 2

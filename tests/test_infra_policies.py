@@ -76,6 +76,8 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
                 "TriggerLogGroup",
                 # the execution ARNs of both modes' state machines, by name
                 "EnvironmentName",
+                # the OnFailure destination of its asynchronous invocations
+                "TriggerAsyncDeadLetterQueue",
             },
         },
         "ValidationTaskRole": {
@@ -708,6 +710,14 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         list_prefix(None),  # a key already moved answers NoSuchKey, not AccessDenied
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "ecomkpi"}),
         ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
+        # Lambda sends the record of a thrice-failed async invocation with the function's role
+        ("sqs:SendMessage", concrete(template, async_failure_destination(template)), {}),
+    ]
+
+
+def async_failure_destination(template: dict[str, Any]) -> Any:
+    return template["Resources"]["TriggerAsyncInvokeConfig"]["Properties"]["DestinationConfig"]["OnFailure"][
+        "Destination"
     ]
 
 
@@ -728,6 +738,9 @@ def trigger_never_does(template: dict[str, Any]) -> list[Request]:
         list_prefix("validated/"),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Lambda"}),
         ("cloudwatch:PutMetricData", "*", {}),
+        # EventBridge, not the function, writes the events DLQ; the raw-events queue is S3's
+        ("sqs:SendMessage", physical(template, "TriggerEventsDeadLetterQueue", "Arn"), {}),
+        ("sqs:SendMessage", physical(template, "RawEventsQueue", "Arn"), {}),
     ]
 
 
@@ -773,3 +786,37 @@ def test_trigger_grants_match_the_lambdas_own_prefixes_and_metric(
     check(role, [s3("PutObject", f"{inputs.INPUTS_PREFIX}{DAY}/g1-0123456789abcdef.json")], True)
     namespace = {"cloudwatch:namespace": unrecognised.METRIC_NAMESPACE}
     check(role, [("cloudwatch:PutMetricData", "*", namespace)], True)
+
+
+def resource_policy_allows(
+    doc: dict[str, Any], service: str, action: str, resource: str, **context: str
+) -> bool:
+    """A resource policy's decision for a request by an AWS service principal."""
+    statements = [
+        st for st in as_list(doc["Statement"]) if st.get("Principal") in ("*", {"Service": service})
+    ]
+    return allows(statements, action, resource, **context)
+
+
+def test_only_this_stacks_rules_may_dead_letter_into_the_events_dlq(template: dict[str, Any]) -> None:
+    doc = concrete(template, template["Resources"]["TriggerEventsDeadLetterQueuePolicy"]["Properties"])
+    assert doc["Queues"] == [physical(template, "TriggerEventsDeadLetterQueue")]
+    queue = physical(template, "TriggerEventsDeadLetterQueue", "Arn")
+    policy_doc = doc["PolicyDocument"]
+    for rule in ("ExecutionStatusRule", "ReconcileScheduleRule"):
+        source = physical(template, rule, "Arn")
+        assert resource_policy_allows(
+            policy_doc, "events.amazonaws.com", "sqs:SendMessage", queue, **{"aws:SourceArn": source}
+        )
+        # and each rule's targets name this very queue as their DLQ
+        targets = concrete(template, template["Resources"][rule]["Properties"]["Targets"])
+        assert [t["DeadLetterConfig"]["Arn"] for t in targets] == [queue]
+    other_rule = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/another-rule"
+    assert not resource_policy_allows(
+        policy_doc, "events.amazonaws.com", "sqs:SendMessage", queue, **{"aws:SourceArn": other_rule}
+    )
+    assert not resource_policy_allows(policy_doc, "events.amazonaws.com", "sqs:SendMessage", queue)
+    assert not resource_policy_allows(
+        policy_doc, "events.amazonaws.com", "sqs:ReceiveMessage", queue, **{"aws:SourceArn": other_rule}
+    )
+    assert not resource_policy_allows(policy_doc, "s3.amazonaws.com", "sqs:SendMessage", queue)

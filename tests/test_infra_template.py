@@ -441,6 +441,63 @@ def test_reconcile_schedule(template: dict[str, Any]) -> None:
     assert perm["SourceArn"] == {"Fn::GetAtt": ["ReconcileScheduleRule", "Arn"]}
 
 
+def test_event_deliveries_are_retried_then_dead_lettered(template: dict[str, Any]) -> None:
+    dlq = {"Fn::GetAtt": ["TriggerEventsDeadLetterQueue", "Arn"]}
+    for rule, age in (("ExecutionStatusRule", 86400), ("ReconcileScheduleRule", 300)):
+        (target,) = props(template, rule)["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": dlq}, rule
+        # Age is the limit (185 is EventBridge's maximum number of attempts).
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": age}, rule
+    # A sweep left undelivered is superseded by the next one: retried no longer than the default period.
+    assert template["Parameters"]["ReconcileMinutes"]["Default"] * 60 >= 300
+    for queue in ("TriggerEventsDeadLetterQueue", "TriggerAsyncDeadLetterQueue"):
+        q = props(template, queue)
+        assert q["SqsManagedSseEnabled"] is True and q["MessageRetentionPeriod"] == 14 * 86400, queue
+
+
+def test_failed_async_invocations_are_kept(template: dict[str, Any]) -> None:
+    config = props(template, "TriggerAsyncInvokeConfig")
+    assert config["FunctionName"] == {"Ref": "TriggerFunction"} and config["Qualifier"] == "$LATEST"
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["TriggerAsyncDeadLetterQueue", "Arn"]
+    }
+
+
+def dead_letter_queues(template: dict[str, Any]) -> set[str]:
+    """Every queue something sends its failures to: redrive targets, rule target DLQs, Lambda
+    OnFailure destinations."""
+    found: set[str] = set()
+    for res in template["Resources"].values():
+        p = res.get("Properties", {})
+        refs = [p.get("RedrivePolicy", {}).get("deadLetterTargetArn")]
+        refs += [t.get("DeadLetterConfig", {}).get("Arn") for t in p.get("Targets", [])]
+        refs.append(p.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination"))
+        found |= {r["Fn::GetAtt"][0] for r in refs if isinstance(r, dict) and "Fn::GetAtt" in r}
+    return found
+
+
+def test_every_dead_letter_queue_is_alarmed(as_deployed: dict[str, Any], mode: str) -> None:
+    """A message in any DLQ alerts: an alarm on the queue's visible messages, > 0, to the topic."""
+    dlqs = dead_letter_queues(as_deployed)
+    assert {"RawEventsDeadLetterQueue", "TriggerEventsDeadLetterQueue", "TriggerAsyncDeadLetterQueue"} <= dlqs
+    assert ("WorkQueueDeadLetterQueue" in dlqs) is (mode == "worker")
+    alarmed = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in (
+            r["Properties"]
+            for r in as_deployed["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+        )
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"][0]["Name"] == "QueueName"
+        and a["ComparisonOperator"] == "GreaterThanThreshold"
+        and a["Threshold"] == 0
+        and a["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    }
+    assert dlqs <= alarmed, dlqs - alarmed
+
+
 # ---------------------------------------------------------------- task modes
 
 
