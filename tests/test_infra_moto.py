@@ -15,6 +15,8 @@ tests the parts moto skips directly:
   statically (tests/test_infra_template.py, _policies.py);
 * the Lambda's local ``Code`` path (what ``aws cloudformation package`` uploads) becomes an
   ``S3Bucket``/``S3Key`` of a zip of lambda_trigger/ uploaded to the emulator first;
+* a KMS key's ``KeyPolicy`` object becomes the same document as a ``Fn::Sub`` JSON string (moto keeps
+  an object as a dict and then fails every call on the key);
 * each state machine's ``DefinitionS3Location`` + ``DefinitionSubstitutions`` become a
   ``DefinitionString`` built with ``Fn::Join`` from the ASL text, each ``${Name}`` replaced by the
   template's substitution expression for it (what CloudFormation does with the substitutions), so
@@ -164,11 +166,33 @@ def moto_template(
                 del r["DependsOn"]
     fn = res["TriggerFunction"]["Properties"]
     fn["Code"] = {"S3Bucket": code_bucket, "S3Key": code_key}
+    for r in res.values():
+        if r["Type"] == "AWS::KMS::Key":
+            r["Properties"]["KeyPolicy"] = as_json_sub(r["Properties"]["KeyPolicy"])
     for name, asl in asls.items():
         sm = res[name]["Properties"]
         sm.pop("DefinitionS3Location")
         sm["DefinitionString"] = definition_join(asl, sm.pop("DefinitionSubstitutions"))
     return t
+
+
+def as_json_sub(document: Any) -> dict[str, str]:
+    """A policy document as one ``Fn::Sub`` JSON string (CloudFormation accepts either form; moto's KMS
+    model only works with a string). ``Ref`` and ``Fn::Sub`` values become ``${...}`` references."""
+
+    def text(value: Any) -> Any:
+        if isinstance(value, list):
+            return [text(v) for v in value]
+        if isinstance(value, dict):
+            if set(value) == {"Ref"}:
+                return "${" + value["Ref"] + "}"
+            if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+                return value["Fn::Sub"]
+            assert not any(k.startswith("Fn::") for k in value), value
+            return {k: text(v) for k, v in value.items()}
+        return value
+
+    return {"Fn::Sub": json.dumps(text(document))}
 
 
 def lambda_zip() -> bytes:
@@ -303,6 +327,18 @@ def test_topic_queue_and_dead_letter_queue(stack: dict[str, Any]) -> None:
     topic = stack["outputs"]["AlertsTopicArn"]
     assert topic.endswith(f":ecommerce-pipeline-alerts-{stack['params']['EnvironmentName']}")
     assert topic in {t["TopicArn"] for t in sns.list_topics()["Topics"]}
+    # Encrypted with the stack's own key (rotating, and named by its alias), not aws/sns.
+    key = sns.get_topic_attributes(TopicArn=topic)["Attributes"]["KmsMasterKeyId"]
+    assert key == stack["outputs"]["AlertsKeyArn"]
+    kms = boto3.client("kms", **stack["kw"])
+    assert kms.describe_key(KeyId=key)["KeyMetadata"]["KeyManager"] == "CUSTOMER"
+    assert kms.get_key_rotation_status(KeyId=key)["KeyRotationEnabled"] is True
+    key_policy = json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+    admin, publishers = key_policy["Statement"]
+    assert admin["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+    assert publishers["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    aliases = {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases(KeyId=key)["Aliases"]}
+    assert f"alias/ecomkpi-alerts-{stack['params']['EnvironmentName']}" in aliases
 
     sqs = boto3.client("sqs", **stack["kw"])
     attrs = sqs.get_queue_attributes(QueueUrl=stack["outputs"]["RawEventsQueueUrl"], AttributeNames=["All"])[

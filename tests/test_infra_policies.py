@@ -50,9 +50,9 @@ JOB_ROLES = ("ValidationTaskRole", "TransformationTaskRole")
 def roles(mode: str) -> dict[str, dict[str, Any]]:
     """Each role of the mode: its trusted service, the services it may call, what it may reach."""
     state_machine = STATE_MACHINES[mode][0]
-    sfn_refs = {"BucketName", "AlertsTopic", "BatchTrackerTable"}
+    sfn_refs = {"BucketName", "AlertsTopic", "AlertsKey", "BatchTrackerTable"}
     if mode == "ecs":
-        sfn_services = {"ecs", "iam", "events", "sns", "dynamodb", "logs", "s3"}
+        sfn_services = {"ecs", "iam", "events", "sns", "kms", "dynamodb", "logs", "s3"}
         sfn_refs |= {
             "ValidationTaskDefinition",
             "TransformationTaskDefinition",
@@ -62,7 +62,7 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
             "TaskExecutionRole",
         }
     else:
-        sfn_services = {"sqs", "sns", "dynamodb", "logs", "s3"}
+        sfn_services = {"sqs", "sns", "kms", "dynamodb", "logs", "s3"}
         sfn_refs |= {"WorkQueue"}
     spec: dict[str, dict[str, Any]] = {
         "TriggerFunctionRole": {
@@ -148,11 +148,11 @@ def refs_in(value: Any) -> set[str]:
 
 
 def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(resource name, statement) of every policy document in the template."""
+    """(resource name, statement) of every policy document in the template, key policies included."""
     for name, res in template["Resources"].items():
         p = res.get("Properties", {})
         docs = [pol["PolicyDocument"] for pol in p.get("Policies", [])]
-        for key in ("PolicyDocument", "AssumeRolePolicyDocument"):
+        for key in ("PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy"):
             if key in p:
                 docs.append(p[key])
         for doc in docs:
@@ -344,11 +344,21 @@ def test_every_statement_is_resolved_in_each_mode() -> None:
         assert "Fn::If" not in json.dumps(deployed(raw, {"TaskMode": mode})["Resources"])
 
 
+def is_account_root_delegation(template: dict[str, Any], name: str, st: dict[str, Any]) -> bool:
+    """A key policy's statement giving this account's root the key: AWS's default statement, which
+    lets the account administer the key and grant its use through IAM (it allows no one by itself)."""
+    return (
+        template["Resources"][name]["Type"] == "AWS::KMS::Key"
+        and st.get("Principal") == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+        and "Condition" not in st
+    )
+
+
 def test_no_wildcard_actions(template: dict[str, Any]) -> None:
     offenders = [
         (name, action)
         for name, st in statements(template)
-        if st["Effect"] == "Allow"
+        if st["Effect"] == "Allow" and not is_account_root_delegation(template, name, st)
         for action in as_list(st.get("Action", [])) + as_list(st.get("NotAction", []))
         if "*" in action
     ]
@@ -360,6 +370,8 @@ def test_star_resources_only_where_aws_has_no_resource_type(template: dict[str, 
     for name, st in statements(template):
         if st["Effect"] != "Allow" or "Resource" not in st:
             continue
+        if template["Resources"][name]["Type"] == "AWS::KMS::Key":
+            continue  # in a key policy, "*" is the key itself
         if "*" in as_list(st["Resource"]):
             extra = set(as_list(st["Action"])) - STAR_RESOURCE_OK
             assert not extra, f"{name}: Resource '*' for {sorted(extra)}"
@@ -789,11 +801,14 @@ def test_trigger_grants_match_the_lambdas_own_prefixes_and_metric(
 
 
 def resource_policy_allows(
-    doc: dict[str, Any], service: str, action: str, resource: str, **context: str
+    doc: dict[str, Any], principal: str, action: str, resource: str, **context: str
 ) -> bool:
-    """A resource policy's decision for a request by an AWS service principal."""
+    """A resource policy's decision for a request by ``principal`` (a service or an IAM ARN)."""
+    kind = "Service" if principal.endswith(".amazonaws.com") else "AWS"
     statements = [
-        st for st in as_list(doc["Statement"]) if st.get("Principal") in ("*", {"Service": service})
+        st
+        for st in as_list(doc["Statement"])
+        if st.get("Principal") == "*" or principal in as_list(st.get("Principal", {}).get(kind, []))
     ]
     return allows(statements, action, resource, **context)
 
@@ -820,3 +835,53 @@ def test_only_this_stacks_rules_may_dead_letter_into_the_events_dlq(template: di
         policy_doc, "events.amazonaws.com", "sqs:ReceiveMessage", queue, **{"aws:SourceArn": other_rule}
     )
     assert not resource_policy_allows(policy_doc, "s3.amazonaws.com", "sqs:SendMessage", queue)
+
+
+# ---------------------------------------------------------------- the encrypted alerts topic
+def topic_key(template: dict[str, Any]) -> str:
+    """The key the alerts topic is encrypted with (as deployed)."""
+    return concrete(template, template["Resources"]["AlertsTopic"]["Properties"]["KmsMasterKeyId"])
+
+
+def test_every_publisher_may_use_the_topics_key(template: dict[str, Any]) -> None:
+    """Publishing to an encrypted topic needs the key too: every role allowed to publish to the
+    topic may GenerateDataKey and Decrypt with the topic's key; no other role may use it."""
+    topic = physical(template, "AlertsTopic")
+    key = topic_key(template)
+    assert key == physical(template, "AlertsKey", "Arn")
+    roles_ = [n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
+    publishers = [role for role in roles_ if allows(policy(template, role), "sns:Publish", topic)]
+    assert publishers == ["StateMachineRole"]
+    use = [("kms:GenerateDataKey", key, {}), ("kms:Decrypt", key, {})]
+    for role in roles_:
+        check(policy(template, role), use, role in publishers)
+    other_key = key.replace("AlertsKey", "another-key")
+    check(
+        policy(template, "StateMachineRole"),
+        [("kms:Decrypt", other_key, {}), ("kms:Encrypt", key, {})],
+        False,
+    )
+
+
+def test_key_policy_lets_alarms_and_rules_of_this_account_publish(template: dict[str, Any]) -> None:
+    props = template["Resources"]["AlertsKey"]["Properties"]
+    assert props["EnableKeyRotation"] is True
+    doc = concrete(template, props["KeyPolicy"])
+    mine = {"aws:SourceAccount": ACCOUNT}
+    for service in ("cloudwatch.amazonaws.com", "events.amazonaws.com"):
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            assert resource_policy_allows(doc, service, action, "*", **mine), (service, action)
+            assert not resource_policy_allows(
+                doc, service, action, "*", **{"aws:SourceAccount": "999999999999"}
+            )
+            assert not resource_policy_allows(doc, service, action, "*")
+        for action in ("kms:Encrypt", "kms:ReEncryptFrom", "kms:CreateGrant", "kms:PutKeyPolicy"):
+            assert not resource_policy_allows(doc, service, action, "*", **mine), (service, action)
+    for service in ("sns.amazonaws.com", "states.amazonaws.com", "lambda.amazonaws.com"):
+        assert not resource_policy_allows(doc, service, "kms:Decrypt", "*", **mine), service
+    # The account administers it and delegates its use to IAM policies: no lock-out, and the state
+    # machine role's IAM grant takes effect.
+    root = f"arn:aws:iam::{ACCOUNT}:root"
+    for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Decrypt", "kms:GenerateDataKey"):
+        assert resource_policy_allows(doc, root, action, "*"), action
+    assert not resource_policy_allows(doc, "arn:aws:iam::999999999999:root", "kms:Decrypt", "*")
