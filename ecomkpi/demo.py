@@ -224,7 +224,7 @@ def execution_summaries(stack: LocalStack) -> list[dict[str, Any]]:
                 "retries": retries,
                 "error": desc.get("error"),
                 "cause": (desc.get("cause") or "")[:2000] or None,
-                "files": len(data.get("orders_keys", [])) + len(data.get("order_items_keys", [])),
+                "files": int(data.get("orders_count") or 0) + int(data.get("order_items_count") or 0),
             }
         )
     return result

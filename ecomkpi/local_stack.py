@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
 ACCOUNT = "123456789012"
+RECONCILE_EVENT = {"ecomkpi": "reconcile"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class StackSettings:
     # scaled down by default (ten days landing at once queue ~2 minutes on one worker); tests that
     # kill the worker shorten it. The worker beats at least 6 times per HeartbeatSeconds.
     heartbeat_scale: float = 1.0
+    # The stack's schedule rule sends the trigger {"ecomkpi": "reconcile"} every few minutes (the
+    # sweep that repairs batches whose events were lost); locally every minute. 0 turns it off.
+    reconcile_seconds: float = 60.0
 
     @property
     def lake(self) -> str:
@@ -96,6 +101,8 @@ class LocalStack:
         self.work_queue_url = ""
         self.alerts_queue_url = ""
         self._saved_env: dict[str, str | None] = {}
+        self._stopping = threading.Event()
+        self._schedule: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -152,8 +159,18 @@ class LocalStack:
         self.dispatcher.start()
         if self.worker:
             self.worker.start()
+        if self.settings.reconcile_seconds > 0:
+            self._schedule = threading.Thread(target=self._reconcile_schedule, name="reconcile", daemon=True)
+            self._schedule.start()
+
+    def _reconcile_schedule(self) -> None:
+        """EventBridge schedule -> the trigger: the same constant input as the stack's rule."""
+        while not self._stopping.wait(self.settings.reconcile_seconds):
+            if self.dispatcher:
+                self.dispatcher.submit(RECONCILE_EVENT)
 
     def stop(self) -> None:
+        self._stopping.set()
         if self.dispatcher:
             self.dispatcher.stop()
         if self.worker:
@@ -309,6 +326,7 @@ class LocalStack:
             AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,
             PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
+            S3_BUCKET=s.bucket,  # the trigger refuses events of other buckets, as in the stack
         )
         self.on_event(
             f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "

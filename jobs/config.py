@@ -1,7 +1,8 @@
 """One configuration object for every job, read from the environment.
 
 The variable names are the ones the Step Functions definition sets on the containers
-(``S3_BUCKET``, ``PRODUCTS_KEY``, ``ORDERS_KEYS``, ``ORDER_ITEMS_KEYS``, ``BATCH_ID``, ...), so a task
+(``S3_BUCKET``, ``PRODUCTS_KEY``, ``INPUTS_KEY``, ``BATCH_ID``, ...; ``ORDERS_KEYS`` /
+``ORDER_ITEMS_KEYS`` for runs by hand), so a task
 started by the workflow, a ``spark-submit`` on a laptop and a test all configure the same way.
 ``AWS_ENDPOINT_URL`` is the only switch between the embedded emulator and real AWS: unset, every
 client (boto3 and s3a) talks to AWS itself.
@@ -65,6 +66,8 @@ class PipelineConfig:
     products_key: str = DEFAULT_PRODUCTS_KEY
     orders_keys: tuple[str, ...] = ()
     order_items_keys: tuple[str, ...] = ()
+    # A key list object in the bucket (what the workflow passes; jobs/batch_inputs.py reads it).
+    inputs_key: str | None = None
     batch_id: str = "adhoc"
     run_id: str = field(default_factory=_default_run_id)
     region: str = "us-east-1"
@@ -100,6 +103,7 @@ class PipelineConfig:
             products_key=env.get("PRODUCTS_KEY", "").strip() or DEFAULT_PRODUCTS_KEY,
             orders_keys=parse_key_list(env.get("ORDERS_KEYS"), "ORDERS_KEYS"),
             order_items_keys=parse_key_list(env.get("ORDER_ITEMS_KEYS"), "ORDER_ITEMS_KEYS"),
+            inputs_key=env.get("INPUTS_KEY", "").strip() or None,
             batch_id=env.get("BATCH_ID", "").strip() or "adhoc",
             region=region,
             endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip() or None,

@@ -33,7 +33,15 @@ _MANIFEST_RE = re.compile(r"raw/manifests/(\d{4}-\d{2}-\d{2})\.json")
 
 
 class IgnoredKey(ValueError):
-    """The key is not part of any batch; ``str(exc)`` says why (it is logged, not raised further)."""
+    """The key is not part of any batch; ``str(exc)`` says why and ``rule`` names the rule it broke.
+
+    Keys under ``raw/`` are then moved to ``invalid/unrecognised/`` with a report (see
+    :mod:`lambda_trigger.unrecognised`); keys elsewhere are only logged.
+    """
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -68,28 +76,33 @@ def is_batch_date(value: str) -> bool:
 def classify_key(key: str, *, today: date, products_key: str = DEFAULT_PRODUCTS_KEY) -> KeyInfo:
     """Place a decoded S3 key into its batch, or raise :class:`IgnoredKey` with the reason."""
     if ".." in key:
-        raise IgnoredKey("key contains '..'")
+        raise IgnoredKey("no_dot_segments", "key contains '..'")
     if not key.startswith(RAW_PREFIX):
-        raise IgnoredKey("key is outside raw/")
+        raise IgnoredKey("under_raw", "key is outside raw/")
     parts = key.split("/")
     if any(part == "" for part in parts):
-        raise IgnoredKey("key has an empty path segment")
+        raise IgnoredKey("no_empty_segments", "key has an empty path segment")
     if key == products_key:
         return KeyInfo(key, "products", PRODUCTS_BATCH_ID)
     if key.startswith(MANIFEST_PREFIX):
         match = _MANIFEST_RE.fullmatch(key)
         if match is None or not is_batch_date(match.group(1)):
-            raise IgnoredKey("manifests must be named raw/manifests/YYYY-MM-DD.json")
+            raise IgnoredKey("manifest_name", "manifests must be named raw/manifests/YYYY-MM-DD.json")
         return KeyInfo(key, "manifest", match.group(1))
     if not key.endswith(".csv"):
-        raise IgnoredKey("key does not end with .csv")
+        raise IgnoredKey("csv_extension", "key does not end with .csv (lower case)")
     table = parts[1]
     if table not in DATA_TABLES:
-        raise IgnoredKey(f"raw/{table}/ is not a batch input (expected {products_key} or orders/order_items)")
+        raise IgnoredKey(
+            "known_table",
+            f"raw/{table}/ is not a batch input (expected {products_key} or orders/order_items)",
+        )
     if len(parts) == 3:
         return KeyInfo(key, table, today.isoformat(), dated=False)  # type: ignore[arg-type]
     if len(parts) == 4:
         if not is_batch_date(parts[2]):
-            raise IgnoredKey(f"date partition {parts[2]!r} is not a valid YYYY-MM-DD date")
+            raise IgnoredKey("date_partition", f"date partition {parts[2]!r} is not a valid YYYY-MM-DD date")
         return KeyInfo(key, table, parts[2])  # type: ignore[arg-type]
-    raise IgnoredKey("data files must be raw/<table>/<file>.csv or raw/<table>/YYYY-MM-DD/<file>.csv")
+    raise IgnoredKey(
+        "folder_depth", "data files must be raw/<table>/<file>.csv or raw/<table>/YYYY-MM-DD/<file>.csv"
+    )

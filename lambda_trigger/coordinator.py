@@ -8,8 +8,14 @@ converge on the same result: at most one execution per generation, and no upload
 Claim first, start second: the generation is claimed in the tracker, then StartExecution runs with
 the deterministic name ``<batch>-g<generation>``. If the start fails the claim stays with
 ``start_confirmed = false`` and the next event for the batch (normally the SQS redelivery of the
-failed message) starts the same name again; ``ExecutionAlreadyExists`` counts as success, so a
-start that did succeed before the Lambda died is not duplicated.
+failed message) starts the same name again. ``ExecutionAlreadyExists`` is looked at with
+DescribeExecution: the same claim's earlier start (same ``triggered_at``) counts as started, so a
+start that did succeed before the Lambda died is not duplicated; another claim's execution (the
+tracker item was lost and numbering restarted) makes the claim skip to the next generation number.
+
+``sweep`` is the scheduled safety net (EventBridge schedule -> the same Lambda): it finishes running
+generations whose execution has ended (a lost status event), starts claims that never started, and
+reconciles dirty batches whose event was lost.
 """
 
 from __future__ import annotations
@@ -17,14 +23,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_trigger import log
+from lambda_trigger import log, unrecognised
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, classify_key, is_batch_date
-from lambda_trigger.events import ExecutionEnd, FileArrival
+from lambda_trigger.events import TERMINAL_STATUSES, ExecutionEnd, FileArrival
+from lambda_trigger.inputs_object import write_inputs
 from lambda_trigger.manifest import ManifestError, read_manifest
 from lambda_trigger.tracker import BatchFileTracker, BatchState
 
@@ -58,6 +65,8 @@ class BatchCoordinator:
         *,
         products_key: str = DEFAULT_PRODUCTS_KEY,
         clock: Callable[[], datetime],
+        bucket: str | None = None,
+        cloudwatch_client: Any = None,
     ) -> None:
         self.tracker = tracker
         self.sfn = sfn_client
@@ -65,17 +74,53 @@ class BatchCoordinator:
         self.state_machine_arn = state_machine_arn
         self.products_key = products_key
         self.clock = clock
+        # The pipeline's bucket (S3_BUCKET): events of any other bucket are refused, and executions
+        # always name this bucket. None (tests, old deployments) trusts the event's bucket.
+        self.bucket = bucket
+        self.cloudwatch = cloudwatch_client
 
     def _now(self) -> str:
         return _iso(self.clock())
 
+    def _arrival_day(self, arrival: FileArrival) -> date:
+        """The upload's own date (``eventTime``) places undated keys, not the Lambda's clock: a
+        redelivery or a backlog processed after midnight must not move a file to the next day."""
+        if arrival.event_time:
+            try:
+                return (
+                    datetime.fromisoformat(arrival.event_time.replace("Z", "+00:00")).astimezone(UTC).date()
+                )
+            except ValueError:
+                log.warn(f"Unreadable eventTime {arrival.event_time!r} for {arrival.key}; using the clock.")
+        return self.clock().date()
+
+    def _set_aside(self, arrival: FileArrival, rule: str, reason: str) -> None:
+        """A key nobody can process: out of raw/ with a report (only keys under raw/ are ours)."""
+        if not unrecognised.is_movable(arrival.key):
+            log.info(f"Ignoring s3://{arrival.bucket}/{arrival.key}: {reason}")
+            return
+        moved = unrecognised.move_unrecognised(
+            self.s3,
+            arrival.bucket,
+            arrival.key,
+            rule,
+            reason,
+            now=self._now(),
+            event={"etag": arrival.etag, "size": arrival.size, "event_time": arrival.event_time},
+        )
+        if moved is not None and self.cloudwatch is not None:
+            unrecognised.count(self.cloudwatch, arrival.bucket)
+
     # -- S3 uploads -----------------------------------------------------------------------------
     def handle_arrival(self, arrival: FileArrival) -> None:
         """Record one uploaded object and trigger whatever it makes ready."""
+        if self.bucket and arrival.bucket != self.bucket:
+            log.warn(f"Ignoring s3://{arrival.bucket}/{arrival.key}: not the pipeline bucket {self.bucket}.")
+            return
         try:
-            info = classify_key(arrival.key, today=self.clock().date(), products_key=self.products_key)
+            info = classify_key(arrival.key, today=self._arrival_day(arrival), products_key=self.products_key)
         except IgnoredKey as reason:
-            log.info(f"Ignoring s3://{arrival.bucket}/{arrival.key}: {reason}")
+            self._set_aside(arrival, reason.rule, str(reason))
             return
 
         if info.kind == "products":
@@ -89,6 +134,8 @@ class BatchCoordinator:
                 expected = read_manifest(self.s3, arrival.bucket, arrival.key, info.batch_id)
             except ManifestError as exc:
                 log.error(f"Ignoring manifest s3://{arrival.bucket}/{arrival.key}: {exc}")
+                if exc.readable:  # a manifest that vanished or cannot be read stays where it is
+                    self._set_aside(arrival, "manifest_format", f"the manifest is unusable: {exc}")
                 return
             state = self.tracker.record_manifest(
                 info.batch_id, arrival.key, expected, arrival.token, arrival.bucket, self._now()
@@ -148,11 +195,7 @@ class BatchCoordinator:
         if not end.is_terminal:
             log.info(f"Ignoring {end.status} status event of execution {end.name}.")
             return
-        if (
-            self.state_machine_arn
-            and end.state_machine_arn
-            and not end.state_machine_arn.startswith(self.state_machine_arn)
-        ):
+        if self.state_machine_arn and end.state_machine_arn and not self._is_ours(end.state_machine_arn):
             log.info(f"Ignoring status event of execution {end.name} of another state machine.")
             return
         batch_id, generation = match.group("batch"), int(match.group("generation"))
@@ -164,6 +207,13 @@ class BatchCoordinator:
         else:
             log.info(f"Generation {generation} of Daily Batch ID {batch_id} ended with status {end.status}.")
         self.reconcile(batch_id, state, fallback_bucket=end.input.get("bucket"))
+
+    def _is_ours(self, state_machine_arn: str) -> bool:
+        """This state machine, or one of its versions/aliases (``<arn>:<qualifier>``); never a
+        machine whose name merely starts with ours (``ecomkpi-pipeline-worker``)."""
+        return state_machine_arn == self.state_machine_arn or (
+            state_machine_arn.startswith(self.state_machine_arn + ":")
+        )
 
     # -- the state machine ----------------------------------------------------------------------
     def reconcile(
@@ -218,11 +268,13 @@ class BatchCoordinator:
             return
         log.warn(f"Daily Batch ID {batch_id}: state kept changing; leaving it to the next event.")
 
-    def _start(self, state: BatchState, fallback_bucket: str | None) -> None:
+    def _start(self, state: BatchState, fallback_bucket: str | None, *, attempts: int = 3) -> None:
         """StartExecution for the claimed generation; idempotent through the execution name."""
-        payload = state.execution_input()
-        if not payload["bucket"]:
-            payload["bucket"] = fallback_bucket
+        bucket = self.bucket or state.bucket or fallback_bucket
+        if not bucket:
+            raise RuntimeError(f"Daily Batch ID {state.batch_id}: no bucket known to start its execution")
+        inputs_key = write_inputs(self.s3, bucket, state.inputs_document())
+        payload = state.execution_input(bucket, inputs_key)
         name = state.execution_name
         body = json.dumps(payload)
         log.info(f"Triggering Step Function with input: {body}")
@@ -238,5 +290,91 @@ class BatchCoordinator:
                 )
                 raise
             execution_arn = execution_arn_for(self.state_machine_arn, name)
-            log.info(f"Execution {name} already exists (an earlier attempt started it).")
+            existing = self.sfn.describe_execution(executionArn=execution_arn)
+            if _claimed_at(existing) != state.triggered_at:
+                self._skip_taken_name(state, fallback_bucket, existing, attempts)
+                return
+            log.info(f"Execution {name} already exists (an earlier attempt of this claim started it).")
+            self.tracker.confirm_start(state.batch_id, state.triggered_generation, execution_arn, self._now())
+            if existing.get("status") in TERMINAL_STATUSES:
+                self.handle_execution_end(_end_of(existing))  # its status event may be long gone
+            return
         self.tracker.confirm_start(state.batch_id, state.triggered_generation, execution_arn, self._now())
+
+    def _skip_taken_name(
+        self, state: BatchState, fallback_bucket: str | None, existing: dict[str, Any], attempts: int
+    ) -> None:
+        log.warn(
+            f"Execution name {state.execution_name} belongs to another claim (started "
+            f"{existing.get('startDate')}, status {existing.get('status')}): the tracker item was "
+            "replaced. Moving the claim to the next generation number."
+        )
+        skipped = self.tracker.skip_generation(state, self._now())
+        if skipped is None:
+            log.info(
+                f"Daily Batch ID {state.batch_id}: the claim changed meanwhile; leaving it to its owner."
+            )
+            return
+        if attempts <= 1:
+            raise RuntimeError(f"Daily Batch ID {state.batch_id}: execution names keep being taken")
+        self._start(skipped, fallback_bucket, attempts=attempts - 1)
+
+    # -- the scheduled sweep --------------------------------------------------------------------
+    def sweep(self) -> dict[str, int]:
+        """Bring every batch whose events were lost to where its events would have brought it."""
+        counts = dict.fromkeys(("idle", "running", "finished", "lost", "reconciled", "failed"), 0)
+        for state in self.tracker.scan_batches():
+            try:
+                counts[self._sweep_one(state)] += 1
+            except Exception as exc:  # one broken batch must not stop the sweep of the others
+                counts["failed"] += 1
+                log.error(f"Reconcile of Daily Batch ID {state.batch_id} failed: {exc!r}")
+        if any(counts[k] for k in ("finished", "lost", "reconciled", "failed")):
+            log.info(f"Reconcile sweep: {json.dumps(counts)}")  # quiet when nothing needed repair
+        return counts
+
+    def _sweep_one(self, state: BatchState) -> str:
+        if state.running and state.start_confirmed:
+            arn = state.execution_arn or execution_arn_for(self.state_machine_arn, state.execution_name)
+            try:
+                existing = self.sfn.describe_execution(executionArn=arn)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                    raise
+                log.warn(f"Execution {state.execution_name} does not exist; its generation is run again.")
+                ended = self.tracker.mark_lost(state.batch_id, state.triggered_generation, self._now())
+                self.reconcile(state.batch_id, ended)
+                return "lost"
+            if existing.get("status") not in TERMINAL_STATUSES:
+                return "running"
+            log.warn(
+                f"Execution {state.execution_name} ended {existing.get('status')} but the tracker missed it."
+            )
+            self.handle_execution_end(_end_of(existing))
+            return "finished"
+        if state.running or state.dirty:
+            self.reconcile(state.batch_id)
+            return "reconciled"
+        return "idle"
+
+
+def _claimed_at(description: dict[str, Any]) -> str | None:
+    try:
+        value = json.loads(description.get("input") or "{}")
+    except ValueError:
+        return None
+    return value.get("triggered_at") if isinstance(value, dict) else None
+
+
+def _end_of(description: dict[str, Any]) -> ExecutionEnd:
+    try:
+        parsed = json.loads(description.get("input") or "{}")
+    except ValueError:
+        parsed = {}
+    return ExecutionEnd(
+        name=str(description["name"]),
+        status=str(description["status"]),
+        execution_arn=description.get("executionArn"),
+        state_machine_arn=description.get("stateMachineArn"),
+        input=parsed if isinstance(parsed, dict) else {},
+    )

@@ -7,7 +7,9 @@ The function is wired in one of three ways, and the same handler serves all of t
   "aws:sqs", "body": "<S3 event JSON>"}]}``; the body may also be an SNS envelope (S3 -> SNS -> SQS)
   or an EventBridge event routed through the queue;
 * EventBridge "Step Functions Execution Status Change" -> Lambda, which tells the tracker that a
-  generation ended.
+  generation ended;
+* an EventBridge schedule -> Lambda (``{"ecomkpi": "reconcile"}``): the sweep that repairs batches
+  whose events were lost.
 
 S3 sends the object key URL-encoded with ``quote_plus`` (a space becomes ``+``), so keys are decoded
 with :func:`urllib.parse.unquote_plus` here, once, and everything downstream sees the real key.
@@ -45,6 +47,7 @@ class FileArrival:
     etag: str | None = None
     version_id: str | None = None
     event_time: str | None = None
+    size: int | None = None
 
     @property
     def token(self) -> str:
@@ -68,6 +71,14 @@ class ExecutionEnd:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+def is_reconcile_event(event: dict[str, Any]) -> bool:
+    """The scheduled sweep: the stack's schedule rule sends ``{"ecomkpi": "reconcile"}``; a plain
+    EventBridge "Scheduled Event" is accepted too, so a rule without a constant input still works."""
+    return event.get("ecomkpi") == "reconcile" or (
+        event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+    )
 
 
 def is_s3_test_event(event: dict[str, Any]) -> bool:
@@ -127,6 +138,7 @@ def file_arrivals(event: dict[str, Any]) -> list[FileArrival]:
                 etag=obj.get("eTag"),
                 version_id=obj.get("versionId"),
                 event_time=record.get("eventTime"),
+                size=obj.get("size") if isinstance(obj.get("size"), int) else None,
             )
         )
     return arrivals

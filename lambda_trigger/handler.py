@@ -5,6 +5,7 @@ Environment:
 * ``PIPELINE_BATCH_TRACKER_TABLE`` -- the tracker table (default ``BatchFileTracker``);
 * ``STEP_FUNCTION_ARN`` -- the state machine to start (required);
 * ``PRODUCTS_KEY`` -- products master key (default ``raw/products/products.csv``);
+* ``S3_BUCKET`` -- the pipeline bucket; events of other buckets are refused (unset: trust events);
 * ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS (boto3 applies it).
 
 Configuration is read per invocation (a few dict lookups) and clients come from a per-process
@@ -23,6 +24,7 @@ from lambda_trigger.events import (
     MalformedEvent,
     execution_end,
     file_arrivals,
+    is_reconcile_event,
     is_s3_event,
     is_s3_test_event,
     is_sfn_status_event,
@@ -47,11 +49,16 @@ def build_coordinator() -> BatchCoordinator:
         state_machine_arn,
         products_key=os.environ.get("PRODUCTS_KEY", "").strip() or batch_ids.DEFAULT_PRODUCTS_KEY,
         clock=batch_ids.utc_now,
+        bucket=os.environ.get("S3_BUCKET", "").strip() or None,
+        cloudwatch_client=clients.client("cloudwatch"),
     )
 
 
 def _process(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
     """Handle one non-SQS event: an S3 notification, an S3 test event or an SFN status change."""
+    if is_reconcile_event(event):
+        coordinator.sweep()
+        return
     if is_s3_test_event(event):
         log.info("Ignoring s3:TestEvent.")
         return
@@ -94,6 +101,8 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     coordinator = build_coordinator()
     if is_sqs_event(event):
         return _process_sqs(event, coordinator)
+    if is_reconcile_event(event):
+        return {"status": "ok", "reconcile": coordinator.sweep()}
     if not is_s3_event(event) and not is_sfn_status_event(event) and not is_s3_test_event(event):
         log.warn(f"Ignoring unsupported event with keys {sorted(event)[:10]}")
         return {"status": "ignored"}

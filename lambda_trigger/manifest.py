@@ -32,7 +32,15 @@ MAX_MANIFEST_BYTES = 1_000_000
 
 
 class ManifestError(ValueError):
-    """The manifest is unusable; it is logged and ignored (retrying would not fix it)."""
+    """The manifest is unusable; it is logged and ignored (retrying would not fix it).
+
+    ``readable`` is False when there was nothing to read (the object is gone): such a manifest
+    cannot be moved aside; a readable but wrong one is moved to ``invalid/unrecognised/``.
+    """
+
+    def __init__(self, message: str, *, readable: bool = True) -> None:
+        super().__init__(message)
+        self.readable = readable
 
 
 def _absolute(entry: Any, table: str | None, batch_id: str) -> str:
@@ -87,7 +95,7 @@ def read_manifest(s3_client: Any, bucket: str, key: str, batch_id: str) -> froze
         response = s3_client.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            raise ManifestError(f"manifest s3://{bucket}/{key} no longer exists") from exc
+            raise ManifestError(f"manifest s3://{bucket}/{key} no longer exists", readable=False) from exc
         raise
     body = response["Body"].read(MAX_MANIFEST_BYTES + 1)
     if len(body) > MAX_MANIFEST_BYTES:

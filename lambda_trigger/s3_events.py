@@ -14,7 +14,12 @@ _sequencers = itertools.count(0x1000)
 
 
 def s3_event(
-    bucket: str, key: str, *, sequencer: str | None = None, event_name: str = "ObjectCreated:Put"
+    bucket: str,
+    key: str,
+    *,
+    sequencer: str | None = None,
+    event_name: str = "ObjectCreated:Put",
+    event_time: str = "2025-07-10T12:00:00.000Z",
 ) -> dict[str, Any]:
     """One record; the key URL-encoded with ``quote_plus`` as S3 does (spaces become ``+``)."""
     return {
@@ -23,7 +28,7 @@ def s3_event(
                 "eventVersion": "2.1",
                 "eventSource": "aws:s3",
                 "awsRegion": "us-east-1",
-                "eventTime": "2025-07-10T12:00:00.000Z",
+                "eventTime": event_time,
                 "eventName": event_name,
                 "s3": {
                     "s3SchemaVersion": "1.0",

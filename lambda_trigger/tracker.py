@@ -14,7 +14,7 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``order_items_files_arrived``   BOOL  at least one order_items file arrived
 ``product_file_arrived``        BOOL  products master data is known to be present
 ``products_key``                S     the products key the executions read
-``seen_events``                 SS    ``key|seq:<sequencer>`` of every upload counted (dedup)
+``u#<digest of key>``           S     digest of the key's last counted upload token (dedup)
 ``arrival_count``               N     number of distinct uploads counted
 ``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
 ``manifest_key``/``manifest_version``  S   the manifest and the upload it was read from
@@ -29,6 +29,13 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``bucket``, ``status``, ``created_at``, ``last_updated``
 ==============================  ====  =====================================================
 
+Item size grows with the number of distinct keys of the day (the key, plus the key again when a
+manifest lists it, plus 36 bytes), never with the number of uploads: a re-upload replaces its key's
+``u#`` value instead of adding a token, so a shop that re-uploads one file every minute stays at one
+entry (DynamoDB caps an item at 400 KB: about 2,500 distinct 60-character keys with a manifest). Only the latest upload of a key is remembered, so a
+duplicate delivery of an *older* upload that arrives after a newer one counts again: that costs one
+extra generation over the same files (idempotent), never a lost arrival.
+
 ``status`` is informational only (PENDING, WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and
 is also written by the workflow itself; no decision reads it.
 
@@ -42,6 +49,7 @@ miss a waiting batch (one GetItem-free update instead of a Scan over the table).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +58,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, PRODUCTS_BATCH_ID
+from lambda_trigger.inputs_object import inputs_document
 
 PARTITION_KEY = "BatchId"
 _deserializer = TypeDeserializer()
@@ -72,6 +81,20 @@ def _ss(values: set[str] | frozenset[str] | list[str]) -> dict[str, list[str]]:
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def upload_attribute(key: str) -> str:
+    """The top-level attribute that remembers the last counted upload of ``key``.
+
+    Named by a digest of the key and holding a digest of the upload token: 36 bytes per key
+    instead of twice the key, because every byte of the item is paid on each write (WCUs) and
+    counts against the 400 KB limit.
+    """
+    return "u#" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def upload_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
 def execution_name(batch_id: str, generation: int) -> str:
@@ -98,6 +121,7 @@ class BatchState:
     start_confirmed: bool = False
     triggered_generation: int = 0
     triggered_at: str | None = None
+    execution_arn: str | None = None
     status: str | None = None
 
     @classmethod
@@ -120,6 +144,7 @@ class BatchState:
             start_confirmed=bool(data.get("start_confirmed", False)),
             triggered_generation=int(data.get("triggered_generation", 0)),
             triggered_at=data.get("triggered_at"),
+            execution_arn=data.get("execution_arn"),
             status=data.get("status"),
         )
 
@@ -147,15 +172,26 @@ class BatchState:
     def execution_name(self) -> str:
         return execution_name(self.batch_id, self.triggered_generation)
 
-    def execution_input(self) -> dict[str, Any]:
-        """The StartExecution payload of the claimed generation (all keys known so far, sorted)."""
+    def inputs_document(self) -> dict[str, Any]:
+        """The key list of the claimed generation (all keys known so far), written to S3."""
+        return inputs_document(
+            self.batch_id,
+            self.triggered_generation,
+            self.products_key or DEFAULT_PRODUCTS_KEY,
+            list(self.orders_keys),
+            list(self.order_items_keys),
+        )
+
+    def execution_input(self, bucket: str, inputs_key: str) -> dict[str, Any]:
+        """The StartExecution payload: the key list by reference, counts for people reading it."""
         return {
             "batch_id": self.batch_id,
             "generation": self.triggered_generation,
-            "bucket": self.bucket,
+            "bucket": bucket,
             "products_key": self.products_key or DEFAULT_PRODUCTS_KEY,
-            "orders_keys": sorted(self.orders_keys),
-            "order_items_keys": sorted(self.order_items_keys),
+            "inputs_key": inputs_key,
+            "orders_count": len(self.orders_keys),
+            "order_items_count": len(self.order_items_keys),
             "triggered_at": self.triggered_at,
         }
 
@@ -225,12 +261,6 @@ class BatchFileTracker:
         ).get("Item")
         return BatchState.from_item(item) if item else None
 
-    def get_products(self) -> ProductsState:
-        item = self._ddb.get_item(
-            TableName=self.table_name, Key={PARTITION_KEY: _s(PRODUCTS_BATCH_ID)}, ConsistentRead=True
-        ).get("Item")
-        return ProductsState.from_item(item) if item else ProductsState(False, None, frozenset())
-
     # -- arrivals -------------------------------------------------------------------------------
     def record_data_file(
         self, batch_id: str, table: str, key: str, token: str, bucket: str, now: str
@@ -242,21 +272,21 @@ class BatchFileTracker:
         """
         attributes = self._update(
             batch_id,
-            "ADD #keys :key, seen_events :token_set, arrival_count :one "
-            "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, "
+            "ADD #keys :key, arrival_count :one "
+            "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, #upload = :token, "
             "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now)",
             {
                 ":key": _ss([key]),
-                ":token_set": _ss([token]),
-                ":token": _s(token),
+                ":token": _s(upload_digest(token)),
                 ":one": _n(1),
                 ":true": TRUE,
                 ":bucket": _s(bucket),
                 ":now": _s(now),
                 ":pending": _s("PENDING"),
             },
-            condition="NOT contains(seen_events, :token)",
+            condition="attribute_not_exists(#upload) OR #upload <> :token",
             names={
+                "#upload": upload_attribute(key),
                 "#keys": f"{table}_keys",
                 "#arrived": f"{table}_files_arrived",
                 "#status": "status",
@@ -275,21 +305,19 @@ class BatchFileTracker:
         """
         attributes = self._update(
             batch_id,
-            "ADD seen_events :token_set "
-            "SET expected_keys = :expected, manifest_key = :manifest_key, manifest_version = :token, "
+            "SET #upload = :token, expected_keys = :expected, manifest_key = :manifest_key, manifest_version = :token, "
             "#bucket = :bucket, last_updated = :now, #status = if_not_exists(#status, :pending), "
             "created_at = if_not_exists(created_at, :now)",
             {
-                ":token_set": _ss([token]),
-                ":token": _s(token),
+                ":token": _s(upload_digest(token)),
                 ":expected": _ss(expected),
                 ":manifest_key": _s(manifest_key),
                 ":bucket": _s(bucket),
                 ":now": _s(now),
                 ":pending": _s("PENDING"),
             },
-            condition="NOT contains(seen_events, :token)",
-            names={"#status": "status", "#bucket": "bucket"},
+            condition="attribute_not_exists(#upload) OR #upload <> :token",
+            names={"#upload": upload_attribute(manifest_key), "#status": "status", "#bucket": "bucket"},
         )
         return BatchState.from_item(attributes) if attributes is not None else None
 
@@ -406,6 +434,58 @@ class BatchFileTracker:
             {":true": TRUE, ":arn": _s(execution_arn), ":g": _n(generation), ":now": _s(now)},
             condition="triggered_generation = :g",
         )
+
+    def skip_generation(self, state: BatchState, now: str) -> BatchState | None:
+        """Move an unconfirmed claim to the next generation number.
+
+        Used when the claimed execution name already belongs to another claim's execution (the
+        tracker item was lost or replaced, so numbering restarted): that name can never be started
+        again (names are unique for 90 days), so the claim takes the next one. None if the claim
+        changed meanwhile (confirmed, ended or skipped by someone else).
+        """
+        generation = state.triggered_generation + 1
+        attributes = self._update(
+            state.batch_id,
+            "SET triggered_generation = :next, execution_name = :name, last_updated = :now",
+            {
+                ":g": _n(state.triggered_generation),
+                ":next": _n(generation),
+                ":name": _s(execution_name(state.batch_id, generation)),
+                ":true": TRUE,
+                ":false": FALSE,
+                ":now": _s(now),
+            },
+            condition="triggered_generation = :g AND running = :true AND start_confirmed = :false",
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    def mark_lost(self, batch_id: str, generation: int, now: str) -> BatchState | None:
+        """The confirmed execution of ``generation`` does not exist: end it and owe a new one."""
+        attributes = self._update(
+            batch_id,
+            "SET running = :false, dirty = :true, ended_generation = :g, last_execution_status = :lost, "
+            "#status = :failed, last_updated = :now",
+            {
+                ":g": _n(generation),
+                ":true": TRUE,
+                ":false": FALSE,
+                ":lost": _s("LOST"),
+                ":failed": _s("FAILED"),
+                ":now": _s(now),
+            },
+            condition="triggered_generation = :g AND running = :true",
+            names={"#status": "status"},
+        )
+        return BatchState.from_item(attributes) if attributes is not None else None
+
+    def scan_batches(self) -> list[BatchState]:
+        """Every date item (the reconcile sweep; one item per day, so a Scan stays small)."""
+        states = []
+        for page in self._ddb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
+            for item in page.get("Items", []):
+                if item.get(PARTITION_KEY, {}).get("S") != PRODUCTS_BATCH_ID:
+                    states.append(BatchState.from_item(item))
+        return states
 
     def mark_ended(
         self, batch_id: str, generation: int, sfn_status: str, execution_arn: str | None, now: str

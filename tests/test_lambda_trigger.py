@@ -86,10 +86,31 @@ class Stack:
         arn = self.sfn_arn.replace(":stateMachine:", ":execution:") + f":{name}"
         return json.loads(self.sfn.describe_execution(executionArn=arn)["input"])
 
+    def inputs(self, name: str) -> dict[str, Any]:
+        """The key list object the execution was started with (the input carries its key only)."""
+        key = self.execution_input(name)["inputs_key"]
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def launched(self, name: str) -> dict[str, Any]:
+        """The execution input with its key lists resolved, as the jobs see it."""
+        inputs = self.inputs(name)
+        return {
+            **self.execution_input(name),
+            "orders_keys": inputs["orders_keys"],
+            "order_items_keys": inputs["order_items_keys"],
+        }
+
     def item(self, batch_id: str) -> dict[str, Any]:
         raw = self.ddb.get_item(TableName=self.table, Key={"BatchId": {"S": batch_id}}, ConsistentRead=True)
         deserializer = TypeDeserializer()
         return {k: deserializer.deserialize(v) for k, v in raw.get("Item", {}).items()}
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
 
     def put(self, key: str, body: bytes = b"x\n") -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
@@ -176,14 +197,25 @@ def test_complete_batch_triggers_once_with_exact_input(
     deliver(s3_event(stack.bucket, items))
 
     assert stack.executions() == [f"{DAY}-g1"]
-    assert stack.execution_input(f"{DAY}-g1") == {
+    payload = stack.execution_input(f"{DAY}-g1")
+    assert payload == {
         "batch_id": DAY,
         "generation": 1,
         "bucket": stack.bucket,
         "products_key": PRODUCTS,
+        "inputs_key": payload["inputs_key"],
+        "orders_count": 1,
+        "order_items_count": 1,
+        "triggered_at": "2025-07-11T08:30:00.000Z",
+    }
+    assert payload["inputs_key"].startswith(f"control/inputs/{DAY}/g1-")
+    assert stack.inputs(f"{DAY}-g1") == {
+        "version": 1,
+        "batch_id": DAY,
+        "generation": 1,
+        "products_key": PRODUCTS,
         "orders_keys": [orders],
         "order_items_keys": [items],
-        "triggered_at": "2025-07-11T08:30:00.000Z",
     }
     item = stack.item(DAY)
     assert item["triggered_generation"] == 1
@@ -235,8 +267,114 @@ def test_non_terminal_and_foreign_status_events_are_ignored(stack: Stack) -> Non
     foreign["detail"]["stateMachineArn"] = "arn:aws:states:us-east-1:123456789012:stateMachine:other"
     adhoc = end_event(stack, f"{DAY}-g1")
     adhoc["detail"]["name"] = "manual-run-1"
-    deliver(running, foreign, adhoc)
+    longer_name = end_event(stack, f"{DAY}-g1")  # ecomkpi-<x>-worker starts with ecomkpi-<x>
+    longer_name["detail"]["stateMachineArn"] = stack.sfn_arn + "-worker"
+    deliver(running, foreign, adhoc, longer_name)
     assert stack.item(DAY)["running"] is True
+
+    of_a_version = end_event(stack, f"{DAY}-g1")  # a published version of this machine is ours
+    of_a_version["detail"]["stateMachineArn"] = stack.sfn_arn + ":3"
+    deliver(of_a_version)
+    assert stack.item(DAY)["running"] is False
+
+
+# -- bounded items ---------------------------------------------------------------------------------
+def test_tracker_item_does_not_grow_with_reuploads(stack: Stack) -> None:
+    """A shop re-uploading one file every minute: the item keeps one entry for the key."""
+    (orders,) = day_keys("orders", "o.csv")
+    deliver(s3_event(stack.bucket, orders))
+    size_after_one = len(json.dumps(stack.item(DAY), default=str))
+    for _ in range(300):
+        deliver(s3_event(stack.bucket, orders))
+    item = stack.item(DAY)
+    assert item["arrival_count"] == 301
+    assert len(json.dumps(item, default=str)) <= size_after_one + 2  # only the count's digits grow
+
+
+def test_five_hundred_parts_start_one_execution_with_all_keys(stack: Stack) -> None:
+    orders = day_keys("orders", *(f"orders part {n:03d} [batch 7].csv" for n in range(250)))
+    items = day_keys("order_items", *(f"order items part {n:03d}.csv" for n in range(250)))
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"expected_keys": [*orders, *items]}).encode())
+    deliver(s3_event(stack.bucket, manifest_key), s3_event(stack.bucket, PRODUCTS))
+    deliver(*(s3_event(stack.bucket, k) for k in [*orders, *items]))
+
+    assert stack.executions() == [f"{DAY}-g1"]
+    launched = stack.launched(f"{DAY}-g1")
+    assert launched["orders_keys"] == sorted(orders) and launched["order_items_keys"] == sorted(items)
+    assert (launched["orders_count"], launched["order_items_count"]) == (250, 250)
+    raw_input = json.dumps(stack.execution_input(f"{DAY}-g1"))
+    assert len(raw_input.encode()) < 1024  # inline, the 500 keys would be ~23 KB
+    item_bytes = len(json.dumps(stack.item(DAY), default=str).encode())
+    assert item_bytes < 400_000 / 4  # ~150 bytes per part with a manifest: ~2,600 parts fit
+
+
+# -- the scheduled sweep ---------------------------------------------------------------------------
+RECONCILE = {"ecomkpi": "reconcile"}
+
+
+def _start_day(stack: Stack) -> None:
+    deliver(
+        *(
+            s3_event(stack.bucket, k)
+            for k in [PRODUCTS, *day_keys("orders", "o.csv"), *day_keys("order_items", "i.csv")]
+        )
+    )
+
+
+def test_sweep_finishes_a_generation_whose_status_event_was_lost(stack: Stack) -> None:
+    _start_day(stack)
+    deliver(s3_event(stack.bucket, day_keys("orders", "late.csv")[0]))  # owes generation 2
+    arn = stack.item(DAY)["execution_arn"]
+    stack.sfn.stop_execution(executionArn=arn)  # it ends; EventBridge's event never arrives
+
+    summary = lambda_handler(RECONCILE, None)["reconcile"]
+    assert summary["finished"] == 1
+    item = stack.item(DAY)
+    assert (item["ended_generation"], item["last_execution_status"]) == (1, "ABORTED")
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    assert lambda_handler(RECONCILE, None)["reconcile"]["running"] == 1  # g2 runs: nothing to do
+
+
+def test_sweep_starts_a_claim_whose_start_never_returned(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fail_once(monkeypatch, after_start=False)
+    with pytest.raises(ClientError):
+        _start_day(stack)
+    assert stack.executions() == [] and stack.item(DAY)["start_confirmed"] is False
+    assert lambda_handler(RECONCILE, None)["reconcile"]["reconciled"] == 1
+    assert stack.executions() == [f"{DAY}-g1"] and stack.item(DAY)["start_confirmed"] is True
+
+
+def test_sweep_reruns_a_generation_whose_execution_does_not_exist(stack: Stack) -> None:
+    _start_day(stack)
+    missing = stack.item(DAY)["execution_arn"] + "-gone"
+    stack.ddb.update_item(
+        TableName=stack.table,
+        Key={"BatchId": {"S": DAY}},
+        UpdateExpression="SET execution_arn = :arn",
+        ExpressionAttributeValues={":arn": {"S": missing}},
+    )
+    assert lambda_handler(RECONCILE, None)["reconcile"]["lost"] == 1
+    item = stack.item(DAY)
+    assert item["triggered_generation"] == 2 and item["running"] is True
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+
+
+def test_a_replaced_tracker_item_does_not_take_an_old_execution_for_its_own(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _start_day(stack)
+    deliver(end_event(stack, f"{DAY}-g1"))
+    stack.ddb.delete_item(TableName=stack.table, Key={"BatchId": {"S": DAY}})  # the table was replaced
+    monkeypatch.setattr(batch_ids, "utc_now", lambda: datetime(2025, 7, 12, 9, 0, tzinfo=UTC))
+
+    _start_day(stack)  # producers upload the day again: numbering restarts at 1, whose name is taken
+    item = stack.item(DAY)
+    assert (item["triggered_generation"], item["running"], item["start_confirmed"]) == (2, True, True)
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    assert stack.execution_input(f"{DAY}-g2")["triggered_at"] == "2025-07-12T09:00:00.000Z"
 
 
 # -- exactly once under concurrency -----------------------------------------------------------------
@@ -286,7 +424,7 @@ def test_fifty_concurrent_invocations_start_one_execution_per_generation(
 
     final = run_to_quiescence(stack)
     assert final[:2] == [f"{DAY}-g1", f"{DAY}-g2"] and len(final) <= 3
-    last = stack.execution_input(final[-1])
+    last = stack.launched(final[-1])
     assert last["orders_keys"] == sorted([*keys[1:3], *day_keys("orders", "o3.csv")])
     assert last["order_items_keys"] == sorted([*keys[3:], *day_keys("order_items", "i3.csv")])
     assert last["generation"] == len(final)
@@ -307,49 +445,103 @@ def test_duplicated_and_reordered_events(stack: Stack) -> None:
 
 
 # -- key handling ------------------------------------------------------------------------------------
-def test_files_without_date_folder_get_current_utc_date(
+def test_files_without_date_folder_belong_to_their_upload_date(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Uploaded just before midnight, processed after it (NOW is the next morning): the upload's day."""
+    late = "2025-07-10T23:59:59.900Z"
     deliver(
         s3_event(stack.bucket, PRODUCTS),
-        s3_event(stack.bucket, "raw/orders/orders.csv"),
-        s3_event(stack.bucket, "raw/order_items/order_items.csv"),
+        s3_event(stack.bucket, "raw/orders/orders.csv", event_time=late),
+        s3_event(stack.bucket, "raw/order_items/order_items.csv", event_time=late),
     )
-    assert stack.executions() == ["2025-07-11-g1"]
-    payload = stack.execution_input("2025-07-11-g1")
+    assert stack.executions() == [f"{DAY}-g1"]
+    payload = stack.launched(f"{DAY}-g1")
     assert payload["orders_keys"] == ["raw/orders/orders.csv"]
     out = capsys.readouterr().out
     assert (
-        "[WARN] No date partition found in key raw/orders/orders.csv. Assigning current UTC date 2025-07-11"
+        f"[WARN] No date partition found in key raw/orders/orders.csv. Assigning current UTC date {DAY}"
         in out
     )
+
+
+def test_undated_event_without_time_uses_the_clock(stack: Stack) -> None:
+    event = s3_event(stack.bucket, "raw/orders/orders.csv")
+    del event["Records"][0]["eventTime"]
+    deliver(event)
+    assert stack.item("2025-07-11")["orders_keys"] == {"raw/orders/orders.csv"}
 
 
 def test_key_with_space_is_decoded(stack: Stack) -> None:
     event = s3_event(stack.bucket, f"raw/orders/{DAY}/my file.csv")
     assert event["Records"][0]["s3"]["object"]["key"] == f"raw/orders/{DAY}/my+file.csv"
     deliver(s3_event(stack.bucket, PRODUCTS), event, s3_event(stack.bucket, f"raw/order_items/{DAY}/a+b.csv"))
-    payload = stack.execution_input(f"{DAY}-g1")
+    payload = stack.launched(f"{DAY}-g1")
     assert payload["orders_keys"] == [f"raw/orders/{DAY}/my file.csv"]
     assert payload["order_items_keys"] == [f"raw/order_items/{DAY}/a+b.csv"]
 
 
+def _unrecognised_count(stack: Stack, cloudwatch: Any) -> float:
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="ecomkpi",
+        MetricName="UnrecognisedKeys",
+        Dimensions=[{"Name": "Bucket", "Value": stack.bucket}],
+        StartTime=datetime(2000, 1, 1, tzinfo=UTC),
+        EndTime=datetime(2100, 1, 1, tzinfo=UTC),
+        Period=86400,
+        Statistics=["Sum"],
+    )["Datapoints"]
+    return sum(point["Sum"] for point in stats)
+
+
 @pytest.mark.parametrize(
-    "key",
+    ("key", "rule"),
     [
-        f"validated/orders/{DAY}/o.csv",
-        f"raw/orders/{DAY}/o.txt",
-        f"raw/orders/{DAY}/../o.csv",
-        "raw/orders/2025-02-30/o.csv",
-        "raw/products/other.csv",
-        "raw/manifests/notes.json",
+        (f"raw/orders/{DAY}/o.txt", "csv_extension"),
+        (f"raw/orders/{DAY}/o.CSV", "csv_extension"),
+        (f"raw/orders/{DAY}/../o.csv", "no_dot_segments"),
+        ("raw/orders/2025-02-30/o.csv", "date_partition"),
+        (f"raw/orders/{DAY}/deeper/o.csv", "folder_depth"),
+        ("raw/products/other.csv", "known_table"),
+        ("raw/manifests/notes.json", "manifest_name"),
+        (f"raw/orders/{DAY}/100% [final] o'neil.txt", "csv_extension"),
     ],
 )
-def test_ignored_keys_leave_no_trace(stack: Stack, key: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unrecognised_keys_move_to_invalid_with_a_report(
+    stack: Stack, key: str, rule: str, moto_endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.put(key, b"order_id,user_id\n1,2\n")
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=moto_endpoint, region_name="us-east-1")
+    before = _unrecognised_count(stack, cloudwatch)
     deliver(s3_event(stack.bucket, key))
-    scan = stack.ddb.scan(TableName=stack.table)["Items"]
-    assert scan == []
+
+    moved = "invalid/unrecognised/" + key.removeprefix("raw/")
+    assert not stack.exists(key)
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=moved)["Body"].read() == b"order_id,user_id\n1,2\n"
+    report = json.loads(stack.s3.get_object(Bucket=stack.bucket, Key=f"{moved}.report.json")["Body"].read())
+    assert report["file"] == key and report["verdict"] == "unrecognised"
+    assert report["failures"][0]["rule"] == rule and report["location"] == moved
+    assert stack.ddb.scan(TableName=stack.table)["Items"] == []  # no batch is touched
+    assert _unrecognised_count(stack, cloudwatch) == before + 1
+    assert f"[WARN] Moved unrecognised s3://{stack.bucket}/{key}" in capsys.readouterr().out
+
+    deliver(s3_event(stack.bucket, key))  # a redelivery finds nothing left to move and counts nothing
+    assert _unrecognised_count(stack, cloudwatch) == before + 1
+
+
+def test_keys_outside_raw_are_left_alone(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    key = f"validated/orders/{DAY}/o.csv"
+    stack.put(key)
+    deliver(s3_event(stack.bucket, key))
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"x\n"
+    assert stack.ddb.scan(TableName=stack.table)["Items"] == []
     assert "[INFO] Ignoring s3://" in capsys.readouterr().out
+
+
+def test_events_of_another_bucket_are_refused(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("S3_BUCKET", stack.bucket)
+    deliver(*(s3_event("someone-elses-bucket", k) for k in [PRODUCTS, *day_keys("orders", "o.csv")]))
+    assert stack.ddb.scan(TableName=stack.table)["Items"] == []
 
 
 def test_object_removed_events_are_ignored(stack: Stack) -> None:
@@ -381,7 +573,7 @@ def test_manifest_batch_waits_for_every_listed_key(stack: Stack) -> None:
     assert stack.item(DAY)["expected_keys"] == {*orders, *items}
     deliver(s3_event(stack.bucket, orders[1]))
     assert stack.executions() == [f"{DAY}-g1"]
-    assert stack.execution_input(f"{DAY}-g1")["orders_keys"] == orders
+    assert stack.launched(f"{DAY}-g1")["orders_keys"] == orders
 
 
 def test_manifest_with_relative_table_lists(stack: Stack) -> None:
@@ -404,6 +596,7 @@ def test_invalid_manifest_is_logged_and_ignored(stack: Stack, capsys: pytest.Cap
     stack.put(manifest_key, b"{not json")
     deliver(s3_event(stack.bucket, manifest_key))
     assert "[ERROR] Ignoring manifest" in capsys.readouterr().out
+    assert not stack.exists(manifest_key) and stack.exists(f"invalid/unrecognised/manifests/{DAY}.json")
     deliver(
         *(
             s3_event(stack.bucket, k)
@@ -428,7 +621,7 @@ def test_late_file_runs_next_generation_only_after_end_event(stack: Stack) -> No
     g1_end = end_event(stack, f"{DAY}-g1")
     deliver(g1_end)
     assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
-    payload = stack.execution_input(f"{DAY}-g2")
+    payload = stack.launched(f"{DAY}-g2")
     assert (
         payload["generation"] == 2
         and payload["orders_keys"] == orders
@@ -457,7 +650,7 @@ def test_failed_validation_then_corrected_reupload_recovers(stack: Stack) -> Non
 
     deliver(s3_event(stack.bucket, orders))  # corrected file, same key, new sequencer
     assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
-    assert stack.execution_input(f"{DAY}-g2")["orders_keys"] == [orders]
+    assert stack.launched(f"{DAY}-g2")["orders_keys"] == [orders]
     deliver(end_event(stack, f"{DAY}-g2"))
     assert stack.item(DAY)["status"] == "SUCCEEDED"
 
@@ -585,7 +778,7 @@ def test_real_s3_notifications_through_sqs(stack: Stack, names: Any) -> None:
     }
     assert lambda_handler(event, None) == {"batchItemFailures": []}
     assert stack.executions() == [f"{DAY}-g1"]
-    assert stack.execution_input(f"{DAY}-g1")["orders_keys"] == [f"raw/orders/{DAY}/part one.csv"]
+    assert stack.launched(f"{DAY}-g1")["orders_keys"] == [f"raw/orders/{DAY}/part one.csv"]
     assert lambda_handler(event, None) == {"batchItemFailures": []}  # the whole batch redelivered
     assert stack.executions() == [f"{DAY}-g1"]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
+from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
@@ -174,25 +176,66 @@ def test_parse_manifest_rejects(doc: bytes) -> None:
         parse_manifest(doc, "2025-07-10")
 
 
-def test_execution_input_is_sorted_and_named() -> None:
-    state = BatchState(
+def _state(orders: int = 2, items: int = 1) -> BatchState:
+    return BatchState(
         batch_id="2025-07-10",
         bucket="b",
-        orders_keys=frozenset({"raw/orders/2025-07-10/b.csv", "raw/orders/2025-07-10/a.csv"}),
-        order_items_keys=frozenset({"raw/order_items/2025-07-10/z.csv"}),
+        orders_keys=frozenset(f"raw/orders/2025-07-10/part {n:04d} [x].csv" for n in range(orders, 0, -1)),
+        order_items_keys=frozenset(f"raw/order_items/2025-07-10/part {n:04d}.csv" for n in range(items)),
         triggered_generation=3,
         triggered_at="2025-07-10T00:00:00.000Z",
     )
+
+
+def test_execution_input_carries_the_key_list_by_reference() -> None:
+    state = _state()
     assert state.execution_name == "2025-07-10-g3"
-    assert state.execution_input() == {
+    assert state.execution_input("b", "control/inputs/2025-07-10/g3-x.json") == {
         "batch_id": "2025-07-10",
         "generation": 3,
         "bucket": "b",
         "products_key": "raw/products/products.csv",
-        "orders_keys": ["raw/orders/2025-07-10/a.csv", "raw/orders/2025-07-10/b.csv"],
-        "order_items_keys": ["raw/order_items/2025-07-10/z.csv"],
+        "inputs_key": "control/inputs/2025-07-10/g3-x.json",
+        "orders_count": 2,
+        "order_items_count": 1,
         "triggered_at": "2025-07-10T00:00:00.000Z",
     }
+    assert state.inputs_document()["orders_keys"] == [
+        "raw/orders/2025-07-10/part 0001 [x].csv",
+        "raw/orders/2025-07-10/part 0002 [x].csv",
+    ]
+
+
+def test_the_jobs_read_the_document_the_trigger_writes() -> None:
+    from jobs.batch_inputs import parse_inputs
+    from jobs.config import PipelineConfig
+
+    state = _state(orders=500, items=500)
+    document = json.loads(json.dumps(state.inputs_document()))
+    config = parse_inputs(document, PipelineConfig(bucket="b", batch_id="2025-07-10"), "inputs")
+    assert config.orders_keys == tuple(sorted(state.orders_keys))
+    assert config.order_items_keys == tuple(sorted(state.order_items_keys))
+    assert config.products_key == "raw/products/products.csv"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({"version": 2, "batch_id": "2025-07-10"}, "version 2"),
+        ({"version": 1, "batch_id": "2025-07-11"}, "lists keys of batch '2025-07-11'"),
+        (
+            {"version": 1, "batch_id": "2025-07-10", "orders_keys": "raw/x.csv"},
+            "'orders_keys' must be a list",
+        ),
+        ([], "is not a JSON object"),
+    ],
+)
+def test_a_wrong_inputs_document_is_a_clear_error(document: Any, problem: str) -> None:
+    from jobs.batch_inputs import parse_inputs
+    from jobs.config import ConfigError, PipelineConfig
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_inputs(document, PipelineConfig(bucket="b", batch_id="2025-07-10"), "INPUTS_KEY s3://b/k")
 
 
 def test_execution_arn_for() -> None:

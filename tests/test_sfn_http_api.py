@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from ecomkpi.sfn_local import Executor, StepFunctionsServer, TaskContext, serve
 
@@ -132,3 +133,8 @@ def test_state_machine_and_error_operations(client: Any) -> None:
         client.start_execution(stateMachineArn=SM_ARN, name="bad/name")
     with pytest.raises(client.exceptions.InvalidExecutionInput):
         client.start_execution(stateMachineArn=SM_ARN, name="bad-input", input="{not json")
+    too_big = json.dumps({"keys": ["x" * 100] * 2700})  # > 256 KB, what a day's keys inline become
+    with pytest.raises(ClientError) as refused:
+        client.start_execution(stateMachineArn=SM_ARN, name="too-big", input=too_big)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "262144" in refused.value.response["Error"]["Message"]

@@ -73,8 +73,9 @@ def execution_input(generation: int = 1, bucket: str = "bucket") -> dict[str, An
         "generation": generation,
         "bucket": bucket,
         "products_key": "raw/products/products.csv",
-        "orders_keys": [f"raw/orders/{BATCH}/orders_part1.csv", f"raw/orders/{BATCH}/orders_part2.csv"],
-        "order_items_keys": [f"raw/order_items/{BATCH}/order_items_part1.csv"],
+        "inputs_key": f"control/inputs/{BATCH}/g{generation}-0123456789abcdef.json",
+        "orders_count": 2,
+        "order_items_count": 1,
         "triggered_at": "2025-07-10T06:00:00Z",
     }
 
@@ -267,8 +268,8 @@ def test_success_runs_both_tasks_and_marks_the_tracker(
     (validation,) = stack.envs(stack.validation_env)
     assert validation["S3_BUCKET"] == stack.bucket
     assert validation["PRODUCTS_KEY"] == "raw/products/products.csv"
-    assert json.loads(validation["ORDERS_KEYS"]) == execution_input()["orders_keys"]
-    assert json.loads(validation["ORDER_ITEMS_KEYS"]) == execution_input()["order_items_keys"]
+    assert validation["INPUTS_KEY"] == execution_input()["inputs_key"]
+    assert "ORDERS_KEYS" not in validation and "ORDER_ITEMS_KEYS" not in validation
     assert (validation["BATCH_ID"], validation["BATCH_GENERATION"], validation["RUN_ID"]) == (
         BATCH,
         "1",

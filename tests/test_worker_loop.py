@@ -57,8 +57,9 @@ class Pipeline:
             {
                 "bucket": "shop-bucket",
                 "products_key": "raw/products/products.csv",
-                "orders_keys": ["raw/orders/2025-07-10/o [1].csv"],
-                "order_items_keys": ["raw/order_items/2025-07-10/i.csv"],
+                "inputs_key": "control/inputs/2025-07-10/g1-0123456789abcdef.json",
+                "orders_count": 1,
+                "order_items_count": 1,
                 "batch_id": "2025-07-10",
                 "generation": 1,
             },
@@ -142,7 +143,7 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
     config = runner.calls[0][1]
     assert config.bucket == "shop-bucket"
-    assert config.orders_keys == ("raw/orders/2025-07-10/o [1].csv",)
+    assert config.inputs_key == "control/inputs/2025-07-10/g1-0123456789abcdef.json"
     assert config.batch_id == "2025-07-10" and config.run_id == "g1"
     assert config.lake_path == "s3a://lake/x"  # the worker's own (task definition) environment
     assert runner.calls[1][1].daily_kpis_table.startswith("DailyKPIs-")

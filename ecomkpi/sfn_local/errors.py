@@ -85,6 +85,10 @@ class InvalidExecutionInput(ApiError):
     code = "InvalidExecutionInput"
 
 
+class ValidationException(ApiError):
+    code = "ValidationException"
+
+
 class TaskDoesNotExist(ApiError):
     code = "TaskDoesNotExist"
 

@@ -32,6 +32,7 @@ from ecomkpi.sfn_local.errors import (
     ExecutionDoesNotExist,
     InvalidExecutionInput,
     InvalidName,
+    ValidationException,
 )
 from ecomkpi.sfn_local.history import HistoryEvent
 from ecomkpi.sfn_local.interpreter import Execution, Interpreter
@@ -225,9 +226,18 @@ class Executor:
             execution.done.set()
 
 
+MAX_PAYLOAD_BYTES = 262_144  # Step Functions: execution input and state payloads, UTF-8
+
+
 def _parse_input(value: Any) -> Any:
     if value is None:
         return {}
+    text = value if isinstance(value, str) else None
+    if text is not None and len(text.encode("utf-8")) > MAX_PAYLOAD_BYTES:
+        raise ValidationException(
+            "1 validation error detected: Value at 'input' failed to satisfy constraint: "
+            f"Member must have length less than or equal to {MAX_PAYLOAD_BYTES}"
+        )
     if isinstance(value, str):
         try:
             return json.loads(value)

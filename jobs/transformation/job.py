@@ -27,6 +27,7 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import aws
+from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.run_log import RunLog
@@ -323,6 +324,7 @@ def run(
     ``journal_cleared``): tests raise there to simulate a crash at that boundary.
     """
     config.require_bucket()
+    config = resolve_inputs(config, S3Store(config, client=s3))
     return _Run(config, spark, dynamodb, s3, lock_settings, checkpoint).execute()
 
 

@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
 from jobs.contract import DATASETS, ORDER_ITEMS, PRODUCTS
 from jobs.keys import relative_key
@@ -542,6 +543,7 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
     """
     config.require_bucket()
     store = S3Store(config)
+    config = resolve_inputs(config, store)
     log = RunLog(JOB, config.batch_id, config.run_id)
     job: ValidationJob | None = None
     summary_key = loc.summary_key(config.batch_id, config.run_id)
