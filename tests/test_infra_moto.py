@@ -724,3 +724,77 @@ def test_trigger_failure_paths(stack: dict[str, Any]) -> None:
     got = lam.get_function_event_invoke_config(FunctionName=out["TriggerFunctionName"], Qualifier="$LATEST")
     assert got["DestinationConfig"]["OnFailure"]["Destination"] == async_dlq
     assert got["MaximumRetryAttempts"] == 2
+
+
+def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
+    """The alarms moto's CloudFormation skips, created with boto3 from the template's own
+    expressions: every dimension resolves to a resource this stack made (the function, the two rules,
+    the mode's state machine, the bucket, the DLQs), and every alarm notifies the stack's topic."""
+    kw, out, physical = stack["kw"], stack["outputs"], stack["physical"]
+    sqs, events, sfn = (
+        boto3.client("sqs", **kw),
+        boto3.client("events", **kw),
+        boto3.client("stepfunctions", **kw),
+    )
+    queue_urls = {
+        name: out[key]
+        for name, key in (
+            ("RawEventsDeadLetterQueue", "RawEventsDeadLetterQueueUrl"),
+            ("TriggerEventsDeadLetterQueue", "TriggerEventsDeadLetterQueueUrl"),
+            ("TriggerAsyncDeadLetterQueue", "TriggerAsyncDeadLetterQueueUrl"),
+            ("WorkQueueDeadLetterQueue", "WorkQueueDeadLetterQueueUrl"),
+        )
+        if key in out
+    }
+    rules = {rule: physical[rule].split("/")[-1] for rule in ("ExecutionStatusRule", "ReconcileScheduleRule")}
+    refs = {
+        **stack["params"],
+        "AWS::Partition": "aws",
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Region": REGION,
+        "AlertsTopic": out["AlertsTopicArn"],
+        "TriggerFunction": out["TriggerFunctionName"],
+        STATE_MACHINES[stack["mode"]][0]: out["StateMachineArn"],
+        **rules,
+    }
+    attrs = {f"{q}.QueueName": url.rsplit("/", 1)[1] for q, url in queue_urls.items()}
+    cloudwatch = boto3.client("cloudwatch", **kw)
+    alarms = {
+        name: resolve(res["Properties"], refs, attrs)
+        for name, res in stack["deployed"]["Resources"].items()
+        if res["Type"] == "AWS::CloudWatch::Alarm" and "Namespace" in res["Properties"]
+    }
+    assert len(alarms) >= 11
+    seen: dict[str, set[str]] = {}
+    for alarm in alarms.values():
+        cloudwatch.put_metric_alarm(
+            AlarmName=alarm["AlarmName"],
+            AlarmDescription=alarm["AlarmDescription"],
+            Namespace=alarm["Namespace"],
+            MetricName=alarm["MetricName"],
+            Dimensions=alarm["Dimensions"],
+            Statistic=alarm["Statistic"],
+            Period=int(alarm["Period"]),
+            EvaluationPeriods=int(alarm["EvaluationPeriods"]),
+            Threshold=float(alarm["Threshold"]),
+            ComparisonOperator=alarm["ComparisonOperator"],
+            TreatMissingData=alarm["TreatMissingData"],
+            AlarmActions=alarm["AlarmActions"],
+        )
+        (stored,) = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"]
+        assert stored["AlarmActions"] == [out["AlertsTopicArn"]]
+        assert stored["AlarmName"].endswith(f"-{stack['params']['EnvironmentName']}")
+        for d in stored["Dimensions"]:
+            seen.setdefault(d["Name"], set()).add(d["Value"])
+    # Each dimension value is a resource of this stack, found by its own API.
+    assert seen["StateMachineArn"] == {out["StateMachineArn"]}
+    assert sfn.describe_state_machine(stateMachineArn=out["StateMachineArn"])["status"] == "ACTIVE"
+    assert seen["FunctionName"] == {out["TriggerFunctionName"]}
+    assert seen["RuleName"] == set(rules.values())
+    for name in seen["RuleName"]:
+        (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
+        assert target["Arn"].endswith(f":function:{out['TriggerFunctionName']}")
+    assert seen["Bucket"] == {out["BucketName"]}
+    assert seen["QueueName"] == set(attrs.values())
+    for name in seen["QueueName"]:  # exists; the URL's host is the emulator's
+        assert sqs.get_queue_url(QueueName=name)["QueueUrl"].endswith(f"/{ACCOUNT}/{name}")

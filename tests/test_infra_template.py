@@ -911,3 +911,109 @@ def test_deploy_passes_the_task_mode_and_worker_settings(deploy_repo: Path, tmp_
     assert (overrides["WorkerMinCapacity"], overrides["WorkerMaxCapacity"]) == ("0", "2")
     assert overrides["WorkerTaskMemory"] == "16384"
     assert overrides["WorkerTaskCpu"] == str(load_template()["Parameters"]["WorkerTaskCpu"]["Default"])
+
+
+# ---------------------------------------------------------------- alarms to the alerts topic
+def alert_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every alarm whose action is the alerts topic (the worker's scaling alarms act on policies)."""
+    return {
+        name: res["Properties"]
+        for name, res in template["Resources"].items()
+        if res["Type"] == "AWS::CloudWatch::Alarm"
+        and {"Ref": "AlertsTopic"} in res["Properties"].get("AlarmActions", [])
+    }
+
+
+def expected_alert_alarms(mode: str) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """Alarm -> (namespace, metric, dimensions): what each alarm must watch in this mode."""
+    state_machine = {"Ref": STATE_MACHINES[mode][0]}
+    function = {"FunctionName": {"Ref": "TriggerFunction"}}
+
+    def queue(name: str) -> dict[str, Any]:
+        return {"QueueName": {"Fn::GetAtt": [name, "QueueName"]}}
+
+    alarms = {
+        "ExecutionsFailedAlarm": ("AWS/States", "ExecutionsFailed", {"StateMachineArn": state_machine}),
+        "ExecutionsTimedOutAlarm": ("AWS/States", "ExecutionsTimedOut", {"StateMachineArn": state_machine}),
+        "ExecutionsAbortedAlarm": ("AWS/States", "ExecutionsAborted", {"StateMachineArn": state_machine}),
+        "TriggerErrorsAlarm": ("AWS/Lambda", "Errors", function),
+        "TriggerThrottlesAlarm": ("AWS/Lambda", "Throttles", function),
+        "ExecutionStatusRuleFailedInvocationsAlarm": (
+            "AWS/Events",
+            "FailedInvocations",
+            {"RuleName": {"Ref": "ExecutionStatusRule"}},
+        ),
+        "ReconcileRuleFailedInvocationsAlarm": (
+            "AWS/Events",
+            "FailedInvocations",
+            {"RuleName": {"Ref": "ReconcileScheduleRule"}},
+        ),
+        "UnrecognisedKeysAlarm": ("ecomkpi", "UnrecognisedKeys", {"Bucket": {"Ref": "BucketName"}}),
+        "DeadLetterQueueAlarm": (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("RawEventsDeadLetterQueue"),
+        ),
+        "TriggerEventsDeadLetterAlarm": (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("TriggerEventsDeadLetterQueue"),
+        ),
+        "TriggerAsyncDeadLetterAlarm": (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("TriggerAsyncDeadLetterQueue"),
+        ),
+    }
+    if mode == "worker":
+        alarms["WorkQueueDeadLetterAlarm"] = (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("WorkQueueDeadLetterQueue"),
+        )
+    return alarms
+
+
+def test_alert_alarms_watch_the_resources_they_are_about(as_deployed: dict[str, Any], mode: str) -> None:
+    """Each alarm's metric and dimensions name the resource of this mode it is about (the state
+    machine alarms follow TaskMode), and each fires on one 5-minute period with a count above 0."""
+    alarms = alert_alarms(as_deployed)
+    expected = expected_alert_alarms(mode)
+    assert set(alarms) == set(expected)
+    for name, (namespace, metric, dimensions) in expected.items():
+        alarm = alarms[name]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric), name
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == dimensions, name
+        assert alarm["Period"] == 300 and alarm["EvaluationPeriods"] == 1, name
+        assert alarm["Statistic"] == ("Maximum" if namespace == "AWS/SQS" else "Sum"), name
+        assert breaches(alarm, 1) and not breaches(alarm, 0), name
+        assert not breaches(alarm, None), name  # nothing happened is no news
+    # Names carry the environment (several stacks share an account) and are unique.
+    names = [a["AlarmName"]["Fn::Sub"] for a in alarms.values()]
+    assert all(n.endswith("-${EnvironmentName}") for n in names)
+    assert len(set(names)) == len(names)
+
+
+def test_unrecognised_keys_alarm_watches_what_the_lambda_publishes(template: dict[str, Any]) -> None:
+    """The Lambda's own count() call, recorded, is the metric the alarm watches (same namespace,
+    name and dimensions, the dimension value being the bucket the stack passes as S3_BUCKET)."""
+    unrecognised = pytest.importorskip("lambda_trigger.unrecognised")
+    calls: list[dict[str, Any]] = []
+
+    class RecordingCloudWatch:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    unrecognised.count(RecordingCloudWatch(), "the-bucket")
+    ((call,),) = [calls]
+    (datum,) = call["MetricData"]
+    alarm = props(template, "UnrecognisedKeysAlarm")
+    assert (call["Namespace"], datum["MetricName"]) == (alarm["Namespace"], alarm["MetricName"])
+    dims = {d["Name"]: d["Value"] for d in datum["Dimensions"]}
+    assert dims == {"Bucket": "the-bucket"}
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"Bucket": {"Ref": "BucketName"}}
+    assert props(template, "TriggerFunction")["Environment"]["Variables"]["S3_BUCKET"] == {
+        "Ref": "BucketName"
+    }
+    # Sum of moved keys in 5 minutes: one key is enough.
+    assert alarm["Statistic"] == "Sum" and breaches(alarm, datum["Value"])
