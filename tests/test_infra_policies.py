@@ -885,3 +885,18 @@ def test_key_policy_lets_alarms_and_rules_of_this_account_publish(template: dict
     for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:Decrypt", "kms:GenerateDataKey"):
         assert resource_policy_allows(doc, root, action, "*"), action
     assert not resource_policy_allows(doc, "arn:aws:iam::999999999999:root", "kms:Decrypt", "*")
+
+
+def test_inline_policies_fit_iams_size_limit(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IAM refuses a role whose inline policies exceed 10,240 characters (whitespace aside); the
+    worker role, the union of both jobs' statements, is the largest. Measured with the longest
+    bucket and environment names the parameters allow."""
+    monkeypatch.setitem(PARAMS, "BucketName", "b" * 63)
+    monkeypatch.setitem(PARAMS, "EnvironmentName", "e" * 16)
+    for role, res in template["Resources"].items():
+        if res["Type"] == "AWS::IAM::Role":
+            documents = [pol["PolicyDocument"] for pol in concrete(template, res["Properties"]["Policies"])]
+            size = sum(len(json.dumps(d, separators=(",", ":"))) for d in documents)
+            assert size < 10_240 * 0.8, (role, size)  # and room to grow
