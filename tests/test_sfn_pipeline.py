@@ -257,6 +257,7 @@ def test_success_runs_both_tasks_and_marks_the_tracker(
         "CheckValidationResult",
         "TransformData",
         "CheckTransformationResult",
+        "CheckRejections",
         "RecordSuccess",
         "PipelineSucceeded",
     ]
@@ -298,7 +299,7 @@ def test_a_newer_generation_owns_the_batch(moto_endpoint: str, names: Any, tmp_p
     assert stack.delays == []  # the conditional failure is not retried
 
 
-def test_rejected_data_is_retried_then_alerted_and_recorded(
+def test_rejected_data_is_retried_the_rest_transformed_then_alerted_and_recorded(
     moto_endpoint: str, names: Any, tmp_path: Path
 ) -> None:
     stack = make_stack(moto_endpoint, names, tmp_path, validation_exit=2, transformation_exit=0)
@@ -322,13 +323,16 @@ def test_rejected_data_is_retried_then_alerted_and_recorded(
     assert "exited 2" in description["cause"]
     assert len(stack.envs(stack.validation_env)) == 3  # first run + 2 retries
     assert stack.delays == [30, 60]
-    assert stack.envs(stack.transformation_env) == []
+    assert len(stack.envs(stack.transformation_env)) == 1  # the files that passed are not held back
     assert entered_states(stack.executor, arn) == [
         "ValidateData",
         "InspectValidationError",
         "ParseValidationTask",
         "ReadValidationExitCode",
         "CheckValidationResult",
+        "TransformData",
+        "CheckTransformationResult",
+        "CheckRejections",
         "DataRejected",
         "ValidationFailed",
         "RecordFailure",

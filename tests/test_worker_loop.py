@@ -154,11 +154,11 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
     arn = pipeline.start("rejected")
     runner = Runner({"validate": 2})
-    pipeline.serve(runner, tasks=1)
+    pipeline.serve(runner, tasks=2)
     done = pipeline.executor.wait(arn, timeout=20)
     assert done["status"] == "FAILED"
     assert done["error"] == "Validation.DataRejected"
-    assert [c for c, _ in runner.calls] == ["validate"]
+    assert [c for c, _ in runner.calls] == ["validate", "transform"]  # the accepted files go on
 
 
 def test_a_broken_task_is_retried_then_fails_with_the_workers_error(pipeline: Pipeline) -> None:
