@@ -83,6 +83,8 @@ class PipelineConfig:
     jars_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecomkpi" / "jars")
     # Dates the transformation recomputes and re-serves even without new files (`ecomkpi replay`).
     recompute_dates: tuple[str, ...] = ()
+    # Validation rejects larger objects unread (jobs/validation/structural.py).
+    max_file_bytes: int = 5 * 1024**3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -94,6 +96,11 @@ class PipelineConfig:
         if not partitions.isdigit() or int(partitions) < 1:
             raise ConfigError(f"SPARK_SHUFFLE_PARTITIONS must be a positive integer, got {partitions!r}")
         kwargs: dict = {}
+        max_bytes = env.get("MAX_FILE_BYTES", "").strip()
+        if max_bytes:
+            if not max_bytes.isdigit() or int(max_bytes) < 1:
+                raise ConfigError(f"MAX_FILE_BYTES must be a positive number of bytes, got {max_bytes!r}")
+            kwargs["max_file_bytes"] = int(max_bytes)
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):

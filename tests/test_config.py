@@ -28,6 +28,12 @@ def test_reads_the_workflow_variables():
     assert config.endpoint_url is None  # real AWS unless overridden
     assert (config.daily_kpis_table, config.category_kpis_table) == ("DailyKPIs", "CategoryKPIs")
     assert config.recompute_dates == ("2025-07-09", "2025-07-11")
+    assert config.max_file_bytes == 5 * 1024**3 and config.inputs_key is None
+    assert (
+        PipelineConfig.from_env({"MAX_FILE_BYTES": "1024", "INPUTS_KEY": " control/x.json "}).max_file_bytes
+        == 1024
+    )
+    assert PipelineConfig.from_env({"INPUTS_KEY": " control/x.json "}).inputs_key == "control/x.json"
 
 
 @pytest.mark.parametrize(
@@ -37,6 +43,7 @@ def test_reads_the_workflow_variables():
         ({"ORDER_ITEMS_KEYS": "[1, 2]"}, "ORDER_ITEMS_KEYS must be a JSON array of strings"),
         ({"SPARK_SHUFFLE_PARTITIONS": "zero"}, "SPARK_SHUFFLE_PARTITIONS must be a positive integer"),
         ({"RECOMPUTE_DATES": "2025-02-30"}, "not a YYYY-MM-DD date"),
+        ({"MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES must be a positive number of bytes"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

@@ -29,12 +29,18 @@ def test_order_checks_keep_the_original_text_of_bad_values(spark) -> None:
         ("10/07/2025 10:00", "Lost"),
         ("2025-07-10 24:00:00", "Shippedd"),
         (None, "Complete"),
+        ("9999-12-31 00:00:00", "Complete"),
+        ("1969-12-31 23:59:59Z", "Complete"),
+        ("1970-01-01 00:00:00", "Complete"),
+        ("2099-12-31 23:59:59", "Complete"),
     ]
     df = spark.createDataFrame(values, "created_at string, status string")
-    rows = _collect(add_check_columns("orders", df), "created_at__unparseable", "status__unknown")
+    checked = add_check_columns("orders", df)
+    rows = _collect(checked, "created_at__unparseable", "status__unknown", "created_at__implausible")
     assert [r[0] for r in rows] == [None] * 6 + ["2025-02-30 10:00:00", "2025-07-10", "10/07/2025 10:00",
-                                                 "2025-07-10 24:00:00", None]  # fmt: skip
-    assert [r[1] for r in rows] == [None] * 8 + ["Lost", "Shippedd", None]
+                                                 "2025-07-10 24:00:00"] + [None] * 5  # fmt: skip
+    assert [r[1] for r in rows] == [None] * 8 + ["Lost", "Shippedd"] + [None] * 5
+    assert [r[2] for r in rows] == [None] * 11 + ["9999-12-31 00:00:00", "1969-12-31 23:59:59Z", None, None]
 
 
 def test_price_checks_and_unknown_products(spark) -> None:

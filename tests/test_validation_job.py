@@ -75,6 +75,7 @@ CASES = [
         orders_csv(" 8 , 7 , COMPLETE , F , 2025-07-10 10:00:00 ,,,, 1 ", header=" ORDER_ID,User_Id ,STATUS,Gender,CREATED_AT ,returned_at,shipped_at,delivered_at,num_of_item"),
     ),
     Case(f"{ORD}/header_only.csv", orders_csv()),
+    Case(f"{ORD}/formula_cells.csv", orders_csv('10,7,Complete,"=cmd|\' /C calc\'!A0",2025-07-10 10:00:00,,,,1')),
     Case(f"{ITM}/good.csv", items_csv(item_row(1), item_row(2, product=2, price="7.99"), item_row(3, product=3, price="0"))),
     Case(
         f"{ITM}/unknown_product.csv",
@@ -133,8 +134,13 @@ CASES = [
     Case(f"{ORD}/json.csv", json.dumps([{"order_id": 1, "user_id": 7}]).encode(), failures=((st.RULE_NOT_JSON, None),)),
     Case(f"{ORD}/no_header.csv", "\n".join([order_row(1), order_row(2)]).encode() + b"\n", failures=((st.RULE_HEADER, None),)),
     Case(f"{ORD}/never_uploaded.csv", None, failures=((RULE_FILE_EXISTS, None),)),
+    Case(f"{ORD}/sentinel_date.csv", orders_csv(order_row(1), order_row(2, created="9999-12-31 00:00:00")),
+         failures=(("created_at is a plausible date (years 1970 to 2099)", "created_at"),)),
+    Case(f"{ORD}/too_big.csv", orders_csv(*_many_orders(3 * LATE)), failures=((st.RULE_SIZE, None),)),
+    Case(f"{ORD}/semicolons.csv", orders_csv(order_row(1)).replace(b",", b";"), failures=((st.RULE_HEADER, None),)),
 ]  # fmt: skip
 BY_REL = {c.rel: c for c in CASES}
+MAX_BYTES = "200000"  # too_big.csv is over it, the late_* files (> 64 KiB) are under it
 ITEMS_PREFIX = "order_items/"
 
 
@@ -153,7 +159,9 @@ def first(moto_endpoint: str, spark) -> Run:
     orders[1] = orders[1].replace("raw/", "validated/", 1)  # any stage prefix names the same file
     orders.append("raw/misc/stray.csv")
     items = [c.key for c in CASES if c.rel.startswith(ITEMS_PREFIX)]
-    config = make_config(moto_endpoint, bucket, orders=orders, items=items, run_id="run-1")
+    config = make_config(
+        moto_endpoint, bucket, orders=orders, items=items, run_id="run-1", MAX_FILE_BYTES=MAX_BYTES
+    )
     create_bucket(config)
     put(config, PRODUCTS_KEY, PRODUCTS_CSV)
     put(config, "raw/misc/stray.csv", orders_csv(order_row(1)))
@@ -260,7 +268,11 @@ def test_run_summary_log_and_data_docs(first: Run) -> None:
     files = {f["relative_key"]: f for f in summary["files"]}
     assert files[f"{ITM}/bad_values.csv"]["report_key"] == f"invalid/{ITM}/bad_values.csv.report.json"
     assert files[f"{ORD}/good.csv"]["verdict"] == "passed"
-    assert summary["counts"] == {"passed": 8, "rejected": len(CASES) - 7 + 1}
+    passing = sum(c.passes for c in CASES)
+    assert summary["counts"] == {
+        "passed": passing + 1,
+        "rejected": len(CASES) - passing + 1,
+    }  # products; stray
     log_lines = [json.loads(line) for line in get(first.config, f"{prefix}.log").decode().splitlines()]
     steps = {line["step"] for line in log_lines}
     assert {"plan", "resolve.end", "file.end", "validation.end", "data_docs.end"} <= steps

@@ -122,3 +122,19 @@ def test_ragged_scope_names_the_head_for_large_files() -> None:
 def test_header_check_uses_the_dataset_columns() -> None:
     assert rules(b"id,sku,cost,category,retail_price\n1,a,1,b,2\n", "products") == []
     assert rules(b"a,b,c\n1,2,3\n", "order_items") == [st.RULE_HEADER]
+
+
+def test_an_object_over_the_size_cap_is_rejected_unread() -> None:
+    head = ORDERS_HEADER + ROW
+    over = inspect_head(head, 6 * 1024**3, "orders")  # a 6 GiB object: only its size is looked at
+    assert [f.rule for f in over.findings] == [st.RULE_SIZE] and not over.readable
+    assert "6,442,450,944 bytes" in over.findings[0].message
+    assert inspect_head(head, len(head), "orders", max_bytes=len(head)).readable
+    assert not inspect_head(head, len(head), "orders", max_bytes=len(head) - 1).readable
+
+
+def test_a_single_line_longer_than_the_head_is_a_missing_header() -> None:
+    """A 2 GB file without a line break: the head shows no complete header row."""
+    head = b"order_id" + b"x" * (HEAD_BYTES - 8)
+    found = inspect_head(head, 2 * 1024**3, "orders")
+    assert [f.rule for f in found.findings] == [st.RULE_HEADER] and not found.readable

@@ -42,6 +42,17 @@ def _unparseable_created_at(source: str) -> Column:
     return F.when(F.col(source).isNotNull() & F.col(_ORDER_DATE).isNull(), F.col(source))
 
 
+# Order dates outside these years are typos or sentinels (9999-12-31, 0001-01-01), never sales: they
+# would each create a KPI day of their own. Inclusive bounds; README "Accepted and rejected kinds".
+PLAUSIBLE_YEARS = (1970, 2099)
+
+
+def _implausible_created_at(source: str) -> Column:
+    year = F.year(F.col(_ORDER_DATE))
+    low, high = PLAUSIBLE_YEARS
+    return F.when(F.col(_ORDER_DATE).isNotNull() & ((year < low) | (year > high)), F.col(source))
+
+
 def _unknown_product(source: str) -> Column:
     return F.when(F.col(source).isNotNull() & F.col(_KNOWN_PRODUCT).isNull(), F.col(source))
 
@@ -57,6 +68,7 @@ CHECK_COLUMNS: dict[str, dict[str, tuple[str, Callable[[str], Column]]]] = {
     },
     ORDERS: {
         "created_at__unparseable": ("created_at", _unparseable_created_at),
+        "created_at__implausible": ("created_at", _implausible_created_at),
         "status__unknown": ("status", _unknown_status),
     },
     ORDER_ITEMS: {

@@ -162,7 +162,7 @@ class ValidationJob:
                 )
             )
         head = self.store.read_bytes(raw.key, f"bytes=0-{HEAD_BYTES - 1}") if raw.size else b""
-        return inspect_head(head, raw.size, t.dataset)
+        return inspect_head(head, raw.size, t.dataset, self.config.max_file_bytes)
 
     def _known(self, t: Target, r: Resolution) -> FileOutcome:
         """A key whose fate is already decided: recorded verdict, moved earlier, or missing."""

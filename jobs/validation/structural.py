@@ -24,10 +24,14 @@ from jobs.normalize import normalize_header
 from jobs.validation.findings import Finding, structural
 
 HEAD_BYTES = 64 * 1024
+# Larger objects are rejected unread: one task must not spend its memory and hours on one upload
+# (S3 takes at most 5 GiB in one PUT; a producer's day part is far smaller). MAX_FILE_BYTES overrides.
+DEFAULT_MAX_FILE_BYTES = 5 * 1024**3
 UTF8_BOM = codecs.BOM_UTF8
 
 # Rule names shared by reports, the README table and the tests.
 RULE_NOT_EMPTY = "file is not empty"
+RULE_SIZE = "file is at most MAX_FILE_BYTES"
 RULE_TEXT = "file is text, not binary"
 RULE_UTF8 = "file is UTF-8 text"
 RULE_NOT_JSON = "file is CSV, not JSON"
@@ -112,7 +116,9 @@ def _complete_lines(text: str, complete: bool) -> str:
     return text[: cut + 1] if cut >= 0 else ""
 
 
-def inspect_head(head: bytes, size: int, dataset: str | None = None) -> HeadInspection:
+def inspect_head(
+    head: bytes, size: int, dataset: str | None = None, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> HeadInspection:
     """Check the first bytes of an object of ``size`` bytes; ``head`` is at most ``HEAD_BYTES`` of it.
 
     ``dataset`` lets a first line that names none of the dataset's columns be reported as a
@@ -120,6 +126,16 @@ def inspect_head(head: bytes, size: int, dataset: str | None = None) -> HeadInsp
     """
     if size == 0 or not head:
         return HeadInspection(findings=(structural(RULE_NOT_EMPTY, "the object has 0 bytes"),))
+    if size > max_bytes:
+        return HeadInspection(
+            findings=(
+                structural(
+                    RULE_SIZE,
+                    f"the object has {size:,} bytes, more than the limit of {max_bytes:,} "
+                    "(MAX_FILE_BYTES); split the day into several parts",
+                ),
+            )
+        )
     binary = _binary(head)
     if binary:
         return HeadInspection(findings=(binary,))
