@@ -112,7 +112,7 @@ def suffix() -> str:
 
 
 def put_validated(s3: Any, bucket: str, rel: str, body: bytes, arrived_ms: int) -> None:
-    """Put a file as the validation job leaves it (what tests/test_transformation_support does)."""
+    """Put a file as the validation job leaves it (what tests/support/transformation.py does)."""
     s3.put_object(
         Bucket=bucket,
         Key=f"validated/{rel}",

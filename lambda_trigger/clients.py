@@ -40,9 +40,3 @@ def client(service: str) -> Any:
             cached = boto3.session.Session().client(service, region_name=key[1], config=_CONFIG)
             _clients[key] = cached
         return cached
-
-
-def reset_clients() -> None:
-    """Forget every cached client (tests that replace credentials or patch a client use this)."""
-    with _lock:
-        _clients.clear()

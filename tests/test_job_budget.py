@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.validation.job import run as validate
-from tests.test_transformation_support import Pipeline, items_csv, orders_csv, products_csv
-from tests.test_validation_support import (
+from tests.support.transformation import Pipeline, items_csv, orders_csv, products_csv
+from tests.support.validation import (
     BATCH,
     PRODUCTS_CSV,
     PRODUCTS_KEY,
@@ -22,8 +22,8 @@ from tests.test_validation_support import (
     order_row,
     put,
 )
-from tests.test_validation_support import items_csv as raw_items_csv
-from tests.test_validation_support import orders_csv as raw_orders_csv
+from tests.support.validation import items_csv as raw_items_csv
+from tests.support.validation import orders_csv as raw_orders_csv
 
 # A new day on a lake that has history: plan, silver (orders, items, applied files), recompute,
 # gold (daily, category). AQE runs each shuffle stage as a job of its own. (76 before the planner

@@ -17,7 +17,7 @@ from jobs.oracle import kpis_from_files
 from jobs.transformation.job import run as transform
 from jobs.transformation.serving import create_kpi_tables
 from jobs.validation.job import run as validate
-from tests.test_validation_support import (
+from tests.support.validation import (
     BATCH,
     PRODUCTS_CSV,
     PRODUCTS_KEY,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from tests.test_transformation_support import PRODUCTS_V1, Pipeline, items_csv, orders_csv
+from tests.support.transformation import PRODUCTS_V1, Pipeline, items_csv, orders_csv
 
 pytestmark = pytest.mark.slow
 SPARK_HOME = Path(pyspark.__file__).parent

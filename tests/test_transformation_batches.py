@@ -14,7 +14,7 @@ from chispa import assert_df_equality
 
 from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
 from jobs.transformation.lake import GOLD_CATEGORY, GOLD_DAILY, Lake
-from tests.test_transformation_support import (
+from tests.support.transformation import (
     PRODUCTS_V1,
     Pipeline,
     items_csv,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ecomkpi.cli import main as cli_main
 from jobs.transformation.job import main
+from tests.support.transformation import Pipeline
 from tests.test_transformation_batches import load_batch_0710
-from tests.test_transformation_support import Pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from delta.tables import DeltaTable
 
 from jobs.transformation.lake import GOLD_CATEGORY, GOLD_DAILY, SILVER_ITEMS, SILVER_ORDERS, Lake
-from tests.test_transformation_support import PRODUCTS_V1, Pipeline, items_csv, orders_csv
+from tests.support.transformation import PRODUCTS_V1, Pipeline, items_csv, orders_csv
 
 
 def day_files(p: Pipeline, day: int) -> tuple[str, str]:

@@ -12,8 +12,8 @@ import threading
 import time
 
 from jobs.transformation.lake import ITEM_KEY, SILVER_ITEMS, SILVER_ORDERS
+from tests.support.transformation import Pipeline
 from tests.test_transformation_batches import assert_matches_oracle, load_batch_0710, load_batch_0711
-from tests.test_transformation_support import Pipeline
 
 
 def test_concurrent_runs_equal_sequential_and_a_stale_lock_expires(moto_endpoint, spark, tmp_path):

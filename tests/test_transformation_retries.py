@@ -14,8 +14,8 @@ import pytest
 
 from jobs.transformation.lake import IS_CURRENT, ITEM_KEY, ORDER_DATE, SILVER_ITEMS, SILVER_ORDERS
 from jobs.transformation.serving import BatchWriter
+from tests.support.transformation import Crash, FlakyDynamoDB, Pipeline, crash_at, orders_csv
 from tests.test_transformation_batches import ORDERS_0710, assert_matches_oracle, load_batch_0710
-from tests.test_transformation_support import Crash, FlakyDynamoDB, Pipeline, crash_at, orders_csv
 
 D = Decimal
 BATCH = "2025-07-10"

@@ -20,7 +20,7 @@ from jobs.transformation.serving import (
     serve,
     to_item,
 )
-from tests.test_transformation_support import FlakyDynamoDB
+from tests.support.transformation import FlakyDynamoDB
 
 D = Decimal
 

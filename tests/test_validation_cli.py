@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobs.validation import EXIT_BROKEN, EXIT_OK, EXIT_REJECTED, main
-from tests.test_validation_support import (
+from tests.support.validation import (
     PRODUCTS_CSV,
     PRODUCTS_KEY,
     create_bucket,

@@ -19,7 +19,7 @@ from jobs.validation import EXIT_REJECTED, ValidationResult, run
 from jobs.validation import structural as st
 from jobs.validation.locations import META_ARRIVED_MS, META_RAW_ETAG
 from jobs.validation.reports import RULE_COLUMN_PRESENT, RULE_FILE_EXISTS, RULE_KNOWN_DATASET
-from tests.test_validation_support import (
+from tests.support.validation import (
     ORDERS_HEADER,
     PRODUCTS_CSV,
     PRODUCTS_KEY,

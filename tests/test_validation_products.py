@@ -14,7 +14,7 @@ import pytest
 from jobs.validation import EXIT_OK, EXIT_REJECTED, ValidationResult, run
 from jobs.validation.locations import META_RAW_ETAG
 from jobs.validation.reports import RULE_COLUMN_PRESENT
-from tests.test_validation_support import (
+from tests.support.validation import (
     PRODUCTS_CSV,
     PRODUCTS_KEY,
     Snapshot,

@@ -24,7 +24,7 @@ from jobs.validation.verdicts import (
     VerdictRecord,
     resolve,
 )
-from tests.test_validation_support import create_bucket, make_config
+from tests.support.validation import create_bucket, make_config
 
 REL = "orders/2025-07-10/part1.csv"
 RULES = "rules-a"

@@ -20,7 +20,6 @@ HEARTBEAT_TIMEOUT = "States.HeartbeatTimeout"
 RUNTIME = "States.Runtime"
 ALL = "States.ALL"
 RESULT_PATH_MATCH_FAILURE = "States.ResultPathMatchFailure"
-PARAMETER_PATH_FAILURE = "States.ParameterPathFailure"
 INTRINSIC_FAILURE = "States.IntrinsicFailure"
 NO_CHOICE_MATCHED = "States.NoChoiceMatched"
 

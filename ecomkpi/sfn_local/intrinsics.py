@@ -350,5 +350,3 @@ _FUNCTIONS: dict[str, _Function] = {
     "States.ArrayGetItem": _Function((2, 2), _array_get_item),
     "States.ArrayLength": _Function((1, 1), _array_length),
 }
-
-SUPPORTED_FUNCTIONS = frozenset(_FUNCTIONS)

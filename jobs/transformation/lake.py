@@ -52,7 +52,6 @@ SILVER_ITEMS = "silver_order_items"
 APPLIED_FILES = "applied_files"
 GOLD_DAILY = "gold_daily_kpis"
 GOLD_CATEGORY = "gold_category_kpis"
-SILVER_OF = {PRODUCTS: SILVER_PRODUCTS, ORDERS: SILVER_ORDERS, ORDER_ITEMS: SILVER_ITEMS}
 
 ORDER_DATE = "order_date"
 ITEM_KEY = "item_key"
