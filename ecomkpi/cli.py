@@ -86,6 +86,28 @@ def _cmd_kpis(args: argparse.Namespace) -> int:
     return print_kpis(date_key=args.date, category=args.category)
 
 
+def _cmd_withdraw(args: argparse.Namespace) -> int:
+    """Send the trigger a withdrawal through its own event queue (AWS, or the local stack's emulator)."""
+    import json
+    import os
+
+    import boto3
+
+    sqs = boto3.session.Session().client("sqs")
+    queue_url = args.queue_url or os.environ.get("ECOMKPI_EVENTS_QUEUE_URL", "").strip()
+    if not queue_url:
+        queue_url = sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"]
+    body = {"ecomkpi": "withdraw", "key": args.key, "reason": args.reason}
+    if args.bucket:
+        body["bucket"] = args.bucket
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    print(
+        f"withdrawal of {args.key} sent to {queue_url}: the trigger takes it out of its day, moves any "
+        "unprocessed copy to invalid/withdrawn/ with a report, and starts the next generation when the rest is ready"
+    )
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     """Recompute and re-serve a date range from the lake (after a KPI change, or a restored table)."""
     import json
@@ -163,6 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--date", help="YYYY-MM-DD")
     k.add_argument("--category", help="category text as given, e.g. Jeans")
     k.set_defaults(func=_cmd_kpis)
+
+    wd = sub.add_parser(
+        "withdraw",
+        help="take a data file out of its day (a rejected or abandoned part); sent through the trigger's queue",
+    )
+    wd.add_argument("key", help="raw/orders/YYYY-MM-DD/<file>.csv or raw/order_items/YYYY-MM-DD/<file>.csv")
+    wd.add_argument("--reason", default="withdrawn by an operator", help="kept in the withdrawal report")
+    wd.add_argument("--bucket", help="the pipeline bucket (default: the trigger's S3_BUCKET or the day's)")
+    wd.add_argument(
+        "--queue-url", help="the trigger's event queue (default: ECOMKPI_EVENTS_QUEUE_URL, or by name)"
+    )
+    wd.add_argument("--queue-name", default="ecomkpi-raw-events", help="looked up when no URL is given")
+    wd.set_defaults(func=_cmd_withdraw)
 
     r = sub.add_parser(
         "replay",

@@ -217,7 +217,8 @@ class LocalStack:
                 "QueueConfigurations": [
                     {
                         "QueueArn": self._queue_arn(self.queue_url),
-                        "Events": ["s3:ObjectCreated:*"],
+                        # Removals too: a file deleted before it was processed leaves its day.
+                        "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"],
                         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "raw/"}]}},
                     }
                 ]

@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_trigger import log, unrecognised
+from lambda_trigger import log, unrecognised, withdrawal
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, classify_key, is_batch_date
 from lambda_trigger.events import TERMINAL_STATUSES, ExecutionEnd, FileArrival
 from lambda_trigger.inputs_object import write_inputs
@@ -169,6 +169,60 @@ class BatchCoordinator:
         else:
             log.info(f"Recorded {info.kind} file {arrival.key} for Daily Batch ID {info.batch_id}.")
         self.reconcile(info.batch_id, state)
+
+    # -- withdrawals ----------------------------------------------------------------------------
+    def handle_removal(self, removal: FileArrival) -> None:
+        """``s3:ObjectRemoved`` on raw/: a withdrawal only if the producer deleted an unprocessed file."""
+        if self.bucket and removal.bucket != self.bucket:
+            return
+        info = self._data_key(removal.key)
+        if info is None:
+            return
+        copy = withdrawal.stage_copy(self.s3, removal.bucket, removal.key)
+        if copy is not None:
+            return  # the pipeline moved it (to validated/ or invalid/), or it was processed
+        if withdrawal.exists(self.s3, removal.bucket, removal.key):
+            log.info(f"{removal.key} was deleted and uploaded again; the new upload counts.")
+            return
+        self._withdraw(info.batch_id, info.kind, removal.key, "deleted from raw/ before it was processed")
+
+    def withdraw(self, key: str, reason: str, bucket: str | None = None) -> bool:
+        """The operator's withdrawal (``ecomkpi withdraw``); False when the key is no batch's data file."""
+        info = self._data_key(key)
+        if info is not None and not (self.bucket or bucket):
+            known = self.tracker.get(info.batch_id)
+            bucket = known.bucket if known else None
+        bucket = self.bucket or bucket
+        if info is None or not bucket:
+            log.error(
+                f"Cannot withdraw {key!r}: not a raw/orders or raw/order_items key of a day (or no bucket)."
+            )
+            return False
+        if withdrawal.exists(self.s3, bucket, f"processed/{withdrawal.relative(key)}"):
+            log.warn(
+                f"{key} is already processed: its rows stay in the KPIs (upload a corrected file to change "
+                "them); it is only taken out of the day's announced keys."
+            )
+        withdrawal.set_aside(self.s3, bucket, key, reason, now=self._now(), by="operator")
+        self._withdraw(info.batch_id, info.kind, key, reason)
+        return True
+
+    def _data_key(self, key: str) -> Any:
+        try:
+            info = classify_key(key, today=self.clock().date(), products_key=self.products_key)
+        except IgnoredKey:
+            return None
+        if info.kind not in ("orders", "order_items") or not info.dated:
+            return None  # products stay; an undated key's day is not known from the key alone
+        return info
+
+    def _withdraw(self, batch_id: str, table: str, key: str, reason: str) -> None:
+        state = self.tracker.withdraw(batch_id, table, key, self._now())
+        if state is None:
+            log.info(f"{key} is not part of Daily Batch ID {batch_id}; nothing to withdraw.")
+            return
+        log.warn(f"Withdrew {key} from Daily Batch ID {batch_id} ({reason}).")
+        self.reconcile(batch_id, state)
 
     def _release_waiting(self, batch_ids: list[str]) -> None:
         """Products arrived: give every batch that waited for them its chance to start."""

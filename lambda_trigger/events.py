@@ -81,6 +81,11 @@ def is_reconcile_event(event: dict[str, Any]) -> bool:
     )
 
 
+def is_withdraw_event(event: dict[str, Any]) -> bool:
+    """``ecomkpi withdraw`` sends ``{"ecomkpi": "withdraw", "key": ..., "reason": ...}``."""
+    return event.get("ecomkpi") == "withdraw"
+
+
 def is_s3_test_event(event: dict[str, Any]) -> bool:
     """S3 (and moto) send ``{"Event": "s3:TestEvent", ...}`` when a notification is configured."""
     return event.get("Event") == "s3:TestEvent" and "Records" not in event
@@ -113,15 +118,15 @@ def parse_sqs_body(body: str) -> dict[str, Any]:
     return payload
 
 
-def file_arrivals(event: dict[str, Any]) -> list[FileArrival]:
-    """The ``ObjectCreated`` records of an S3 event, keys decoded; other event types are dropped."""
+def file_arrivals(event: dict[str, Any], kind: str = "ObjectCreated") -> list[FileArrival]:
+    """The ``kind`` records (``ObjectCreated`` or ``ObjectRemoved``) of an S3 event, keys decoded."""
     arrivals = []
     for record in event.get("Records") or []:
         if record.get("eventSource") not in (None, "aws:s3"):
             raise MalformedEvent(f"unexpected record source {record.get('eventSource')!r}")
         event_name = str(record.get("eventName") or "ObjectCreated:Put")
-        if not event_name.removeprefix("s3:").startswith("ObjectCreated"):
-            continue  # deletions, restores, tagging ...: batches only grow (see README)
+        if not event_name.removeprefix("s3:").startswith(kind):
+            continue  # restores, tagging, replication ...
         try:
             s3 = record["s3"]
             bucket = s3["bucket"]["name"]

@@ -29,6 +29,7 @@ from lambda_trigger.events import (
     is_s3_test_event,
     is_sfn_status_event,
     is_sqs_event,
+    is_withdraw_event,
     parse_sqs_body,
 )
 from lambda_trigger.tracker import BatchFileTracker
@@ -59,6 +60,9 @@ def _process(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
     if is_reconcile_event(event):
         coordinator.sweep()
         return
+    if is_withdraw_event(event):
+        _withdraw(event, coordinator)
+        return
     if is_s3_test_event(event):
         log.info("Ignoring s3:TestEvent.")
         return
@@ -67,20 +71,32 @@ def _process(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
         return
     if is_s3_event(event):
         arrivals = file_arrivals(event)
-        skipped = len(event["Records"]) - len(arrivals)
+        removals = file_arrivals(event, "ObjectRemoved")
+        skipped = len(event["Records"]) - len(arrivals) - len(removals)
         if skipped:
-            log.info(f"Ignoring {skipped} S3 record(s) that are not ObjectCreated events.")
+            log.info(f"Ignoring {skipped} S3 record(s) that are neither ObjectCreated nor ObjectRemoved.")
         failures: list[Exception] = []
-        for arrival in arrivals:
+        for record, handle in [
+            *((a, coordinator.handle_arrival) for a in arrivals),
+            *((r, coordinator.handle_removal) for r in removals),
+        ]:
             try:
-                coordinator.handle_arrival(arrival)
+                handle(record)
             except Exception as exc:  # finish the other records; the retry is idempotent
-                log.error(f"Failed to process s3://{arrival.bucket}/{arrival.key}: {exc!r}")
+                log.error(f"Failed to process {record.event_name} s3://{record.bucket}/{record.key}: {exc!r}")
                 failures.append(exc)
         if failures:
             raise failures[0]
         return
     raise MalformedEvent(f"unsupported event with keys {sorted(event)[:10]}")
+
+
+def _withdraw(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
+    key, reason = event.get("key"), event.get("reason") or "withdrawn by an operator"
+    if not isinstance(key, str) or not isinstance(reason, str):
+        raise MalformedEvent("a withdraw event needs a string 'key' (and optionally 'reason')")
+    bucket = event.get("bucket") if isinstance(event.get("bucket"), str) else None
+    coordinator.withdraw(key, reason, bucket)
 
 
 def _process_sqs(event: dict[str, Any], coordinator: BatchCoordinator) -> dict[str, Any]:
@@ -103,6 +119,9 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         return _process_sqs(event, coordinator)
     if is_reconcile_event(event):
         return {"status": "ok", "reconcile": coordinator.sweep()}
+    if is_withdraw_event(event):
+        _withdraw(event, coordinator)
+        return {"status": "ok"}
     if not is_s3_event(event) and not is_sfn_status_event(event) and not is_s3_test_event(event):
         log.warn(f"Ignoring unsupported event with keys {sorted(event)[:10]}")
         return {"status": "ignored"}

@@ -16,6 +16,7 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``products_key``                S     the products key the executions read
 ``u#<digest of key>``           S     digest of the key's last counted upload token (dedup)
 ``arrival_count``               N     number of distinct uploads counted
+``withdrawn_count``             N     keys withdrawn (deleted before processing, or ``ecomkpi withdraw``)
 ``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
 ``manifest_key``/``manifest_version``  S   the manifest and the upload it was read from
 ``dirty``                       BOOL  uploads arrived since the last claim -> a generation is owed
@@ -294,6 +295,41 @@ class BatchFileTracker:
             },
         )
         return BatchState.from_item(attributes) if attributes is not None else None
+
+    def withdraw(self, batch_id: str, table: str, key: str, now: str) -> BatchState | None:
+        """Take ``key`` out of the batch (and out of the manifest's expectation); owe a generation.
+
+        The next generation neither validates nor waits for the key. None when the batch never
+        had it (nothing changes). A table whose last key is withdrawn no longer counts as arrived.
+        """
+        attributes = self._update(
+            batch_id,
+            "DELETE #keys :key, expected_keys :key REMOVE #upload "
+            "SET dirty = :true, last_updated = :now, withdrawn_count = if_not_exists(withdrawn_count, :zero) + :one",
+            {
+                ":key": _ss([key]),
+                ":k": _s(key),
+                ":true": TRUE,
+                ":now": _s(now),
+                ":zero": _n(0),
+                ":one": _n(1),
+            },
+            condition="contains(#keys, :k) OR contains(expected_keys, :k)",
+            names={"#keys": f"{table}_keys", "#upload": upload_attribute(key)},
+        )
+        if attributes is None:
+            return None
+        state = BatchState.from_item(attributes)
+        if not (state.orders_keys if table == "orders" else state.order_items_keys):
+            emptied = self._update(
+                batch_id,
+                "SET #arrived = :false",
+                {":false": FALSE},
+                condition="attribute_not_exists(#keys)",
+                names={"#arrived": f"{table}_files_arrived", "#keys": f"{table}_keys"},
+            )
+            state = BatchState.from_item(emptied) if emptied is not None else state
+        return state
 
     def record_manifest(
         self, batch_id: str, manifest_key: str, expected: frozenset[str], token: str, bucket: str, now: str

@@ -720,6 +720,14 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         s3("DeleteObject", "raw/orders/orders_2025-07-10.xlsx"),
         s3("PutObject", INPUTS),  # the execution's key list, before StartExecution
         list_prefix(None),  # a key already moved answers NoSuchKey, not AccessDenied
+        # a raw removal is a withdrawal only without a stage copy; `ecomkpi withdraw` moves unprocessed
+        # copies to invalid/withdrawn/ (lambda_trigger/withdrawal.py)
+        s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
+        s3("GetObject", f"processed/order_items/{DAY}/order_items_part1.csv"),
+        s3("GetObject", f"invalid/order_items/{DAY}/part2.csv.report.json"),
+        s3("DeleteObject", f"invalid/order_items/{DAY}/part2.csv"),
+        s3("DeleteObject", f"validated/orders/{DAY}/orders_part1.csv"),
+        s3("PutObject", f"invalid/withdrawn/order_items/{DAY}/part2.csv"),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "ecomkpi"}),
         ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
         # Lambda sends the record of a thrice-failed async invocation with the function's role
@@ -743,11 +751,12 @@ def trigger_never_does(template: dict[str, Any]) -> list[Request]:
         s3("PutObject", f"raw/orders/{DAY}/orders_part1.csv"),  # producers' area: read and move only
         s3("PutObject", f"invalid/orders/{DAY}/orders_part1.csv"),  # the validation's rejections
         s3("PutObject", f"validated/orders/{DAY}/orders_part1.csv"),
-        s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
+        s3("DeleteObject", f"processed/orders/{DAY}/orders_part1.csv"),  # processed data stays
+        s3("GetObject", "validated/products/products.csv"),
         s3("DeleteObject", "invalid/unrecognised/orders/orders_2025-07-10.xlsx"),
         s3("DeleteObject", INPUTS),
         s3("GetObject", "lake/_lock.json"),
-        list_prefix("validated/"),
+        list_prefix("lake/"),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Lambda"}),
         ("cloudwatch:PutMetricData", "*", {}),
         # EventBridge, not the function, writes the events DLQ; the raw-events queue is S3's

@@ -291,9 +291,11 @@ def test_bucket_settings_and_queue_wiring(template: dict[str, Any]) -> None:
     assert all(p["PublicAccessBlockConfiguration"].values())
     assert p["VersioningConfiguration"]["Status"] == "Enabled"
     assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    (queue_cfg,) = p["NotificationConfiguration"]["QueueConfigurations"]
-    assert queue_cfg["Queue"] == {"Fn::GetAtt": ["RawEventsQueue", "Arn"]}
-    assert queue_cfg["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "raw/"}]
+    configs = p["NotificationConfiguration"]["QueueConfigurations"]
+    assert sorted(c["Event"] for c in configs) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for queue_cfg in configs:  # arrivals and withdrawals (deleted before processing), raw/ only
+        assert queue_cfg["Queue"] == {"Fn::GetAtt": ["RawEventsQueue", "Arn"]}
+        assert queue_cfg["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "raw/"}]
     # The circular-dependency pattern: the bucket waits for the queue policy, which names the
     # bucket's ARN from the parameter rather than referencing the bucket.
     assert bucket["DependsOn"] == "RawEventsQueuePolicy"

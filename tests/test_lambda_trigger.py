@@ -848,3 +848,92 @@ def test_create_tracker_table_is_idempotent(stack: Stack) -> None:
     description = stack.ddb.describe_table(TableName=stack.table)["Table"]
     assert description["KeySchema"] == [{"AttributeName": "BatchId", "KeyType": "HASH"}]
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+# -- withdrawals -----------------------------------------------------------------------------------
+def withdraw_event(key: str, reason: str = "the shop re-issued it") -> dict[str, Any]:
+    """What ``ecomkpi withdraw`` sends through the trigger's queue."""
+    return sqs_event(json.dumps({"ecomkpi": "withdraw", "key": key, "reason": reason}))
+
+
+def test_a_file_deleted_before_processing_leaves_its_day(stack: Stack) -> None:
+    _start_day(stack)
+    (late,) = day_keys("orders", "late.csv")
+    stack.put(late)
+    deliver(s3_event(stack.bucket, late))
+    stack.s3.delete_object(Bucket=stack.bucket, Key=late)  # the producer takes it back
+    deliver(s3_event(stack.bucket, late, event_name="ObjectRemoved:Delete"))
+    assert late not in stack.item(DAY)["orders_keys"]
+
+    deliver(end_event(stack, f"{DAY}-g1"))
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]  # the withdrawal owes a generation
+    assert stack.launched(f"{DAY}-g2")["orders_keys"] == day_keys("orders", "o.csv")
+
+
+def test_the_pipelines_own_deletes_are_not_withdrawals(stack: Stack) -> None:
+    _start_day(stack)
+    (orders,) = day_keys("orders", "o.csv")
+    stack.put(f"validated/orders/{DAY}/o.csv")  # validation copied it, then deleted the raw key
+    deliver(s3_event(stack.bucket, orders, event_name="ObjectRemoved:Delete"))
+    item = stack.item(DAY)
+    assert orders in item["orders_keys"] and item["dirty"] is False
+
+
+def test_withdrawing_a_missing_manifest_key_lets_the_day_run(stack: Stack) -> None:
+    orders = day_keys("orders", "o1.csv", "o2.csv")
+    (items,) = day_keys("order_items", "i1.csv")
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"expected_keys": [*orders, items]}).encode())
+    deliver(*(s3_event(stack.bucket, k) for k in [manifest_key, PRODUCTS, orders[0], items]))
+    assert stack.executions() == []  # o2 is missing and will never come
+    assert lambda_handler(withdraw_event(orders[1]), None) == {"batchItemFailures": []}
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert stack.launched(f"{DAY}-g1")["orders_keys"] == [orders[0]]
+    report = json.loads(
+        stack.s3.get_object(Bucket=stack.bucket, Key=f"invalid/withdrawn/orders/{DAY}/o2.csv.report.json")[
+            "Body"
+        ].read()
+    )
+    assert report["verdict"] == "withdrawn" and report["summary"].endswith("the shop re-issued it")
+
+
+def test_withdrawing_a_rejected_file_stops_it_failing_later_generations(stack: Stack) -> None:
+    (orders,) = day_keys("orders", "o.csv")
+    good, bad = day_keys("order_items", "i1.csv", "i2.csv")
+    deliver(*(s3_event(stack.bucket, k) for k in [orders, good, bad, PRODUCTS]))  # g1 has all three
+    # What validation leaves for the rejected file: the copy and its report in invalid/.
+    stack.put(f"invalid/order_items/{DAY}/i2.csv", b"bad\n")
+    stack.put(f"invalid/order_items/{DAY}/i2.csv.report.json", b'{"verdict": "rejected"}')
+    deliver(end_event(stack, f"{DAY}-g1", "FAILED"))
+
+    lambda_handler(withdraw_event(bad), None)
+    assert not stack.exists(f"invalid/order_items/{DAY}/i2.csv")
+    assert stack.exists(f"invalid/withdrawn/order_items/{DAY}/i2.csv")
+    assert stack.exists(f"invalid/withdrawn/order_items/{DAY}/i2.csv.rejection.report.json")
+    assert stack.executions() == [f"{DAY}-g1", f"{DAY}-g2"]
+    assert stack.launched(f"{DAY}-g2")["order_items_keys"] == [good]
+
+
+def test_withdrawing_an_unknown_key_changes_nothing(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    _start_day(stack)
+    lambda_handler(withdraw_event(day_keys("orders", "never.csv")[0]), None)
+    lambda_handler(withdraw_event("raw/products/products.csv"), None)
+    assert stack.executions() == [f"{DAY}-g1"] and stack.item(DAY)["dirty"] is False
+    assert "Cannot withdraw 'raw/products/products.csv'" in capsys.readouterr().out
+
+
+def test_ecomkpi_withdraw_reaches_the_trigger_through_its_queue(stack: Stack, names: Any) -> None:
+    from ecomkpi.cli import main
+
+    orders = day_keys("orders", "o1.csv", "o2.csv")
+    (items,) = day_keys("order_items", "i1.csv")
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"expected_keys": [*orders, items]}).encode())
+    deliver(*(s3_event(stack.bucket, k) for k in [manifest_key, PRODUCTS, orders[0], items]))
+    queue_url = stack.sqs.create_queue(QueueName=f"raw-events-{names.suffix}")["QueueUrl"]
+
+    assert main(["withdraw", orders[1], "--reason", "never coming", "--queue-url", queue_url]) == 0
+    (message,) = stack.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    event = sqs_event(message["Body"])
+    assert lambda_handler(event, None) == {"batchItemFailures": []}
+    assert stack.executions() == [f"{DAY}-g1"]

@@ -1,0 +1,89 @@
+"""Taking a data file back out of its day: a producer's delete, or ``ecomkpi withdraw KEY``.
+
+Every generation validates all the keys its day ever received, so a key that was rejected (or that
+vanished) would be reported again by every later generation of the day. Withdrawing a key removes it
+from the batch in the tracker (and from the manifest's expectation) and starts the next generation
+when the rest is ready.
+
+* ``s3:ObjectRemoved`` on ``raw/``: the pipeline deletes raw keys itself after copying them to
+  ``validated/`` or ``invalid/``, so a removal counts as a withdrawal only when no stage holds a copy
+  (the producer deleted the file before it was processed) and the key was not uploaded again.
+* ``{"ecomkpi": "withdraw", "key": ..., "reason": ...}`` (what ``ecomkpi withdraw`` sends through the
+  trigger's queue): the operator's way out of a day with a rejected file. Any unprocessed copy
+  (``raw/``, ``validated/``, ``invalid/`` with its report) moves to ``invalid/withdrawn/`` with a report
+  saying who withdrew it and why. A file already in ``processed/`` is in the KPIs; withdrawing it only
+  stops it from being announced again (its rows stay: correct them with a corrected upload).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambda_trigger import log
+from lambda_trigger.batch_ids import RAW_PREFIX
+
+WITHDRAWN_PREFIX = "invalid/withdrawn/"
+UNPROCESSED_STAGES = ("raw", "validated", "invalid")
+COPY_STAGES = ("validated", "processed", "invalid")
+
+
+def relative(key: str) -> str:
+    return key.removeprefix(RAW_PREFIX)
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return True
+
+
+def stage_copy(s3: Any, bucket: str, key: str) -> str | None:
+    """The stage key that holds a copy of ``key`` placed by the pipeline, if any."""
+    rel = relative(key)
+    for stage in COPY_STAGES:
+        if exists(s3, bucket, f"{stage}/{rel}"):
+            return f"{stage}/{rel}"
+    return None
+
+
+def _move(s3: Any, bucket: str, source: str, destination: str) -> None:
+    s3.copy_object(Bucket=bucket, Key=destination, CopySource={"Bucket": bucket, "Key": source})
+    s3.delete_object(Bucket=bucket, Key=source)
+
+
+def set_aside(s3: Any, bucket: str, key: str, reason: str, *, now: str, by: str) -> list[str]:
+    """Move every unprocessed copy of ``key`` to ``invalid/withdrawn/`` and write its report."""
+    rel = relative(key)
+    destination = f"{WITHDRAWN_PREFIX}{rel}"
+    moved = []
+    for stage in UNPROCESSED_STAGES:
+        source = f"{stage}/{rel}"
+        if exists(s3, bucket, source):
+            _move(s3, bucket, source, destination)
+            moved.append(source)
+            if stage == "invalid" and exists(s3, bucket, f"{source}.report.json"):
+                _move(s3, bucket, f"{source}.report.json", f"{destination}.rejection.report.json")
+    report = {
+        "file": key,
+        "verdict": "withdrawn",
+        "summary": f"{key} was withdrawn from its day: {reason}",
+        "withdrawn_by": by,
+        "moved_from": moved,
+        "location": destination if moved else None,
+        "decided_at": now,
+    }
+    s3.put_object(
+        Bucket=bucket,
+        Key=f"{destination}.report.json",
+        Body=(json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
+        ContentType="application/json; charset=utf-8",
+    )
+    log.info(f"Withdrew {key}: moved {moved or 'nothing (no unprocessed copy)'} to {destination}.")
+    return moved
