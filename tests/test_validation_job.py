@@ -18,6 +18,7 @@ import pytest
 from jobs.validation import EXIT_REJECTED, ValidationResult, run
 from jobs.validation import structural as st
 from jobs.validation.locations import META_ARRIVED_MS, META_RAW_ETAG
+from jobs.validation.reading import RULE_VALUE_LENGTH
 from jobs.validation.reports import RULE_COLUMN_PRESENT, RULE_FILE_EXISTS, RULE_KNOWN_DATASET
 from tests.support.validation import (
     ORDERS_HEADER,
@@ -137,6 +138,8 @@ CASES = [
     Case(f"{ORD}/sentinel_date.csv", orders_csv(order_row(1), order_row(2, created="9999-12-31 00:00:00")),
          failures=(("created_at is a plausible date (years 1970 to 2099)", "created_at"),)),
     Case(f"{ORD}/too_big.csv", orders_csv(*_many_orders(3 * LATE)), failures=((st.RULE_SIZE, None),)),
+    Case(f"{ORD}/huge_value.csv", orders_csv(order_row(1), order_row(2, status="x" * 150_000)),
+         failures=((RULE_VALUE_LENGTH, None),)),
     Case(f"{ORD}/semicolons.csv", orders_csv(order_row(1)).replace(b",", b";"), failures=((st.RULE_HEADER, None),)),
 ]  # fmt: skip
 BY_REL = {c.rel: c for c in CASES}

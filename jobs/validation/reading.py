@@ -21,6 +21,12 @@ from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
 
 CORRUPT_RECORD = "__ecomkpi_corrupt_record"
 REPLACEMENT_CHAR = "\ufffd"
+# No value of the contract comes near this; a longer one is a broken export (a stray quote that
+# swallows the rest of a line, a blob in a cell) and would otherwise be held in memory whole.
+MAX_CHARS_PER_VALUE = 100_000
+RULE_VALUE_LENGTH = f"every value is at most {MAX_CHARS_PER_VALUE:,} characters"
+# univocity's message when a value passes maxCharsPerColumn (Spark fails the read with it).
+_TOO_LONG = "exceeds the maximum number of characters"
 
 # One record per line (splittable; a quoted line break is rejected by the head check), RFC 4180
 # quoting with doubled quotes, UTF-8 with or without BOM, CRLF or LF. Values stay strings.
@@ -36,6 +42,7 @@ CSV_READ_OPTIONS: dict[str, str] = {
     "multiLine": "false",
     "ignoreLeadingWhiteSpace": "false",
     "ignoreTrailingWhiteSpace": "false",
+    "maxCharsPerColumn": str(MAX_CHARS_PER_VALUE),
 }
 
 
@@ -71,11 +78,17 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
         F.col(CORRUPT_RECORD).contains(REPLACEMENT_CHAR), F.lit(False)
     )
     ragged = F.col(CORRUPT_RECORD).isNotNull()
-    counts = frame.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count(F.when(ragged, 1)).alias("ragged"),
-        F.count(F.when(undecodable, 1)).alias("undecodable"),
-    ).first()
+    try:
+        counts = frame.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(ragged, 1)).alias("ragged"),
+            F.count(F.when(undecodable, 1)).alias("undecodable"),
+        ).first()
+    except Exception as exc:  # Spark cannot read such a file at all: a verdict, not a broken task
+        if _TOO_LONG not in str(exc):
+            raise
+        message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
+        return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
     assert counts is not None  # an aggregate without grouping always returns one row
     findings: list[Finding] = []
     if counts["ragged"]:
