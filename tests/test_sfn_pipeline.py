@@ -335,8 +335,8 @@ def test_rejected_data_is_retried_the_rest_transformed_then_alerted_and_recorded
         "CheckRejections",
         "DataRejected",
         "ValidationFailed",
-        "RecordFailure",
         "EnsureErrorCause",
+        "RecordFailure",
         "BuildAlert",
         "ReadRejections",
         "NotifyFailure",
@@ -354,6 +354,7 @@ def test_rejected_data_is_retried_the_rest_transformed_then_alerted_and_recorded
         name,
     )
     assert tracker["failure_error"] == "Validation.DataRejected"
+    assert "exited 2" in tracker["failure_cause"]  # the alert's cause stays with the batch (GET /status)
 
     (alert,) = stack.alerts()
     assert alert["Subject"] == f"ecomkpi: batch {BATCH} failed at ValidateData"
