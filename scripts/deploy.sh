@@ -5,9 +5,10 @@
 #   1. checks the aws CLI and the required variables below (a clear error names what is missing);
 #   2. prints the image build/push commands (or runs them with ECOMKPI_PUSH_IMAGE=1 where a Docker
 #      engine runs); the stack only needs the pushed image's URI (ECOMKPI_IMAGE_URI);
-#   3. zips the lambda_trigger package into out/deploy/lambda_trigger.zip (package dir at the root,
-#      so the handler is lambda_trigger.handler.lambda_handler);
-#   4. `aws cloudformation package`: uploads that zip and both workflow definitions
+#   3. zips each Lambda's package into out/deploy/<package>.zip, the package dir at the zip's root:
+#      lambda_trigger (handler lambda_trigger.handler.lambda_handler) and kpi_api (the KPI read API,
+#      handler kpi_api.handler.lambda_handler); both are pure Python, boto3 comes with the runtime;
+#   4. `aws cloudformation package`: uploads those zips and both workflow definitions
 #      (stepfunctions/ecommerce-pipeline-workflow.asl.json for TaskMode ecs and
 #      stepfunctions/ecommerce-pipeline-workflow.worker.asl.json for TaskMode worker; the template
 #      names both, one state machine per mode) to ECOMKPI_ARTIFACTS_BUCKET and writes
@@ -68,7 +69,11 @@ fi
 # Packaged in both modes: `cloudformation package` uploads every local path the template names.
 [ -f "$worker_asl" ] || die "worker-mode state machine definition not found: $worker_asl \
 (rendered from the ECS one: python -m ecomkpi.workflow_modes)"
-[ -f "$repo/lambda_trigger/__init__.py" ] || die "lambda_trigger package not found in $repo"
+# The Lambda packages: the template's Code paths are out/deploy/<package>.zip.
+lambda_packages=(lambda_trigger kpi_api)
+for package in "${lambda_packages[@]}"; do
+  [ -f "$repo/$package/__init__.py" ] || die "$package package not found in $repo"
+done
 
 env_name="${ECOMKPI_ENV:-prod}"
 stack="${ECOMKPI_STACK_NAME:-ecomkpi-$env_name}"
@@ -108,21 +113,22 @@ else
   echo "  (not run: set ECOMKPI_PUSH_IMAGE=1 to run them here; the stack only needs the pushed URI)"
 fi
 
-# ---- 3. lambda package
-echo "== 2/4 lambda: zip lambda_trigger -> out/deploy/lambda_trigger.zip"
+# ---- 3. lambda packages
+echo "== 2/4 lambda: zip ${lambda_packages[*]} -> out/deploy/<package>.zip"
 mkdir -p "$out"
 py="${PYTHON:-}"
 if [ -z "$py" ]; then
   if [ -x "$repo/.venv/bin/python" ]; then py="$repo/.venv/bin/python"; else py=python3; fi
 fi
-"$py" - "$repo" "$out/lambda_trigger.zip" <<'EOF'
+for package in "${lambda_packages[@]}"; do
+  "$py" - "$repo" "$package" "$out/$package.zip" <<'EOF'
 import sys
 import zipfile
 from pathlib import Path
 
-repo, dest = Path(sys.argv[1]), Path(sys.argv[2])
+repo, package, dest = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 files = sorted(
-    p for p in (repo / "lambda_trigger").rglob("*")
+    p for p in (repo / package).rglob("*")
     if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
 )
 with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -134,6 +140,7 @@ with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(info, p.read_bytes())
 print(f"  {len(files)} files -> {dest}")
 EOF
+done
 
 # ---- 4. package + deploy
 packaged="$out/ecomkpi-stack.packaged.yaml"

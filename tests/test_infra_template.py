@@ -763,16 +763,32 @@ REQUIRED = {
 }
 
 
+# The Lambda packages deploy.sh zips (out/deploy/<package>.zip), each handler's package.
+LAMBDA_PACKAGES = ("lambda_trigger", "kpi_api")
+KPI_API_STAND_IN = {
+    "__init__.py": "",
+    "handler.py": "def lambda_handler(event, context):\n    return {'statusCode': 200}\n",
+}
+
+
 @pytest.fixture
 def deploy_repo(tmp_path: Path) -> Path:
-    """A copy of what deploy.sh reads, so its out/ lands in tmp and a missing ASL is stood in for."""
+    """A copy of what deploy.sh reads, so its out/ lands in tmp and a missing ASL (or a kpi_api
+    package not written yet) is stood in for."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(DEPLOY, repo / "scripts" / "deploy.sh")
     shutil.copytree(ROOT / "infra", repo / "infra")
     shutil.copytree(ROOT / "lambda_trigger", repo / "lambda_trigger")
-    (repo / "lambda_trigger" / "__pycache__").mkdir(exist_ok=True)
-    (repo / "lambda_trigger" / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"x")
+    if (ROOT / "kpi_api" / "__init__.py").exists():
+        shutil.copytree(ROOT / "kpi_api", repo / "kpi_api")
+    else:
+        (repo / "kpi_api").mkdir()
+        for name, text in KPI_API_STAND_IN.items():
+            (repo / "kpi_api" / name).write_text(text)
+    for package in LAMBDA_PACKAGES:
+        (repo / package / "__pycache__").mkdir(exist_ok=True)
+        (repo / package / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"x")
     (repo / "stepfunctions").mkdir()
     stand_in = '{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}'
     for path in (ASL, WORKER_ASL):
@@ -831,6 +847,15 @@ def test_deploy_fails_clearly_without_the_worker_definition(deploy_repo: Path, t
     assert not (tmp_path / "l").exists() or "package" not in (tmp_path / "l").read_text()
 
 
+def test_deploy_fails_clearly_without_the_kpi_api_package(deploy_repo: Path, tmp_path: Path) -> None:
+    shutil.rmtree(deploy_repo / "kpi_api")
+    env = {**base_env(f"{fake_aws(tmp_path)}:/usr/bin:/bin"), **REQUIRED, "FAKE_AWS_LOG": str(tmp_path / "l")}
+    result = run_deploy(deploy_repo, env)
+    assert result.returncode != 0
+    assert "kpi_api package not found" in result.stderr
+    assert not (tmp_path / "l").exists() or "package" not in (tmp_path / "l").read_text()
+
+
 def test_deploy_rejects_an_unknown_task_mode(deploy_repo: Path, tmp_path: Path) -> None:
     env = {**base_env(f"{fake_aws(tmp_path)}:/usr/bin:/bin"), **REQUIRED, "ECOMKPI_TASK_MODE": "lambda"}
     result = run_deploy(deploy_repo, env)
@@ -882,14 +907,30 @@ def test_deploy_packages_and_deploys(deploy_repo: Path, tmp_path: Path) -> None:
         location = (deploy_repo / "infra" / props(template, name)["DefinitionS3Location"]).resolve()
         assert location == deploy_repo / "stepfunctions" / path.name
         json.loads(location.read_text())
-    # The zip the template's Code path names, with the package at its root.
-    code = props(template, "TriggerFunction")["Code"]
-    zip_path = (deploy_repo / "infra" / code).resolve()
-    assert zip_path == deploy_repo / "out" / "deploy" / "lambda_trigger.zip"
-    with zipfile.ZipFile(zip_path) as zf:
-        names = zf.namelist()
-    assert "lambda_trigger/__init__.py" in names
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # Each Lambda package's zip: the package at its root, its files only, no bytecode.
+    for package in LAMBDA_PACKAGES:
+        zip_path = deploy_repo / "out" / "deploy" / f"{package}.zip"
+        with zipfile.ZipFile(zip_path) as zf:
+            names = zf.namelist()
+        assert f"{package}/__init__.py" in names and f"{package}/handler.py" in names, package
+        assert all(n.startswith(f"{package}/") for n in names), package
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")], package
+        shipped = {
+            str(p.relative_to(deploy_repo))
+            for p in (deploy_repo / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        }
+        assert set(names) == shipped, package
+    # Every function's Code path is the zip of its handler's package.
+    functions = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+    ]
+    assert functions
+    for fn in functions:
+        package = fn["Handler"].split(".")[0]
+        assert package in LAMBDA_PACKAGES, fn["Handler"]
+        zip_path = (deploy_repo / "infra" / fn["Code"]).resolve()
+        assert zip_path == deploy_repo / "out" / "deploy" / f"{package}.zip"
     assert any(c[:2] == ["cloudformation", "describe-stacks"] for c in calls)
 
 
