@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars run test test-fast lint fmt notebook bench deploy clean
+.PHONY: setup jars browser run serve test test-fast lint fmt notebook bench deploy clean
 
 setup: $(STAMP) jars
 
@@ -21,8 +21,16 @@ $(STAMP): pyproject.toml
 jars:
 	@scripts/fetch_jars.sh
 
+# Debian's headless Chromium + driver for the live-page tests (installed only when missing, as root).
+browser:
+	@scripts/install_browser.sh
+
 run: setup
 	$(BIN)/ecomkpi demo $(ARGS)
+
+# The KPI API and live page for a stack that runs elsewhere (tables and endpoint from the environment).
+serve: setup
+	$(BIN)/ecomkpi serve $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,7 +41,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup lint
+test: setup browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Every test that needs no JVM (~1 minute): the loop to run before a small change.

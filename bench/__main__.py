@@ -13,7 +13,7 @@ from typing import Any
 from bench import report
 from bench.common import fake_credentials, moto_server, start_spark
 
-KINDS = ("throughput", "incremental", "latency", "trigger", "burst")
+KINDS = ("throughput", "incremental", "latency", "trigger", "burst", "api")
 
 
 def _ints(text: str) -> list[int]:
@@ -34,6 +34,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="latency, burst: comma list of worker (warm worker) and ecs (a fresh process per task)",
     )
     p.add_argument("--trigger-events", type=int, default=1000)
+    p.add_argument("--api-requests", type=int, default=10_000, help="api: GETs against the local server")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--burst-days", type=int, default=10, help="burst: days uploaded at once")
     p.add_argument("--burst-orders", type=int, default=200, help="burst: orders per day")
@@ -53,6 +54,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.sizes, args.history, args.history_orders = [2_000], [0, 5], 10
         args.latency_items, args.trigger_events, args.repeat = 1_000, 200, 1
         args.burst_days, args.burst_orders = 3, 20
+        args.api_requests = 200
     args.only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = set(args.only) - set(KINDS)
     if unknown:
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import trigger
 
             results["trigger"] = trigger.run(endpoint, args.repeat, args.trigger_events)
+        if "api" in args.only:
+            from bench import api
+
+            results["api"] = api.run(endpoint, args.api_requests)
     if "latency" in args.only:
         from bench import latency
 

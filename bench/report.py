@@ -60,6 +60,15 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"  {trg['duplicates']} duplicates from {trg['threads']} threads, {name}: executions {counts}"
             )
+    api = results.get("api")
+    if api:
+        lines.append(
+            f"api: {api['requests']:,} GETs, p50 {api['api']['p50_ms']} ms, p99 {api['api']['p99_ms']} ms; bare "
+            f"DynamoDB Query p50 {api['bare_query']['p50_ms']} ms, p99 {api['bare_query']['p99_ms']} ms "
+            f"(ratio p50 {api['ratio_p50']}x, p99 {api['ratio_p99']}x); KPI write to page {api['page_freshness_s']} s"
+        )
+        for route, p in api["per_route"].items():
+            lines.append(f"  {route:<28} p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -56,6 +57,21 @@ def _cmd_up(args: argparse.Namespace) -> int:
         task_mode=args.task_mode,
     )
     with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
+        api = None
+        if args.api_port >= 0:
+            from ecomkpi.api_server import serve
+            from kpi_api.reader import KpiReader
+
+            reader = KpiReader(
+                stack.client("dynamodb"),
+                settings.daily_table,
+                settings.category_table,
+                settings.tracker_table,
+            )
+            api = serve(reader, port=args.api_port, bucket=settings.bucket)
+            console.stream.write(
+                f"\nLive KPIs: {api.url} (API: {api.url}kpis/daily?from=...&to=..., {api.url}status)\n"
+            )
         console.stream.write(
             "\nThe pipeline is listening. In another shell:\n"
             f"  export AWS_ENDPOINT_URL={stack.endpoint} AWS_ACCESS_KEY_ID=local "
@@ -70,6 +86,25 @@ def _cmd_up(args: argparse.Namespace) -> int:
             threading.Event().wait()
         except KeyboardInterrupt:
             console.line("stopping")
+        finally:
+            if api:
+                api.stop()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The API and live page for a stack that runs elsewhere (AWS, or AWS_ENDPOINT_URL's emulator)."""
+    import threading
+
+    from ecomkpi.api_server import serve
+    from kpi_api.handler import reader_from_env
+
+    api = serve(reader_from_env(), host=args.host, port=args.port, bucket=os.environ.get("S3_BUCKET") or None)
+    print(f"Live KPIs: {api.url}  (Ctrl-C stops it)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        api.stop()
     return 0
 
 
@@ -171,7 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--work-dir", type=Path, default=Path("out") / ".stack")
     u.add_argument("--spark-master", default="local[2]")
     u.add_argument("--task-mode", choices=MODES, default="worker", help=TASK_MODE_HELP)
+    u.add_argument("--api-port", type=int, default=8000, help="port of the KPI API and live page (-1: none)")
     u.set_defaults(func=_cmd_up)
+
+    sv = sub.add_parser(
+        "serve",
+        help="serve the KPI API and live page on 127.0.0.1 (tables from the environment, as for the jobs)",
+    )
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=_cmd_serve)
 
     w = sub.add_parser(
         "worker",

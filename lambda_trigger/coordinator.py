@@ -318,6 +318,7 @@ class BatchCoordinator:
                 f"Claimed generation {claimed.triggered_generation} of Daily Batch ID {batch_id} "
                 f"(execution {claimed.execution_name})."
             )
+            self.tracker.note_day(batch_id)
             self._start(claimed, fallback_bucket)
             return
         log.warn(f"Daily Batch ID {batch_id}: state kept changing; leaving it to the next event.")

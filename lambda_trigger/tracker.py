@@ -40,6 +40,8 @@ extra generation over the same files (idempotent), never a lost arrival.
 ``status`` is informational only (PENDING, WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and
 is also written by the workflow itself; no decision reads it.
 
+Calendar item (``BatchId`` = ``_calendar``): ``days`` (SS), every day that claimed a generation.
+
 Products item (``BatchId`` = ``products_master_data``): ``product_file_arrived``, ``products_key``,
 ``bucket``, ``arrival_count``, ``last_updated``, ``status`` = UPDATED, and ``waiting_batches`` (SS):
 date batches that are complete except for products. A date batch ADDs itself to that set and the
@@ -58,10 +60,13 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, PRODUCTS_BATCH_ID
+from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, PRODUCTS_BATCH_ID, is_batch_date
 from lambda_trigger.inputs_object import inputs_document
 
 PARTITION_KEY = "BatchId"
+# One item lists every day that ever started a generation (``days`` SS), so a dashboard can find
+# the days with data by key, without a Scan (kpi_api reads it).
+CALENDAR_ID = "_calendar"
 _deserializer = TypeDeserializer()
 
 TRUE = {"BOOL": True}
@@ -462,6 +467,10 @@ class BatchFileTracker:
         )
         return BatchState.from_item(attributes) if attributes is not None else None
 
+    def note_day(self, batch_id: str) -> None:
+        """Add a claimed day to the calendar item (idempotent: a set)."""
+        self._update(CALENDAR_ID, "ADD days :day", {":day": _ss([batch_id])})
+
     def confirm_start(self, batch_id: str, generation: int, execution_arn: str, now: str) -> None:
         """StartExecution of ``generation`` returned: stop retrying it on redelivered events."""
         self._update(
@@ -519,7 +528,7 @@ class BatchFileTracker:
         states = []
         for page in self._ddb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
             for item in page.get("Items", []):
-                if item.get(PARTITION_KEY, {}).get("S") != PRODUCTS_BATCH_ID:
+                if is_batch_date(item.get(PARTITION_KEY, {}).get("S", "")):  # not products, not the calendar
                     states.append(BatchState.from_item(item))
         return states
 

@@ -1,0 +1,281 @@
+"""The live page: one self-contained HTML document (CSS and JS inline, charts drawn as SVG).
+
+It needs no network beyond the API it is served by (no CDN, no fonts), so it works on a laptop
+without internet and behind a locked-down API Gateway. It polls ``/status``, ``/days``,
+``/kpis/daily`` and ``/kpis/categories`` every few seconds; every value is inserted with
+``textContent`` (never as HTML), so a category or an error text cannot inject markup. Raw values
+stay in ``data-value`` attributes next to their formatted text (the browser tests compare those
+with DynamoDB).
+"""
+
+from __future__ import annotations
+
+REFRESH_SECONDS = 2
+TREND_DAYS = 30
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ecomkpi - live KPIs</title>
+<style>
+  :root { --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --accent:#2e6ff2; --good:#12805c; --bad:#c4320a; --warn:#b54708; }
+  * { box-sizing: border-box; }
+  body { margin:0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:var(--ink); background:#f7f8fa; }
+  header { display:flex; flex-wrap:wrap; gap:12px; align-items:center; justify-content:space-between; padding:14px 20px; background:#fff; border-bottom:1px solid var(--line); }
+  h1 { font-size:18px; margin:0; }
+  h2 { font-size:15px; margin:0 0 10px; }
+  .badge { border-radius:999px; padding:3px 10px; font-size:12px; background:#eef2ff; color:var(--accent); white-space:nowrap; }
+  .badge.stale { background:#fff4e5; color:var(--warn); }
+  main { display:grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap:16px; padding:16px 20px; }
+  section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 16px; min-width:0; }
+  .cards { display:grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap:10px; margin-bottom:12px; }
+  .card { border:1px solid var(--line); border-radius:8px; padding:8px 10px; }
+  .card .label { color:var(--muted); font-size:12px; }
+  .card .value { font-size:18px; font-weight:600; }
+  table { width:100%; border-collapse:collapse; font-variant-numeric: tabular-nums; }
+  th, td { text-align:right; padding:4px 6px; border-bottom:1px solid var(--line); white-space:nowrap; }
+  th:first-child, td:first-child { text-align:left; }
+  .scroll { overflow-x:auto; max-height:320px; overflow-y:auto; }
+  svg { width:100%; height:auto; display:block; }
+  .state { font-weight:600; text-transform:capitalize; }
+  .state.succeeded { color:var(--good); } .state.failed { color:var(--bad); } .state.running { color:var(--accent); }
+  .cause { color:var(--bad); font-size:12px; white-space:pre-wrap; word-break:break-word; margin:4px 0 0; }
+  .muted { color:var(--muted); }
+  select { font:inherit; padding:2px 6px; }
+  #error { color:var(--bad); padding:0 20px; }
+</style>
+</head>
+<body>
+<header>
+  <h1>ecomkpi &middot; live KPIs</h1>
+  <span id="freshness" class="badge">loading&hellip;</span>
+</header>
+<div id="error" role="alert"></div>
+<main>
+  <section id="trend">
+    <h2>Daily revenue and orders <span id="trend-range" class="muted"></span></h2>
+    <div class="cards" id="latest-cards"></div>
+    <svg id="trend-chart" viewBox="0 0 640 220" role="img" aria-label="daily revenue and orders"></svg>
+    <div class="scroll"><table id="daily-table"><thead><tr>
+      <th>Date</th><th>Orders</th><th>Revenue</th><th>Items</th><th>Return rate</th><th>Customers</th>
+    </tr></thead><tbody></tbody></table></div>
+  </section>
+  <section id="mix">
+    <h2>Category mix on <select id="day-select" aria-label="day"></select></h2>
+    <svg id="mix-chart" viewBox="0 0 640 300" role="img" aria-label="revenue per category"></svg>
+    <div class="scroll"><table id="category-table"><thead><tr>
+      <th>Category</th><th>Revenue</th><th>Avg order</th><th>Return rate</th>
+    </tr></thead><tbody></tbody></table></div>
+  </section>
+  <section id="pipeline">
+    <h2>Pipeline status</h2>
+    <div class="scroll"><table id="status-table"><thead><tr>
+      <th>Day</th><th>State</th><th>Generation</th><th>KPIs updated</th>
+    </tr></thead><tbody></tbody></table></div>
+  </section>
+</main>
+<script>
+"use strict";
+const REFRESH_MS = __REFRESH__ * 1000;
+const TREND_DAYS = __TREND_DAYS__;
+const money = new Intl.NumberFormat("en-US", {style: "currency", currency: "USD"});
+const count = new Intl.NumberFormat("en-US");
+const state = {chosenDay: null, latestUpdate: null, latestRun: null};
+
+function el(tag, attrs, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+const fmtMoney = v => v === null || v === undefined ? "\\u2013" : money.format(Number(v));
+const fmtCount = v => v === null || v === undefined ? "\\u2013" : count.format(v);
+const fmtRate = v => v === null || v === undefined ? "\\u2013" : Number(v).toFixed(2) + " %";
+function fmtDate(d) {
+  const t = new Date(d + "T00:00:00Z");
+  return t.toLocaleDateString("en-GB", {weekday: "short", day: "numeric", month: "short", year: "numeric", timeZone: "UTC"});
+}
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "never";
+  if (seconds < 90) return Math.max(0, Math.round(seconds)) + " s ago";
+  if (seconds < 5400) return Math.round(seconds / 60) + " min ago";
+  if (seconds < 172800) return Math.round(seconds / 3600) + " h ago";
+  return Math.round(seconds / 86400) + " days ago";
+}
+async function getJSON(path) {
+  const response = await fetch(path, {cache: "no-store"});
+  const body = await response.json();
+  if (!response.ok) throw new Error(path + ": " + (body.error || response.status));
+  return body;
+}
+function addDays(day, n) {
+  const t = new Date(day + "T00:00:00Z"); t.setUTCDate(t.getUTCDate() + n);
+  return t.toISOString().slice(0, 10);
+}
+function cell(row, text, value) {
+  const td = el("td", value === undefined ? {} : {"data-value": value === null ? "" : String(value)}, text);
+  row.appendChild(td);
+  return td;
+}
+
+function drawTrend(rows) {
+  const svg = document.getElementById("trend-chart");
+  svg.replaceChildren();
+  if (!rows.length) { svg.appendChild(svgEl("text", {x: 20, y: 110, fill: "#667085"}, "No KPIs yet")); return; }
+  const W = 640, H = 220, L = 56, R = 44, T = 12, B = 28;
+  const revenue = rows.map(r => Number(r.total_revenue || 0));
+  const orders = rows.map(r => r.total_orders || 0);
+  const maxRev = Math.max(...revenue, 1), maxOrd = Math.max(...orders, 1);
+  const step = (W - L - R) / rows.length;
+  const y = (v, max) => T + (H - T - B) * (1 - v / max);
+  rows.forEach((r, i) => {
+    const h = (H - T - B) * (orders[i] / maxOrd);
+    svg.appendChild(svgEl("rect", {x: L + i * step + step * 0.2, y: H - B - h, width: step * 0.6, height: h, fill: "#d6e2ff"}));
+  });
+  const points = rows.map((r, i) => (L + i * step + step / 2) + "," + y(revenue[i], maxRev)).join(" ");
+  svg.appendChild(svgEl("polyline", {points, fill: "none", stroke: "#2e6ff2", "stroke-width": 2}));
+  rows.forEach((r, i) => svg.appendChild(svgEl("circle", {cx: L + i * step + step / 2, cy: y(revenue[i], maxRev), r: 2.5, fill: "#2e6ff2"})));
+  svg.appendChild(svgEl("text", {x: 4, y: T + 10, "font-size": 11, fill: "#2e6ff2"}, money.format(maxRev)));
+  svg.appendChild(svgEl("text", {x: W - 4, y: T + 10, "font-size": 11, fill: "#7a8fc0", "text-anchor": "end"}, count.format(maxOrd) + " orders"));
+  svg.appendChild(svgEl("text", {x: L, y: H - 8, "font-size": 11, fill: "#667085"}, rows[0].date_key));
+  svg.appendChild(svgEl("text", {x: W - R, y: H - 8, "font-size": 11, fill: "#667085", "text-anchor": "end"}, rows[rows.length - 1].date_key));
+}
+
+function drawMix(rows) {
+  const svg = document.getElementById("mix-chart");
+  svg.replaceChildren();
+  const sorted = [...rows].sort((a, b) => Number(b.daily_revenue) - Number(a.daily_revenue)).slice(0, 12);
+  if (!sorted.length) { svg.appendChild(svgEl("text", {x: 20, y: 40, fill: "#667085"}, "No categories for this day")); return; }
+  const max = Math.max(...sorted.map(r => Number(r.daily_revenue)), 1);
+  const rowH = 300 / Math.max(sorted.length, 6);
+  sorted.forEach((r, i) => {
+    const w = 380 * Number(r.daily_revenue) / max;
+    svg.appendChild(svgEl("text", {x: 170, y: i * rowH + rowH * 0.65, "font-size": 12, "text-anchor": "end", fill: "#1d2433"}, r.category_id));
+    svg.appendChild(svgEl("rect", {x: 178, y: i * rowH + rowH * 0.15, width: Math.max(w, 1), height: rowH * 0.7, fill: "#2e6ff2", rx: 3}));
+    svg.appendChild(svgEl("text", {x: 184 + w, y: i * rowH + rowH * 0.65, "font-size": 11, fill: "#667085"}, fmtMoney(r.daily_revenue)));
+  });
+}
+
+function renderDaily(rows) {
+  const body = document.querySelector("#daily-table tbody");
+  body.replaceChildren();
+  for (const r of [...rows].reverse()) {
+    const tr = el("tr", {"data-date": r.date_key});
+    cell(tr, fmtDate(r.date_key), r.date_key);
+    cell(tr, fmtCount(r.total_orders), r.total_orders);
+    cell(tr, fmtMoney(r.total_revenue), r.total_revenue);
+    cell(tr, fmtCount(r.total_items_sold), r.total_items_sold);
+    cell(tr, fmtRate(r.return_rate), r.return_rate);
+    cell(tr, fmtCount(r.unique_customers), r.unique_customers);
+    body.appendChild(tr);
+  }
+  const cards = document.getElementById("latest-cards");
+  cards.replaceChildren();
+  const last = rows[rows.length - 1];
+  if (!last) return;
+  for (const [label, value] of [["Revenue " + last.date_key, fmtMoney(last.total_revenue)], ["Orders", fmtCount(last.total_orders)],
+                                ["Items sold", fmtCount(last.total_items_sold)], ["Return rate", fmtRate(last.return_rate)],
+                                ["Customers", fmtCount(last.unique_customers)]]) {
+    const card = el("div", {class: "card"});
+    card.appendChild(el("div", {class: "label"}, label));
+    card.appendChild(el("div", {class: "value"}, value));
+    cards.appendChild(card);
+  }
+}
+
+function renderCategories(rows) {
+  const body = document.querySelector("#category-table tbody");
+  body.replaceChildren();
+  for (const r of [...rows].sort((a, b) => Number(b.daily_revenue) - Number(a.daily_revenue))) {
+    const tr = el("tr", {"data-category": r.category_id});
+    cell(tr, r.category_id, r.category_id);
+    cell(tr, fmtMoney(r.daily_revenue), r.daily_revenue);
+    cell(tr, fmtMoney(r.avg_order_value), r.avg_order_value);
+    cell(tr, fmtRate(r.avg_return_rate), r.avg_return_rate);
+    body.appendChild(tr);
+  }
+  drawMix(rows);
+}
+
+function renderStatus(status) {
+  const body = document.querySelector("#status-table tbody");
+  body.replaceChildren();
+  for (const d of status.days) {
+    const tr = el("tr", {"data-date": d.date, "data-state": d.state});
+    cell(tr, fmtDate(d.date));
+    const st = cell(tr, d.state);
+    st.className = "state " + d.state;
+    cell(tr, d.generation === null ? "\\u2013" : "g" + d.generation);
+    cell(tr, d.kpis_updated_at ? ago(d.seconds_since_kpi_update) : "no KPIs");
+    body.appendChild(tr);
+    if (d.state === "failed") {
+      const detail = el("tr", {class: "failure", "data-date": d.date});
+      const td = el("td", {colspan: 4});
+      td.appendChild(el("div", {}, (d.failed_state || "") + ": " + (d.failure_error || "failed")));
+      if (d.failure_cause) td.appendChild(el("p", {class: "cause"}, d.failure_cause));
+      for (const [name, link] of Object.entries(d.links || {})) td.appendChild(el("div", {class: "muted"}, name.replace("_", " ") + ": " + link));
+      detail.appendChild(td);
+      body.appendChild(detail);
+    }
+  }
+  state.latestUpdate = status.latest_kpi_update;
+  state.latestRun = status.latest_kpi_run_id;
+  state.serverOffset = Date.parse(status.now) - Date.now();
+  tickFreshness();
+}
+
+function tickFreshness() {
+  const badge = document.getElementById("freshness");
+  if (!state.latestUpdate) { badge.textContent = "no KPIs yet"; return; }
+  const seconds = (Date.now() + (state.serverOffset || 0) - Date.parse(state.latestUpdate)) / 1000;
+  badge.textContent = "updated " + ago(seconds) + " by " + state.latestRun;
+  badge.classList.toggle("stale", seconds > 3600);
+}
+
+async function refresh() {
+  try {
+    const [daysBody, status] = await Promise.all([getJSON("days"), getJSON("status")]);
+    renderStatus(status);
+    const days = daysBody.days;
+    if (!days.length) { renderDaily([]); drawTrend([]); return; }
+    const last = days[days.length - 1];
+    const first = addDays(last, -(TREND_DAYS - 1));
+    document.getElementById("trend-range").textContent = "(" + first + " to " + last + ")";
+    const daily = await getJSON("kpis/daily?from=" + first + "&to=" + last);
+    renderDaily(daily.rows);
+    drawTrend(daily.rows);
+    const select = document.getElementById("day-select");
+    const known = [...select.options].map(o => o.value).join();
+    if (known !== [...days].reverse().join()) {
+      select.replaceChildren(...[...days].reverse().map(d => el("option", {value: d}, d)));
+      if (state.chosenDay && days.includes(state.chosenDay)) select.value = state.chosenDay;
+    }
+    state.chosenDay = select.value || last;
+    const categories = await getJSON("kpis/categories?date=" + state.chosenDay);
+    renderCategories(categories.rows);
+    document.getElementById("error").textContent = "";
+    document.body.dataset.refreshed = String(Date.now());
+  } catch (err) {
+    document.getElementById("error").textContent = "Could not refresh: " + err.message;
+  }
+}
+document.getElementById("day-select").addEventListener("change", e => { state.chosenDay = e.target.value; refresh(); });
+refresh();
+setInterval(refresh, REFRESH_MS);
+setInterval(tickFreshness, 1000);
+</script>
+</body>
+</html>
+"""
+
+
+def page_html(refresh_seconds: float = REFRESH_SECONDS) -> str:
+    return _PAGE.replace("__REFRESH__", f"{refresh_seconds:g}").replace("__TREND_DAYS__", str(TREND_DAYS))

@@ -1,0 +1,218 @@
+"""The KPI read API over the emulated tables, through the local server and the Lambda handler.
+
+Items are written with the pipeline's own writers (serving.to_item, the tracker's calendar), so the
+API reads exactly what the transformation and the trigger leave behind.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from ecomkpi.api_server import ApiServer, serve
+from kpi_api import routes
+from kpi_api.handler import lambda_handler
+from kpi_api.reader import KpiReader
+from tests.support.kpi_tables import NOW, UPDATED, seed
+
+
+@dataclass
+class Api:
+    server: ApiServer
+    ddb: Any
+    names: Any
+    calls: list[str]
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.server.url + path.lstrip("/"), timeout=10) as response:
+                body = response.read().decode()
+                kind = response.headers["Content-Type"]
+                return response.status, json.loads(body) if kind.startswith("application/json") else body
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read().decode())
+
+
+@pytest.fixture
+def api(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    seed(ddb, names)
+    calls: list[str] = []
+    reader_client = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    reader_client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    reader = KpiReader(reader_client, names.daily_table, names.category_table, names.tracker_table)
+    monkeypatch.setattr(routes, "datetime", _FrozenDatetime)
+    server = serve(reader, bucket=names.bucket)
+    try:
+        yield Api(server, ddb, names, calls)
+    finally:
+        server.stop()
+
+
+class _FrozenDatetime(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return NOW
+
+
+def test_daily_range_exact_values_with_their_run(api: Api) -> None:
+    status, body = api.get("/kpis/daily?from=2025-07-01&to=2025-07-31")
+    assert status == 200
+    assert (body["from"], body["to"], body["count"]) == ("2025-07-01", "2025-07-31", 2)
+    assert body["rows"][0] == {
+        "date_key": "2025-07-08", "total_orders": 3, "total_revenue": "120.50", "total_items_sold": 5,
+        "return_rate": "33.33", "unique_customers": 3, "run_id": "2025-07-08-g1", "updated_at": UPDATED,
+    }  # fmt: skip
+    assert body["rows"][1]["total_revenue"] == "98765.40" and body["rows"][1]["return_rate"] == "0.00"
+
+
+def test_categories_of_a_day_and_one_category_over_a_range(api: Api) -> None:
+    status, body = api.get("/kpis/categories?date=2025-07-10")
+    assert status == 200 and [r["category_id"] for r in body["rows"]] == ["Jeans", "Tops & Tees"]
+    assert body["rows"][0]["daily_revenue"] == "2077.70" and body["rows"][0]["run_id"] == "2025-07-10-g2"
+
+    status, body = api.get("/kpis/categories/Tops%20%26%20Tees?from=2025-07-01&to=2025-07-10")
+    assert status == 200 and body["category_id"] == "Tops & Tees"
+    assert [(r["date_key"], r["daily_revenue"]) for r in body["rows"]] == [
+        ("2025-07-08", "40.00"),
+        ("2025-07-10", "6319.72"),
+    ]
+
+
+def test_status_per_day_with_failure_cause_links_and_freshness(api: Api) -> None:
+    status, body = api.get("/status")  # default: 14 days up to the latest day that ran
+    assert status == 200 and (body["from"], body["to"]) == ("2025-06-27", "2025-07-10")
+    by_day = {d["date"]: d for d in body["days"]}
+    assert [d["date"] for d in body["days"]] == ["2025-07-10", "2025-07-09", "2025-07-08"]
+    failed = by_day["2025-07-10"]
+    assert (failed["state"], failed["generation"], failed["failure_error"]) == (
+        "failed",
+        2,
+        "Validation.DataRejected",
+    )
+    assert failed["failure_cause"].endswith("<b>x</b>")  # JSON carries text; the page inserts it as text
+    assert (
+        failed["links"]["validation_reports"]
+        == f"s3://{api.names.bucket}/logs/validation/2025-07-10/2025-07-10-g2/"
+    )
+    assert failed["seconds_since_kpi_update"] == 30.0 and failed["kpis_run_id"] == "2025-07-10-g1"
+    assert by_day["2025-07-09"]["state"] == "running" and by_day["2025-07-09"]["kpis_updated_at"] is None
+    assert by_day["2025-07-08"]["state"] == "succeeded" and by_day["2025-07-08"]["failure_cause"] is None
+    assert body["latest_kpi_update"] == UPDATED and body["seconds_since_latest_kpi_update"] == 30.0
+    assert api.get("/days")[1] == {"count": 3, "days": ["2025-07-08", "2025-07-09", "2025-07-10"]}
+
+
+def test_no_request_scans_a_table(api: Api) -> None:
+    for path in (
+        "/kpis/daily?from=2024-07-11&to=2025-07-10",
+        "/kpis/categories?date=2025-07-10",
+        "/kpis/categories/Jeans?from=2025-07-01&to=2025-07-10",
+        "/status",
+        "/days",
+    ):
+        assert api.get(path)[0] == 200, path
+    assert "Scan" not in api.calls
+    assert set(api.calls) <= {"BatchGetItem", "Query", "GetItem"}
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/kpis/daily?to=2025-07-10", 400, "parameter 'from' is required"),
+        ("/kpis/daily?from=2025-07-10", 400, "parameter 'to' is required"),
+        (
+            "/kpis/daily?from=2025-13-01&to=2025-07-10",
+            400,
+            "parameter 'from' must be a date written YYYY-MM-DD",
+        ),
+        ("/kpis/daily?from=20250701&to=2025-07-10", 400, "parameter 'from' must be a date"),
+        ("/kpis/daily?from=2025-07-10&to=2025-07-01", 400, "'from' (2025-07-10) is after 'to' (2025-07-01)"),
+        ("/kpis/daily?from=2024-07-09&to=2025-07-10", 400, "the range has 367 days; at most 366"),
+        ("/kpis/daily?from=2025-07-01&to=2025-07-10&limit=5", 400, "unknown parameter 'limit'"),
+        (
+            "/kpis/daily?from=2025-07-01&from=2025-07-02&to=2025-07-10",
+            400,
+            "parameter 'from' is given 2 times",
+        ),
+        ("/kpis/categories", 400, "parameter 'date' is required"),
+        ("/kpis/categories?date=yesterday", 400, "parameter 'date' must be a date"),
+        ("/kpis/categories/Jeans?from=2025-07-01", 400, "parameter 'to' is required"),
+        ("/status?to=2025-07-10&from=2020-01-01", 400, "at most 366"),
+        ("/days?x=1", 400, "unknown parameter 'x' (this route takes none)"),
+        ("/kpis/weekly", 404, "no route /kpis/weekly"),
+    ],
+)
+def test_parameter_errors_name_the_parameter(api: Api, path: str, status: int, message: str) -> None:
+    got, body = api.get(path)
+    assert (got, body["status"]) == (status, status)
+    assert message in body["error"]
+
+
+def test_writes_are_refused(api: Api) -> None:
+    request = urllib.request.Request(api.server.url + "kpis/daily", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 405
+
+
+def test_the_lambda_answers_api_gateway_like_the_local_server(
+    api: Api, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("DAILY_KPIS_TABLE", api.names.daily_table)
+    monkeypatch.setenv("CATEGORY_KPIS_TABLE", api.names.category_table)
+    monkeypatch.setenv("PIPELINE_BATCH_TRACKER_TABLE", api.names.tracker_table)
+    event = {
+        "version": "2.0",
+        "routeKey": "GET /kpis/categories/{category_id}",
+        "rawPath": "/kpis/categories/Tops%20%26%20Tees",
+        "rawQueryString": "from=2025-07-01&to=2025-07-10",
+        "requestContext": {"http": {"method": "GET", "path": "/kpis/categories/Tops & Tees"}},
+    }
+    response = lambda_handler(event)
+    assert response["statusCode"] == 200
+    assert response["headers"]["Content-Type"].startswith("application/json")
+    assert (
+        json.loads(response["body"])
+        == api.get("/kpis/categories/Tops%20%26%20Tees?from=2025-07-01&to=2025-07-10")[1]
+    )
+    bad = lambda_handler({**event, "rawQueryString": "from=2025-07-01"})
+    assert bad["statusCode"] == 400
+
+
+def test_the_page_is_served_with_no_outside_references(api: Api) -> None:
+    status, html = api.get("/")
+    assert status == 200 and html.startswith("<!doctype html>")
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    assert "<script src" not in html and "<link" not in html
+    assert "innerHTML" not in html  # every value goes in as text
+
+
+def test_scaled_columns_match_the_kpi_contract() -> None:
+    from pyspark.sql.types import DecimalType
+
+    from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
+
+    assert tuple(DAILY_KPI_SCHEMA.fieldNames()) == routes.DAILY_COLUMNS
+    assert tuple(CATEGORY_KPI_SCHEMA.fieldNames()) == routes.CATEGORY_COLUMNS
+    scaled = {
+        f.name
+        for s in (DAILY_KPI_SCHEMA, CATEGORY_KPI_SCHEMA)
+        for f in s.fields
+        if isinstance(f.dataType, DecimalType)
+    }
+    assert scaled == routes.SCALED
+    assert {
+        f.dataType.scale
+        for s in (DAILY_KPI_SCHEMA, CATEGORY_KPI_SCHEMA)
+        for f in s.fields
+        if f.name in scaled
+    } == {2}
