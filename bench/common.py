@@ -133,31 +133,18 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for _, p in files_of(folder))
 
 
-def scan(ddb: Any, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        page = ddb.scan(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _plain(item: dict[str, dict[str, str]]) -> dict[str, Any]:
-    return {k: Decimal(v["N"]) if "N" in v else v.get("S") for k, v in item.items()}
-
-
 def served_kpis(ddb: Any, daily_table: str, category_table: str) -> tuple[dict, dict]:
     """DynamoDB's KPI tables restricted to the contract's columns, keyed like the oracle."""
-    daily = {}
-    for raw in scan(ddb, daily_table):
-        i = _plain(raw)
-        daily[i["date_key"]] = {c: i.get(c) for c in DAILY_KPI_COLUMNS}
-    category = {}
-    for raw in scan(ddb, category_table):
-        i = _plain(raw)
-        category[(i["category_id"], i["date_key"])] = {c: i.get(c) for c in CATEGORY_KPI_COLUMNS}
+    from kpi_api.reader import items
+
+    daily = {
+        i["date_key"]: {c: i.get(c) for c in DAILY_KPI_COLUMNS}
+        for i in items(ddb, "scan", TableName=daily_table)
+    }
+    category = {
+        (i["category_id"], i["date_key"]): {c: i.get(c) for c in CATEGORY_KPI_COLUMNS}
+        for i in items(ddb, "scan", TableName=category_table)
+    }
     return daily, category
 
 

@@ -128,17 +128,9 @@ def _shift_ids(src: Path, dst: Path, columns: tuple[str, ...], offset: int = 10_
 
 
 def scan_all(ddb: Any, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table}
-    from boto3.dynamodb.types import TypeDeserializer
+    from kpi_api.reader import items
 
-    de = TypeDeserializer()
-    while True:
-        page = ddb.scan(**kwargs)
-        items += [{k: de.deserialize(v) for k, v in it.items()} for it in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return items(ddb, "scan", TableName=table)
 
 
 def write_kpi_csvs(stack: LocalStack, out: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
-
 from jobs import aws
 from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+from kpi_api.reader import KpiReader, items
 
-DATE_INDEX = "date_key-index"
 MONEY_OR_RATE = frozenset(
     {"total_revenue", "return_rate", "daily_revenue", "avg_order_value", "avg_return_rate"}
 )
@@ -24,40 +22,34 @@ def format_value(column: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _all(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        page = call(**kwargs)
-        items += page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+def _reader(config: PipelineConfig) -> KpiReader:
+    return KpiReader(
+        aws.client("dynamodb", config),
+        config.daily_kpis_table,
+        config.category_kpis_table,
+        config.tracker_table,
+    )
 
 
 def daily_rows(config: PipelineConfig, date_key: str | None = None) -> list[dict[str, Any]]:
-    table = aws.resource("dynamodb", config).Table(config.daily_kpis_table)
+    reader = _reader(config)
     if date_key:
-        item = table.get_item(Key={"date_key": date_key}).get("Item")
-        return [item] if item else []
-    return sorted(_all(table.scan), key=lambda r: r["date_key"])
+        return reader.daily([date_key])
+    return sorted(
+        items(reader.client, "scan", TableName=config.daily_kpis_table), key=lambda r: r["date_key"]
+    )
 
 
 def category_rows(
     config: PipelineConfig, date_key: str | None = None, category: str | None = None
 ) -> list[dict[str, Any]]:
-    table = aws.resource("dynamodb", config).Table(config.category_kpis_table)
-    if category and date_key:
-        item = table.get_item(Key={"category_id": category, "date_key": date_key}).get("Item")
-        rows = [item] if item else []
-    elif category:
-        rows = _all(table.query, KeyConditionExpression=Key("category_id").eq(category))
+    reader = _reader(config)
+    if category:
+        rows = reader.category_range(category, date_key or "0000-01-01", date_key or "9999-12-31")
     elif date_key:
-        keys = _all(table.query, IndexName=DATE_INDEX, KeyConditionExpression=Key("date_key").eq(date_key))
-        rows = [
-            table.get_item(Key={"category_id": k["category_id"], "date_key": date_key})["Item"] for k in keys
-        ]
+        rows = reader.categories_on(date_key)
     else:
-        rows = _all(table.scan)
+        rows = items(reader.client, "scan", TableName=config.category_kpis_table)
     return sorted(rows, key=lambda r: (r["date_key"], r["category_id"]))
 
 

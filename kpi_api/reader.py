@@ -26,6 +26,16 @@ def plain(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
+def items(client: Any, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a ``query`` or ``scan`` (all pages), as plain values.
+
+    The one DynamoDB read loop of the project: tools (``ecomkpi kpis``, the demo report, the
+    benchmarks) use it with ``scan``; the API itself only ever uses ``query``.
+    """
+    pages = client.get_paginator(operation).paginate(**kwargs)
+    return [plain(item) for page in pages for item in page.get("Items", [])]
+
+
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -58,8 +68,7 @@ class KpiReader:
         return found
 
     def query(self, **kwargs: Any) -> list[dict[str, Any]]:
-        pages = self.client.get_paginator("query").paginate(**kwargs)
-        return [plain(item) for page in pages for item in page.get("Items", [])]
+        return items(self.client, "query", **kwargs)
 
     # -- the requests the API serves -----------------------------------------------------------
     def daily(self, dates: list[str]) -> list[dict[str, Any]]:

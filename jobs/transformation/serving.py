@@ -109,13 +109,9 @@ def assert_unique_keys(requests: Sequence[Mapping[str, Any]], key: Sequence[str]
         raise DuplicateKeyError(f"duplicate keys inside one BatchWriteItem request: {keys}")
 
 
-def _paged(call: Callable[..., Any], kwargs: dict[str, Any]) -> Iterable[Item]:
-    while True:
-        page = call(**kwargs)
+def _paged(client: Any, operation: str, kwargs: dict[str, Any]) -> Iterable[Item]:
+    for page in client.get_paginator(operation).paginate(**kwargs):
         yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 def stored_categories(client: Any, table: str, dates: Sequence[str]) -> dict[str, set[str]]:
@@ -134,7 +130,7 @@ def stored_categories(client: Any, table: str, dates: Sequence[str]) -> dict[str
                 "KeyConditionExpression": "date_key = :d",
                 "ExpressionAttributeValues": {":d": {"S": d}},
             }
-            found[d].update(i["category_id"]["S"] for i in _paged(client.query, kwargs))
+            found[d].update(i["category_id"]["S"] for i in _paged(client, "query", kwargs))
         return found
     except ClientError as exc:
         # AWS answers ValidationException for a missing index, moto ResourceNotFoundException (a
@@ -148,7 +144,7 @@ def stored_categories(client: Any, table: str, dates: Sequence[str]) -> dict[str
         "TableName": table,
         "ProjectionExpression": "category_id, date_key",
     }
-    for item in _paged(client.scan, scan):
+    for item in _paged(client, "scan", scan):
         d = item["date_key"]["S"]
         if d in found:
             found[d].add(item["category_id"]["S"])
