@@ -11,6 +11,7 @@ validated again, and so is a raw version whose verdict was reached under other r
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from jobs.s3_store import ObjectInfo, S3Store
@@ -23,14 +24,27 @@ from jobs.validation.locations import (
     verdict_key,
 )
 
-PASSED, REJECTED = "passed", "rejected"
 
-# How a key resolved (Resolution.kind).
-VALIDATE = "validate"  # a raw version without a verdict: validate it now
-RECORDED = "recorded"  # a raw version with a recorded verdict: finish its placement only
-PASSED_EARLIER = "passed_earlier"  # no raw version; validated/ or processed/ holds it
-REJECTED_EARLIER = "rejected_earlier"  # no raw version; invalid/ holds it
-MISSING = "missing"  # nowhere in the bucket
+class Verdict(StrEnum):
+    """A file's fate. StrEnum: the members are the strings written to records and reports."""
+
+    PASSED = "passed"
+    REJECTED = "rejected"
+
+
+class Kind(StrEnum):
+    """How a key resolved (Resolution.kind)."""
+
+    VALIDATE = "validate"  # a raw version without a verdict: validate it now
+    RECORDED = "recorded"  # a raw version with a recorded verdict: finish its placement only
+    PASSED_EARLIER = "passed_earlier"  # no raw version; validated/ or processed/ holds it
+    REJECTED_EARLIER = "rejected_earlier"  # no raw version; invalid/ holds it
+    MISSING = "missing"  # nowhere in the bucket
+
+
+PASSED, REJECTED = Verdict.PASSED, Verdict.REJECTED
+VALIDATE, RECORDED, MISSING = Kind.VALIDATE, Kind.RECORDED, Kind.MISSING
+PASSED_EARLIER, REJECTED_EARLIER = Kind.PASSED_EARLIER, Kind.REJECTED_EARLIER
 
 
 @dataclass(frozen=True)
