@@ -13,8 +13,13 @@ tests the parts moto skips directly:
   lifecycle, queue policies, the trigger's async invoke config, the worker's scalable target,
   scaling policies and alarms) or checked
   statically (tests/test_infra_template.py, _policies.py);
-* the Lambda's local ``Code`` path (what ``aws cloudformation package`` uploads) becomes an
-  ``S3Bucket``/``S3Key`` of a zip of lambda_trigger/ uploaded to the emulator first;
+* each Lambda's local ``Code`` path (what ``aws cloudformation package`` uploads) becomes an
+  ``S3Bucket``/``S3Key`` of a zip of its package (lambda_trigger/, kpi_api/) uploaded to the
+  emulator first;
+* the KPI read API (``AWS::ApiGatewayV2::*``, no CloudFormation model in moto): the HTTP API is
+  created with boto3 before the stack and its id / endpoint replace the stack's references to it
+  (the Lambda permission, the outputs); integration, authorizer, routes and stage are created with
+  boto3 afterwards from the template's expressions and checked (``test_kpi_api_in_the_emulator``);
 * a KMS key's ``KeyPolicy`` object becomes the same document as a ``Fn::Sub`` JSON string (moto keeps
   an object as a dict and then fails every call on the key);
 * each state machine's ``DefinitionS3Location`` + ``DefinitionSubstitutions`` become a
@@ -38,7 +43,15 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
-from tests.test_infra_template import MODES, STATE_MACHINES, WORKER_ASL, deployed, load_template
+from tests.test_infra_template import (
+    JWT_PARAMS,
+    KPI_API_ROUTES,
+    MODES,
+    STATE_MACHINES,
+    WORKER_ASL,
+    deployed,
+    load_template,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"  # moto's default account
@@ -53,7 +66,15 @@ MOTO_SKIPPED = {
     "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::Lambda::EventInvokeConfig",
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Authorizer",
+    "AWS::ApiGatewayV2::Route",
+    "AWS::ApiGatewayV2::Stage",
 }
+# Of those, what the rest of the stack refers to: created with boto3 before the stack (from the
+# template's own properties) and named in its place, as CloudFormation would resolve it.
+PRE_CREATED = {"KpiApi"}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 SUB_VARIABLE = re.compile(r"\$\{([A-Za-z0-9_:.]+)\}")
 
@@ -147,9 +168,12 @@ def definition_join(text: str, substitutions: dict[str, Any]) -> dict[str, Any]:
 
 
 def moto_template(
-    template: dict[str, Any], code_bucket: str, code_key: str, asls: dict[str, str]
+    template: dict[str, Any], code_bucket: str, asls: dict[str, str], made: dict[str, str]
 ) -> dict[str, Any]:
-    """``asls``: the definition text of each state machine (logical id -> ASL), both modes'."""
+    """``asls``: the definition text of each state machine (logical id -> ASL), both modes'.
+    ``made``: what a Ref / GetAtt of each ``PRE_CREATED`` resource resolves to ("KpiApi",
+    "KpiApi.ApiEndpoint"). Each function's local ``Code`` zip is expected in ``code_bucket`` under
+    its file name."""
     t = copy.deepcopy(template)
     res = t["Resources"]
     for name in [n for n, r in res.items() if r["Type"] in MOTO_SKIPPED]:
@@ -164,8 +188,9 @@ def moto_template(
                 r["DependsOn"] = kept
             else:
                 del r["DependsOn"]
-    fn = res["TriggerFunction"]["Properties"]
-    fn["Code"] = {"S3Bucket": code_bucket, "S3Key": code_key}
+    for r in res.values():
+        if r["Type"] == "AWS::Lambda::Function":
+            r["Properties"]["Code"] = {"S3Bucket": code_bucket, "S3Key": Path(r["Properties"]["Code"]).name}
     for r in res.values():
         if r["Type"] == "AWS::KMS::Key":
             r["Properties"]["KeyPolicy"] = as_json_sub(r["Properties"]["KeyPolicy"])
@@ -173,6 +198,9 @@ def moto_template(
         sm = res[name]["Properties"]
         sm.pop("DefinitionS3Location")
         sm["DefinitionString"] = definition_join(asl, sm.pop("DefinitionSubstitutions"))
+    t["Resources"], t["Outputs"] = substitute(res, made), substitute(t["Outputs"], made)
+    left = refs_to(t["Resources"], removed) | refs_to(t["Outputs"], removed)
+    assert not left, f"the stack would refer to resources moto cannot make: {left}"
     return t
 
 
@@ -195,11 +223,56 @@ def as_json_sub(document: Any) -> dict[str, str]:
     return {"Fn::Sub": json.dumps(text(document))}
 
 
-def lambda_zip() -> bytes:
+def substitute(value: Any, made: dict[str, str]) -> Any:
+    """``value`` with each Ref / GetAtt / ``${...}`` of a key of ``made`` ("Name" or
+    "Name.Attribute") replaced by its literal."""
+    if isinstance(value, list):
+        return [substitute(v, made) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"} and value["Ref"] in made:
+        return made[value["Ref"]]
+    if set(value) == {"Fn::GetAtt"} and ".".join(value["Fn::GetAtt"]) in made:
+        return made[".".join(value["Fn::GetAtt"])]
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return {"Fn::Sub": SUB_VARIABLE.sub(lambda m: made.get(m.group(1), m.group(0)), value["Fn::Sub"])}
+    return {k: substitute(v, made) for k, v in value.items()}
+
+
+def refs_to(value: Any, names: set[str]) -> set[str]:
+    """Which of ``names`` a value refers to (Ref, GetAtt, ``${...}``, DependsOn aside)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for v in value:
+            found |= refs_to(v, names)
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and inner in names:
+                found.add(inner)
+            elif key == "Fn::GetAtt" and inner[0] in names:
+                found.add(inner[0])
+            elif key == "Fn::Sub" and isinstance(inner, str):
+                found |= {m.group(1).split(".")[0] for m in SUB_VARIABLE.finditer(inner)} & names
+            else:
+                found |= refs_to(inner, names)
+    return found
+
+
+# Stand-in for a package that is not written yet (the stack only needs its zip to exist).
+STAND_IN_PACKAGES = {
+    "kpi_api": {"__init__.py": "", "handler.py": "def lambda_handler(event, context):\n    return {}\n"}
+}
+
+
+def lambda_zip(package: str = "lambda_trigger") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for p in sorted((ROOT / "lambda_trigger").rglob("*.py")):
-            zf.write(p, str(p.relative_to(ROOT)))
+        if (ROOT / package / "__init__.py").exists():
+            for p in sorted((ROOT / package).rglob("*.py")):
+                zf.write(p, str(p.relative_to(ROOT)))
+        else:
+            for name, text in STAND_IN_PACKAGES[package].items():
+                zf.writestr(f"{package}/{name}", text)
     return buf.getvalue()
 
 
@@ -233,9 +306,14 @@ def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     s3 = boto3.client("s3", **kw)
     artifacts = f"ecomkpi-artifacts-{suffix}"
     s3.create_bucket(Bucket=artifacts)
-    s3.put_object(Bucket=artifacts, Key="lambda_trigger.zip", Body=lambda_zip())
-
     template = load_template()
+    for res in template["Resources"].values():
+        if res["Type"] == "AWS::Lambda::Function":
+            package = res["Properties"]["Handler"].split(".")[0]
+            s3.put_object(
+                Bucket=artifacts, Key=Path(res["Properties"]["Code"]).name, Body=lambda_zip(package)
+            )
+
     params = {
         "EnvironmentName": f"t{suffix}",
         "BucketName": f"ecomkpi-data-{suffix}",
@@ -247,12 +325,22 @@ def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     if mode == "worker":
         # Not the defaults, so the test sees them arrive: scale to zero, at most 3 workers.
         params.update({"WorkerMinCapacity": "0", "WorkerMaxCapacity": "3", "WorkerMaxBatches": "7"})
+    else:
+        # The other value of ApiAuthorization (and non-default throttling) in the other stack.
+        params.update({**JWT_PARAMS, "ApiThrottleRateLimit": "5", "ApiThrottleBurstLimit": "9"})
+    # The HTTP API moto's CloudFormation cannot make: made first, from the template's properties.
+    api_props = resolve(template["Resources"]["KpiApi"]["Properties"], params, {})
+    api = boto3.client("apigatewayv2", **kw).create_api(
+        Name=api_props["Name"], ProtocolType=api_props["ProtocolType"], Description=api_props["Description"]
+    )
+    made = {"KpiApi": api["ApiId"], "KpiApi.ApiEndpoint": api["ApiEndpoint"]}
+    assert set(made) >= PRE_CREATED
     asls = {
         name: asl_text(m)
         for m, (name, _) in STATE_MACHINES.items()
         if m == mode or STATE_MACHINES[m][1].exists()
     }
-    body = moto_template(template, artifacts, "lambda_trigger.zip", asls)
+    body = moto_template(template, artifacts, asls, made)
     cfn = boto3.client("cloudformation", **kw)
     name = f"ecomkpi-{suffix}"
     cfn.create_stack(
@@ -281,6 +369,7 @@ def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         "physical": physical,
         "template": template,
         "deployed": deployed(template, params),
+        "api": api,
     }
 
 
@@ -756,6 +845,9 @@ def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
         "TriggerFunction": out["TriggerFunctionName"],
         STATE_MACHINES[stack["mode"]][0]: out["StateMachineArn"],
         **rules,
+        "KpiApiFunction": out["KpiApiFunctionName"],
+        "KpiApi": stack["api"]["ApiId"],
+        "KpiApiStage": "$default",  # the Ref of an HTTP API stage: its name
     }
     attrs = {f"{q}.QueueName": url.rsplit("/", 1)[1] for q, url in queue_urls.items()}
     cloudwatch = boto3.client("cloudwatch", **kw)
@@ -764,7 +856,7 @@ def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
         for name, res in stack["deployed"]["Resources"].items()
         if res["Type"] == "AWS::CloudWatch::Alarm" and "Namespace" in res["Properties"]
     }
-    assert len(alarms) >= 11
+    assert len(alarms) >= 13
     seen: dict[str, set[str]] = {}
     for alarm in alarms.values():
         cloudwatch.put_metric_alarm(
@@ -789,7 +881,16 @@ def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
     # Each dimension value is a resource of this stack, found by its own API.
     assert seen["StateMachineArn"] == {out["StateMachineArn"]}
     assert sfn.describe_state_machine(stateMachineArn=out["StateMachineArn"])["status"] == "ACTIVE"
-    assert seen["FunctionName"] == {out["TriggerFunctionName"]}
+    assert seen["FunctionName"] == {out["TriggerFunctionName"], out["KpiApiFunctionName"]}
+    for name in seen["FunctionName"]:
+        boto3.client("lambda", **kw).get_function(FunctionName=name)
+    assert seen["ApiId"] == {stack["api"]["ApiId"]}
+    assert (
+        boto3.client("apigatewayv2", **kw)
+        .get_api(ApiId=stack["api"]["ApiId"])["Name"]
+        .endswith(f"-{stack['params']['EnvironmentName']}")
+    )
+    assert seen["Stage"] == {"$default"}
     assert seen["RuleName"] == set(rules.values())
     for name in seen["RuleName"]:
         (target,) = events.list_targets_by_rule(Rule=name)["Targets"]
@@ -798,3 +899,94 @@ def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
     assert seen["QueueName"] == set(attrs.values())
     for name in seen["QueueName"]:  # exists; the URL's host is the emulator's
         assert sqs.get_queue_url(QueueName=name)["QueueUrl"].endswith(f"/{ACCOUNT}/{name}")
+
+
+def test_kpi_api_in_the_emulator(stack: dict[str, Any]) -> None:
+    """The function the stack made, and the API parts moto's CloudFormation skips, created with
+    boto3 from the template's own expressions: every route (IAM in the worker stack, JWT in the ecs
+    one) requires authorisation and targets this stack's function; the stage throttles with the
+    parameters and logs to the stack's access log group; the function trusts this API only."""
+    kw, out, params, res = stack["kw"], stack["outputs"], stack["params"], stack["deployed"]["Resources"]
+    apigw, lam, logs = (boto3.client(s, **kw) for s in ("apigatewayv2", "lambda", "logs"))
+    api_id, jwt = stack["api"]["ApiId"], params.get("ApiAuthorization") == "JWT"
+    env = params["EnvironmentName"]
+
+    fn = lam.get_function_configuration(FunctionName=out["KpiApiFunctionName"])
+    assert fn["FunctionName"] == f"ecomkpi-kpi-api-{env}"
+    assert (fn["Runtime"], fn["Handler"]) == ("python3.11", "kpi_api.handler.lambda_handler")
+    assert (fn["MemorySize"], fn["Timeout"]) == (256, 10)
+    assert fn["Environment"]["Variables"] == {
+        "DAILY_KPIS_TABLE": out["DailyKpisTableName"],
+        "CATEGORY_KPIS_TABLE": out["CategoryKpisTableName"],
+        "PIPELINE_BATCH_TRACKER_TABLE": out["BatchTrackerTableName"],
+        "S3_BUCKET": out["BucketName"],
+    }
+    role = fn["Role"].rsplit("/", 1)[1]
+    assert role == stack["physical"]["KpiApiFunctionRole"]
+    groups = {g["logGroupName"]: g for g in logs.describe_log_groups(logGroupNamePrefix="/")["logGroups"]}
+    assert (
+        out["KpiApiLogGroupName"] == f"/aws/lambda/{fn['FunctionName']}"
+        and out["KpiApiLogGroupName"] in groups
+    )
+    access_logs = groups[out["KpiApiAccessLogGroupName"]]
+
+    defaults = {k: str(v.get("Default", "")) for k, v in stack["template"]["Parameters"].items()}
+    refs = {
+        **defaults,
+        **params,
+        "AWS::Partition": "aws",
+        "AWS::AccountId": ACCOUNT,
+        "AWS::Region": REGION,
+        "KpiApi": api_id,
+    }
+    attrs = {"KpiApiFunction.Arn": fn["FunctionArn"], "KpiApiAccessLogGroup.Arn": access_logs["arn"]}
+    integration = resolve(res["KpiApiIntegration"]["Properties"], refs, attrs)
+    refs["KpiApiIntegration"] = apigw.create_integration(**integration)["IntegrationId"]
+    if jwt:
+        authorizer = resolve(res["KpiApiJwtAuthorizer"]["Properties"], refs, attrs)
+        audience = authorizer["JwtConfiguration"]["Audience"]
+        authorizer["JwtConfiguration"]["Audience"] = audience["Fn::Split"][1].split(audience["Fn::Split"][0])
+        refs["KpiApiJwtAuthorizer"] = apigw.create_authorizer(**authorizer)["AuthorizerId"]
+    else:
+        assert "KpiApiJwtAuthorizer" not in res
+    for r in res.values():
+        if r["Type"] == "AWS::ApiGatewayV2::Route":
+            apigw.create_route(**resolve(r["Properties"], refs, attrs))
+    stage = resolve(res["KpiApiStage"]["Properties"], refs, attrs)
+    throttling = stage["DefaultRouteSettings"]
+    throttling["ThrottlingRateLimit"] = float(throttling["ThrottlingRateLimit"])
+    throttling["ThrottlingBurstLimit"] = int(throttling["ThrottlingBurstLimit"])
+    apigw.create_stage(**stage)
+
+    routes = apigw.get_routes(ApiId=api_id)["Items"]
+    assert sorted(r["RouteKey"] for r in routes) == sorted(KPI_API_ROUTES)
+    for route in routes:
+        assert route["AuthorizationType"] == ("JWT" if jwt else "AWS_IAM"), route["RouteKey"]
+        assert route.get("AuthorizerId") == refs.get("KpiApiJwtAuthorizer"), route["RouteKey"]
+        target = apigw.get_integration(ApiId=api_id, IntegrationId=route["Target"].split("/", 1)[1])
+        assert target["IntegrationUri"] == fn["FunctionArn"], route["RouteKey"]
+        assert (target["IntegrationType"], target["PayloadFormatVersion"]) == ("AWS_PROXY", "2.0")
+    if jwt:
+        found = apigw.get_authorizer(ApiId=api_id, AuthorizerId=refs["KpiApiJwtAuthorizer"])
+        assert found["AuthorizerType"] == "JWT"
+        assert found["JwtConfiguration"] == {
+            "Issuer": params["JwtIssuer"],
+            "Audience": params["JwtAudience"].split(","),
+        }
+    made = apigw.get_stage(ApiId=api_id, StageName="$default")
+    assert made["AutoDeploy"] is True
+    rate = float(params.get("ApiThrottleRateLimit", defaults["ApiThrottleRateLimit"]))
+    burst = int(params.get("ApiThrottleBurstLimit", defaults["ApiThrottleBurstLimit"]))
+    settings = made["DefaultRouteSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (rate, burst)
+    assert made["AccessLogSettings"]["DestinationArn"] == access_logs["arn"]
+    json.loads(made["AccessLogSettings"]["Format"])
+
+    # The permission the stack made names this API's $default stage and GET, nothing wider.
+    policy = json.loads(lam.get_policy(FunctionName=out["KpiApiFunctionName"])["Policy"])
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    source = statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+    assert source == f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/$default/GET/*"
+    assert out["KpiApiInvokeArn"] == source
+    assert out["KpiApiEndpoint"] == stack["api"]["ApiEndpoint"]

@@ -8,19 +8,26 @@ Every check runs on the template as each task mode deploys it (``deployed``: con
 * ``Resource: "*"`` appears only with actions AWS offers no resource type for (``STAR_RESOURCE_OK``);
 * each role touches only its own component's resources (``roles``), and the state machine role
   covers every service integration the mode's workflow's Task states call;
-* worker mode: the worker role reaches its queue only, the state machine role runs no ECS task.
+* worker mode: the worker role reaches its queue only, the state machine role runs no ECS task;
+* the KPI read API: its role allows exactly the key reads (GetItem/BatchGetItem/Query on the KPI
+  tables and the GSI, GetItem/BatchGetItem on the tracker) and every call kpi_api's handler makes
+  for each route (recorded against tables made as the stack makes them, in the emulator); the
+  function's permission admits this API's GET routes only.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.client import BaseClient
 
-from tests.test_infra_template import MODES, STATE_MACHINES, deployed, load_template
+from tests.test_infra_template import KPI_API_ROUTES, MODES, STATE_MACHINES, deployed, load_template
 
 # Actions whose only resource is "*" (no resource type in the Service Authorization Reference).
 STAR_RESOURCE_OK = {
@@ -97,6 +104,11 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
             | ({"WorkerLogGroup"} if mode == "worker" else set()),
         },
         "StateMachineRole": {"principal": "states.amazonaws.com", "services": sfn_services, "refs": sfn_refs},
+        "KpiApiFunctionRole": {
+            "principal": "lambda.amazonaws.com",
+            "services": {"dynamodb", "logs"},
+            "refs": KPI_TABLES | {"BatchTrackerTable", "KpiApiLogGroup"},
+        },
     }
     if mode == "worker":
         spec["WorkerTaskRole"] = {
@@ -183,6 +195,7 @@ PSEUDO_VALUES = {
     "AWS::AccountId": ACCOUNT,
     "AWS::URLSuffix": "amazonaws.com",
 }
+API_ID = "a1b2c3d4e5"  # the KPI API's id in the stand-in deployment
 SUB_NAME = re.compile(r"\$\{([A-Za-z0-9_:]+)(?:\.([A-Za-z0-9_]+))?\}")
 
 
@@ -223,6 +236,7 @@ def physical(template: dict[str, Any], logical: str, attribute: str | None = Non
             arn.format("lambda", f"function:{name('FunctionName')}"),
         ),
         "AWS::Events::Rule": (logical, arn.format("events", f"rule/{logical}")),
+        "AWS::ApiGatewayV2::Api": (API_ID, f"arn:aws:apigateway:{REGION}::/apis/{API_ID}"),
     }
     ref, arn_value = by_kind.get(kind, (logical, arn.format("unknown", logical)))
     if attribute is None:
@@ -909,3 +923,212 @@ def test_inline_policies_fit_iams_size_limit(
             documents = [pol["PolicyDocument"] for pol in concrete(template, res["Properties"]["Policies"])]
             size = sum(len(json.dumps(d, separators=(",", ":"))) for d in documents)
             assert size < 10_240 * 0.8, (role, size)  # and room to grow
+
+
+# ---------------------------------------------------------------- the KPI read API (issue #17)
+def kpi_api_tables(template: dict[str, Any]) -> tuple[str, str, str, str]:
+    """ARNs of DailyKPIs, CategoryKPIs, its date_key-index and the tracker."""
+    category = physical(template, "CategoryKpisTable", "Arn")
+    return (
+        physical(template, "DailyKpisTable", "Arn"),
+        category,
+        f"{category}/index/date_key-index",
+        physical(template, "BatchTrackerTable", "Arn"),
+    )
+
+
+def test_kpi_api_role_allows_exactly_the_reads(template: dict[str, Any]) -> None:
+    """GetItem/BatchGetItem/Query on the KPI tables and the GSI, GetItem/BatchGetItem on the
+    tracker, its own logs; no Scan, no write, no other table, bucket, topic or key."""
+    role = policy(template, "KpiApiFunctionRole")
+    daily, category, index, tracker = kpi_api_tables(template)
+    logs = physical(template, "KpiApiLogGroup", "Arn")
+    check(
+        role,
+        [
+            *[
+                (f"dynamodb:{a}", r, {})
+                for a in ("GetItem", "BatchGetItem", "Query")
+                for r in (daily, category, index)
+            ],
+            ("dynamodb:GetItem", tracker, {}),
+            ("dynamodb:BatchGetItem", tracker, {}),
+            ("logs:CreateLogStream", logs, {}),
+            ("logs:PutLogEvents", logs, {}),
+        ],
+        True,
+    )
+    writes = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "PartiQLUpdate")
+    other_env = daily.replace(f"-{ENV}", "-staging")
+    check(
+        role,
+        [
+            *[("dynamodb:Scan", r, {}) for r in (daily, category, index, tracker)],
+            *[(f"dynamodb:{a}", r, {}) for a in writes for r in (daily, category, tracker)],
+            ("dynamodb:Query", tracker, {}),  # the tracker is read by key only
+            ("dynamodb:Query", f"{category}/index/another-index", {}),
+            ("dynamodb:GetItem", other_env, {}),  # another environment's table
+            ("dynamodb:GetItem", daily.replace("DailyKPIs", "Other"), {}),
+            ("dynamodb:DescribeTable", daily, {}),
+            ("dynamodb:ExecuteStatement", daily, {}),  # PartiQL reads are not key reads
+            s3("GetObject", f"logs/validation/{DAY}/run/summary.json"),  # it prints s3:// links only
+            list_prefix(None),
+            ("sns:Publish", physical(template, "AlertsTopic"), {}),
+            ("kms:Decrypt", physical(template, "AlertsKey", "Arn"), {}),
+            ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
+            ("states:DescribeExecution", execution_arn(template, "WorkerStateMachine"), {}),
+        ],
+        False,
+    )
+    assert role_actions(template, "KpiApiFunctionRole") == {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
+
+
+def test_only_this_apis_get_routes_may_invoke_the_kpi_api_function(template: dict[str, Any]) -> None:
+    """The permission, as the function's resource policy (Lambda turns SourceArn into an ArnLike
+    on aws:SourceArn), admits API Gateway calling for a route of this API and nothing else; the
+    KpiApiInvokeArn output, in a reader's IAM policy, allows signed calls to every route."""
+    perm = concrete(template, template["Resources"]["KpiApiInvokePermission"]["Properties"])
+    function = physical(template, "KpiApiFunction", "Arn")
+    assert perm["FunctionName"] == physical(template, "KpiApiFunction")
+    doc = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": perm["Principal"]},
+                "Action": perm["Action"],
+                "Resource": function,
+                "Condition": {"ArnLike": {"aws:SourceArn": perm["SourceArn"]}},
+            }
+        ]
+    }
+    base = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}"
+    routes = [route.replace("{category_id}", "electronics").split(" ", 1) for route in KPI_API_ROUTES]
+
+    def invoked_by(source: str | None, service: str = "apigateway.amazonaws.com") -> bool:
+        context = {} if source is None else {"aws:SourceArn": source}
+        return resource_policy_allows(doc, service, "lambda:InvokeFunction", function, **context)
+
+    for method, path in routes:
+        assert invoked_by(f"{base}/$default/{method}{path}"), path
+    for source in (
+        f"arn:aws:execute-api:{REGION}:{ACCOUNT}:otherapi99/$default/GET/kpis/daily",  # another API
+        f"arn:aws:execute-api:{REGION}:999999999999:{API_ID}/$default/GET/kpis/daily",
+        f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/$default/GET/kpis/daily",
+        f"{base}/$default/POST/kpis/daily",
+        f"{base}/prod/GET/kpis/daily",  # no stage but $default
+        None,
+    ):
+        assert not invoked_by(source), source
+    assert not invoked_by(f"{base}/$default/GET/kpis/daily", "events.amazonaws.com")
+
+    # A reader's policy on the output's ARN (ApiAuthorization IAM) reaches every route, GET only.
+    reader = [
+        {
+            "Effect": "Allow",
+            "Action": "execute-api:Invoke",
+            "Resource": concrete(template, template["Outputs"]["KpiApiInvokeArn"]["Value"]),
+        }
+    ]
+    for method, path in routes:
+        assert allows(reader, "execute-api:Invoke", f"{base}/$default/{method}{path}"), path
+    assert not allows(reader, "execute-api:Invoke", f"{base}/$default/DELETE/kpis/daily")
+    assert not allows(reader, "execute-api:Invoke", base.replace(API_ID, "otherapi99") + "/$default/GET/")
+
+
+def dynamodb_requests(operation: str, params: dict[str, Any]) -> list[Request]:
+    """The IAM requests one DynamoDB API call makes (a batch call: one per table)."""
+
+    def table(name: str) -> str:
+        return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+    if operation.startswith("Batch"):
+        return [(f"dynamodb:{operation}", table(name), {}) for name in params["RequestItems"]]
+    resource = table(params["TableName"])
+    if "IndexName" in params:
+        resource += f"/index/{params['IndexName']}"
+    return [(f"dynamodb:{operation}", resource, {})]
+
+
+# One request per route, with the parameters the API documents (kpi_api/routes.py).
+KPI_API_REQUESTS = {
+    "GET /": ("/", ""),
+    "GET /kpis/daily": ("/kpis/daily", f"from=2025-07-09&to={DAY}"),
+    "GET /kpis/categories": ("/kpis/categories", f"date={DAY}"),
+    "GET /kpis/categories/{category_id}": ("/kpis/categories/electronics", f"from=2025-07-09&to={DAY}"),
+    "GET /status": ("/status", ""),
+    "GET /days": ("/days", ""),
+}
+
+
+def test_kpi_api_role_allows_what_the_api_code_does(
+    template: dict[str, Any], moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every route of the template, served by kpi_api's handler with the function's environment
+    against tables made as the stack makes them (in the emulator): each answers 200, and every AWS
+    call it made is a DynamoDB read the function's role allows."""
+    handler = pytest.importorskip("kpi_api.handler")
+    assert set(KPI_API_REQUESTS) == KPI_API_ROUTES
+    monkeypatch.setitem(PARAMS, "EnvironmentName", f"api{uuid.uuid4().hex[:8]}")
+    ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
+    for logical in ("DailyKpisTable", "CategoryKpisTable", "BatchTrackerTable"):
+        p = concrete(template, template["Resources"][logical]["Properties"])
+        keys = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
+        ddb.create_table(**{k: p[k] for k in keys if k in p})
+    env = concrete(
+        template, template["Resources"]["KpiApiFunction"]["Properties"]["Environment"]["Variables"]
+    )
+    stored = {"run_id": {"S": "20250710T101500Z-1a2b3c4d"}, "updated_at": {"S": f"{DAY}T10:15:00Z"}}
+    ddb.put_item(
+        TableName=env["DAILY_KPIS_TABLE"], Item={"date_key": {"S": DAY}, "total_orders": {"N": "3"}, **stored}
+    )
+    ddb.put_item(
+        TableName=env["CATEGORY_KPIS_TABLE"],
+        Item={
+            "category_id": {"S": "electronics"},
+            "date_key": {"S": DAY},
+            "daily_revenue": {"N": "12.5"},
+            **stored,
+        },
+    )
+    ddb.put_item(
+        TableName=env["PIPELINE_BATCH_TRACKER_TABLE"],
+        Item={"BatchId": {"S": DAY}, "status": {"S": "SUCCEEDED"}},
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    calls: list[tuple[str, str, dict[str, Any]]] = []
+    make_api_call = BaseClient._make_api_call
+
+    def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        calls.append((client.meta.service_model.endpoint_prefix, operation, params))
+        return make_api_call(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    for route, (path, query) in KPI_API_REQUESTS.items():
+        event = {
+            "version": "2.0",
+            "routeKey": route,
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": {"host": f"{API_ID}.execute-api.{REGION}.amazonaws.com"},
+            "requestContext": {"http": {"method": "GET", "path": path}, "stage": "$default", "apiId": API_ID},
+            "isBase64Encoded": False,
+        }
+        response = handler.lambda_handler(event, None)
+        assert response["statusCode"] == 200, (route, response.get("body"))
+    monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+
+    assert {service for service, _, _ in calls} == {"dynamodb"}
+    requests = [r for _, operation, params in calls for r in dynamodb_requests(operation, params)]
+    check(policy(template, "KpiApiFunctionRole"), requests, True)
+    # It read each of the three tables (so the check above covered them).
+    daily, category, _, tracker = kpi_api_tables(template)
+    assert {r.split("/index/")[0] for _, r, _ in requests} == {daily, category, tracker}

@@ -14,6 +14,7 @@ it too.
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
@@ -1007,6 +1008,13 @@ def expected_alert_alarms(mode: str) -> dict[str, tuple[str, str, dict[str, Any]
             "ApproximateNumberOfMessagesVisible",
             queue("TriggerAsyncDeadLetterQueue"),
         ),
+        "KpiApiErrorsAlarm": ("AWS/Lambda", "Errors", {"FunctionName": {"Ref": "KpiApiFunction"}}),
+        # HTTP APIs publish 5xx per ApiId and Stage (the $default stage's name is "$default").
+        "KpiApi5xxAlarm": (
+            "AWS/ApiGateway",
+            "5xx",
+            {"ApiId": {"Ref": "KpiApi"}, "Stage": {"Ref": "KpiApiStage"}},
+        ),
     }
     if mode == "worker":
         alarms["WorkQueueDeadLetterAlarm"] = (
@@ -1060,3 +1068,294 @@ def test_unrecognised_keys_alarm_watches_what_the_lambda_publishes(template: dic
     }
     # Sum of moved keys in 5 minutes: one key is enough.
     assert alarm["Statistic"] == "Sum" and breaches(alarm, datum["Value"])
+
+
+# ---------------------------------------------------------------- the KPI read API (issue #17)
+# The routes kpi_api/handler.py serves; any other path is API Gateway's 404 (the function is not run).
+KPI_API_ROUTES = {
+    "GET /",
+    "GET /kpis/daily",
+    "GET /kpis/categories",
+    "GET /kpis/categories/{category_id}",
+    "GET /status",
+    "GET /days",
+}
+JWT_PARAMS = {
+    "ApiAuthorization": "JWT",
+    "JwtIssuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123",
+    "JwtAudience": "dashboard-client,cli-client",
+}
+# Parameters for each value of ApiAuthorization.
+AUTHORIZATIONS = {"IAM": {"ApiAuthorization": "IAM"}, "JWT": JWT_PARAMS}
+
+
+def of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {n: r.get("Properties", {}) for n, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_kpi_api_function(template: dict[str, Any], as_deployed: dict[str, Any]) -> None:
+    fn = props(as_deployed, "KpiApiFunction")
+    assert fn["Runtime"] == props(as_deployed, "TriggerFunction")["Runtime"] == "python3.11"
+    assert fn["Handler"] == "kpi_api.handler.lambda_handler"
+    assert fn["Code"] == "../out/deploy/kpi_api.zip"
+    assert (fn["MemorySize"], fn["Timeout"]) == (256, 10)
+    assert fn["Role"] == {"Fn::GetAtt": ["KpiApiFunctionRole", "Arn"]}
+    assert fn["FunctionName"] == {"Fn::Sub": "ecomkpi-kpi-api-${EnvironmentName}"}
+    assert fn["Environment"]["Variables"] == {
+        "DAILY_KPIS_TABLE": {"Ref": "DailyKpisTable"},
+        "CATEGORY_KPIS_TABLE": {"Ref": "CategoryKpisTable"},
+        "PIPELINE_BATCH_TRACKER_TABLE": {"Ref": "BatchTrackerTable"},
+        "S3_BUCKET": {"Ref": "BucketName"},
+    }
+    # Its own log group, the one Lambda writes to (/aws/lambda/<function name>), created first.
+    logs = props(as_deployed, "KpiApiLogGroup")
+    assert logs["LogGroupName"]["Fn::Sub"] == "/aws/lambda/" + fn["FunctionName"]["Fn::Sub"]
+    assert logs["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert as_deployed["Resources"]["KpiApiFunction"]["DependsOn"] == "KpiApiLogGroup"
+    # No reservation by default (0 would disable the function); a positive value is passed as is.
+    param = template["Parameters"]["KpiApiReservedConcurrency"]
+    assert param["Default"] == 0 and param["MinValue"] == 0
+    assert "ReservedConcurrentExecutions" not in fn
+    reserved = props(deployed(template, {"KpiApiReservedConcurrency": "5"}), "KpiApiFunction")
+    assert reserved["ReservedConcurrentExecutions"] == {"Ref": "KpiApiReservedConcurrency"}
+
+
+def test_authorisation_has_no_anonymous_value(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["ApiAuthorization"]
+    assert param["Default"] == "IAM"
+    assert set(param["AllowedValues"]) == set(AUTHORIZATIONS)
+
+
+@pytest.mark.parametrize("auth", sorted(AUTHORIZATIONS))
+def test_every_kpi_api_route_requires_authorisation(template: dict[str, Any], auth: str) -> None:
+    """In both values of ApiAuthorization, every route of every API of the stack has an
+    authorisation type other than NONE: SigV4 (AWS_IAM) or the stack's JWT authorizer."""
+    for mode in MODES:
+        t = deployed(template, {**AUTHORIZATIONS[auth], "TaskMode": mode})
+        (api,) = of_type(t, "AWS::ApiGatewayV2::Api").values()
+        assert api["ProtocolType"] == "HTTP"
+        routes = of_type(t, "AWS::ApiGatewayV2::Route")
+        assert sorted(r["RouteKey"] for r in routes.values()) == sorted(KPI_API_ROUTES)
+        authorizers = of_type(t, "AWS::ApiGatewayV2::Authorizer")
+        for name, route in routes.items():
+            assert route["ApiId"] == {"Ref": "KpiApi"}, name
+            assert route["Target"] == {"Fn::Sub": "integrations/${KpiApiIntegration}"}, name
+            assert route.get("AuthorizationType", "NONE") != "NONE", name
+            if auth == "IAM":
+                assert route["AuthorizationType"] == "AWS_IAM" and "AuthorizerId" not in route, name
+            else:
+                assert route["AuthorizationType"] == "JWT", name
+                assert route["AuthorizerId"] == {"Ref": "KpiApiJwtAuthorizer"}, name
+        if auth == "IAM":
+            assert authorizers == {}
+            continue
+        (authorizer,) = authorizers.values()
+        assert authorizer["ApiId"] == {"Ref": "KpiApi"}
+        assert authorizer["AuthorizerType"] == "JWT"
+        assert authorizer["IdentitySource"] == ["$request.header.Authorization"]
+        assert authorizer["JwtConfiguration"] == {
+            "Issuer": {"Ref": "JwtIssuer"},
+            "Audience": {"Fn::Split": [",", {"Ref": "JwtAudience"}]},
+        }
+
+
+def rule_failures(template: dict[str, Any], params: dict[str, str]) -> list[str]:
+    """The AssertDescription of every rule assertion CloudFormation would fail for ``params``."""
+    values = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    values.update(params)
+
+    def value(x: Any) -> Any:
+        if isinstance(x, dict) and set(x) == {"Ref"}:
+            return values[x["Ref"]]
+        return holds(x) if isinstance(x, dict) else str(x)
+
+    def holds(expr: Any) -> bool:
+        ((fn, a),) = expr.items()
+        if fn == "Fn::Equals":
+            return value(a[0]) == value(a[1])
+        if fn == "Fn::Not":
+            return not holds(a[0])
+        if fn == "Fn::And":
+            return all(holds(x) for x in a)
+        if fn == "Fn::Or":
+            return any(holds(x) for x in a)
+        raise AssertionError(f"rule function {fn} not handled here")
+
+    failures = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not holds(rule["RuleCondition"]):
+            continue
+        failures += [a["AssertDescription"] for a in rule["Assertions"] if not holds(a["Assert"])]
+    return failures
+
+
+def test_jwt_without_issuer_or_audience_is_refused(template: dict[str, Any]) -> None:
+    assert rule_failures(template, {}) == []  # IAM, the default, needs neither
+    assert rule_failures(template, JWT_PARAMS) == []
+    (no_issuer,) = rule_failures(template, {**JWT_PARAMS, "JwtIssuer": ""})
+    assert "JwtIssuer" in no_issuer
+    (no_audience,) = rule_failures(template, {**JWT_PARAMS, "JwtAudience": ""})
+    assert "JwtAudience" in no_audience
+    assert len(rule_failures(template, {"ApiAuthorization": "JWT"})) == 2
+    # The issuer is an https URL (API Gateway fetches its OpenID configuration) or empty.
+    pattern = template["Parameters"]["JwtIssuer"]["AllowedPattern"]
+    for ok in ("", JWT_PARAMS["JwtIssuer"], "https://example.eu.auth0.com/"):
+        assert re.fullmatch(pattern, ok), ok
+    for bad in ("http://issuer.example.com", "issuer.example.com", "https://", "https://a b"):
+        assert not re.fullmatch(pattern, bad), bad
+
+
+def test_kpi_api_integration_stage_and_throttling(template: dict[str, Any]) -> None:
+    integration = props(template, "KpiApiIntegration")
+    assert integration["ApiId"] == {"Ref": "KpiApi"}
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": ["KpiApiFunction", "Arn"]}
+    assert props(template, "KpiApi")["Name"] == {"Fn::Sub": "ecomkpi-kpi-api-${EnvironmentName}"}
+    (stage_name,) = of_type(template, "AWS::ApiGatewayV2::Stage")
+    stage = props(template, stage_name)
+    assert (stage["ApiId"], stage["StageName"], stage["AutoDeploy"]) == ({"Ref": "KpiApi"}, "$default", True)
+    # Every route is throttled by the two parameters; no route overrides them.
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurstLimit"},
+    }
+    assert "RouteSettings" not in stage
+    params = template["Parameters"]
+    assert (params["ApiThrottleRateLimit"]["Default"], params["ApiThrottleBurstLimit"]["Default"]) == (20, 40)
+    assert (
+        params["ApiThrottleRateLimit"]["MinValue"] >= 1 and params["ApiThrottleBurstLimit"]["MinValue"] >= 1
+    )
+    # Access log: one JSON object per request, every field a $context variable.
+    access = stage["AccessLogSettings"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["KpiApiAccessLogGroup", "Arn"]}
+    fields = json.loads(access["Format"])
+    assert {"requestId", "status", "routeKey", "sourceIp", "iamCaller", "jwtSubject"} <= set(fields)
+    assert all(re.fullmatch(r"\$context\.[A-Za-z.]+", v) for v in fields.values()), fields
+    logs = props(template, "KpiApiAccessLogGroup")
+    assert logs["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert logs["LogGroupName"] == {"Fn::Sub": "/ecomkpi/${EnvironmentName}/kpi-api-access"}
+
+
+def test_kpi_api_permission_and_outputs(as_deployed: dict[str, Any]) -> None:
+    perm = props(as_deployed, "KpiApiInvokePermission")
+    assert perm["FunctionName"] == {"Ref": "KpiApiFunction"}
+    assert (perm["Action"], perm["Principal"]) == ("lambda:InvokeFunction", "apigateway.amazonaws.com")
+    assert "${KpiApi}/" in perm["SourceArn"]["Fn::Sub"]  # this API (what it allows: test_infra_policies)
+    # The only permission API Gateway has on any function of the stack.
+    api_permissions = [
+        n
+        for n, p in of_type(as_deployed, "AWS::Lambda::Permission").items()
+        if "apigateway" in p["Principal"]
+    ]
+    assert api_permissions == ["KpiApiInvokePermission"]
+    outputs = as_deployed["Outputs"]
+    assert outputs["KpiApiEndpoint"]["Value"] == {"Fn::GetAtt": ["KpiApi", "ApiEndpoint"]}
+    assert outputs["KpiApiFunctionName"]["Value"] == {"Ref": "KpiApiFunction"}
+    # The ARN a reader's execute-api:Invoke names is the one the function trusts.
+    assert outputs["KpiApiInvokeArn"]["Value"] == perm["SourceArn"]
+    assert outputs["KpiApiLogGroupName"]["Value"] == {"Ref": "KpiApiLogGroup"}
+    assert outputs["KpiApiAccessLogGroupName"]["Value"] == {"Ref": "KpiApiAccessLogGroup"}
+
+
+# ---- the kpi_api package as the stack deploys it (skipped until it exists)
+KPI_API = ROOT / "kpi_api"
+# What the python3.11 Lambda runtime provides besides the standard library.
+LAMBDA_RUNTIME_PACKAGES = {"boto3", "botocore"}
+
+
+def kpi_api_modules() -> dict[str, tuple[ast.Module, str]]:
+    """The modules of kpi_api/ the handler imports, transitively: name -> (syntax tree, the package
+    its relative imports start from)."""
+    if not (KPI_API / "handler.py").exists():
+        pytest.skip("kpi_api/handler.py not written yet")
+    found: dict[str, tuple[ast.Module, str]] = {}
+    todo = ["kpi_api.handler", "kpi_api"]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        base = ROOT.joinpath(*name.split("."))
+        if base.with_suffix(".py").exists():
+            path, package = base.with_suffix(".py"), name.rsplit(".", 1)[0]
+        elif (base / "__init__.py").exists():
+            path, package = base / "__init__.py", name
+        else:
+            continue  # a name imported from a module, not a module
+        tree = ast.parse(path.read_text())
+        found[name] = (tree, package)
+        for imported in imports(tree, package):
+            parts = imported.split(".")
+            if parts[0] == "kpi_api":
+                todo += [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+    return found
+
+
+def imports(tree: ast.Module, package: str) -> set[str]:
+    """Absolute names a module imports at run time (``if TYPE_CHECKING:`` blocks left out); for
+    ``from x import y`` both ``x`` and ``x.y`` (y may be a module)."""
+    names: set[str] = set()
+    type_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in node.body
+        for n in ast.walk(child)
+    }
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            names.add(base)
+            names |= {f"{base}.{a.name}" for a in node.names}
+    return names
+
+
+def test_kpi_api_needs_nothing_the_zip_does_not_ship() -> None:
+    """deploy.sh ships kpi_api/ alone: what the handler imports is the standard library, boto3 /
+    botocore (in the Lambda runtime) or kpi_api itself. Anything else would be an ImportError in AWS
+    (and ecomkpi/ would bring pyspark with it)."""
+    modules = kpi_api_modules()
+    allowed = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_PACKAGES | {"kpi_api", "__future__"}
+    outside = {
+        (module, name)
+        for module, (tree, package) in modules.items()
+        for name in imports(tree, package)
+        if name.split(".")[0] not in allowed
+    }
+    assert not outside, outside
+    (handler,) = [
+        node
+        for node in modules["kpi_api.handler"][0].body
+        if isinstance(node, ast.FunctionDef) and node.name == "lambda_handler"
+    ]
+    assert len(handler.args.args) == 2  # (event, context)
+
+
+def test_kpi_api_reads_the_variables_the_stack_sets(template: dict[str, Any]) -> None:
+    """Every variable name the code reads from the environment is one the function gets (or one
+    of Lambda's / the SDK's own AWS_*), and every variable the stack sets is read."""
+    modules = kpi_api_modules()
+    read: set[str] = set()
+    for tree, _ in modules.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = ast.unparse(node.func)
+                if func in {"os.getenv", "os.environ.get", "environ.get", "env.get"}:
+                    read.add(str(node.args[0].value))
+            elif (
+                isinstance(node, ast.Subscript)
+                and ast.unparse(node.value) in {"os.environ", "environ", "env"}
+                and isinstance(node.slice, ast.Constant)
+            ):
+                read.add(str(node.slice.value))
+    stack = set(props(template, "KpiApiFunction")["Environment"]["Variables"])
+    assert stack <= read, stack - read
+    assert all(name.startswith("AWS_") for name in read - stack), read - stack
