@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -216,3 +217,24 @@ def test_scaled_columns_match_the_kpi_contract() -> None:
         for f in s.fields
         if f.name in scaled
     } == {2}
+
+
+def test_ecomkpi_kpis_reads_through_the_same_reader(api: Api, moto_endpoint: str) -> None:
+    from ecomkpi.kpi_query import category_rows, daily_rows
+    from jobs.config import PipelineConfig
+
+    config = PipelineConfig(
+        bucket=api.names.bucket,
+        endpoint_url=moto_endpoint,
+        daily_kpis_table=api.names.daily_table,
+        category_kpis_table=api.names.category_table,
+        tracker_table=api.names.tracker_table,
+    )
+    assert [r["date_key"] for r in daily_rows(config)] == ["2025-07-08", "2025-07-10"]
+    assert daily_rows(config, "2025-07-10")[0]["total_revenue"] == Decimal("98765.40")
+    assert [r["category_id"] for r in category_rows(config, "2025-07-10")] == ["Jeans", "Tops & Tees"]
+    assert [r["date_key"] for r in category_rows(config, category="Tops & Tees")] == [
+        "2025-07-08",
+        "2025-07-10",
+    ]
+    assert len(category_rows(config)) == 3
