@@ -14,7 +14,13 @@ from typing import Any
 
 import duckdb
 
-from jobs.contract import CREATED_AT_REGEX, ORDER_STATUSES, UNKNOWN_CATEGORY
+from jobs.contract import (
+    CATEGORY_KPI_COLUMNS,
+    CREATED_AT_REGEX,
+    DAILY_KPI_COLUMNS,
+    ORDER_STATUSES,
+    UNKNOWN_CATEGORY,
+)
 
 # The contract's regex uses only syntax that Java (Spark) and RE2 (DuckDB) read the same way.
 _REGEX = CREATED_AT_REGEX
@@ -140,17 +146,8 @@ def compute(folder: Path, threads: int | None = None) -> DuckResult:
         GROUP BY 1, 2 ORDER BY 2, 1
         """
     ).fetchall()
-    daily_cols = (
-        "date_key",
-        "total_orders",
-        "total_revenue",
-        "total_items_sold",
-        "return_rate",
-        "unique_customers",
-    )
-    cat_cols = ("category_id", "date_key", "daily_revenue", "avg_order_value", "avg_return_rate")
     return DuckResult(
-        daily=[dict(zip(daily_cols, r, strict=True)) for r in daily],
-        category=[dict(zip(cat_cols, r, strict=True)) for r in category],
+        daily=[dict(zip(DAILY_KPI_COLUMNS, r, strict=True)) for r in daily],
+        category=[dict(zip(CATEGORY_KPI_COLUMNS, r, strict=True)) for r in category],
         rule_failures=failures,
     )
