@@ -3,6 +3,8 @@
 The Dockerfile is linted with hadolint and read for what the image must (not) contain. The
 entrypoint is a plain POSIX script, so it is run here directly, the way the local Step Functions
 executor runs it, with ``PYTHON`` pointing at a stub that records the exec'd command and environment.
+The Spark-on-Kubernetes roles (``driver``, ``executor``) are run the same way against a stand-in
+``SPARK_HOME`` and ``JAVA_HOME`` whose ``spark-submit`` and ``java`` record what they were given.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ if len(sys.argv) > 1 and sys.argv[1] == "-m":
         json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "pid": os.getpid()}}, f)
     sys.exit(int(os.environ.get("STUB_EXIT", "0")))
 os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+"""
+
+# Stands in for `spark-submit` and `java`: records its arguments and environment.
+RECORDER = """#!{python}
+import json, os, sys
+with open(os.environ["STUB_OUT"], "w") as f:
+    json.dump({{"argv": sys.argv[1:], "env": dict(os.environ), "pid": os.getpid()}}, f)
+sys.exit(int(os.environ.get("STUB_EXIT", "0")))
 """
 
 
@@ -163,7 +173,7 @@ def test_entrypoint_is_executable_posix_sh() -> None:
 def test_unknown_or_missing_command_exits_64(args: list[str], stub: Path) -> None:
     result, record = run_entrypoint(args, {}, stub)
     assert result.returncode == 64
-    assert "usage: entrypoint.sh validate|transform|worker" in result.stderr
+    assert "usage: entrypoint.sh validate|transform|worker|driver|executor" in result.stderr
     assert record is None
 
 
@@ -304,3 +314,171 @@ def test_unreachable_metadata_endpoint_is_not_fatal(stub: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert record is not None and "SPARK_DRIVER_MEMORY" not in record["env"]
+
+
+# ---------------------------------------------------------------- Spark on Kubernetes roles
+
+
+@pytest.fixture
+def spark_install(tmp_path: Path) -> dict[str, Path]:
+    """A stand-in SPARK_HOME (bin/spark-submit records), JAVA_HOME (bin/java records) and jar cache."""
+    home, java_home, jars = tmp_path / "spark", tmp_path / "jdk", tmp_path / "jars"
+    for d in (home / "bin", home / "jars", home / "conf", java_home / "bin", jars):
+        d.mkdir(parents=True)
+    (jars / "delta-spark_4.1_2.13-4.4.0.jar").write_text("")
+    for tool in (home / "bin" / "spark-submit", java_home / "bin" / "java"):
+        tool.write_text(RECORDER.format(python=sys.executable))
+        tool.chmod(0o755)
+    return {"SPARK_HOME": home, "JAVA_HOME": java_home, "ECOMKPI_JARS_DIR": jars}
+
+
+# What Spark's Kubernetes scheduler sets on an executor pod (BasicExecutorFeatureStep).
+EXECUTOR_ENV = {
+    "SPARK_USER": "ecomkpi",
+    "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@ecomkpi-driver-svc.spark.svc:7078",
+    "SPARK_EXECUTOR_CORES": "2",
+    "SPARK_EXECUTOR_MEMORY": "3072m",
+    "SPARK_APPLICATION_ID": "spark-0a1b2c3d",
+    "SPARK_CONF_DIR": "/opt/spark/conf",
+    "SPARK_EXECUTOR_ID": "3",
+    "SPARK_RESOURCE_PROFILE_ID": "0",
+    "SPARK_EXECUTOR_POD_IP": "10.42.0.17",
+    "SPARK_EXECUTOR_POD_NAME": "ecomkpi-transform-exec-3",
+    "SPARK_JAVA_OPT_0": "-Dspark.driver.port=7078",
+    "SPARK_JAVA_OPT_1": "-Dspark.app.name=ecomkpi transformation",  # one option, a space inside
+    "SPARK_JAVA_OPT_2": "-Djava.net.preferIPv6Addresses=false",
+    "SPARK_JAVA_OPT_10": "-XX:+IgnoreUnrecognizedVMOptions",  # after _2: numeric order
+    "SPARK_LOCAL_IP": "127.0.0.1",  # the image's ENV
+}
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_executor_execs_the_kubernetes_executor_backend(
+    stub: Path, spark_install: dict[str, Path], shell: str
+) -> None:
+    env = {**EXECUTOR_ENV, **{k: str(v) for k, v in spark_install.items()}}
+    result, record = run_entrypoint(["executor"], env, stub, shell)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    home, jars = spark_install["SPARK_HOME"], spark_install["ECOMKPI_JARS_DIR"]
+    assert record["argv"] == [
+        "-Dspark.driver.port=7078",
+        "-Dspark.app.name=ecomkpi transformation",
+        "-Djava.net.preferIPv6Addresses=false",
+        "-XX:+IgnoreUnrecognizedVMOptions",
+        "-Xms3072m",
+        "-Xmx3072m",
+        "-cp",
+        f"/opt/spark/conf:{home}/jars/*:{jars}/*",
+        "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
+        "--driver-url", "spark://CoarseGrainedScheduler@ecomkpi-driver-svc.spark.svc:7078",
+        "--executor-id", "3",
+        "--cores", "2",
+        "--app-id", "spark-0a1b2c3d",
+        "--hostname", "10.42.0.17",
+        "--resourceProfileId", "0",
+        "--podName", "ecomkpi-transform-exec-3",
+    ]  # fmt: skip
+    # exec'd (the JVM is the container's process under tini), with the scheduler's environment.
+    assert record["pid"] == record["launched_pid"]
+    for k in ("SPARK_DRIVER_URL", "SPARK_APPLICATION_ID", "SPARK_EXECUTOR_ID", "SPARK_USER"):
+        assert record["env"][k] == EXECUTOR_ENV[k]
+    assert record["env"]["SPARK_LOCAL_IP"] == "10.42.0.17"  # the pod's IP, not the image's loopback
+    assert record["env"]["SPARK_HOME"] == str(home)
+
+
+def test_executor_spark_home_is_pysparks(stub: Path, spark_install: dict[str, Path]) -> None:
+    """Without SPARK_HOME the image's own Spark is used: pyspark's package directory."""
+    import pyspark
+
+    env = {**EXECUTOR_ENV, "JAVA_HOME": str(spark_install["JAVA_HOME"])}
+    env.pop("SPARK_CONF_DIR")
+    env.pop("SPARK_EXECUTOR_POD_NAME")
+    env.pop("SPARK_RESOURCE_PROFILE_ID")
+    env["ECOMKPI_JARS_DIR"] = str(spark_install["ECOMKPI_JARS_DIR"])
+    result, record = run_entrypoint(["executor"], env, stub)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    pyspark_home = Path(pyspark.__file__).resolve().parent
+    argv = record["argv"]
+    assert argv[argv.index("-cp") + 1].startswith(f"{pyspark_home}/conf:{pyspark_home}/jars/*:")
+    assert argv[argv.index("--resourceProfileId") + 1] == "0"  # Spark's default profile
+    assert "--podName" not in argv
+    assert record["env"]["SPARK_HOME"] == str(pyspark_home)
+
+
+def test_executor_without_the_schedulers_environment_exits_64(
+    stub: Path, spark_install: dict[str, Path]
+) -> None:
+    env = {k: v for k, v in EXECUTOR_ENV.items() if k not in {"SPARK_DRIVER_URL", "SPARK_EXECUTOR_POD_IP"}}
+    env.update({k: str(v) for k, v in spark_install.items()})
+    result, record = run_entrypoint(["executor"], env, stub)
+    assert result.returncode == 64
+    assert "SPARK_DRIVER_URL" in result.stderr and "SPARK_EXECUTOR_POD_IP" in result.stderr
+    assert record is None
+
+
+# The arguments Spark's Kubernetes scheduler gives a PySpark driver pod (DriverCommandFeatureStep).
+DRIVER_ARGS = [
+    "--properties-file", "/opt/spark/conf/spark.properties",
+    "--class", "org.apache.spark.deploy.PythonRunner",
+    "local:///usr/local/lib/python3.11/site-packages/jobs/transformation/__main__.py",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("shell", shells())
+def test_driver_runs_spark_submit_in_client_mode(
+    stub: Path, spark_install: dict[str, Path], shell: str
+) -> None:
+    env = {
+        "SPARK_DRIVER_BIND_ADDRESS": "10.42.0.9",
+        "SPARK_CONF_DIR": "/opt/spark/conf",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "S3_BUCKET": "b",
+        "BATCH_ID": "2025-07-10",
+        **{k: str(v) for k, v in spark_install.items()},
+    }
+    result, record = run_entrypoint(["driver", *DRIVER_ARGS], env, stub, shell)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    assert record["argv"] == [
+        "--conf", "spark.driver.bindAddress=10.42.0.9", "--deploy-mode", "client", *DRIVER_ARGS,
+    ]  # fmt: skip
+    assert record["pid"] == record["launched_pid"]
+    # The jar cache reaches the driver JVM's class path through spark-submit's launcher.
+    assert record["env"]["SPARK_DIST_CLASSPATH"] == f"{spark_install['ECOMKPI_JARS_DIR']}/*"
+    assert record["env"]["SPARK_LOCAL_IP"] == "10.42.0.9"
+    assert record["env"]["SPARK_HOME"] == str(spark_install["SPARK_HOME"])
+    assert record["env"]["S3_BUCKET"] == "b" and record["env"]["BATCH_ID"] == "2025-07-10"
+    # No Fargate sizing: the scheduler's properties size the driver.
+    assert "SPARK_MASTER" not in record["env"] and "SPARK_DRIVER_MEMORY" not in record["env"]
+
+
+def test_driver_keeps_explicit_settings_and_passes_the_exit_code(
+    stub: Path, spark_install: dict[str, Path]
+) -> None:
+    env = {
+        "SPARK_DRIVER_BIND_ADDRESS": "10.42.0.9",
+        "SPARK_LOCAL_IP": "10.42.0.99",
+        "SPARK_DIST_CLASSPATH": "/opt/hadoop/etc",
+        "STUB_EXIT": "2",
+        **{k: str(v) for k, v in spark_install.items()},
+    }
+    result, record = run_entrypoint(["driver", *DRIVER_ARGS], env, stub)
+    assert result.returncode == 2  # data rejected, as from the job itself
+    assert record is not None
+    assert record["env"]["SPARK_LOCAL_IP"] == "10.42.0.99"
+    assert record["env"]["SPARK_DIST_CLASSPATH"] == f"/opt/hadoop/etc:{spark_install['ECOMKPI_JARS_DIR']}/*"
+
+
+def test_driver_without_a_jar_cache_still_starts(stub: Path, spark_install: dict[str, Path]) -> None:
+    env = {
+        "SPARK_HOME": str(spark_install["SPARK_HOME"]),
+        "ECOMKPI_JARS_DIR": str(spark_install["ECOMKPI_JARS_DIR"].parent / "absent"),
+    }
+    result, record = run_entrypoint(["driver", *DRIVER_ARGS], env, stub)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    assert record["argv"] == ["--deploy-mode", "client", *DRIVER_ARGS]
+    assert "SPARK_DIST_CLASSPATH" not in record["env"]
+    assert "no jar cache" in result.stderr
