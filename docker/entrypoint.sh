@@ -19,7 +19,10 @@
 #                            job then runs with Spark's own default)
 #   SPARK_MASTER             local[N] with N = vCPUs from $TASK_CPU (CPU units, 1024 = 1 vCPU)
 #   SPARK_SHUFFLE_PARTITIONS 4 x vCPUs (at least 4), from $TASK_CPU
-#   SPARK_LOCAL_IP           127.0.0.1 (local mode: the driver never needs to be reachable)
+#   SPARK_LOCAL_IP           127.0.0.1 (local mode: the driver never needs to be reachable). With a
+#                            cluster SPARK_MASTER (spark://..., k8s://...) the executors must reach the
+#                            driver, so a loopback SPARK_LOCAL_IP (the image's default) is replaced by
+#                            this container's address on the route to the master.
 # The worker is sized the same way, once, for every batch it serves.
 #
 # Spark on Kubernetes (the scheduler sets the SPARK_* variables; this mirrors Spark's own
@@ -124,6 +127,7 @@ size_spark() {
 
   : "${SPARK_LOCAL_IP:=127.0.0.1}"
   export SPARK_LOCAL_IP
+  reachable_local_ip
 }
 
 is_loopback() {
@@ -131,6 +135,49 @@ is_loopback() {
     '' | 127.* | localhost | ::1) return 0 ;;
     *) return 1 ;;
   esac
+}
+
+# Prints the address this container uses to reach the master of a cluster SPARK_MASTER (UDP
+# connect: resolves and routes, sends nothing); prints nothing when there is none or it fails.
+master_route_ip() {
+  "$PY" -c '
+import socket, sys, urllib.parse
+master = sys.argv[1]
+if master.startswith("spark://"):
+    first = master[len("spark://"):].split(",")[0]
+    host, _, port = first.rpartition(":")
+    target = (host.strip("[]"), int(port or 7077))
+elif master.startswith("k8s://"):
+    rest = master[len("k8s://"):]
+    url = urllib.parse.urlsplit(rest if "://" in rest else "https://" + rest)
+    target = (url.hostname, url.port or 443)
+else:
+    sys.exit(0)
+try:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(target)
+        print(s.getsockname()[0])
+except (OSError, ValueError, TypeError):
+    pass
+' "$1" 2>/dev/null || true
+}
+
+# A driver in this container with executors elsewhere (SPARK_MASTER spark://... or k8s://...) must
+# be reachable by them; the image's SPARK_LOCAL_IP=127.0.0.1 would make it advertise loopback.
+reachable_local_ip() {
+  case "${SPARK_MASTER:-}" in
+    spark://* | k8s://*) ;;
+    *) return 0 ;;
+  esac
+  is_loopback "${SPARK_LOCAL_IP:-}" || return 0
+  ip="$(master_route_ip "$SPARK_MASTER")"
+  if [ -n "$ip" ]; then
+    SPARK_LOCAL_IP="$ip"
+    export SPARK_LOCAL_IP
+    log "cluster master $SPARK_MASTER -> SPARK_LOCAL_IP=$SPARK_LOCAL_IP (the executors connect back to the driver)"
+  else
+    log "cluster master $SPARK_MASTER: no route found; SPARK_LOCAL_IP stays ${SPARK_LOCAL_IP:-unset} and executors may not reach the driver"
+  fi
 }
 
 # ---- Spark on Kubernetes roles -------------------------------------------------------------

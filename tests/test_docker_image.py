@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -314,6 +315,58 @@ def test_unreachable_metadata_endpoint_is_not_fatal(stub: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert record is not None and "SPARK_DRIVER_MEMORY" not in record["env"]
+
+
+# ---------------------------------------------------------------- cluster SPARK_MASTER
+
+
+def route_ip(host: str, port: int) -> str | None:
+    """The local address on the route to host (what the entrypoint derives), or None offline."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, port))
+            return s.getsockname()[0]
+    except OSError:
+        return None
+
+
+def test_cluster_master_makes_the_driver_reachable(stub: Path) -> None:
+    """SPARK_MASTER=spark://... (an existing cluster): the image's loopback SPARK_LOCAL_IP would make
+    the driver advertise 127.0.0.1 to remote executors; it becomes the address towards the master."""
+    expected = route_ip("192.0.2.10", 7077)  # TEST-NET-1: only routed, never contacted
+    if expected is None:
+        pytest.skip("no route off this machine")
+    env = {"SPARK_MASTER": "spark://192.0.2.10:7077", "SPARK_LOCAL_IP": "127.0.0.1", "TASK_CPU": "2048"}
+    result, record = run_entrypoint(["transform"], env, stub)
+    assert result.returncode == 0, result.stderr
+    assert record is not None
+    assert record["env"]["SPARK_MASTER"] == "spark://192.0.2.10:7077"  # not replaced by local[2]
+    assert record["env"]["SPARK_LOCAL_IP"] == expected
+    assert f"SPARK_LOCAL_IP={expected}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("master", "local_ip", "kept"),
+    [
+        ("spark://127.0.0.1:7077", "127.0.0.1", "127.0.0.1"),  # a cluster on loopback (the cluster test)
+        ("spark://192.0.2.10:7077", "10.0.0.5", "10.0.0.5"),  # an explicit address wins
+        ("local[4]", "127.0.0.1", "127.0.0.1"),  # local mode never needs to be reachable
+    ],
+)
+def test_reachable_address_only_replaces_loopback_for_a_cluster(
+    stub: Path, master: str, local_ip: str, kept: str
+) -> None:
+    _, record = run_entrypoint(["worker"], {"SPARK_MASTER": master, "SPARK_LOCAL_IP": local_ip}, stub)
+    assert record is not None
+    assert record["env"]["SPARK_LOCAL_IP"] == kept
+
+
+def test_unresolvable_master_is_not_fatal(stub: Path) -> None:
+    env = {"SPARK_MASTER": "spark://no-such-host.invalid:7077"}
+    result, record = run_entrypoint(["transform"], env, stub)
+    assert result.returncode == 0, result.stderr
+    assert record is not None and record["env"]["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert "no route found" in result.stderr
 
 
 # ---------------------------------------------------------------- Spark on Kubernetes roles
