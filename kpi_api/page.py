@@ -42,6 +42,7 @@ _PAGE = """<!doctype html>
   .state { font-weight:600; text-transform:capitalize; }
   .state.succeeded { color:var(--good); } .state.failed { color:var(--bad); } .state.running { color:var(--accent); }
   .cause { color:var(--bad); font-size:12px; white-space:pre-wrap; word-break:break-word; margin:4px 0 0; }
+  tr.failure td { white-space:normal; word-break:break-word; text-align:left; }
   .muted { color:var(--muted); }
   select { font:inherit; padding:2px 6px; }
   #error { color:var(--bad); padding:0 20px; }
@@ -211,7 +212,8 @@ function renderStatus(status) {
   for (const d of status.days) {
     const tr = el("tr", {"data-date": d.date, "data-state": d.state});
     cell(tr, fmtDate(d.date));
-    const st = cell(tr, d.state);
+    const st = cell(tr, d.state === "kpis_only" ? "KPIs only" : d.state.replaceAll("_", " "));
+    if (d.state === "kpis_only") st.title = "orders dated this day arrived in other days' batches";
     st.className = "state " + d.state;
     cell(tr, d.generation === null ? "\\u2013" : "g" + d.generation);
     cell(tr, d.kpis_updated_at ? ago(d.seconds_since_kpi_update) : "no KPIs");

@@ -9,7 +9,9 @@ Routes (GET only, JSON, UTF-8):
 * ``/kpis/categories?date=YYYY-MM-DD`` -- every category of one day;
 * ``/kpis/categories/{category_id}?from=&to=`` -- one category over a range;
 * ``/status?from=&to=`` (default: the 14 days up to the latest day that ran) -- per day: generation,
-  state, the last failure and its cause, seconds since its KPIs were last written;
+  state (``running``, ``succeeded``, ``failed``, ``pending``, ``waiting_for_products``, or
+  ``kpis_only`` for a date whose orders all came in other days' batches), the last failure and its
+  cause, seconds since its KPIs were last written;
 * ``/days`` -- every day that ran, oldest first (the page starts from the latest);
 * ``/`` -- the live page (kpi_api/page.py).
 
@@ -181,12 +183,18 @@ def day_status(
     bucket: str | None,
 ) -> dict[str, Any]:
     """One day's pipeline state as a person reads it on the page."""
-    batch = batch or {}
-    running = bool(batch.get("running"))
-    status = str(batch.get("status") or ("NO_DATA" if not kpis else "UNKNOWN"))
-    state = (
-        "running" if running else {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status, status.lower())
-    )
+    if batch is None:
+        # KPIs of a date without a batch of its own: the orders dated that day (UTC) all arrived in
+        # other days' files (a producer's day is not always the UTC day).
+        state, batch, status = "kpis_only", {}, ""
+    else:
+        status = str(batch.get("status") or "PENDING")
+        running = bool(batch.get("running"))
+        state = (
+            "running"
+            if running
+            else {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status, status.lower())
+        )
     last_run = batch.get("last_run")
     failed = status == "FAILED"
     links = {}

@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from ecomkpi.api_server import ApiServer, serve
+from jobs.transformation.serving import to_item
 from kpi_api import routes
 from kpi_api.handler import lambda_handler
 from kpi_api.reader import KpiReader
@@ -109,6 +110,16 @@ def test_status_per_day_with_failure_cause_links_and_freshness(api: Api) -> None
     assert by_day["2025-07-08"]["state"] == "succeeded" and by_day["2025-07-08"]["failure_cause"] is None
     assert body["latest_kpi_update"] == UPDATED and body["seconds_since_latest_kpi_update"] == 30.0
     assert api.get("/days")[1] == {"count": 3, "days": ["2025-07-08", "2025-07-09", "2025-07-10"]}
+
+
+def test_a_date_with_kpis_but_no_batch_of_its_own(api: Api) -> None:
+    """Orders dated 2025-07-07 (UTC) that arrived in the 2025-07-08 files: KPIs, no batch."""
+    row = {"date_key": "2025-07-07", "total_orders": 1, "total_revenue": Decimal("9.99"), "total_items_sold": 1,
+           "return_rate": Decimal("0.00"), "unique_customers": 1}  # fmt: skip
+    api.ddb.put_item(TableName=api.names.daily_table, Item=to_item(row, list(row), "2025-07-08-g1", UPDATED))
+    days = {d["date"]: d for d in api.get("/status")[1]["days"]}
+    assert days["2025-07-07"]["state"] == "kpis_only" and days["2025-07-07"]["generation"] is None
+    assert days["2025-07-07"]["kpis_run_id"] == "2025-07-08-g1"
 
 
 def test_no_request_scans_a_table(api: Api) -> None:
