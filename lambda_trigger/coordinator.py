@@ -138,7 +138,7 @@ class BatchCoordinator:
                     self._set_aside(arrival, "manifest_format", f"the manifest is unusable: {exc}")
                 return
             state = self.tracker.record_manifest(
-                info.batch_id, arrival.key, expected, arrival.token, arrival.bucket, self._now()
+                info.batch_id, arrival.key, expected, arrival.token, arrival.bucket, self._now(), arrival.etag
             )
             if state is not None:
                 log.info(
@@ -260,7 +260,41 @@ class BatchCoordinator:
             )
         else:
             log.info(f"Generation {generation} of Daily Batch ID {batch_id} ended with status {end.status}.")
+            if end.status == "SUCCEEDED" and not state.dirty:
+                self._archive_manifest(state, end.input.get("bucket"))
         self.reconcile(batch_id, state, fallback_bucket=end.input.get("bucket"))
+
+    def _archive_manifest(self, state: BatchState, fallback_bucket: str | None) -> None:
+        """The day ran with its manifest and owes nothing: move it to processed/manifests/.
+
+        Every file that lands in raw/ ends in processed/ or invalid/. The tracker keeps the
+        expectation, so later files of the day do not need the object. Conditional on the ETag the
+        tracker read: a manifest re-uploaded meanwhile stays in raw/ for its own event.
+        """
+        bucket = self.bucket or state.bucket or fallback_bucket
+        if not (state.manifest_key and state.manifest_etag and bucket):
+            return
+        destination = "processed/" + state.manifest_key.removeprefix("raw/")
+        try:
+            # HEAD first: moto ignores CopySourceIfMatch (S3 honours it; both checks stay).
+            current = self.s3.head_object(Bucket=bucket, Key=state.manifest_key)["ETag"].strip('"')
+            if current != state.manifest_etag:
+                log.info(f"Manifest {state.manifest_key} was uploaded again; left in raw/ for its own event.")
+                return
+            self.s3.copy_object(
+                Bucket=bucket,
+                Key=destination,
+                CopySource={"Bucket": bucket, "Key": state.manifest_key},
+                CopySourceIfMatch=f'"{state.manifest_etag}"',
+            )
+            self.s3.delete_object(Bucket=bucket, Key=state.manifest_key, IfMatch=f'"{state.manifest_etag}"')
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in {"PreconditionFailed", "412", "NoSuchKey", "404"}:
+                raise
+            log.info(f"Manifest {state.manifest_key} changed or is gone; left where it is ({code}).")
+            return
+        log.info(f"Archived manifest {state.manifest_key} to {destination}.")
 
     def _is_ours(self, state_machine_arn: str) -> bool:
         """This state machine, or one of its versions/aliases (``<arn>:<qualifier>``); never a

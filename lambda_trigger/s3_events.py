@@ -20,6 +20,7 @@ def s3_event(
     sequencer: str | None = None,
     event_name: str = "ObjectCreated:Put",
     event_time: str = "2025-07-10T12:00:00.000Z",
+    etag: str = "0123456789abcdef",
 ) -> dict[str, Any]:
     """One record; the key URL-encoded with ``quote_plus`` as S3 does (spaces become ``+``)."""
     return {
@@ -36,7 +37,7 @@ def s3_event(
                     "object": {
                         "key": quote_plus(key, safe="/"),
                         "size": 2,
-                        "eTag": "0123456789abcdef",
+                        "eTag": etag,
                         "sequencer": sequencer or f"{next(_sequencers):016X}",
                     },
                 },

@@ -19,6 +19,7 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``withdrawn_count``             N     keys withdrawn (deleted before processing, or ``ecomkpi withdraw``)
 ``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
 ``manifest_key``/``manifest_version``  S   the manifest and the upload it was read from
+``manifest_etag``               S     that upload's ETag (archiving it after success is conditional on it)
 ``dirty``                       BOOL  uploads arrived since the last claim -> a generation is owed
 ``triggered_generation``        N     the last claimed generation (absent: never triggered)
 ``running``                     BOOL  the claimed generation has not ended yet
@@ -119,6 +120,8 @@ class BatchState:
     order_items_keys: frozenset[str] = frozenset()
     expected_keys: frozenset[str] | None = None
     manifest_version: str | None = None
+    manifest_key: str | None = None
+    manifest_etag: str | None = None
     product_file_arrived: bool = False
     orders_files_arrived: bool = False
     order_items_files_arrived: bool = False
@@ -142,6 +145,8 @@ class BatchState:
             order_items_keys=frozenset(data.get("order_items_keys") or ()),
             expected_keys=frozenset(expected) if expected else None,
             manifest_version=data.get("manifest_version"),
+            manifest_key=data.get("manifest_key"),
+            manifest_etag=data.get("manifest_etag"),
             product_file_arrived=bool(data.get("product_file_arrived", False)),
             orders_files_arrived=bool(data.get("orders_files_arrived", False)),
             order_items_files_arrived=bool(data.get("order_items_files_arrived", False)),
@@ -337,7 +342,14 @@ class BatchFileTracker:
         return state
 
     def record_manifest(
-        self, batch_id: str, manifest_key: str, expected: frozenset[str], token: str, bucket: str, now: str
+        self,
+        batch_id: str,
+        manifest_key: str,
+        expected: frozenset[str],
+        token: str,
+        bucket: str,
+        now: str,
+        etag: str | None = None,
     ) -> BatchState | None:
         """Store the manifest's expected keys; None if this manifest upload was already recorded.
 
@@ -347,12 +359,14 @@ class BatchFileTracker:
         attributes = self._update(
             batch_id,
             "SET #upload = :token, expected_keys = :expected, manifest_key = :manifest_key, manifest_version = :token, "
+            "manifest_etag = :etag, "
             "#bucket = :bucket, last_updated = :now, #status = if_not_exists(#status, :pending), "
             "created_at = if_not_exists(created_at, :now)",
             {
                 ":token": _s(upload_digest(token)),
                 ":expected": _ss(expected),
                 ":manifest_key": _s(manifest_key),
+                ":etag": _s(etag or ""),
                 ":bucket": _s(bucket),
                 ":now": _s(now),
                 ":pending": _s("PENDING"),

@@ -742,6 +742,7 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         s3("DeleteObject", f"invalid/order_items/{DAY}/part2.csv"),
         s3("DeleteObject", f"validated/orders/{DAY}/orders_part1.csv"),
         s3("PutObject", f"invalid/withdrawn/order_items/{DAY}/part2.csv"),
+        s3("PutObject", f"processed/manifests/{DAY}.json"),  # a manifest whose day succeeded
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "ecomkpi"}),
         ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
         # Lambda sends the record of a thrice-failed async invocation with the function's role

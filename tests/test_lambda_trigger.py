@@ -937,3 +937,37 @@ def test_ecomkpi_withdraw_reaches_the_trigger_through_its_queue(stack: Stack, na
     event = sqs_event(message["Body"])
     assert lambda_handler(event, None) == {"batchItemFailures": []}
     assert stack.executions() == [f"{DAY}-g1"]
+
+
+# -- manifests leave raw/ once their day is done ----------------------------------------------------
+def _manifest_day(stack: Stack) -> str:
+    orders, items = day_keys("orders", "o1.csv")[0], day_keys("order_items", "i1.csv")[0]
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"expected_keys": [orders, items]}).encode())
+    etag = stack.s3.head_object(Bucket=stack.bucket, Key=manifest_key)["ETag"].strip('"')
+    deliver(s3_event(stack.bucket, manifest_key, etag=etag), s3_event(stack.bucket, PRODUCTS))
+    deliver(s3_event(stack.bucket, orders), s3_event(stack.bucket, items))
+    return manifest_key
+
+
+def test_a_manifest_moves_to_processed_when_its_day_succeeds(stack: Stack) -> None:
+    manifest_key = _manifest_day(stack)
+    deliver(end_event(stack, f"{DAY}-g1", "FAILED"))
+    assert stack.exists(manifest_key)  # a failed day keeps it
+    stack.ddb.update_item(  # pretend a corrected part started generation 2, which succeeds
+        TableName=stack.table,
+        Key={"BatchId": {"S": DAY}},
+        UpdateExpression="SET running = :t, triggered_generation = :g, execution_name = :n",
+        ExpressionAttributeValues={":t": {"BOOL": True}, ":g": {"N": "1"}, ":n": {"S": f"{DAY}-g1"}},
+    )
+    deliver(end_event(stack, f"{DAY}-g1"))
+    assert not stack.exists(manifest_key) and stack.exists(f"processed/manifests/{DAY}.json")
+
+
+def test_a_manifest_reuploaded_meanwhile_stays_in_raw(stack: Stack) -> None:
+    manifest_key = _manifest_day(stack)
+    stack.put(
+        manifest_key, b'{"orders": ["o1.csv", "o2.csv"], "order_items": ["i1.csv"]}'
+    )  # event not yet in
+    deliver(end_event(stack, f"{DAY}-g1"))
+    assert stack.exists(manifest_key) and not stack.exists(f"processed/manifests/{DAY}.json")
