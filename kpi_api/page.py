@@ -28,7 +28,9 @@ _PAGE = """<!doctype html>
   h2 { font-size:15px; margin:0 0 10px; }
   .badge { border-radius:999px; padding:3px 10px; font-size:12px; background:#eef2ff; color:var(--accent); white-space:nowrap; }
   .badge.stale { background:#fff4e5; color:var(--warn); }
-  main { display:grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap:16px; padding:16px 20px; }
+  main { display:grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 520px), 1fr)); gap:16px; padding:16px 20px; }
+  #pipeline { grid-column: 1 / -1; }
+  #pipeline .scroll { max-height:none; }
   section { background:#fff; border:1px solid var(--line); border-radius:10px; padding:14px 16px; min-width:0; }
   .cards { display:grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap:10px; margin-bottom:12px; }
   .card { border:1px solid var(--line); border-radius:8px; padding:8px 10px; }
