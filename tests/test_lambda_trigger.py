@@ -291,6 +291,7 @@ def test_tracker_item_does_not_grow_with_reuploads(stack: Stack) -> None:
     assert len(json.dumps(item, default=str)) <= size_after_one + 2  # only the count's digits grow
 
 
+@pytest.mark.slow  # ~20 s of emulated DynamoDB writes: kept out of `make test-fast`
 def test_five_hundred_parts_start_one_execution_with_all_keys(stack: Stack) -> None:
     orders = day_keys("orders", *(f"orders part {n:03d} [batch 7].csv" for n in range(250)))
     items = day_keys("order_items", *(f"order items part {n:03d}.csv" for n in range(250)))
