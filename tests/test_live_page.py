@@ -7,7 +7,6 @@ Chromium and its driver; without them these tests are skipped and say so.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,65 +19,32 @@ from ecomkpi.api_server import ApiServer, serve
 from jobs.transformation.serving import to_item
 from kpi_api.reader import KpiReader, plain
 from lambda_trigger.tracker import BatchFileTracker
+from tests.support.browser import cells, needs_browser, open_page, wait_for
 from tests.support.kpi_tables import seed
 
-webdriver = pytest.importorskip("selenium.webdriver")
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER), reason="chromium/chromedriver missing: run scripts/install_browser.sh"
-)
-WAIT = 20
+pytest.importorskip("selenium.webdriver")
+pytestmark = needs_browser
 
 
 @pytest.fixture
 def page(moto_endpoint: str, names: Any) -> Iterator[tuple[Any, Any, ApiServer]]:
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     seed(ddb, names)
     server = serve(
         KpiReader(ddb, names.daily_table, names.category_table, names.tracker_table), bucket=names.bucket
     )
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
-        browser.get(server.url)
-        yield browser, ddb, server
+        with open_page(server.url) as browser:
+            yield browser, ddb, server
     finally:
-        browser.quit()
         server.stop()
-
-
-def _wait_for(browser: Any, css: str) -> Any:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
-
-
-def _cells(browser: Any, row_css: str) -> list[tuple[str, str]]:
-    from selenium.webdriver.common.by import By
-
-    row = _wait_for(browser, row_css)
-    return [(td.get_attribute("data-value"), td.text) for td in row.find_elements(By.TAG_NAME, "td")]
 
 
 def test_the_page_shows_dynamodbs_numbers(page: tuple[Any, Any, ApiServer], names: Any) -> None:
     browser, ddb, _ = page
-    cells = _cells(browser, '#daily-table tr[data-date="2025-07-10"]')
+    shown_cells = cells(browser, '#daily-table tr[data-date="2025-07-10"]')
     item = plain(ddb.get_item(TableName=names.daily_table, Key={"date_key": {"S": "2025-07-10"}})["Item"])
-    shown = [value for value, _ in cells]
+    shown = [value for value, _ in shown_cells]
     assert shown == [
         item["date_key"],
         str(item["total_orders"]),
@@ -87,9 +53,9 @@ def test_the_page_shows_dynamodbs_numbers(page: tuple[Any, Any, ApiServer], name
         f"{item['return_rate']:.2f}",
         str(item["unique_customers"]),
     ]
-    texts = [text for _, text in cells]
+    texts = [text for _, text in shown_cells]
     assert texts[1:] == ["1,200", "$98,765.40", "2,100", "0.00 %", "1,100"]  # formatted for people
-    categories = _cells(browser, '#category-table tr[data-category="Tops & Tees"]')
+    categories = cells(browser, '#category-table tr[data-category="Tops & Tees"]')
     assert [v for v, _ in categories] == ["Tops & Tees", "6319.72", "150.47", "9.52"]
 
 
@@ -97,7 +63,7 @@ def test_a_failed_day_shows_its_cause_as_text(page: tuple[Any, Any, ApiServer]) 
     from selenium.webdriver.common.by import By
 
     browser, _, _ = page
-    failure = _wait_for(browser, '#status-table tr.failure[data-date="2025-07-10"]')
+    failure = wait_for(browser, '#status-table tr.failure[data-date="2025-07-10"]')
     assert "ValidateData: Validation.DataRejected" in failure.text
     cause = failure.find_element(By.CSS_SELECTOR, ".cause")
     assert cause.text.endswith("<b>x</b>")  # inserted as text: no markup from data
@@ -108,14 +74,14 @@ def test_a_failed_day_shows_its_cause_as_text(page: tuple[Any, Any, ApiServer]) 
 
 def test_new_kpis_appear_without_a_reload(page: tuple[Any, Any, ApiServer], names: Any) -> None:
     browser, ddb, _ = page
-    _wait_for(browser, '#daily-table tr[data-date="2025-07-10"]')
+    wait_for(browser, '#daily-table tr[data-date="2025-07-10"]')
     landed = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     row = {"date_key": "2025-07-11", "total_orders": 7, "total_revenue": Decimal("700.07"), "total_items_sold": 9,
            "return_rate": Decimal("14.29"), "unique_customers": 6}  # fmt: skip
     ddb.put_item(TableName=names.daily_table, Item=to_item(row, list(row), "2025-07-11-g1", landed))
     BatchFileTracker(ddb, names.tracker_table).note_day("2025-07-11")  # what the trigger does on a claim
 
-    cells = _cells(browser, '#daily-table tr[data-date="2025-07-11"]')
-    assert [v for v, _ in cells][:3] == ["2025-07-11", "7", "700.07"]
+    new_row = cells(browser, '#daily-table tr[data-date="2025-07-11"]')
+    assert [v for v, _ in new_row][:3] == ["2025-07-11", "7", "700.07"]
     badge = browser.find_element("id", "freshness").text
     assert badge.startswith("updated ") and badge.endswith("s ago by 2025-07-11-g1"), badge

@@ -24,6 +24,7 @@ from ecomkpi.kpi_query import format_value
 from ecomkpi.local_stack import LocalStack, StackSettings
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+from tests.support.browser import CHROMIUM, DRIVER, cells, open_page, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,28 @@ def stack_settings(tmp_path: Path, names: Any, **changes: Any) -> StackSettings:
         work_dir=tmp_path / "stack",
         **changes,
     )
+
+
+def _page_shows(stack: LocalStack, settings: StackSettings, daily: list[dict[str, Any]]) -> None:
+    from ecomkpi.api_server import serve
+    from kpi_api.reader import KpiReader
+
+    reader = KpiReader(
+        stack.client("dynamodb"), settings.daily_table, settings.category_table, settings.tracker_table
+    )
+    server = serve(reader, bucket=settings.bucket)
+    try:
+        with open_page(server.url) as browser:
+            for item in daily:
+                shown = cells(browser, f'#daily-table tr[data-date="{item["date_key"]}"]')
+                assert [v for v, _ in shown][1:3] == [
+                    str(item["total_orders"]),
+                    f"{item['total_revenue']:.2f}",
+                ]
+            state = wait_for(browser, '#status-table tr[data-state="succeeded"]')
+            assert state.get_attribute("data-date") == max(i["date_key"] for i in daily)
+    finally:
+        server.stop()
 
 
 def upload(stack: LocalStack, folder: Path) -> list[tuple[str, str]]:
@@ -130,6 +153,8 @@ def test_the_per_batch_ecs_mode_serves_the_same_kpis(tmp_path: Path, spark: Any,
         assert [e["status"] for e in stack.executor.list_executions()] == ["SUCCEEDED"]
         assert [r.state_name for r in stack.run_task.runs] == ["ValidateData", "TransformData"]
         daily = scan_all(stack.client("dynamodb"), settings.daily_table)
+        if CHROMIUM and DRIVER:  # the live page over the batch that just landed shows DynamoDB's numbers
+            _page_shows(stack, settings, daily)
     expected_daily, _ = kpis_from_files(spark, files)
     assert rows(daily, DAILY_KPI_COLUMNS, ("date_key",)) == rows(
         [r.asDict() for r in expected_daily.collect()], DAILY_KPI_COLUMNS, ("date_key",)
