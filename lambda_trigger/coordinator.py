@@ -28,7 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambda_trigger import log, unrecognised, withdrawal
+from lambda_trigger import log, s3_errors, unrecognised, withdrawal
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, classify_key, is_batch_date
 from lambda_trigger.events import TERMINAL_STATUSES, ExecutionEnd, FileArrival
 from lambda_trigger.inputs_object import write_inputs
@@ -289,10 +289,11 @@ class BatchCoordinator:
             )
             self.s3.delete_object(Bucket=bucket, Key=state.manifest_key, IfMatch=f'"{state.manifest_etag}"')
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code not in {"PreconditionFailed", "412", "NoSuchKey", "404"}:
+            if not (s3_errors.is_changed(exc) or s3_errors.is_missing(exc)):
                 raise
-            log.info(f"Manifest {state.manifest_key} changed or is gone; left where it is ({code}).")
+            log.info(
+                f"Manifest {state.manifest_key} changed or is gone; left where it is ({s3_errors.code(exc)})."
+            )
             return
         log.info(f"Archived manifest {state.manifest_key} to {destination}.")
 

@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambda_trigger.batch_ids import DATA_TABLES, IgnoredKey, classify_key
+from lambda_trigger.s3_errors import is_missing
 
 MAX_MANIFEST_BYTES = 1_000_000
 
@@ -94,7 +95,7 @@ def read_manifest(s3_client: Any, bucket: str, key: str, batch_id: str) -> froze
     try:
         response = s3_client.get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if is_missing(exc):
             raise ManifestError(f"manifest s3://{bucket}/{key} no longer exists", readable=False) from exc
         raise
     body = response["Body"].read(MAX_MANIFEST_BYTES + 1)

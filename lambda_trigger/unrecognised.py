@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
+from lambda_trigger.s3_errors import is_missing
 
 UNRECOGNISED_PREFIX = "invalid/unrecognised/"
 METRIC_NAMESPACE = "ecomkpi"
@@ -49,10 +50,6 @@ def destination_of(key: str) -> str:
 def is_movable(key: str) -> bool:
     """Only keys under ``raw/`` are ours to move; anything else in the bucket is left alone."""
     return key.startswith(RAW_PREFIX) and not key.endswith("/")
-
-
-def _missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}
 
 
 def report(key: str, rule: str, reason: str, *, destination: str, now: str, event: dict[str, Any]) -> str:
@@ -94,7 +91,7 @@ def move_unrecognised(
             MetadataDirective="COPY",
         )
     except ClientError as exc:
-        if _missing(exc):
+        if is_missing(exc):
             log.info(f"s3://{bucket}/{key} is already gone (moved earlier or deleted); nothing to move.")
             return None
         raise

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
+from lambda_trigger.s3_errors import is_missing
 
 WITHDRAWN_PREFIX = "invalid/withdrawn/"
 UNPROCESSED_STAGES = ("raw", "validated", "invalid")
@@ -38,7 +39,7 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+        if is_missing(exc):
             return False
         raise
     return True
