@@ -3,60 +3,36 @@
 ``run_report.json`` is complete but made for machines; this page shows the same run (executions,
 file fates with the rules that rejected a file, alerts, the KPI tables and two charts) in a single
 self-contained file: inline CSS, charts as base64 PNGs, no scripts and no network, so it can be
-attached to a ticket or opened from a CI artifact as is. Every text taken from the run is escaped,
-because file keys, error causes and alert bodies come from producers and the pipeline, not from us.
+attached to a ticket or opened from a CI artifact as is.
+
+The markup is the jinja2 template ``ecomkpi/templates/report.html.j2``; this module only turns the
+run into plain values for it. The template is rendered with autoescape, so every text taken from the
+run is escaped on output (file keys, error causes and alert bodies come from producers and the
+pipeline, not from us) without an ``escape()`` call at each place a value is written.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from html import escape
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 
 REPORT_NAME = "report.html"
+TEMPLATE_NAME = "report.html.j2"  # in ecomkpi/templates/
 # Categories beyond this many are folded into "other" in the mix chart, so the bars stay readable
 # (TheLook has 26 categories; a producer with hundreds would make an unreadable chart).
 MIX_TOP = 30
 # A CategoryKPIs table longer than this starts collapsed, so executions and files stay near the top.
 OPEN_ROWS = 40
-
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: #1d2433;
-       background: #f5f6f8; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid #d9dde5; padding-bottom: 4px; }
-.meta { color: #5b6475; margin: 0 0 16px; }
-.cards { display: flex; flex-wrap: wrap; gap: 12px; }
-.card { background: #fff; border: 1px solid #d9dde5; border-radius: 6px; padding: 10px 14px;
-        min-width: 130px; }
-.card b { display: block; font-size: 20px; }
-.card > span { color: #5b6475; font-size: 12px; text-transform: uppercase; letter-spacing: .04em; }
-table { border-collapse: collapse; background: #fff; width: 100%; margin: 6px 0 10px; }
-th, td { border: 1px solid #d9dde5; padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #eef0f4; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.badge { display: inline-block; padding: 1px 7px; border-radius: 10px; font-size: 12px;
-         font-weight: 600; color: #fff; background: #7a8496; }
-.ok { background: #1f8a4c; } .bad { background: #c62828; } .warn { background: #b26a00; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-.charts figure { margin: 0; background: #fff; border: 1px solid #d9dde5; border-radius: 6px;
-                 padding: 8px; flex: 1 1 520px; }
-.charts img { width: 100%; height: auto; }
-figcaption { color: #5b6475; font-size: 12px; }
-pre { white-space: pre-wrap; word-break: break-word; background: #fff; border: 1px solid #d9dde5;
-      padding: 8px; margin: 4px 0; font-size: 12px; }
-code { font-size: 12px; }
-.empty { color: #5b6475; font-style: italic; }
-details summary { cursor: pointer; color: #2f5aa8; }
-td.id { white-space: nowrap; }
-"""
 
 
 def _num(value: Any) -> Decimal | None:
@@ -73,32 +49,6 @@ def _status_class(status: str) -> str:
     return {"SUCCEEDED": "ok", "FAILED": "bad", "TIMED_OUT": "bad", "ABORTED": "bad"}.get(status, "warn")
 
 
-def _badge(text: str, cls: str) -> str:
-    return f'<span class="badge {cls}">{escape(text)}</span>'
-
-
-def _table(
-    columns: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    numeric: frozenset[str] = frozenset(),
-    nowrap: frozenset[str] = frozenset(),
-) -> str:
-    """An HTML table; cells are given already rendered (escaped) so callers can embed badges.
-
-    ``numeric`` columns are right-aligned; ``nowrap`` columns (ids, dates) never break mid-name.
-    """
-
-    def cell(col: str, value: str) -> str:
-        cls = "num" if col in numeric else "id" if col in nowrap else ""
-        return f'<td class="{cls}">{value}</td>' if cls else f"<td>{value}</td>"
-
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(cell(c, v) for c, v in zip(columns, row, strict=True)) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -111,18 +61,19 @@ def revenue_chart(daily_rows: Sequence[dict[str, Any]]) -> str | None:
     Built on ``matplotlib.figure.Figure`` (the Agg canvas, no pyplot) so writing the report never
     touches a GUI backend or the global figure state of whoever called the demo.
     """
-    points = [
-        (str(r.get("date_key", "")), _num(r.get("total_revenue")), _num(r.get("total_orders")))
-        for r in daily_rows
-    ]
-    points = [(d, rev, n) for d, rev, n in points if d and rev is not None]
+    points: list[tuple[str, Decimal, Decimal | None]] = []
+    for r in daily_rows:
+        date, total = str(r.get("date_key", "")), _num(r.get("total_revenue"))
+        if date and total is not None:
+            points.append((date, total, _num(r.get("total_orders"))))
     if not points:
         return None
     from matplotlib.figure import Figure
 
-    dates = [p[0] for p in sorted(points)]
-    revenue = [float(p[1]) for p in sorted(points)]
-    orders = [float(p[2]) if p[2] is not None else float("nan") for p in sorted(points)]
+    points.sort(key=lambda p: p[0])  # one row per date
+    dates = [p[0] for p in points]
+    revenue = [float(p[1]) for p in points]
+    orders = [float(p[2]) if p[2] is not None else float("nan") for p in points]
     fig = Figure(figsize=(6.4, 3.4))
     ax = fig.add_subplot()
     ax.bar(dates, revenue, color="#3b6fd1", label="revenue")
@@ -177,130 +128,92 @@ def category_chart(category_rows: Sequence[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
-def _figure(png: str | None, alt: str, caption: str) -> str:
-    if png is None:
-        return f'<figure><p class="empty">{escape(alt)}: no data</p></figure>'
-    return (
-        f'<figure><img alt="{escape(alt)}" src="data:image/png;base64,{png}">'
-        f"<figcaption>{escape(caption)}</figcaption></figure>"
-    )
-
-
 def _fate_kind(fate: str) -> str:
     """``processed/...`` → processed; the demo's other fates start with their stage prefix too."""
     return fate.split("/", 1)[0] if fate else "unknown"
 
 
-def _files_section(files: Sequence[dict[str, Any]]) -> str:
-    if not files:
-        return '<p class="empty">no files were uploaded</p>'
-    counts: dict[str, int] = {}
+def _fate_class(kind: str) -> str:
+    return {"processed": "ok", "invalid": "bad"}.get(kind, "warn")
+
+
+def _files(files: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Every file with its fate, the count per kind of fate, and the rejected ones with their rules."""
+    every: list[dict[str, str]] = []
+    rejected: list[dict[str, Any]] = []
     for f in files:
-        kind = _fate_kind(str(f.get("fate", "")))
-        counts[kind] = counts.get(kind, 0) + 1
-    summary = " ".join(
-        _badge(f"{n} {kind}", {"processed": "ok", "invalid": "bad"}.get(kind, "warn"))
-        for kind, n in sorted(counts.items())
-    )
-    invalid = [f for f in files if _fate_kind(str(f.get("fate", ""))) == "invalid"]
-    parts = [f"<p>{summary}</p>"]
-    if invalid:
-        rows = []
-        for f in invalid:
-            rules = f.get("failed_rules") or []
-            rendered = (
-                "<br>".join(
-                    f"<code>{escape(str(r.get('rule', '?')))}</code>"
-                    + (f" on <b>{escape(str(r['column']))}</b>" if r.get("column") else "")
-                    + (
-                        f" ({escape(str(r['failing_rows']))} rows)"
-                        if r.get("failing_rows") is not None
-                        else ""
-                    )
-                    for r in rules
-                )
-                or '<span class="empty">no report found</span>'
-            )
-            report = f"<code>{escape(str(f['report']))}</code>" if f.get("report") else ""
-            rows.append((escape(str(f.get("key", ""))), rendered, report))
-        parts.append("<h3>Rejected files</h3>")
-        parts.append(_table(("file", "failing rules", "report"), rows))
-    every = [
-        (
-            escape(str(f.get("key", ""))),
-            _badge(_fate_kind(str(f.get("fate", ""))), _fate_badge(str(f.get("fate", "")))),
-            escape(str(f.get("fate", ""))),
-        )
-        for f in files
-    ]
-    parts.append(
-        f"<details><summary>every file ({len(files)})</summary>"
-        + _table(("uploaded key", "fate", "where it is now"), every)
-        + "</details>"
-    )
-    return "".join(parts)
+        fate = str(f.get("fate", ""))
+        kind = _fate_kind(fate)
+        key = str(f.get("key", ""))
+        every.append({"key": key, "fate": fate, "kind": kind, "cls": _fate_class(kind)})
+        if kind == "invalid":
+            rules = [
+                {
+                    "rule": str(r.get("rule", "?")),
+                    "column": str(r["column"]) if r.get("column") else None,
+                    "failing_rows": r.get("failing_rows"),
+                }
+                for r in f.get("failed_rules") or []
+            ]
+            report = str(f["report"]) if f.get("report") else None
+            rejected.append({"key": key, "rules": rules, "report": report})
+    counts = Counter(f["kind"] for f in every)
+    return {
+        "files": every,
+        "fate_counts": [
+            {"text": f"{n} {kind}", "cls": _fate_class(kind)} for kind, n in sorted(counts.items())
+        ],
+        "rejected": rejected,
+    }
 
 
-def _fate_badge(fate: str) -> str:
-    return {"processed": "ok", "invalid": "bad"}.get(_fate_kind(fate), "warn")
-
-
-def _executions_section(executions: Sequence[dict[str, Any]]) -> str:
-    if not executions:
-        return '<p class="empty">no workflow execution was started</p>'
+def _executions(executions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for e in executions:
         status = str(e.get("status", ""))
-        retries = e.get("retries") or []
-        retry_text = (
-            "<br>".join(
-                escape(f"{r.get('state')}: {r.get('error')} (attempt {r.get('attempt')})") for r in retries
-            )
-            if retries
-            else "0"
-        )
-        error = ""
-        if e.get("error"):
-            error = f"<b>{escape(str(e['error']))}</b>"
-            if e.get("cause"):
-                error += f"<details><summary>cause</summary><pre>{escape(str(e['cause']))}</pre></details>"
         seconds = e.get("seconds")
         rows.append(
-            (
-                escape(str(e.get("name", ""))),
-                escape(str(e.get("batch_id") or "")),
-                _badge(status, _status_class(status)),
-                "" if seconds is None else escape(f"{float(seconds):.1f}"),
-                escape(str(e.get("files", ""))),
-                " → ".join(escape(str(s)) for s in e.get("states") or []),
-                retry_text,
-                error,
-            )
+            {
+                "name": str(e.get("name", "")),
+                "batch": str(e.get("batch_id") or ""),
+                "status": status,
+                "status_class": _status_class(status),
+                "seconds": "" if seconds is None else f"{float(seconds):.1f}",
+                "files": str(e.get("files", "")),
+                "states": [str(s) for s in e.get("states") or []],
+                "retries": [
+                    f"{r.get('state')}: {r.get('error')} (attempt {r.get('attempt')})"
+                    for r in e.get("retries") or []
+                ],
+                "error": str(e["error"]) if e.get("error") else None,
+                "cause": str(e["cause"]) if e.get("cause") else None,
+            }
         )
-    return _table(
-        ("execution", "batch", "status", "seconds", "files", "states passed", "retries", "error"),
-        rows,
-        numeric=frozenset({"seconds", "files"}),
-        nowrap=frozenset({"execution", "batch", "status"}),
+    return rows
+
+
+def _cells(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> list[list[str]]:
+    """KPI rows as text cells in column order (the CSV rows are strings already; a gap is empty)."""
+    return [[str(r.get(c, "")) for c in columns] for r in rows]
+
+
+@cache
+def _template() -> jinja2.Template:
+    """The page template, shipped as package data (``ecomkpi/templates``) so a wheel carries it.
+
+    Autoescape is on for every value: file keys, error causes and alert bodies come from producers
+    and the pipeline, so the template never emits them as markup. ``StrictUndefined`` turns a
+    misspelt name in the template into an error instead of an empty cell.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ecomkpi", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-
-
-def _alerts_section(alerts: Sequence[dict[str, Any]]) -> str:
-    if not alerts:
-        return '<p class="empty">no alerts</p>'
-    return "".join(
-        f"<p><b>{escape(str(a.get('subject') or '(no subject)'))}</b></p>"
-        f"<pre>{escape(str(a.get('message', '')))}</pre>"
-        for a in alerts
-    )
-
-
-def _kpi_table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    if not rows:
-        return '<p class="empty">no rows</p>'
-    numeric = frozenset(c for c in columns if c not in ("date_key", "category_id"))
-    rendered = [[escape(str(r.get(c, ""))) for c in columns] for r in rows]
-    return _table(columns, rendered, numeric, nowrap=frozenset({"date_key"}))
+    return env.get_template(TEMPLATE_NAME)
 
 
 def render_report_html(
@@ -313,70 +226,58 @@ def render_report_html(
     succeeded = sum(1 for e in executions if e.get("status") == "SUCCEEDED")
     ok = bool(executions) and succeeded == len(executions)
     invalid = sum(1 for f in files if _fate_kind(str(f.get("fate", ""))) == "invalid")
-    cards = [
-        ("run", _badge("OK" if ok else "ATTENTION", "ok" if ok else "bad")),
-        ("executions", f"{succeeded}/{len(executions)} succeeded"),
-        ("files", f"{len(files)} ({invalid} rejected)"),
-        ("alerts", str(len(alerts))),
-        ("KPI days", str(len(daily_rows))),
-    ]
-    card_html = "".join(f'<div class="card"><span>{escape(k)}</span><b>{v}</b></div>' for k, v in cards)
-    meta = " · ".join(
-        escape(f"{label}: {report[key]}")
-        for key, label in (
-            ("started_at", "started"),
-            ("finished_at", "finished"),
-            ("bucket", "bucket"),
-            ("endpoint", "endpoint"),
-        )
-        if report.get(key)
-    )
     category_sorted = sorted(
         category_rows, key=lambda r: (str(r.get("date_key", "")), str(r.get("category_id", "")))
     )
-    charts = (
-        '<div class="charts">'
-        + _figure(revenue_chart(daily_rows), "revenue by date", "DailyKPIs: total_revenue and total_orders")
-        + _figure(
-            category_chart(category_rows),
-            "category revenue mix",
-            "CategoryKPIs: daily_revenue summed over the run's dates",
-        )
-        + "</div>"
+    return _template().render(
+        meta=[
+            f"{label}: {report[key]}"
+            for key, label in (
+                ("started_at", "started"),
+                ("finished_at", "finished"),
+                ("bucket", "bucket"),
+                ("endpoint", "endpoint"),
+            )
+            if report.get(key)
+        ],
+        cards=[
+            {"label": "run", "text": "OK" if ok else "ATTENTION", "badge": "ok" if ok else "bad"},
+            {"label": "executions", "text": f"{succeeded}/{len(executions)} succeeded", "badge": None},
+            {"label": "files", "text": f"{len(files)} ({invalid} rejected)", "badge": None},
+            {"label": "alerts", "text": str(len(alerts)), "badge": None},
+            {"label": "KPI days", "text": str(len(daily_rows)), "badge": None},
+        ],
+        charts=[
+            {
+                "png": revenue_chart(daily_rows),
+                "alt": "revenue by date",
+                "caption": "DailyKPIs: total_revenue and total_orders",
+            },
+            {
+                "png": category_chart(category_rows),
+                "alt": "category revenue mix",
+                "caption": "CategoryKPIs: daily_revenue summed over the run's dates",
+            },
+        ],
+        daily_columns=DAILY_KPI_COLUMNS,
+        daily_rows=_cells(DAILY_KPI_COLUMNS, daily_rows),
+        executions=_executions(executions),
+        **_files(files),
+        alerts=[
+            {"subject": str(a.get("subject") or "(no subject)"), "message": str(a.get("message", ""))}
+            for a in alerts
+        ],
+        category_columns=CATEGORY_KPI_COLUMNS,
+        category_rows=_cells(CATEGORY_KPI_COLUMNS, category_sorted),
+        category_open=len(category_sorted) <= OPEN_ROWS,
     )
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ecomkpi run report</title>
-<style>{CSS}</style>
-</head>
-<body><main>
-<h1>ecomkpi run report</h1>
-<p class="meta">{meta}</p>
-<div class="cards">{card_html}</div>
-<h2>KPIs</h2>
-{charts}
-<h3>DailyKPIs</h3>
-{_kpi_table(DAILY_KPI_COLUMNS, daily_rows)}
-<h2>Executions</h2>
-{_executions_section(executions)}
-<h2>Files</h2>
-{_files_section(files)}
-<h2>Alerts</h2>
-{_alerts_section(alerts)}
-<h2>CategoryKPIs</h2>
-<details{" open" if len(category_sorted) <= OPEN_ROWS else ""}><summary>{len(category_sorted)} rows</summary>
-{_kpi_table(CATEGORY_KPI_COLUMNS, category_sorted)}
-</details>
-</main></body>
-</html>
-"""
 
 
 def write_report_html(
-    out_dir: Path, report: dict[str, Any], daily_rows: list[dict], category_rows: list[dict]
+    out_dir: Path,
+    report: dict[str, Any],
+    daily_rows: list[dict[str, Any]],
+    category_rows: list[dict[str, Any]],
 ) -> Path:
     """Write ``out_dir/report.html`` next to ``run_report.json`` and return its path."""
     out_dir = Path(out_dir)
