@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,42 @@ def parse_dates(raw: str | None) -> tuple[str, ...]:
     return tuple(sorted(dates))
 
 
+# How executors of a cluster master get the jar cache (jobs/spark_session.py): "image" - they run
+# the project's image (or have the cache at SPARK_EXECUTOR_JARS_DIR), "ship" - the driver sends
+# them every jar and the jobs package; "auto" - image for k8s:// and local-cluster, else ship.
+EXECUTOR_JARS_MODES = ("auto", "image", "ship")
+
+
+def parse_port(raw: str | None, variable: str) -> int | None:
+    """A TCP port (1-65535) or nothing; empty means "let Spark pick one"."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ConfigError(f"{variable} must be a TCP port (1-65535), got {text!r}")
+    return int(text)
+
+
+def parse_spark_conf(raw: str | None) -> tuple[tuple[str, str], ...]:
+    """``SPARK_EXTRA_CONF``: whitespace-separated ``spark.key=value`` pairs (shell quoting allowed),
+    e.g. ``spark.cores.max=8 spark.executor.memory=6g``. ``spark.master`` is ``SPARK_MASTER``'s."""
+    if raw is None or not raw.strip():
+        return ()
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:
+        raise ConfigError(f"SPARK_EXTRA_CONF is not valid shell quoting: {exc}") from exc
+    pairs = []
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key.startswith("spark.") or key != key.strip():
+            raise ConfigError(f"SPARK_EXTRA_CONF holds {word!r}, not a spark.<key>=<value> pair")
+        if key == "spark.master":
+            raise ConfigError("SPARK_EXTRA_CONF may not set spark.master: set SPARK_MASTER")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
 def _default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -81,6 +118,15 @@ class PipelineConfig:
     shuffle_partitions: int = 8
     driver_memory: str | None = None
     jars_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "ecomkpi" / "jars")
+    # Only with a cluster SPARK_MASTER (spark://, k8s://), whose executors run elsewhere and connect
+    # back to this process (the client-mode driver); see jobs/spark_session.py and docs/scale-out.md.
+    executor_jars: str = "auto"  # SPARK_EXECUTOR_JARS, one of EXECUTOR_JARS_MODES
+    executor_jars_dir: Path | None = None  # SPARK_EXECUTOR_JARS_DIR: the cache on executors (image)
+    driver_host: str | None = None  # SPARK_DRIVER_HOST: the address executors reach the driver at
+    driver_port: int | None = None  # SPARK_DRIVER_PORT: spark.driver.port (fixed for a firewall rule)
+    driver_block_manager_port: int | None = None  # SPARK_DRIVER_BLOCK_MANAGER_PORT
+    # SPARK_EXTRA_CONF: further Spark properties (spark.cores.max, spark.executor.memory, ...).
+    extra_spark_conf: tuple[tuple[str, str], ...] = ()
     # Dates the transformation recomputes and re-serves even without new files (`ecomkpi replay`).
     recompute_dates: tuple[str, ...] = ()
     # Validation rejects larger objects unread (jobs/validation/structural.py).
@@ -105,6 +151,13 @@ class PipelineConfig:
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):
             kwargs["jars_dir"] = Path(env["ECOMKPI_JARS_DIR"]).expanduser()
+        if env.get("SPARK_EXECUTOR_JARS_DIR", "").strip():
+            kwargs["executor_jars_dir"] = Path(env["SPARK_EXECUTOR_JARS_DIR"].strip())
+        executor_jars = env.get("SPARK_EXECUTOR_JARS", "").strip().lower() or "auto"
+        if executor_jars not in EXECUTOR_JARS_MODES:
+            raise ConfigError(
+                f"SPARK_EXECUTOR_JARS must be one of {', '.join(EXECUTOR_JARS_MODES)}, got {executor_jars!r}"
+            )
         return cls(
             bucket=bucket,
             products_key=env.get("PRODUCTS_KEY", "").strip() or DEFAULT_PRODUCTS_KEY,
@@ -122,6 +175,13 @@ class PipelineConfig:
             spark_master=env.get("SPARK_MASTER", "").strip() or "local[*]",
             shuffle_partitions=int(partitions),
             driver_memory=env.get("SPARK_DRIVER_MEMORY", "").strip() or None,
+            executor_jars=executor_jars,
+            driver_host=env.get("SPARK_DRIVER_HOST", "").strip() or None,
+            driver_port=parse_port(env.get("SPARK_DRIVER_PORT"), "SPARK_DRIVER_PORT"),
+            driver_block_manager_port=parse_port(
+                env.get("SPARK_DRIVER_BLOCK_MANAGER_PORT"), "SPARK_DRIVER_BLOCK_MANAGER_PORT"
+            ),
+            extra_spark_conf=parse_spark_conf(env.get("SPARK_EXTRA_CONF")),
             recompute_dates=parse_dates(env.get("RECOMPUTE_DATES")),
             **kwargs,
         )

@@ -3,12 +3,25 @@
 Jars come from the local cache that ``scripts/fetch_jars.sh`` fills (Delta, hadoop-aws, the AWS SDK
 v2 bundle), so starting a session never needs the network. Under ``spark-submit`` the master and
 jars given on the command line win: the factory only fills in what is not already configured.
+
+With a cluster ``SPARK_MASTER`` (``spark://...``, ``k8s://...``) this process is a client-mode
+driver whose executors run elsewhere: ``session_conf`` then also says how the executors get the
+jars (``SPARK_EXECUTOR_JARS``), where they reach the driver (``spark.driver.host``, from
+``driver_host``) and on which fixed ports, so a security group can name them (docs/scale-out.md).
+Everything the factory sets is computed by ``session_conf`` without starting a JVM.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sys
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -78,18 +91,178 @@ def spark_conf(config: PipelineConfig) -> dict[str, str]:
     return conf
 
 
-def jar_conf(master: str, jars: list[str]) -> dict[str, str]:
-    """How the jars reach the JVM that runs the tasks.
+def is_local(master: str) -> bool:
+    """Tasks run inside the driver JVM (not ``local-cluster``: its executors are separate JVMs)."""
+    return master == "local" or master.startswith("local[")
+
+
+def is_remote(master: str) -> bool:
+    """Executors on other hosts, which must reach this driver over the network."""
+    return not is_local(master) and not master.startswith("local-cluster[")
+
+
+def executor_jars_mode(master: str, setting: str = "auto") -> str:
+    """``local`` (no executors), ``image`` (executors have the jar cache on disk) or ``ship``.
+
+    ``auto``: Kubernetes executors run the image ``spark.kubernetes.container.image`` names (the
+    project's, whose entrypoint puts the cache on their class path), and ``local-cluster``'s run on
+    this host, so both are ``image``; a standalone cluster's workers may be anything, so ``ship``.
+    """
+    if is_local(master):
+        return "local"
+    if setting in ("image", "ship"):
+        return setting
+    return "image" if master.startswith(("k8s://", "local-cluster[")) else "ship"
+
+
+def jar_conf(
+    master: str, jars: list[str], executor_jars: str = "auto", executor_jars_dir: str | Path | None = None
+) -> dict[str, str]:
+    """How the jars reach the JVMs that run the tasks.
 
     In local mode the tasks run inside the driver, so the jars go on its class path when it starts.
     ``spark.jars`` would have every task JVM copy them (the AWS SDK bundle alone is ~640 MB) into a
     temporary directory through Spark's file server at its first task: seconds per start and 630 MB
-    of /tmp per process, left behind when the process is killed. A cluster's executors live elsewhere
-    and need ``spark.jars``, which ships the jars to them.
+    of /tmp per process, left behind when the process is killed. Executors that have the cache on
+    disk (``image``: the project's image, at ``executor_jars_dir``, by default where the driver's
+    cache is) get it on their class path the same way; only executors without it (``ship``) need
+    ``spark.jars``, which ships the jars to them.
     """
-    if master == "local" or master.startswith("local["):  # not local-cluster: its executors are JVMs
-        return {"spark.driver.extraClassPath": os.pathsep.join(jars)}
+    mode = executor_jars_mode(master, executor_jars)
+    on_driver = {"spark.driver.extraClassPath": os.pathsep.join(jars)}
+    if mode == "local":
+        return on_driver
+    if mode == "image":
+        directory = Path(executor_jars_dir) if executor_jars_dir else Path(jars[0]).parent
+        return {**on_driver, "spark.executor.extraClassPath": f"{directory.as_posix()}/*"}
     return {"spark.jars": ",".join(jars)}
+
+
+def driver_conf(
+    master: str, host: str | None, port: int | None, block_manager_port: int | None
+) -> dict[str, str]:
+    """Where executors on other hosts reach this driver: its address and fixed ports (Spark picks
+    random ones otherwise, which no firewall rule can name). ``spark.driver.blockManager.port``
+    rather than ``spark.blockManager.port``: the latter would fix the executors' ports too."""
+    if not is_remote(master):
+        return {}
+    conf = {}
+    if host:
+        conf["spark.driver.host"] = host
+    if port:
+        conf["spark.driver.port"] = str(port)
+    if block_manager_port:
+        conf["spark.driver.blockManager.port"] = str(block_manager_port)
+    return conf
+
+
+def session_conf(
+    config: PipelineConfig,
+    jars: list[str],
+    driver_host: str | None = None,
+    py_files: str | None = None,
+    ui_enabled: str = "false",
+) -> dict[str, str]:
+    """Every setting of a session this process starts itself (not under ``spark-submit``), in the
+    order of precedence: master, jars, driver; then ``SPARK_EXTRA_CONF``, which may override those;
+    then the pipeline's own settings (``spark_conf``), which nothing overrides."""
+    master = config.spark_master
+    conf = {"spark.master": master}
+    conf.update(jar_conf(master, jars, config.executor_jars, config.executor_jars_dir))
+    if config.driver_memory:
+        conf["spark.driver.memory"] = config.driver_memory
+    conf["spark.ui.enabled"] = ui_enabled
+    conf["spark.driver.extraJavaOptions"] = "-Dlog4j2.level=WARN"
+    conf.update(driver_conf(master, driver_host, config.driver_port, config.driver_block_manager_port))
+    if py_files:
+        conf["spark.submit.pyFiles"] = py_files
+    conf.update(dict(config.extra_spark_conf))
+    conf.update(spark_conf(config))
+    return conf
+
+
+def needs_jobs_zip(config: PipelineConfig) -> bool:
+    """Executors without the image lack the ``jobs`` package as well as the jars."""
+    return (
+        is_remote(config.spark_master)
+        and executor_jars_mode(config.spark_master, config.executor_jars) == "ship"
+    )
+
+
+def jobs_zip(directory: Path) -> Path:
+    """The installed ``jobs`` package as a zip for ``spark.submit.pyFiles`` (what ``spark-submit
+    --py-files`` sets; scripts/package_jobs.py builds the same from a checkout)."""
+    package = Path(__file__).resolve().parent
+    out = Path(directory) / "ecomkpi_jobs.zip"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(package.rglob("*.py")):
+            zf.write(path, (Path("jobs") / path.relative_to(package)).as_posix())
+    return out
+
+
+def is_loopback(address: str | None) -> bool:
+    return not address or address == "localhost" or address == "::1" or address.startswith("127.")
+
+
+def ecs_container_ip(metadata_uri: str | None, timeout: float = 2.0) -> str | None:
+    """The task's address from the ECS task metadata endpoint v4 (``ECS_CONTAINER_METADATA_URI_V4``:
+    the container's ``Networks[].IPv4Addresses``; on Fargate, awsvpc, the task's ENI)."""
+    if not metadata_uri:
+        return None
+    try:
+        with urllib.request.urlopen(metadata_uri, timeout=timeout) as response:
+            data = json.load(response)
+    except (OSError, ValueError):
+        return None
+    networks = (data.get("Networks") or []) if isinstance(data, dict) else []
+    for network in networks:
+        for address in network.get("IPv4Addresses") or []:
+            if address:
+                return str(address)
+    return None
+
+
+def master_address(master: str) -> tuple[str, int] | None:
+    """(host, port) of a ``spark://`` (its first master) or ``k8s://`` master URL."""
+    if master.startswith("spark://"):
+        first = master.removeprefix("spark://").split(",")[0]
+        host, _, port = first.rpartition(":")
+        if not host:
+            host, port = port, ""
+        return host.strip("[]"), int(port) if port.isdigit() else 7077
+    if master.startswith("k8s://"):
+        rest = master.removeprefix("k8s://")
+        url = urllib.parse.urlsplit(rest if "://" in rest else "https://" + rest)
+        if url.hostname:
+            return url.hostname, url.port or 443
+    return None
+
+
+def route_ip(master: str) -> str | None:
+    """This host's address on the route to the master (a UDP connect resolves and routes, sends
+    nothing); what docker/entrypoint.sh does for ``SPARK_LOCAL_IP``."""
+    target = master_address(master)
+    if target is None:
+        return None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(target)
+            return str(s.getsockname()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def find_driver_host(config: PipelineConfig, env: Mapping[str, str] | None = None) -> str | None:
+    """The address executors reach this driver at: ``SPARK_DRIVER_HOST``; else a non-loopback
+    ``SPARK_LOCAL_IP`` (the image's entrypoint sets one for a cluster master); else the ECS task's
+    address (metadata endpoint v4); else the address on the route to the master."""
+    env = os.environ if env is None else env
+    if config.driver_host:
+        return config.driver_host
+    local_ip = env.get("SPARK_LOCAL_IP")
+    if not is_loopback(local_ip):
+        return local_ip
+    return ecs_container_ip(env.get("ECS_CONTAINER_METADATA_URI_V4")) or route_ip(config.spark_master)
 
 
 def under_spark_submit() -> bool:
@@ -104,7 +277,6 @@ def get_spark(config: PipelineConfig | None = None, app_name: str = "ecomkpi") -
     test's shared session can point at a freshly started emulator.
     """
     config = config or PipelineConfig.from_env()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers (GX's metrics, toPandas) must run the driver's interpreter, not whatever
     # `python3` is first on PATH, or they miss the project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -119,15 +291,27 @@ def get_spark(config: PipelineConfig | None = None, app_name: str = "ecomkpi") -
                 active.conf.set(k, v)
         return active
 
+    driver_host = None
+    if not under_spark_submit() and is_remote(config.spark_master):
+        driver_host = find_driver_host(config)
+        # Executors connect back to this driver: a loopback SPARK_LOCAL_IP (the image's default)
+        # gives way to the address it advertises, as docker/entrypoint.sh does.
+        if driver_host and is_loopback(os.environ.get("SPARK_LOCAL_IP")):
+            os.environ["SPARK_LOCAL_IP"] = driver_host
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
     builder = SparkSession.builder.appName(app_name)
     if not under_spark_submit():
-        builder = builder.master(config.spark_master)
-        for k, v in jar_conf(config.spark_master, find_jars(config.jars_dir)).items():
-            builder = builder.config(k, v)
-        if config.driver_memory:
-            builder = builder.config("spark.driver.memory", config.driver_memory)
-        builder = builder.config("spark.ui.enabled", os.environ.get("SPARK_UI_ENABLED", "false"))
-        builder = builder.config("spark.driver.extraJavaOptions", "-Dlog4j2.level=WARN")
+        py_files = None
+        if needs_jobs_zip(config):
+            py_files = str(jobs_zip(Path(tempfile.mkdtemp(prefix="ecomkpi-pyfiles-"))))
+        conf = session_conf(
+            config,
+            find_jars(config.jars_dir),
+            driver_host=driver_host,
+            py_files=py_files,
+            ui_enabled=os.environ.get("SPARK_UI_ENABLED", "false"),
+        )
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
