@@ -167,4 +167,6 @@ def test_the_loader_rejects_callback_tasks_aws_would_reject(change: Any, problem
     change(raw["States"]["Work"])
     with pytest.raises(DefinitionError) as err:
         Executor(raw, default_handlers(), substitutions={"QueueUrl": "https://queue"})
-    assert any(problem in p for p in err.value.problems), err.value.problems
+    # that problem alone, on the state that has it: not refused for some other reason as well
+    (only,) = err.value.problems
+    assert only.startswith("state 'Work': ") and problem in only, err.value.problems

@@ -470,36 +470,43 @@ def test_stop_execution_aborts_and_kills() -> None:
 # --------------------------------------------------------------------------- load-time errors
 
 
-def _problems(definition: dict[str, Any], **kwargs: Any) -> str:
+def _problems(definition: dict[str, Any], **kwargs: Any) -> list[str]:
     with pytest.raises(DefinitionError) as err:
         load_definition(definition, **kwargs)
-    return str(err.value)
+    return err.value.problems
 
 
 def test_unknown_state_type_is_a_load_error() -> None:
-    assert "unknown state type 'Sleep'" in _problems(
-        {"StartAt": "A", "States": {"A": {"Type": "Sleep", "End": True}}}
-    )
-    assert "not supported" in _problems(
-        {"StartAt": "A", "States": {"A": {"Type": "Wait", "Seconds": 1, "End": True}}}
-    )
+    assert _problems({"StartAt": "A", "States": {"A": {"Type": "Sleep", "End": True}}}) == [
+        "state 'A': unknown state type 'Sleep'"
+    ]
+    assert _problems({"StartAt": "A", "States": {"A": {"Type": "Wait", "Seconds": 1, "End": True}}}) == [
+        "state 'A': state type 'Wait' is not supported by the local executor"
+    ]
 
 
 def test_unknown_field_is_a_load_error() -> None:
-    problems = _problems(one_task({"End": True, "Credentials": {}, "Typo": 1}))
-    assert "'Credentials'" in problems and "'Typo'" in problems
-    assert "'Bogus'" in _problems(one_task({"End": True, "Retry": [{"ErrorEquals": ["X"], "Bogus": 1}]}))
+    assert _problems(one_task({"End": True, "Credentials": {}, "Typo": 1})) == [
+        "state 'Work': unknown or unsupported field 'Credentials' for a Task state",
+        "state 'Work': unknown or unsupported field 'Typo' for a Task state",
+    ]
+    assert _problems(one_task({"End": True, "Retry": [{"ErrorEquals": ["X"], "Bogus": 1}]})) == [
+        "state 'Work'.Retry[0]: unknown or unsupported field 'Bogus'"
+    ]
 
 
 def test_unknown_resource_and_missing_handler_are_load_errors() -> None:
-    assert "unsupported resource" in _problems(
+    (problem,) = _problems(
         {
             "StartAt": "A",
             "States": {"A": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "End": True}},
         }
     )
-    with pytest.raises(DefinitionError, match="no handler"):
+    assert problem.startswith("state 'A': unsupported resource 'arn:aws:states:::lambda:invoke' (supported: ")
+    assert FAKE in problem  # the message lists what is supported
+    with pytest.raises(DefinitionError) as err:
         Executor(load_definition(one_task({"End": True})), {})
+    assert err.value.problems == [f"state 'Work': no handler for resource '{FAKE}'"]
 
 
 def test_unknown_service_parameter_is_a_load_error() -> None:
@@ -515,8 +522,11 @@ def test_unknown_service_parameter_is_a_load_error() -> None:
             }
         },
     }
-    with pytest.raises(DefinitionError, match="TaskDefinitio"):
+    with pytest.raises(DefinitionError) as err:
         Executor(definition, {ECS_RUN_TASK_SYNC: run_task})
+    assert err.value.problems == [
+        f"state 'A': field(s) ['TaskDefinitio'] are not supported by {ECS_RUN_TASK_SYNC}"
+    ]
 
 
 def test_structural_problems_are_all_listed() -> None:
@@ -530,23 +540,18 @@ def test_structural_problems_are_all_listed() -> None:
             },
         }
     )
-    assert "unknown state 'Missing'" in problems
-    assert "'$' or '$$'" in problems
-    assert "exactly one of Next or End" in problems
-    assert "States.ALL must appear alone" in _problems(
-        one_task(
-            {
-                "End": True,
-                "Catch": [
-                    {"ErrorEquals": ["States.ALL"], "Next": "Work"},
-                    {"ErrorEquals": ["X"], "Next": "Work"},
-                ],
-            }
-        )
-    )
-    assert "not reachable" in _problems(
-        {"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "B": {"Type": "Succeed"}}}
-    )
+    assert sorted(problems) == [
+        "state 'A': transition to unknown state 'Missing'",
+        "state 'B'.Parameters.x.$: path 'not a path' must start with '$' or '$$'",
+        "state 'C': exactly one of Next or End is required",
+    ]
+    catch = [{"ErrorEquals": ["States.ALL"], "Next": "Work"}, {"ErrorEquals": ["X"], "Next": "Work"}]
+    assert _problems(one_task({"End": True, "Catch": catch})) == [
+        "state 'Work'.Catch[0].ErrorEquals: States.ALL must appear alone, in the last entry"
+    ]
+    assert _problems({"StartAt": "A", "States": {"A": {"Type": "Succeed"}, "B": {"Type": "Succeed"}}}) == [
+        "state 'B' is not reachable from StartAt"
+    ]
 
 
 def test_substitutions_are_applied_and_unresolved_ones_rejected() -> None:
@@ -556,7 +561,9 @@ def test_substitutions_are_applied_and_unresolved_ones_rejected() -> None:
     }
     loaded = load_definition(definition, {"Greeting": "hello", "Name": "world"})
     assert loaded.states["A"].result == "hello world"
-    assert "${Name}" in _problems(definition, substitutions={"Greeting": "hello"})
+    assert _problems(definition, substitutions={"Greeting": "hello"}) == [
+        "no value for the definition substitution ${Name}"
+    ]
 
 
 def test_container_overrides_over_8_kib_are_refused_as_ecs_refuses_them() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ecomkpi.sfn_local.choice import compile_rule
@@ -77,15 +79,27 @@ def test_booleans_are_not_numbers_in_filters() -> None:
     assert parse_path("$.xs[?(@.v == 1)].v").evaluate(data) == [1]
 
 
-@pytest.mark.parametrize("text", ["a.b", "$..a", "$.a[1:2]", "$.a[", "$.a[?(@.b == )]", "$.a b"])
-def test_unsupported_or_malformed_paths_are_rejected(text: str) -> None:
-    with pytest.raises(JsonPathSyntaxError):
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a.b", "must start with '$' or '$$'"),
+        ("$..a", "recursive descent '..' is not supported"),
+        ("$.a[1:2]", "unsupported subscript [1:2]"),
+        ("$.a[", "unclosed '['"),
+        ("$.a[?(@.b == )]", "missing operand"),
+        ("$.a b", "unexpected ' ' at offset 3"),
+    ],
+)
+def test_unsupported_or_malformed_paths_are_rejected(text: str, reason: str) -> None:
+    with pytest.raises(JsonPathSyntaxError, match=re.escape(reason)):
         parse_path(text)
 
 
 def test_reference_paths_reject_filters() -> None:
     assert parse_reference_path("$.validation.ExitCodes[0]").definite
-    with pytest.raises(JsonPathSyntaxError):
+    with pytest.raises(
+        JsonPathSyntaxError, match="is not a reference path: wildcards and filter expressions"
+    ):
         parse_reference_path("$.Containers[?(@.Name == 'x')].ExitCode")
 
 
@@ -95,7 +109,7 @@ def test_set_path_creates_objects_and_keeps_the_input() -> None:
     assert result == {"keep": 1, "a": {"x": 1, "b": {"c": {"v": 2}}}}
     assert original == {"keep": 1, "a": {"x": 1}}
     assert set_path(original, parse_reference_path("$"), 5) == 5
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=re.escape("$.a.b: 'b' cannot be set on a non-object")):
         set_path({"a": 1}, parse_reference_path("$.a.b"), 2)
 
 
@@ -153,26 +167,29 @@ def test_runtime_errors_of_intrinsics() -> None:
     with pytest.raises(StatesError) as missing:
         evaluate_intrinsic(parse_intrinsic("States.JsonToString($.nope)"), {}, None)
     assert missing.value.error == RUNTIME
+    assert "'$.nope' could not be found in the input" in missing.value.cause
     with pytest.raises(StatesError) as bad_type:
         evaluate_intrinsic(parse_intrinsic("States.Format('{}', $.obj)"), {"obj": {"a": 1}}, None)
     assert bad_type.value.error == INTRINSIC_FAILURE
+    assert "arguments must be strings, numbers, booleans or null" in bad_type.value.cause
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "reason"),
     [
-        "States.Nope($.a)",  # unknown function
-        "States.JsonToString($.a, $.b)",  # arity
-        "States.Format('{} {}', $.a)",  # placeholders vs arguments
-        "States.Format('lone { brace', $.a)",
-        "States.Format('unterminated)",
-        "States.Array(1,)",
-        "States.Array(1) trailing",
-        "States.JsonToString(bare)",
+        ("States.Nope($.a)", "unsupported intrinsic function States.Nope"),
+        ("States.JsonToString($.a, $.b)", "States.JsonToString takes 1 argument(s), got 2"),
+        ("States.Format('{} {}', $.a)", "template has 2 placeholder(s) but 1 argument(s)"),
+        ("States.Format('lone { brace', $.a)", "unescaped '{' in States.Format template"),
+        ("States.Format('unterminated)", "unterminated string literal"),
+        # the argument after the comma is missing: the parser stops at the ')' (offset 15)
+        ("States.Array(1,)", "expected a string, number, path or call at offset 15"),
+        ("States.Array(1) trailing", "unexpected text after the call"),
+        ("States.JsonToString(bare)", "expected a string, number, path or call at offset 20"),
     ],
 )
-def test_malformed_intrinsics_are_rejected(text: str) -> None:
-    with pytest.raises(IntrinsicSyntaxError):
+def test_malformed_intrinsics_are_rejected(text: str, reason: str) -> None:
+    with pytest.raises(IntrinsicSyntaxError, match=re.escape(reason)):
         parse_intrinsic(text)
 
 
@@ -219,18 +236,101 @@ def test_choice_comparisons() -> None:
     assert err.value.error == RUNTIME
 
 
+ONE_OPERATOR = "a choice rule needs exactly one of And/Or/Not or one comparison operator"
+
+
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "expected"),
     [
-        {"Variable": "$.a", "NumericEquals": "0"},  # wrong operand type
-        {"Variable": "$.a[?(@.x == 1)]", "NumericEquals": 0},  # filter in Variable: not allowed by AWS
-        {"Variable": "$.a", "TimestampEquals": "2025-01-01T00:00:00Z"},  # unsupported locally
-        {"Variable": "$.a", "NumericEquals": 0, "StringEquals": "x"},  # two operators
-        {"Variable": "$.a", "NumericEquals": 0, "Bogus": 1},  # unknown field
-        {"And": []},
+        pytest.param(
+            {"Variable": "$.a", "NumericEquals": "0"},
+            ["test.NumericEquals: '0' has the wrong type for NumericEquals"],
+            id="wrong-operand-type",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "NumericEquals": True},
+            ["test.NumericEquals: True has the wrong type for NumericEquals"],
+            id="bool-is-not-a-number",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "BooleanEquals": "true"},
+            ["test.BooleanEquals: must be true or false"],
+            id="boolean-operand",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "IsPresent": 1},
+            ["test.IsPresent: must be true or false"],
+            id="type-test-operand",
+        ),
+        pytest.param(  # AWS does not allow filters in Variable
+            {"Variable": "$.a[?(@.x == 1)]", "NumericEquals": 0},
+            ["test.Variable: '$.a[?(@.x == 1)]' is not a reference path"],
+            id="filter-in-variable",
+        ),
+        pytest.param(
+            {"Variable": "a.b", "NumericEquals": 0},
+            ["test.Variable: path 'a.b' must start with '$' or '$$'"],
+            id="variable-not-a-path",
+        ),
+        pytest.param(
+            {"NumericEquals": 0},
+            ["test.Variable: a reference path string is required"],
+            id="no-variable",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "NumericEqualsPath": "$.b[*]"},
+            ["test.NumericEqualsPath: '$.b[*]' is not a reference path"],
+            id="wildcard-in-operand-path",
+        ),
+        pytest.param(  # unsupported locally: no operator found, and the field is named
+            {"Variable": "$.a", "TimestampEquals": "2025-01-01T00:00:00Z"},
+            [(f"test: {ONE_OPERATOR}", "found []"), "test: unknown or unsupported field 'TimestampEquals'"],
+            id="timestamp-unsupported",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "NumericEquals": 0, "StringEquals": "x"},
+            [(f"test: {ONE_OPERATOR}", "found ['NumericEquals', 'StringEquals']")],
+            id="two-operators",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "NumericEquals": 0, "Bogus": 1},
+            ["test: unknown or unsupported field 'Bogus'"],
+            id="unknown-field",
+        ),
+        pytest.param({"And": []}, ["test.And: must be a non-empty array of rules"], id="empty-and"),
+        pytest.param({"Or": "x"}, ["test.Or: must be a non-empty array of rules"], id="or-not-an-array"),
+        pytest.param(
+            {"And": [{"Variable": "$.a", "NumericEquals": "0"}]},
+            ["test.And[0].NumericEquals: '0' has the wrong type for NumericEquals"],
+            id="nested-rule-named-by-position",
+        ),
+        pytest.param(
+            {"Not": {"Variable": "$.a", "NumericEquals": 0, "Next": "Y"}},
+            [
+                "test.Not: 'Next' is only allowed on top-level choice rules",
+                "test.Not: unknown or unsupported field 'Next'",
+            ],
+            id="next-in-nested-rule",
+        ),
+        pytest.param(
+            {"Variable": "$.a", "NumericEquals": 0, "Next": None},
+            ["test: a top-level choice rule needs a string 'Next'"],
+            id="top-level-without-next",
+        ),
     ],
 )
-def test_invalid_choice_rules_are_reported(raw: dict) -> None:
+def test_invalid_choice_rules_are_reported(raw: dict, expected: list[str | tuple[str, ...]]) -> None:
+    """Each rule is rejected for its own reason, named by field: exactly the expected problems, in
+    order, each holding its fragment(s), so a rule refused for another reason fails the case."""
     problems: list[str] = []
-    compile_rule({**raw, "Next": "X"}, "test", problems, top_level=True)
-    assert problems
+    compile_rule({"Next": "X", **raw}, "test", problems, top_level=True)
+    assert len(problems) == len(expected), problems
+    for problem, fragments in zip(problems, expected, strict=True):
+        for fragment in (fragments,) if isinstance(fragments, str) else fragments:
+            assert fragment in problem, problems
+
+
+def test_a_rule_that_is_not_an_object_is_reported() -> None:
+    problems: list[str] = []
+    assert compile_rule("rule", "test", problems, top_level=True) is None
+    assert problems == ["test: a choice rule must be an object"]
