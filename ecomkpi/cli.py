@@ -126,9 +126,9 @@ def _cmd_withdraw(args: argparse.Namespace) -> int:
     import json
     import os
 
-    import boto3
+    from jobs import aws
 
-    sqs = boto3.session.Session().client("sqs")
+    sqs = aws.client("sqs")
     queue_url = args.queue_url or os.environ.get("ECOMKPI_EVENTS_QUEUE_URL", "").strip()
     if not queue_url:
         queue_url = sqs.get_queue_url(QueueName=args.queue_name)["QueueUrl"]

@@ -1,40 +1,157 @@
-"""boto3 clients built from the pipeline configuration.
+"""The one place boto3 clients and resources are built: the jobs, the trigger Lambda, the KPI API.
 
-The endpoint override is passed explicitly (rather than relying on boto3 reading
-``AWS_ENDPOINT_URL`` itself) so that a config built in a test or notebook is honoured too.
-Clients are cached per process: building one costs ~50 ms and they are thread-safe.
+Where a client talks to is a ``region`` and an optional ``endpoint_url``: a
+:class:`~jobs.config.PipelineConfig` (the jobs, tools, notebooks), or, when none is given, the
+environment read at call time (:meth:`Location.from_env`): ``AWS_REGION`` / ``AWS_DEFAULT_REGION``
+(neither set: boto3's own lookup, e.g. the profile's region), and ``AWS_ENDPOINT_URL`` only when it
+is set (unset: AWS's own endpoints). Both are passed explicitly, so a config built in a test or a
+notebook is honoured too.
+
+Clients are cached per process and per (service, region, endpoint, retry policy): building one
+costs tens of milliseconds, a Lambda container serves many invocations, and clients are
+thread-safe (two threads asking at once may both build one; the cache keeps one). A test that points the environment at another emulator gets fresh clients, since the
+endpoint is part of the key.
+
+Both Lambda zips ship this file (with the docstring-only ``jobs/__init__.py``; scripts/deploy.sh),
+so at run time it imports only the standard library, boto3 and botocore: the typed clients
+(types-boto3) and ``PipelineConfig`` are for the type checker only.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Literal, Protocol, overload
 
 import boto3
 from botocore.config import Config as BotoConfig
 
-from jobs.config import PipelineConfig
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_dynamodb import DynamoDBClient, DynamoDBServiceResource
+    from types_boto3_ecs import ECSClient
+    from types_boto3_events import EventBridgeClient
+    from types_boto3_logs import CloudWatchLogsClient
+    from types_boto3_s3 import S3Client, S3ServiceResource
+    from types_boto3_sns import SNSClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_stepfunctions import SFNClient
 
-_RETRIES = BotoConfig(retries={"max_attempts": 8, "mode": "adaptive"})
+# The services the project talks to: the factory is typed for exactly these.
+ServiceName = Literal["s3", "dynamodb", "sqs", "sns", "stepfunctions", "logs", "cloudwatch", "ecs", "events"]
+ResourceName = Literal["s3", "dynamodb"]
+
+# Jobs and tools run for minutes and write in bulk: adaptive retries (client-side rate limiting once
+# throttled) with more attempts. max_pool_connections matters only to threaded callers.
+JOB_RETRIES = BotoConfig(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=64)
+# A Lambda answers within its timeout (KPI API 10 s, trigger 60 s): standard retries (throttling
+# and 5xx), fewer attempts, so a failing call fails inside the timeout and the event is redelivered.
+REQUEST_RETRIES = BotoConfig(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=64)
 
 
-@lru_cache(maxsize=32)
-def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+class Target(Protocol):
+    """Where clients talk to; :class:`~jobs.config.PipelineConfig` is one."""
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def endpoint_url(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Location:
+    """A :class:`Target` of its own: the Lambdas' (from the environment) or an emulator's."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Location:
+        """The region Lambda runs in (``AWS_REGION``, set by the runtime; elsewhere None lets boto3
+        look it up) and the emulator's endpoint when ``AWS_ENDPOINT_URL`` is set (locally and in
+        tests; never in AWS)."""
+        env = os.environ if env is None else env
+        return cls(
+            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip() or None,
+            endpoint_url=(env.get("AWS_ENDPOINT_URL") or "").strip() or None,
+        )
+
+
+@lru_cache(maxsize=64)
+def _client(
+    service: ServiceName, region: str | None, endpoint_url: str | None, retries: BotoConfig
+) -> BaseClient:
     return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=endpoint_url, config=_RETRIES
+        service, region_name=region, endpoint_url=endpoint_url, config=retries
     )
-
-
-def client(service: str, config: PipelineConfig) -> Any:
-    return _client(service, config.region, config.endpoint_url)
 
 
 @lru_cache(maxsize=8)
-def _resource(service: str, region: str, endpoint_url: str | None) -> Any:
+def _resource(
+    service: ResourceName, region: str | None, endpoint_url: str | None, retries: BotoConfig
+) -> S3ServiceResource | DynamoDBServiceResource:
     return boto3.session.Session().resource(
-        service, region_name=region, endpoint_url=endpoint_url, config=_RETRIES
+        service, region_name=region, endpoint_url=endpoint_url, config=retries
     )
 
 
-def resource(service: str, config: PipelineConfig) -> Any:
-    return _resource(service, config.region, config.endpoint_url)
+@overload
+def client(service: Literal["s3"], config: Target | None = ..., *, retries: BotoConfig = ...) -> S3Client: ...
+@overload
+def client(
+    service: Literal["dynamodb"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> DynamoDBClient: ...
+@overload
+def client(
+    service: Literal["sqs"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> SQSClient: ...
+@overload
+def client(
+    service: Literal["sns"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> SNSClient: ...
+@overload
+def client(
+    service: Literal["stepfunctions"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> SFNClient: ...
+@overload
+def client(
+    service: Literal["logs"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> CloudWatchLogsClient: ...
+@overload
+def client(
+    service: Literal["cloudwatch"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> CloudWatchClient: ...
+@overload
+def client(
+    service: Literal["ecs"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> ECSClient: ...
+@overload
+def client(
+    service: Literal["events"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> EventBridgeClient: ...
+def client(
+    service: ServiceName, config: Target | None = None, *, retries: BotoConfig = JOB_RETRIES
+) -> BaseClient:
+    """The cached client of ``service`` for ``config`` (default: the environment, read now)."""
+    where = Location.from_env() if config is None else config
+    return _client(service, where.region, where.endpoint_url, retries)
+
+
+@overload
+def resource(
+    service: Literal["s3"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> S3ServiceResource: ...
+@overload
+def resource(
+    service: Literal["dynamodb"], config: Target | None = ..., *, retries: BotoConfig = ...
+) -> DynamoDBServiceResource: ...
+def resource(
+    service: ResourceName, config: Target | None = None, *, retries: BotoConfig = JOB_RETRIES
+) -> S3ServiceResource | DynamoDBServiceResource:
+    """The cached boto3 resource of ``service`` (same rules as :func:`client`)."""
+    where = Location.from_env() if config is None else config
+    return _resource(service, where.region, where.endpoint_url, retries)

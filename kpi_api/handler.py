@@ -1,41 +1,33 @@
 """Lambda entry point behind an API Gateway HTTP API (payload format 2.0): ``kpi_api.handler.lambda_handler``.
 
 Environment: ``DAILY_KPIS_TABLE``, ``CATEGORY_KPIS_TABLE``, ``PIPELINE_BATCH_TRACKER_TABLE`` (the
-stack's names; defaults as in the jobs) and ``S3_BUCKET`` (only to print links to reports). The
-function holds read-only DynamoDB rights on those tables and nothing else.
+stack's names; defaults as in the jobs) and ``S3_BUCKET`` (only to print links to reports);
+``AWS_ENDPOINT_URL`` (an emulator; unset in AWS) and ``AWS_REGION`` for the client, which comes from
+the per-process cache of :mod:`jobs.aws` (shipped in this function's zip). The function holds
+read-only DynamoDB rights on those tables and nothing else.
 """
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
-import boto3
-from botocore.config import Config
-
+from jobs import aws
 from kpi_api.page import page_html
 from kpi_api.reader import KpiReader
 from kpi_api.routes import handle, server_error
 
-_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
 
-
-def reader_from_env(env: Any = None) -> KpiReader:
+def reader_from_env(env: Mapping[str, str] | None = None) -> KpiReader:
     env = os.environ if env is None else env
     return KpiReader(
-        client=_client(env.get("AWS_ENDPOINT_URL") or None),
+        client=aws.client("dynamodb", aws.Location.from_env(env), retries=aws.REQUEST_RETRIES),
         daily_table=env.get("DAILY_KPIS_TABLE") or "DailyKPIs",
         category_table=env.get("CATEGORY_KPIS_TABLE") or "CategoryKPIs",
         tracker_table=env.get("PIPELINE_BATCH_TRACKER_TABLE") or "BatchFileTracker",
     )
-
-
-@lru_cache(maxsize=4)
-def _client(endpoint_url: str | None) -> Any:
-    """One client per container (and endpoint): building one costs tens of milliseconds."""
-    return boto3.session.Session().client("dynamodb", endpoint_url=endpoint_url, config=_CONFIG)
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

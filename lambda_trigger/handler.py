@@ -6,10 +6,12 @@ Environment:
 * ``STEP_FUNCTION_ARN`` -- the state machine to start (required);
 * ``PRODUCTS_KEY`` -- products master key (default ``raw/products/products.csv``);
 * ``S3_BUCKET`` -- the pipeline bucket; events of other buckets are refused (unset: trust events);
-* ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS (boto3 applies it).
+* ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS;
+* ``AWS_REGION`` -- set by the Lambda runtime.
 
-Configuration is read per invocation (a few dict lookups) and clients come from a per-process
-cache, so the same module serves AWS and the local emulator unchanged.
+Configuration is read per invocation (a few dict lookups) and clients come from the per-process
+cache of :mod:`jobs.aws` (shipped in this function's zip), so the same module serves AWS and the
+local emulator unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import os
 import traceback
 from typing import Any
 
-from lambda_trigger import batch_ids, clients, log
+from jobs import aws
+from lambda_trigger import batch_ids, log
 from lambda_trigger.coordinator import BatchCoordinator
 from lambda_trigger.events import (
     MalformedEvent,
@@ -44,14 +47,14 @@ def build_coordinator() -> BatchCoordinator:
         raise RuntimeError("STEP_FUNCTION_ARN is not set")
     table = os.environ.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
     return BatchCoordinator(
-        BatchFileTracker(clients.client("dynamodb"), table),
-        clients.client("stepfunctions"),
-        clients.client("s3"),
+        BatchFileTracker(aws.client("dynamodb", retries=aws.REQUEST_RETRIES), table),
+        aws.client("stepfunctions", retries=aws.REQUEST_RETRIES),
+        aws.client("s3", retries=aws.REQUEST_RETRIES),
         state_machine_arn,
         products_key=os.environ.get("PRODUCTS_KEY", "").strip() or batch_ids.DEFAULT_PRODUCTS_KEY,
         clock=batch_ids.utc_now,
         bucket=os.environ.get("S3_BUCKET", "").strip() or None,
-        cloudwatch_client=clients.client("cloudwatch"),
+        cloudwatch_client=aws.client("cloudwatch", retries=aws.REQUEST_RETRIES),
     )
 
 

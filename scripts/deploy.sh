@@ -7,7 +7,9 @@
 #      engine runs); the stack only needs the pushed image's URI (ECOMKPI_IMAGE_URI);
 #   3. zips each Lambda's package into out/deploy/<package>.zip, the package dir at the zip's root:
 #      lambda_trigger (handler lambda_trigger.handler.lambda_handler) and kpi_api (the KPI read API,
-#      handler kpi_api.handler.lambda_handler); both are pure Python, boto3 comes with the runtime;
+#      handler kpi_api.handler.lambda_handler), each with the shared boto3 client factory
+#      (jobs/aws.py and the docstring-only jobs/__init__.py, nothing else of jobs/); all pure Python,
+#      boto3 comes with the runtime;
 #   4. `aws cloudformation package`: uploads those zips and both workflow definitions
 #      (stepfunctions/ecommerce-pipeline-workflow.asl.json for TaskMode ecs and
 #      stepfunctions/ecommerce-pipeline-workflow.worker.asl.json for TaskMode worker; the template
@@ -71,8 +73,13 @@ fi
 (rendered from the ECS one: python -m ecomkpi.workflow_modes)"
 # The Lambda packages: the template's Code paths are out/deploy/<package>.zip.
 lambda_packages=(lambda_trigger kpi_api)
+# Shipped in every Lambda zip beside its package: the one boto3 client factory both handlers import.
+lambda_shared=(jobs/__init__.py jobs/aws.py)
 for package in "${lambda_packages[@]}"; do
   [ -f "$repo/$package/__init__.py" ] || die "$package package not found in $repo"
+done
+for shared in "${lambda_shared[@]}"; do
+  [ -f "$repo/$shared" ] || die "$shared not found in $repo (every Lambda zip ships it)"
 done
 
 env_name="${ECOMKPI_ENV:-prod}"
@@ -114,22 +121,26 @@ else
 fi
 
 # ---- 3. lambda packages
-echo "== 2/4 lambda: zip ${lambda_packages[*]} -> out/deploy/<package>.zip"
+echo "== 2/4 lambda: zip ${lambda_packages[*]} (+ ${lambda_shared[*]}) -> out/deploy/<package>.zip"
 mkdir -p "$out"
 py="${PYTHON:-}"
 if [ -z "$py" ]; then
   if [ -x "$repo/.venv/bin/python" ]; then py="$repo/.venv/bin/python"; else py=python3; fi
 fi
 for package in "${lambda_packages[@]}"; do
-  "$py" - "$repo" "$package" "$out/$package.zip" <<'EOF'
+  "$py" - "$repo" "$package" "$out/$package.zip" "${lambda_shared[@]}" <<'EOF'
 import sys
 import zipfile
 from pathlib import Path
 
 repo, package, dest = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+shared = [repo / name for name in sys.argv[4:]]
 files = sorted(
-    p for p in (repo / package).rglob("*")
-    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    {
+        p for p in (repo / package).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    | set(shared)
 )
 with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
     for p in files:

@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -764,8 +765,10 @@ REQUIRED = {
 }
 
 
-# The Lambda packages deploy.sh zips (out/deploy/<package>.zip), each handler's package.
+# The Lambda packages deploy.sh zips (out/deploy/<package>.zip), each handler's package, and the
+# files every zip ships beside its package: the one boto3 client factory (jobs/aws.py).
 LAMBDA_PACKAGES = ("lambda_trigger", "kpi_api")
+LAMBDA_SHARED = ("jobs/__init__.py", "jobs/aws.py")
 KPI_API_STAND_IN = {
     "__init__.py": "",
     "handler.py": "def lambda_handler(event, context):\n    return {'statusCode': 200}\n",
@@ -781,6 +784,8 @@ def deploy_repo(tmp_path: Path) -> Path:
     shutil.copy2(DEPLOY, repo / "scripts" / "deploy.sh")
     shutil.copytree(ROOT / "infra", repo / "infra")
     shutil.copytree(ROOT / "lambda_trigger", repo / "lambda_trigger")
+    # The whole jobs/ package, so the zips' leaving out everything but the shared files is tested.
+    shutil.copytree(ROOT / "jobs", repo / "jobs", ignore=shutil.ignore_patterns("__pycache__"))
     if (ROOT / "kpi_api" / "__init__.py").exists():
         shutil.copytree(ROOT / "kpi_api", repo / "kpi_api")
     else:
@@ -818,6 +823,29 @@ def run_deploy(repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 def base_env(path: str) -> dict[str, str]:
     return {"PATH": path, "HOME": os.environ.get("HOME", "/tmp"), "PYTHON": sys.executable}
+
+
+def import_from_zip(unzipped: Path, module: str) -> dict[str, str]:
+    """Import ``module`` in a fresh interpreter that sees only ``unzipped`` and the installed
+    packages (``-S``: no site processing, so not the editable install's path to this repository),
+    as the Lambda runtime sees the zip; every project module must come from the zip.
+    Returns the project modules imported: name -> file."""
+    script = f"""
+import json, sys
+sys.path[:0] = [{str(unzipped)!r}]
+sys.path.append({sysconfig.get_paths()["purelib"]!r})
+import {module}
+project = {{"jobs", "lambda_trigger", "kpi_api", "ecomkpi", "bench"}}
+print(json.dumps({{n: m.__file__ for n, m in sys.modules.items() if n.split(".")[0] in project}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script], capture_output=True, text=True, timeout=60, cwd=unzipped
+    )
+    assert result.returncode == 0, result.stderr
+    modules: dict[str, str] = json.loads(result.stdout)
+    outside = {n: f for n, f in modules.items() if not f.startswith(str(unzipped))}
+    assert not outside, outside
+    return modules
 
 
 def test_deploy_fails_clearly_without_aws_cli(deploy_repo: Path) -> None:
@@ -908,20 +936,24 @@ def test_deploy_packages_and_deploys(deploy_repo: Path, tmp_path: Path) -> None:
         location = (deploy_repo / "infra" / props(template, name)["DefinitionS3Location"]).resolve()
         assert location == deploy_repo / "stepfunctions" / path.name
         json.loads(location.read_text())
-    # Each Lambda package's zip: the package at its root, its files only, no bytecode.
+    # Each Lambda package's zip: the package at its root, its files and the shared client factory
+    # only, no bytecode; and the handler imports from the zip alone.
     for package in LAMBDA_PACKAGES:
         zip_path = deploy_repo / "out" / "deploy" / f"{package}.zip"
         with zipfile.ZipFile(zip_path) as zf:
             names = zf.namelist()
+            zf.extractall(tmp_path / "unzipped" / package)
         assert f"{package}/__init__.py" in names and f"{package}/handler.py" in names, package
-        assert all(n.startswith(f"{package}/") for n in names), package
+        assert all(n.startswith(f"{package}/") or n in LAMBDA_SHARED for n in names), package
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")], package
         shipped = {
             str(p.relative_to(deploy_repo))
             for p in (deploy_repo / package).rglob("*")
             if p.is_file() and "__pycache__" not in p.parts
         }
-        assert set(names) == shipped, package
+        assert set(names) == shipped | set(LAMBDA_SHARED), package
+        imported = import_from_zip(tmp_path / "unzipped" / package, f"{package}.handler")
+        assert imported["jobs.aws"].startswith(str(tmp_path / "unzipped" / package)), imported
     # Every function's Code path is the zip of its handler's package.
     functions = [
         r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
@@ -1264,31 +1296,41 @@ KPI_API = ROOT / "kpi_api"
 LAMBDA_RUNTIME_PACKAGES = {"boto3", "botocore"}
 
 
-def kpi_api_modules() -> dict[str, tuple[ast.Module, str]]:
-    """The modules of kpi_api/ the handler imports, transitively: name -> (syntax tree, the package
-    its relative imports start from)."""
-    if not (KPI_API / "handler.py").exists():
-        pytest.skip("kpi_api/handler.py not written yet")
+def lambda_modules(package: str) -> dict[str, tuple[ast.Module, str]]:
+    """The project modules a Lambda's handler imports, transitively (its package's, and the shared
+    files beside it): name -> (syntax tree, the package its relative imports start from)."""
+    if not (ROOT / package / "handler.py").exists():
+        pytest.skip(f"{package}/handler.py not written yet")
+    shipped = {package} | {
+        name.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for name in LAMBDA_SHARED
+    }
     found: dict[str, tuple[ast.Module, str]] = {}
-    todo = ["kpi_api.handler", "kpi_api"]
+    todo = [f"{package}.handler", package]
     while todo:
         name = todo.pop()
         if name in found:
             continue
         base = ROOT.joinpath(*name.split("."))
         if base.with_suffix(".py").exists():
-            path, package = base.with_suffix(".py"), name.rsplit(".", 1)[0]
+            path, parent = base.with_suffix(".py"), name.rsplit(".", 1)[0]
         elif (base / "__init__.py").exists():
-            path, package = base / "__init__.py", name
+            path, parent = base / "__init__.py", name
         else:
             continue  # a name imported from a module, not a module
         tree = ast.parse(path.read_text())
-        found[name] = (tree, package)
-        for imported in imports(tree, package):
+        found[name] = (tree, parent)
+        for imported in imports(tree, parent):
             parts = imported.split(".")
-            if parts[0] == "kpi_api":
-                todo += [".".join(parts[:i]) for i in range(2, len(parts) + 1)]
+            prefixes = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            if parts[0] == package:
+                todo += prefixes[1:]
+            else:
+                todo += [p for p in prefixes if p in shipped]
     return found
+
+
+def kpi_api_modules() -> dict[str, tuple[ast.Module, str]]:
+    return lambda_modules("kpi_api")
 
 
 def imports(tree: ast.Module, package: str) -> set[str]:
@@ -1318,22 +1360,37 @@ def imports(tree: ast.Module, package: str) -> set[str]:
     return names
 
 
-def test_kpi_api_needs_nothing_the_zip_does_not_ship() -> None:
-    """deploy.sh ships kpi_api/ alone: what the handler imports is the standard library, boto3 /
-    botocore (in the Lambda runtime) or kpi_api itself. Anything else would be an ImportError in AWS
-    (and ecomkpi/ would bring pyspark with it)."""
-    modules = kpi_api_modules()
-    allowed = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_PACKAGES | {"kpi_api", "__future__"}
+def _shipped(name: str, shared: set[str]) -> bool:
+    """``name`` is a shared module, or a name defined in one (``from jobs import aws`` names
+    ``jobs.aws``; ``from jobs import config`` names a module the zip does not have)."""
+    if name in shared:
+        return True
+    parent = name.rsplit(".", 1)[0]
+    base = ROOT.joinpath(*name.split("."))
+    return parent in shared and not base.with_suffix(".py").exists() and not base.is_dir()
+
+
+@pytest.mark.parametrize("package", LAMBDA_PACKAGES)
+def test_lambda_needs_nothing_the_zip_does_not_ship(package: str) -> None:
+    """deploy.sh ships each Lambda's package with jobs/aws.py (and the docstring-only
+    jobs/__init__.py) beside it: what the handler imports, at run time, is the standard library,
+    boto3 / botocore (in the Lambda runtime), its own package or those shared files. Anything else
+    would be an ImportError in AWS (and the rest of jobs/ or ecomkpi/ would bring pyspark with it).
+    Imports under ``if TYPE_CHECKING:`` (the typed clients) are not run and do not count."""
+    modules = lambda_modules(package)
+    shared = {name.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for name in LAMBDA_SHARED}
+    allowed = set(sys.stdlib_module_names) | LAMBDA_RUNTIME_PACKAGES | {package, "__future__"}
     outside = {
         (module, name)
-        for module, (tree, package) in modules.items()
-        for name in imports(tree, package)
-        if name.split(".")[0] not in allowed
+        for module, (tree, parent) in modules.items()
+        for name in imports(tree, parent)
+        if name.split(".")[0] not in allowed and not _shipped(name, shared)
     }
     assert not outside, outside
+    assert "jobs.aws" in modules  # the handler builds its clients with the shared factory
     (handler,) = [
         node
-        for node in modules["kpi_api.handler"][0].body
+        for node in modules[f"{package}.handler"][0].body
         if isinstance(node, ast.FunctionDef) and node.name == "lambda_handler"
     ]
     assert len(handler.args.args) == 2  # (event, context)

@@ -22,7 +22,8 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from lambda_trigger import batch_ids, clients
+from jobs import aws
+from lambda_trigger import batch_ids
 from lambda_trigger.handler import lambda_handler
 from lambda_trigger.s3_events import s3_event
 from lambda_trigger.tracker import create_tracker_table
@@ -790,7 +791,7 @@ def _fail_once(monkeypatch: pytest.MonkeyPatch, *, after_start: bool) -> list[st
 
     ``after_start`` simulates a lost response: the execution starts, then the call errors.
     """
-    client = clients.client("stepfunctions")
+    client = aws.client("stepfunctions", retries=aws.REQUEST_RETRIES)
     real = client.start_execution
     calls: list[str] = []
 

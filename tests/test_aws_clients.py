@@ -1,0 +1,61 @@
+"""jobs/aws.py: the one boto3 client factory of the jobs, the trigger Lambda and the KPI API.
+
+Building a client makes no request, so these tests need no emulator.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import aws
+from jobs.config import PipelineConfig
+
+
+def test_location_from_env_reads_region_and_endpoint_only_when_set() -> None:
+    assert aws.Location.from_env({}) == aws.Location(None, None)
+    assert aws.Location.from_env({"AWS_DEFAULT_REGION": "eu-west-1"}).region == "eu-west-1"
+    both = {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-west-1"}
+    assert aws.Location.from_env(both).region == "eu-central-1"  # what the Lambda runtime sets
+    assert aws.Location.from_env({"AWS_ENDPOINT_URL": "  "}).endpoint_url is None
+    assert aws.Location.from_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}).endpoint_url == (
+        "http://127.0.0.1:5000"
+    )
+
+
+def test_clients_are_cached_per_service_region_endpoint_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    first = aws.client("dynamodb")
+    assert aws.client("dynamodb") is first
+    assert first.meta.endpoint_url == "http://127.0.0.1:4999"
+    assert first.meta.region_name == "us-east-1"
+    # Another emulator (a test pointing the environment elsewhere): a client of its own.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4998")
+    assert aws.client("dynamodb").meta.endpoint_url == "http://127.0.0.1:4998"
+    assert aws.client("dynamodb", retries=aws.REQUEST_RETRIES) is not aws.client("dynamodb")
+    assert aws.client("s3") is not aws.client("dynamodb")  # type: ignore[comparison-overlap]
+
+
+def test_without_an_endpoint_the_client_talks_to_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    ddb = aws.client("dynamodb", retries=aws.REQUEST_RETRIES)
+    assert ddb.meta.endpoint_url == "https://dynamodb.eu-west-1.amazonaws.com"
+
+
+def test_a_pipeline_config_is_honoured_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    config = PipelineConfig(region="ap-south-1", endpoint_url="http://127.0.0.1:4997")
+    s3 = aws.client("s3", config)
+    assert (s3.meta.region_name, s3.meta.endpoint_url) == ("ap-south-1", "http://127.0.0.1:4997")
+    assert aws.client("s3", config) is s3
+    table = aws.resource("dynamodb", config).Table("t")
+    assert table.meta.client.meta.endpoint_url == "http://127.0.0.1:4997"
+
+
+def test_retry_policies() -> None:
+    """Jobs retry adaptively and longer; the Lambdas fail within their timeouts (10 s / 60 s)."""
+    location = aws.Location("us-east-1", "http://127.0.0.1:4999")
+    job = aws.client("sqs", location).meta.config.retries
+    request = aws.client("sqs", location, retries=aws.REQUEST_RETRIES).meta.config.retries
+    assert (job["mode"], job["total_max_attempts"]) == ("adaptive", 9)  # 8 retries
+    assert (request["mode"], request["total_max_attempts"]) == ("standard", 6)  # 5 retries
