@@ -43,6 +43,7 @@ from urllib.parse import unquote_plus
 import boto3
 import pytest
 
+from jobs.config import PipelineConfig
 from tests.test_infra_template import (
     JWT_PARAMS,
     KPI_API_ROUTES,
@@ -50,6 +51,7 @@ from tests.test_infra_template import (
     STATE_MACHINES,
     WORKER_ASL,
     deployed,
+    evaluate,
     load_template,
 )
 
@@ -291,9 +293,9 @@ def resolve(value: Any, refs: dict[str, str], attrs: dict[str, str]) -> Any:
     return {k: resolve(v, refs, attrs) for k, v in value.items()}
 
 
-@pytest.fixture(scope="module", params=MODES)
-def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    mode: str = request.param
+def deploy(moto_endpoint: str, mode: str, spark_cluster: bool = False) -> dict[str, Any]:
+    """Create the stack in the emulator; ``spark_cluster``: pointed at a standalone Spark cluster
+    (``SparkMaster`` and the cluster's security group, made first in the same VPC)."""
     suffix = uuid.uuid4().hex[:8]
     kw = {"endpoint_url": moto_endpoint, "region_name": REGION}
     ec2 = boto3.client("ec2", **kw)
@@ -328,6 +330,20 @@ def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
     else:
         # The other value of ApiAuthorization (and non-default throttling) in the other stack.
         params.update({**JWT_PARAMS, "ApiThrottleRateLimit": "5", "ApiThrottleBurstLimit": "9"})
+    cluster_sg = None
+    if spark_cluster:
+        cluster_sg = ec2.create_security_group(
+            GroupName=f"spark-cluster-{suffix}", Description="the Spark cluster's nodes", VpcId=vpc
+        )["GroupId"]
+        params.update(
+            {
+                "SparkMaster": "spark://10.42.1.10:7077",
+                "SparkExecutorJars": "image",
+                "SparkExtraConf": "spark.cores.max=4 spark.executor.memory=2g",
+                "SparkClusterSecurityGroupId": cluster_sg,
+                "VpcId": vpc,
+            }
+        )
     # The HTTP API moto's CloudFormation cannot make: made first, from the template's properties.
     api_props = resolve(template["Resources"]["KpiApi"]["Properties"], params, {})
     api = boto3.client("apigatewayv2", **kw).create_api(
@@ -365,12 +381,24 @@ def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         "params": params,
         "subnets": subnets,
         "sg": sg,
+        "vpc": vpc,
+        "cluster_sg": cluster_sg,
         "outputs": outputs,
         "physical": physical,
         "template": template,
         "deployed": deployed(template, params),
         "api": api,
     }
+
+
+@pytest.fixture(scope="module", params=MODES)
+def stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return deploy(moto_endpoint, request.param)
+
+
+@pytest.fixture(scope="module", params=MODES)
+def cluster_stack(moto_endpoint: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return deploy(moto_endpoint, request.param, spark_cluster=True)
 
 
 def test_skipped_types_are_exactly_what_moto_lacks() -> None:
@@ -662,6 +690,78 @@ def test_worker_service_and_work_queue(stack: dict[str, Any]) -> None:
     assert int(attrs["MessageRetentionPeriod"]) >= 3600
     assert [q.rsplit("/", 1)[1] for q in queues if q.endswith(f"work-{env}")] == [f"ecomkpi-work-{env}"]
     assert out["WorkQueueUrl"].endswith(f"/ecomkpi-work-{env}")
+
+
+# ---------------------------------------------------------------- Spark on an existing cluster
+def job_task_definitions(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    ecs, out = boto3.client("ecs", **stack["kw"]), stack["outputs"]
+    keys = ["ValidationTaskDefinitionArn", "TransformationTaskDefinitionArn"]
+    keys += ["WorkerTaskDefinitionArn"] if stack["mode"] == "worker" else []
+    return [ecs.describe_task_definition(taskDefinition=out[k])["taskDefinition"] for k in keys]
+
+
+def job_config(task_definition: dict[str, Any]) -> PipelineConfig:
+    """What the jobs in that task read from the environment the stack gave it."""
+    (container,) = task_definition["containerDefinitions"]
+    return PipelineConfig.from_env({e["name"]: e.get("value", "") for e in container["environment"]})
+
+
+def test_without_a_cluster_every_job_runs_spark_in_its_task(stack: dict[str, Any]) -> None:
+    for td in job_task_definitions(stack):
+        config = job_config(td)
+        assert (config.spark_master, config.executor_jars, config.extra_spark_conf) == (
+            "local[*]",
+            "auto",
+            (),
+        )
+    assert "SparkDriverSecurityGroupId" not in stack["outputs"]
+
+
+def test_a_cluster_master_reaches_every_job_task_and_opens_only_the_driver_ports(
+    cluster_stack: dict[str, Any],
+) -> None:
+    kw, out, params = cluster_stack["kw"], cluster_stack["outputs"], cluster_stack["params"]
+    assert cluster_stack["status"] == "CREATE_COMPLETE"
+    configs = [job_config(td) for td in job_task_definitions(cluster_stack)]
+    assert len(configs) == (3 if cluster_stack["mode"] == "worker" else 2)
+    for config in configs:
+        assert config.spark_master == params["SparkMaster"] and config.executor_jars == "image"
+        assert dict(config.extra_spark_conf) == {"spark.cores.max": "4", "spark.executor.memory": "2g"}
+    (driver_ports,) = {(c.driver_port, c.driver_block_manager_port) for c in configs}
+
+    driver_sg, cluster_sg = out["SparkDriverSecurityGroupId"], cluster_stack["cluster_sg"]
+    (group,) = boto3.client("ec2", **kw).describe_security_groups(GroupIds=[driver_sg])["SecurityGroups"]
+    assert group["VpcId"] == cluster_stack["vpc"]
+    opened = {
+        (
+            p["IpProtocol"],
+            p["FromPort"],
+            p["ToPort"],
+            tuple(g["GroupId"] for g in p.get("UserIdGroupPairs", [])),
+            tuple(r["CidrIp"] for r in p.get("IpRanges", [])),
+        )
+        for p in group["IpPermissions"]
+    }
+    assert opened == {("tcp", port, port, (cluster_sg,), ()) for port in driver_ports}
+    # (moto's model ignores SecurityGroupEgress: the egress rules are checked in test_infra_template.)
+
+    # Every job task runs in it besides SecurityGroupIds.
+    if cluster_stack["mode"] == "ecs":
+        definition = boto3.client("stepfunctions", **kw).describe_state_machine(
+            stateMachineArn=out["StateMachineArn"]
+        )["definition"]
+        for task in ("ValidateData", "TransformData"):
+            network = json.loads(definition)["States"][task]["Parameters"]["NetworkConfiguration"]
+            assert network["AwsvpcConfiguration"]["SecurityGroups.$"] == (
+                f"States.StringSplit('{cluster_stack['sg']},{driver_sg}', ',')"
+            )
+    else:
+        # moto's ECS service keeps no network configuration: the template's expression, resolved
+        # with what the emulator made.
+        service = cluster_stack["deployed"]["Resources"]["WorkerService"]["Properties"]
+        groups = service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+        refs = {"SecurityGroupIds": [cluster_stack["sg"]], "SparkDriverSecurityGroup": driver_sg}
+        assert evaluate(groups, refs) == [cluster_stack["sg"], driver_sg]
 
 
 def test_worker_scaling_targets_the_service(stack: dict[str, Any]) -> None:

@@ -391,7 +391,8 @@ def test_network_parameters_and_outputs(template: dict[str, Any], as_deployed: d
     params = template["Parameters"]
     assert params["SubnetIds"]["Type"] == "List<AWS::EC2::Subnet::Id>"
     assert params["SecurityGroupIds"]["Type"] == "List<AWS::EC2::SecurityGroup::Id>"
-    subs = props(template, "PipelineStateMachine")["DefinitionSubstitutions"]
+    # Without a Spark cluster (the default), the tasks get exactly the parameters' groups.
+    subs = props(deployed(template, {"TaskMode": "ecs"}), "PipelineStateMachine")["DefinitionSubstitutions"]
     assert subs["SubnetIds"] == {"Fn::Join": [",", {"Ref": "SubnetIds"}]}
     assert subs["SecurityGroupIds"] == {"Fn::Join": [",", {"Ref": "SecurityGroupIds"}]}
     logging = props(template, "PipelineStateMachine")["LoggingConfiguration"]
@@ -1416,3 +1417,197 @@ def test_kpi_api_reads_the_variables_the_stack_sets(template: dict[str, Any]) ->
     stack = set(props(template, "KpiApiFunction")["Environment"]["Variables"])
     assert stack <= read, stack - read
     assert all(name.startswith("AWS_") for name in read - stack), read - stack
+
+
+# ---------------------------------------------------------------- Spark on an existing cluster
+# SparkMaster (empty by default: Spark local in each task) and what a client-mode driver in the task
+# needs: docs/scale-out.md. The checks are properties of every job task definition the deployment
+# makes, in both modes, rather than the template's lines.
+JOBS = ROOT / "jobs"
+ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
+SPARK_SETTINGS = {
+    "SPARK_MASTER": "SparkMaster",
+    "SPARK_EXECUTOR_JARS": "SparkExecutorJars",
+    "SPARK_EXTRA_CONF": "SparkExtraConf",
+}
+DRIVER_PORTS = ("SPARK_DRIVER_PORT", "SPARK_DRIVER_BLOCK_MANAGER_PORT")
+SPARK_CLUSTER = {  # a deployment whose jobs use a standalone cluster's executors
+    "SparkMaster": "spark://10.0.1.5:7077",
+    "SparkExecutorJars": "image",
+    "SparkExtraConf": "spark.cores.max=8 spark.executor.memory=6g",
+    "SparkClusterSecurityGroupId": "sg-0123456789abcdef0",
+    "VpcId": "vpc-0123456789abcdef0",
+}
+
+
+def job_containers(t: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The (one) container of every task definition in ``t``, by task definition."""
+    out = {}
+    for name, r in t["Resources"].items():
+        if r["Type"] == "AWS::ECS::TaskDefinition":
+            (out[name],) = r["Properties"]["ContainerDefinitions"]
+    return out
+
+
+def environment(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def evaluate(value: Any, refs: dict[str, Any]) -> Any:
+    """Ref / Fn::Join / Fn::Split with ``refs`` (a List parameter is a list)."""
+    if isinstance(value, list):
+        return [evaluate(v, refs) for v in value]
+    if not isinstance(value, dict):
+        return value
+    ((fn, arg),) = value.items()
+    if fn == "Ref":
+        return refs[arg]
+    if fn == "Fn::Join":
+        return arg[0].join(evaluate(arg[1], refs))
+    if fn == "Fn::Split":
+        return evaluate(arg[1], refs).split(arg[0])
+    raise AssertionError(f"{fn} not handled here")
+
+
+def test_every_job_task_gets_the_spark_settings_from_the_parameters(
+    template: dict[str, Any], mode: str
+) -> None:
+    t = deployed(template, {"TaskMode": mode})
+    containers = job_containers(t)
+    expected = {"ValidationTaskDefinition", "TransformationTaskDefinition"}
+    assert set(containers) == expected | ({"WorkerTaskDefinition"} if mode == "worker" else set())
+    ports = set()
+    for name, container in containers.items():
+        env = environment(container)
+        for variable, parameter in SPARK_SETTINGS.items():
+            assert env[variable] == {"Ref": parameter}, (name, variable)
+        ports.add(tuple(env[v] for v in DRIVER_PORTS))
+    (fixed,) = ports  # the same fixed ports in every task, so one security group rule fits all
+    assert all(p.isdigit() for p in fixed) and fixed[0] != fixed[1]
+    # Always set, never conditional: moto's deploy (tests/test_infra_moto.py) and a plain reading of
+    # the task definition both see the same list; an empty value means local (jobs/config.py).
+    for name, container in job_containers(template).items():
+        for entry in container["Environment"]:
+            assert set(entry) == {"Name", "Value"} and "Fn::If" not in json.dumps(entry), (name, entry)
+
+
+def test_the_code_reads_every_variable_the_stack_sets_on_a_job_task(template: dict[str, Any]) -> None:
+    """No dead (or misspelt) variable: each name is read by the jobs or by the image's entrypoint."""
+    python = "\n".join(p.read_text() for p in JOBS.rglob("*.py"))
+    shell = ENTRYPOINT.read_text()
+    names = {
+        n
+        for mode in MODES
+        for c in job_containers(deployed(template, {"TaskMode": mode})).values()
+        for n in environment(c)
+    }
+    assert set(SPARK_SETTINGS) | set(DRIVER_PORTS) <= names
+    unread = {n for n in names if f'"{n}"' not in python and not re.search(rf"\$\{{?{n}\b", shell)}
+    assert not unread
+
+
+def spark_env(template: dict[str, Any], params: dict[str, str]) -> dict[str, str]:
+    """The Spark variables a job task gets for ``params`` (defaults for the others)."""
+    values = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()} | params
+    env = environment(job_containers(template)["TransformationTaskDefinition"])
+    return {
+        k: values[v["Ref"]] if isinstance(v, dict) else v for k, v in env.items() if k.startswith("SPARK_")
+    }
+
+
+def test_the_defaults_keep_spark_local_and_a_cluster_master_makes_a_reachable_driver(
+    template: dict[str, Any],
+) -> None:
+    from jobs.config import PipelineConfig
+    from jobs.spark_session import session_conf
+
+    jars = ["/opt/ecomkpi/jars/delta-spark.jar", "/opt/ecomkpi/jars/hadoop-aws.jar"]
+    local = PipelineConfig.from_env(spark_env(template, {}))
+    assert local.spark_master == "local[*]"  # the entrypoint makes it local[N] (N = the task's vCPUs)
+    conf = session_conf(local, jars, driver_host="10.0.1.9")
+    assert not {
+        "spark.jars",
+        "spark.executor.extraClassPath",
+        "spark.driver.host",
+        "spark.driver.port",
+    } & set(conf)
+
+    cluster = PipelineConfig.from_env(spark_env(template, SPARK_CLUSTER))
+    conf = session_conf(cluster, jars, driver_host="10.0.1.9")
+    assert conf["spark.master"] == SPARK_CLUSTER["SparkMaster"]
+    assert conf["spark.executor.extraClassPath"] == "/opt/ecomkpi/jars/*" and "spark.jars" not in conf
+    assert conf["spark.cores.max"] == "8"
+    sg = props(deployed(template, SPARK_CLUSTER), "SparkDriverSecurityGroup")
+    opened = {(r["FromPort"], r["ToPort"]) for r in sg["SecurityGroupIngress"]}
+    driver_ports = {int(conf["spark.driver.port"]), int(conf["spark.driver.blockManager.port"])}
+    assert opened == {(p, p) for p in driver_ports}
+    # Every value the parameters allow is one the jobs accept.
+    for jars_mode in template["Parameters"]["SparkExecutorJars"]["AllowedValues"]:
+        PipelineConfig.from_env(spark_env(template, {**SPARK_CLUSTER, "SparkExecutorJars": jars_mode}))
+
+
+def test_spark_master_parameter(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["SparkMaster"]
+    assert param["Default"] == ""
+    for ok in ("", "spark://10.0.1.5:7077", "spark://m1:7077,m2:7077", "k8s://https://api.example.com:443"):
+        assert re.fullmatch(param["AllowedPattern"], ok), ok
+    # local[N] is the entrypoint's choice (from the task's vCPUs); YARN and Mesos are not supported.
+    for bad in ("local[2]", "yarn", "spark://", "spark://a b", "mesos://m:5050"):
+        assert not re.fullmatch(param["AllowedPattern"], bad), bad
+    assert template["Parameters"]["SparkExecutorJars"]["Default"] == "auto"
+
+
+def test_driver_security_group_only_with_a_cluster_and_only_the_driver_ports(
+    template: dict[str, Any], mode: str
+) -> None:
+    refs = {"SecurityGroupIds": ["sg-task"], "SparkDriverSecurityGroup": "sg-driver"}
+
+    def task_groups(t: dict[str, Any]) -> list[str]:
+        """The security groups every job task of the mode runs with."""
+        if mode == "ecs":
+            subs = props(t, "PipelineStateMachine")["DefinitionSubstitutions"]
+            return evaluate(subs["SecurityGroupIds"], refs).split(",")
+        return evaluate(
+            props(t, "WorkerService")["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"], refs
+        )
+
+    for params in ({}, {"SparkMaster": SPARK_CLUSTER["SparkMaster"]}):
+        t = deployed(template, {"TaskMode": mode, **params})
+        assert "SparkDriverSecurityGroup" not in t["Resources"]
+        assert "SparkDriverSecurityGroupId" not in t["Outputs"]
+        assert task_groups(t) == ["sg-task"]
+
+    t = deployed(template, {"TaskMode": mode, **SPARK_CLUSTER})
+    assert task_groups(t) == ["sg-task", "sg-driver"]
+    assert t["Outputs"]["SparkDriverSecurityGroupId"]["Value"] == {"Ref": "SparkDriverSecurityGroup"}
+    sg = props(t, "SparkDriverSecurityGroup")
+    assert sg["VpcId"] == {"Ref": "VpcId"}
+    env = environment(job_containers(t)["TransformationTaskDefinition"])
+    driver_ports = {int(env[v]) for v in DRIVER_PORTS}
+    cluster = {"Ref": "SparkClusterSecurityGroupId"}
+    # In: from the cluster's group only, on the driver's two ports only.
+    for rule in sg["SecurityGroupIngress"]:
+        assert rule["SourceSecurityGroupId"] == cluster and rule["IpProtocol"] == "tcp"
+        assert rule["FromPort"] == rule["ToPort"] and rule["FromPort"] in driver_ports
+        assert not {"CidrIp", "CidrIpv6", "SourcePrefixListId"} & set(rule) and rule["Description"]
+    assert {r["FromPort"] for r in sg["SecurityGroupIngress"]} == driver_ports
+    # Out: to the cluster's group only (without SecurityGroupEgress AWS would allow everything).
+    assert sg["SecurityGroupEgress"]
+    for rule in sg["SecurityGroupEgress"]:
+        assert rule["DestinationSecurityGroupId"] == cluster and rule["IpProtocol"] == "tcp"
+        assert rule["FromPort"] >= 1024 and not {"CidrIp", "CidrIpv6"} & set(rule) and rule["Description"]
+
+
+def test_a_driver_security_group_needs_its_vpc_and_a_cluster_master(template: dict[str, Any]) -> None:
+    assert rule_failures(template, SPARK_CLUSTER) == []
+    assert (
+        rule_failures(template, {"SparkMaster": SPARK_CLUSTER["SparkMaster"]}) == []
+    )  # rules opened by hand
+    (no_vpc,) = rule_failures(template, {**SPARK_CLUSTER, "VpcId": ""})
+    assert "VpcId" in no_vpc
+    (no_master,) = rule_failures(template, {**SPARK_CLUSTER, "SparkMaster": ""})
+    assert "SparkMaster" in no_master
+    for name in ("SparkClusterSecurityGroupId", "VpcId"):
+        pattern = template["Parameters"][name]["AllowedPattern"]
+        assert re.fullmatch(pattern, "") and re.fullmatch(pattern, SPARK_CLUSTER[name])
+        assert not re.fullmatch(pattern, SPARK_CLUSTER[name].upper())
