@@ -695,6 +695,45 @@ def test_worker_role_allows_what_both_jobs_do(template: dict[str, Any], mode: st
     check(role, NEITHER_JOB_DOES + tracker_requests(template), False)
 
 
+def unused_grants(statements: list[dict[str, Any]], requests: list[Request]) -> list[tuple[str, str]]:
+    """Each (action, resource) an Allow statement grants that none of ``requests`` needs."""
+    unused = []
+    for st in statements:
+        if st["Effect"] != "Allow":
+            continue
+        for action in as_list(st["Action"]):
+            for resource in as_list(st["Resource"]):
+                if not any(
+                    glob(action, a, case_sensitive=False)
+                    and glob(resource, r)
+                    and condition_holds(st.get("Condition", {}), c)
+                    for a, r, c in requests
+                ):
+                    unused.append((action, resource))
+    return unused
+
+
+def test_job_roles_grant_nothing_the_jobs_do_not_do(template: dict[str, Any], mode: str) -> None:
+    """The converse of the tests above: every action on every resource a job role grants is one that
+    its job's code does (each entry of the lists names where). Least privilege as a property: a grant
+    the code stops needing fails here until it is removed."""
+    does = {
+        "ValidationTaskRole": VALIDATION_DOES,
+        "TransformationTaskRole": TRANSFORMATION_DOES + kpi_requests(template),
+    }
+    if mode == "worker":
+        does["WorkerTaskRole"] = VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template)
+    for role, requests in does.items():
+        # The worker's own queue and task-token statements: test_worker_role_reaches_only_...
+        data = [
+            st
+            for st in policy(template, role)
+            if not {a.split(":")[0] for a in as_list(st["Action"])} & {"sqs", "states"}
+        ]
+        assert data, role
+        assert unused_grants(data, requests) == [], role
+
+
 def test_each_task_definition_runs_with_its_jobs_role(template: dict[str, Any], mode: str) -> None:
     res = template["Resources"]
     for task, role in (
