@@ -139,8 +139,18 @@ class PipelineConfig:
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         lake = env.get("LAKE_PATH", "").strip() or (f"s3a://{bucket}/lake" if bucket else "")
         partitions = env.get("SPARK_SHUFFLE_PARTITIONS", "8")
+        extra_conf = parse_spark_conf(env.get("SPARK_EXTRA_CONF"))
+        # The entrypoint derives SPARK_SHUFFLE_PARTITIONS from the task's vCPUs, which say nothing
+        # about a cluster's cores: an explicit spark.sql.shuffle.partitions in SPARK_EXTRA_CONF wins.
+        explicit = [v for k, v in extra_conf if k == "spark.sql.shuffle.partitions"]
+        if explicit:
+            partitions = explicit[-1]
+            extra_conf = tuple((k, v) for k, v in extra_conf if k != "spark.sql.shuffle.partitions")
         if not partitions.isdigit() or int(partitions) < 1:
-            raise ConfigError(f"SPARK_SHUFFLE_PARTITIONS must be a positive integer, got {partitions!r}")
+            source = (
+                "spark.sql.shuffle.partitions in SPARK_EXTRA_CONF" if explicit else "SPARK_SHUFFLE_PARTITIONS"
+            )
+            raise ConfigError(f"{source} must be a positive integer, got {partitions!r}")
         kwargs: dict = {}
         max_bytes = env.get("MAX_FILE_BYTES", "").strip()
         if max_bytes:
@@ -181,7 +191,7 @@ class PipelineConfig:
             driver_block_manager_port=parse_port(
                 env.get("SPARK_DRIVER_BLOCK_MANAGER_PORT"), "SPARK_DRIVER_BLOCK_MANAGER_PORT"
             ),
-            extra_spark_conf=parse_spark_conf(env.get("SPARK_EXTRA_CONF")),
+            extra_spark_conf=extra_conf,
             recompute_dates=parse_dates(env.get("RECOMPUTE_DATES")),
             **kwargs,
         )

@@ -174,6 +174,17 @@ def test_extra_conf_may_override_the_cluster_settings_but_not_the_pipelines() ->
     assert "spark.driver.host" not in conf  # none found: Spark's own default
 
 
+def test_extra_conf_sets_the_shuffle_partitions_for_the_clusters_cores() -> None:
+    """The entrypoint sizes SPARK_SHUFFLE_PARTITIONS for the task's vCPUs (here 2 -> 8); with a
+    cluster that is the driver's size, so an explicit value in SPARK_EXTRA_CONF wins."""
+    c = config(STANDALONE, SPARK_SHUFFLE_PARTITIONS="8", SPARK_EXTRA_CONF="spark.sql.shuffle.partitions=64")
+    assert c.shuffle_partitions == 64 and c.extra_spark_conf == ()
+    assert session_conf(c, JARS)["spark.sql.shuffle.partitions"] == "64"
+    assert config(STANDALONE, SPARK_SHUFFLE_PARTITIONS="8").shuffle_partitions == 8
+    with pytest.raises(ConfigError, match=r"shuffle\.partitions in SPARK_EXTRA_CONF"):
+        config(STANDALONE, SPARK_EXTRA_CONF="spark.sql.shuffle.partitions=lots")
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
