@@ -10,11 +10,23 @@ and the tracker by ``BatchId``. Items come back as plain Python values with Dyna
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        KeysAndAttributesUnionTypeDef,
+        UniversalAttributeValueTypeDef,
+    )
+
+    Key = Mapping[str, UniversalAttributeValueTypeDef]
+
+T = TypeVar("T")
 
 DATE_INDEX = "date_key-index"
 CALENDAR_ID = "_calendar"  # the tracker item listing every day that ran (lambda_trigger/tracker.py)
@@ -22,11 +34,11 @@ MAX_BATCH_GET = 100  # BatchGetItem limit
 _deserializer = TypeDeserializer()
 
 
-def plain(item: dict[str, Any]) -> dict[str, Any]:
+def plain(item: Mapping[str, AttributeValueTypeDef]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
-def items(client: Any, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
+def items(client: DynamoDBClient, operation: Literal["query", "scan"], **kwargs: Any) -> list[dict[str, Any]]:
     """Every item of a ``query`` or ``scan`` (all pages), as plain values.
 
     The one DynamoDB read loop of the project: tools (``ecomkpi kpis``, the demo report, the
@@ -36,7 +48,7 @@ def items(client: Any, operation: str, **kwargs: Any) -> list[dict[str, Any]]:
     return [plain(item) for page in pages for item in page.get("Items", [])]
 
 
-def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+def _chunks(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
 
@@ -45,17 +57,17 @@ def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
 class KpiReader:
     """The three tables the API reads; ``client`` is a low-level boto3 DynamoDB client."""
 
-    client: Any
+    client: DynamoDBClient
     daily_table: str
     category_table: str
     tracker_table: str
     max_attempts: int = 8
 
-    def batch_get(self, table: str, keys: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def batch_get(self, table: str, keys: Iterable[Key]) -> list[dict[str, Any]]:
         """Every existing item of ``keys`` (any number), retrying UnprocessedKeys with backoff."""
         found: list[dict[str, Any]] = []
         for chunk in _chunks(list(keys), MAX_BATCH_GET):
-            request: dict[str, Any] = {table: {"Keys": chunk}}
+            request: Mapping[str, KeysAndAttributesUnionTypeDef] = {table: {"Keys": chunk}}
             for attempt in range(self.max_attempts):
                 response = self.client.batch_get_item(RequestItems=request)
                 found += [plain(i) for i in response.get("Responses", {}).get(table, [])]

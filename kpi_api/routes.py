@@ -9,9 +9,10 @@ Routes (GET only, JSON, UTF-8):
 * ``/kpis/categories?date=YYYY-MM-DD`` -- every category of one day;
 * ``/kpis/categories/{category_id}?from=&to=`` -- one category over a range;
 * ``/status?from=&to=`` (default: the 14 days up to the latest day that ran) -- per day: generation,
-  state (``running``, ``succeeded``, ``failed``, ``pending``, ``waiting_for_products``, or
-  ``kpis_only`` for a date whose orders all came in other days' batches), the last failure and its
-  cause, seconds since its KPIs were last written;
+  state (:class:`DayState`: ``running``, ``succeeded``, ``failed``, ``pending``, ``triggered``,
+  ``waiting_for_products``, ``kpis_only`` for a date whose orders all came in other days' batches,
+  ``unknown`` for a tracker status this API does not know), the last failure and its cause, seconds
+  since its KPIs were last written;
 * ``/days`` -- every day that ran, oldest first (the page starts from the latest);
 * ``/`` -- the live page (kpi_api/page.py).
 
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
@@ -49,6 +51,30 @@ DAILY_COLUMNS = (
 CATEGORY_COLUMNS = ("category_id", "date_key", "daily_revenue", "avg_order_value", "avg_return_rate")
 ROW_META = ("run_id", "updated_at")
 JSON_TYPE = "application/json; charset=utf-8"
+
+
+class DayState(StrEnum):
+    """A day's state on ``/status`` and the page (which styles each by its ``data-state``)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PENDING = "pending"
+    TRIGGERED = "triggered"
+    WAITING_FOR_PRODUCTS = "waiting_for_products"
+    KPIS_ONLY = "kpis_only"
+    UNKNOWN = "unknown"
+
+
+# The tracker item's ``status`` (lambda_trigger/states.py BatchStatus; this zip does not ship it) ->
+# the day's state when no generation is running.
+_STATE_OF_STATUS = {
+    "PENDING": DayState.PENDING,
+    "TRIGGERED": DayState.TRIGGERED,
+    "WAITING_FOR_PRODUCTS": DayState.WAITING_FOR_PRODUCTS,
+    "SUCCEEDED": DayState.SUCCEEDED,
+    "FAILED": DayState.FAILED,
+}
 
 
 class BadRequest(ValueError):
@@ -186,17 +212,13 @@ def day_status(
     if batch is None:
         # KPIs of a date without a batch of its own: the orders dated that day (UTC) all arrived in
         # other days' files (a producer's day is not always the UTC day).
-        state, batch, status = "kpis_only", {}, ""
+        state, batch, status = DayState.KPIS_ONLY, {}, None
     else:
-        status = str(batch.get("status") or "PENDING")
-        running = bool(batch.get("running"))
-        state = (
-            "running"
-            if running
-            else {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status, status.lower())
-        )
+        status = _STATE_OF_STATUS.get(str(batch.get("status") or "PENDING"), DayState.UNKNOWN)
+        state = DayState.RUNNING if batch.get("running") else status
     last_run = batch.get("last_run")
-    failed = status == "FAILED"
+    # The workflow writes FAILED before the trigger hears the execution ended: show why meanwhile.
+    failed = status == DayState.FAILED
     links = {}
     if bucket and failed and last_run:
         links = {

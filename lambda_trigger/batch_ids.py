@@ -24,9 +24,10 @@ RAW_PREFIX = "raw/"
 DEFAULT_PRODUCTS_KEY = "raw/products/products.csv"
 PRODUCTS_BATCH_ID = "products_master_data"
 MANIFEST_PREFIX = "raw/manifests/"
-DATA_TABLES = ("orders", "order_items")
+DataTable = Literal["orders", "order_items"]
+DATA_TABLES: tuple[DataTable, ...] = ("orders", "order_items")
 
-Kind = Literal["products", "orders", "order_items", "manifest"]
+Kind = Literal["products", "manifest"] | DataTable
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MANIFEST_RE = re.compile(r"raw/manifests/(\d{4}-\d{2}-\d{2})\.json")
@@ -91,18 +92,18 @@ def classify_key(key: str, *, today: date, products_key: str = DEFAULT_PRODUCTS_
         return KeyInfo(key, "manifest", match.group(1))
     if not key.endswith(".csv"):
         raise IgnoredKey("csv_extension", "key does not end with .csv (lower case)")
-    table = parts[1]
-    if table not in DATA_TABLES:
+    table = next((t for t in DATA_TABLES if t == parts[1]), None)
+    if table is None:
         raise IgnoredKey(
             "known_table",
-            f"raw/{table}/ is not a batch input (expected {products_key} or orders/order_items)",
+            f"raw/{parts[1]}/ is not a batch input (expected {products_key} or orders/order_items)",
         )
     if len(parts) == 3:
-        return KeyInfo(key, table, today.isoformat(), dated=False)  # type: ignore[arg-type]
+        return KeyInfo(key, table, today.isoformat(), dated=False)
     if len(parts) == 4:
         if not is_batch_date(parts[2]):
             raise IgnoredKey("date_partition", f"date partition {parts[2]!r} is not a valid YYYY-MM-DD date")
-        return KeyInfo(key, table, parts[2])  # type: ignore[arg-type]
+        return KeyInfo(key, table, parts[2])
     raise IgnoredKey(
         "folder_depth", "data files must be raw/<table>/<file>.csv or raw/<table>/YYYY-MM-DD/<file>.csv"
     )

@@ -24,16 +24,23 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from lambda_trigger import log, s3_errors, unrecognised, withdrawal
-from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, classify_key, is_batch_date
-from lambda_trigger.events import TERMINAL_STATUSES, ExecutionEnd, FileArrival
+from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, KeyInfo, classify_key, is_batch_date
+from lambda_trigger.events import ExecutionEnd, FileArrival
 from lambda_trigger.inputs_object import write_inputs
 from lambda_trigger.manifest import ManifestError, read_manifest
+from lambda_trigger.states import TERMINAL_STATUSES, ExecutionStatus, SweepOutcome
 from lambda_trigger.tracker import BatchFileTracker, BatchState
+
+if TYPE_CHECKING:
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_stepfunctions import SFNClient
+    from types_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
 
 _EXECUTION_NAME_RE = re.compile(r"(?P<batch>\d{4}-\d{2}-\d{2})-g(?P<generation>[1-9]\d*)")
 # A reconcile loops only when another writer changed the item between our read and our write;
@@ -59,14 +66,14 @@ class BatchCoordinator:
     def __init__(
         self,
         tracker: BatchFileTracker,
-        sfn_client: Any,
-        s3_client: Any,
+        sfn_client: SFNClient,
+        s3_client: S3Client,
         state_machine_arn: str,
         *,
         products_key: str = DEFAULT_PRODUCTS_KEY,
         clock: Callable[[], datetime],
         bucket: str | None = None,
-        cloudwatch_client: Any = None,
+        cloudwatch_client: CloudWatchClient | None = None,
     ) -> None:
         self.tracker = tracker
         self.sfn = sfn_client
@@ -207,7 +214,7 @@ class BatchCoordinator:
         self._withdraw(info.batch_id, info.kind, key, reason)
         return True
 
-    def _data_key(self, key: str) -> Any:
+    def _data_key(self, key: str) -> KeyInfo | None:
         try:
             info = classify_key(key, today=self.clock().date(), products_key=self.products_key)
         except IgnoredKey:
@@ -260,7 +267,7 @@ class BatchCoordinator:
             )
         else:
             log.info(f"Generation {generation} of Daily Batch ID {batch_id} ended with status {end.status}.")
-            if end.status == "SUCCEEDED" and not state.dirty:
+            if end.status == ExecutionStatus.SUCCEEDED and not state.dirty:
                 self._archive_manifest(state, end.input.get("bucket"))
         self.reconcile(batch_id, state, fallback_bucket=end.input.get("bucket"))
 
@@ -392,7 +399,11 @@ class BatchCoordinator:
         self.tracker.confirm_start(state.batch_id, state.triggered_generation, execution_arn, self._now())
 
     def _skip_taken_name(
-        self, state: BatchState, fallback_bucket: str | None, existing: dict[str, Any], attempts: int
+        self,
+        state: BatchState,
+        fallback_bucket: str | None,
+        existing: DescribeExecutionOutputTypeDef,
+        attempts: int,
     ) -> None:
         log.warn(
             f"Execution name {state.execution_name} belongs to another claim (started "
@@ -410,20 +421,22 @@ class BatchCoordinator:
         self._start(skipped, fallback_bucket, attempts=attempts - 1)
 
     # -- the scheduled sweep --------------------------------------------------------------------
-    def sweep(self) -> dict[str, int]:
+    def sweep(self) -> dict[SweepOutcome, int]:
         """Bring every batch whose events were lost to where its events would have brought it."""
-        counts = dict.fromkeys(("idle", "running", "finished", "lost", "reconciled", "failed"), 0)
+        counts = dict.fromkeys(SweepOutcome, 0)
         for state in self.tracker.scan_batches():
             try:
                 counts[self._sweep_one(state)] += 1
             except Exception as exc:  # one broken batch must not stop the sweep of the others
-                counts["failed"] += 1
+                counts[SweepOutcome.FAILED] += 1
                 log.error(f"Reconcile of Daily Batch ID {state.batch_id} failed: {exc!r}")
-        if any(counts[k] for k in ("finished", "lost", "reconciled", "failed")):
+        if any(
+            n for outcome, n in counts.items() if outcome not in (SweepOutcome.IDLE, SweepOutcome.RUNNING)
+        ):
             log.info(f"Reconcile sweep: {json.dumps(counts)}")  # quiet when nothing needed repair
         return counts
 
-    def _sweep_one(self, state: BatchState) -> str:
+    def _sweep_one(self, state: BatchState) -> SweepOutcome:
         if state.running and state.start_confirmed:
             arn = state.execution_arn or execution_arn_for(self.state_machine_arn, state.execution_name)
             try:
@@ -434,21 +447,21 @@ class BatchCoordinator:
                 log.warn(f"Execution {state.execution_name} does not exist; its generation is run again.")
                 ended = self.tracker.mark_lost(state.batch_id, state.triggered_generation, self._now())
                 self.reconcile(state.batch_id, ended)
-                return "lost"
+                return SweepOutcome.LOST
             if existing.get("status") not in TERMINAL_STATUSES:
-                return "running"
+                return SweepOutcome.RUNNING
             log.warn(
                 f"Execution {state.execution_name} ended {existing.get('status')} but the tracker missed it."
             )
             self.handle_execution_end(_end_of(existing))
-            return "finished"
+            return SweepOutcome.FINISHED
         if state.running or state.dirty:
             self.reconcile(state.batch_id)
-            return "reconciled"
-        return "idle"
+            return SweepOutcome.RECONCILED
+        return SweepOutcome.IDLE
 
 
-def _claimed_at(description: dict[str, Any]) -> str | None:
+def _claimed_at(description: DescribeExecutionOutputTypeDef) -> str | None:
     try:
         value = json.loads(description.get("input") or "{}")
     except ValueError:
@@ -456,7 +469,7 @@ def _claimed_at(description: dict[str, Any]) -> str | None:
     return value.get("triggered_at") if isinstance(value, dict) else None
 
 
-def _end_of(description: dict[str, Any]) -> ExecutionEnd:
+def _end_of(description: DescribeExecutionOutputTypeDef) -> ExecutionEnd:
     try:
         parsed = json.loads(description.get("input") or "{}")
     except ValueError:

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 INPUTS_PREFIX = "control/inputs/"
 DOCUMENT_VERSION = 1
@@ -39,7 +42,7 @@ def inputs_key(document: dict[str, Any], body: bytes) -> str:
     return f"{INPUTS_PREFIX}{document['batch_id']}/g{document['generation']}-{digest}.json"
 
 
-def write_inputs(s3: Any, bucket: str, document: dict[str, Any]) -> str:
+def write_inputs(s3: S3Client, bucket: str, document: dict[str, Any]) -> str:
     """Store the document (idempotent: same keys, same object) and return its key."""
     body = (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
     key = inputs_key(document, body)

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from lambda_trigger.batch_ids import DATA_TABLES, IgnoredKey, classify_key
+from lambda_trigger.batch_ids import DATA_TABLES, DataTable, IgnoredKey, classify_key
 from lambda_trigger.s3_errors import is_missing
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 MAX_MANIFEST_BYTES = 1_000_000
 
@@ -44,7 +47,7 @@ class ManifestError(ValueError):
         self.readable = readable
 
 
-def _absolute(entry: Any, table: str | None, batch_id: str) -> str:
+def _absolute(entry: object, table: str | None, batch_id: str) -> str:
     if not isinstance(entry, str) or not entry.strip():
         raise ManifestError(f"manifest entry {entry!r} is not a key")
     entry = entry.strip()
@@ -67,7 +70,7 @@ def parse_manifest(raw: bytes, batch_id: str) -> frozenset[str]:
         raise ManifestError(
             f"manifest batch_id {doc['batch_id']!r} does not match its file name ({batch_id})"
         )
-    entries: list[tuple[Any, str | None]] = []
+    entries: list[tuple[object, DataTable | None]] = []
     for field, table in (("expected_keys", None), *((t, t) for t in DATA_TABLES)):
         values = doc.get(field, [])
         if not isinstance(values, list):
@@ -90,7 +93,7 @@ def parse_manifest(raw: bytes, batch_id: str) -> frozenset[str]:
     return frozenset(keys)
 
 
-def read_manifest(s3_client: Any, bucket: str, key: str, batch_id: str) -> frozenset[str]:
+def read_manifest(s3_client: S3Client, bucket: str, key: str, batch_id: str) -> frozenset[str]:
     """Fetch and parse a manifest. Transient S3 errors propagate (the event is retried)."""
     try:
         response = s3_client.get_object(Bucket=bucket, Key=key)

@@ -38,8 +38,9 @@ entry (DynamoDB caps an item at 400 KB: about 2,500 distinct 60-character keys w
 duplicate delivery of an *older* upload that arrives after a newer one counts again: that costs one
 extra generation over the same files (idempotent), never a lost arrival.
 
-``status`` is informational only (PENDING, WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and
-is also written by the workflow itself; no decision reads it.
+``status`` is informational only (:class:`~lambda_trigger.states.BatchStatus`: PENDING,
+WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and is also written by the workflow itself; no
+decision reads it.
 
 Calendar item (``BatchId`` = ``_calendar``): ``days`` (SS), every day that claimed a generation.
 
@@ -56,13 +57,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, PRODUCTS_BATCH_ID, is_batch_date
 from lambda_trigger.inputs_object import inputs_document
+from lambda_trigger.states import LOST, BatchStatus, ExecutionStatus
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
 
 PARTITION_KEY = "BatchId"
 # One item lists every day that ever started a generation (``days`` SS), so a dashboard can find
@@ -75,7 +80,7 @@ FALSE = {"BOOL": False}
 
 
 def _s(value: str) -> dict[str, str]:
-    return {"S": value}
+    return {"S": str(value)}  # a StrEnum member as its plain string
 
 
 def _n(value: int) -> dict[str, str]:
@@ -232,7 +237,7 @@ def _is_conditional_failure(exc: ClientError) -> bool:
 class BatchFileTracker:
     """Conditional updates on the tracker table; each method is one DynamoDB request."""
 
-    def __init__(self, dynamodb_client: Any, table_name: str) -> None:
+    def __init__(self, dynamodb_client: DynamoDBClient, table_name: str) -> None:
         self._ddb = dynamodb_client
         self.table_name = table_name
 
@@ -293,7 +298,7 @@ class BatchFileTracker:
                 ":true": TRUE,
                 ":bucket": _s(bucket),
                 ":now": _s(now),
-                ":pending": _s("PENDING"),
+                ":pending": _s(BatchStatus.PENDING),
             },
             condition="attribute_not_exists(#upload) OR #upload <> :token",
             names={
@@ -369,7 +374,7 @@ class BatchFileTracker:
                 ":etag": _s(etag or ""),
                 ":bucket": _s(bucket),
                 ":now": _s(now),
-                ":pending": _s("PENDING"),
+                ":pending": _s(BatchStatus.PENDING),
             },
             condition="attribute_not_exists(#upload) OR #upload <> :token",
             names={"#upload": upload_attribute(manifest_key), "#status": "status", "#bucket": "bucket"},
@@ -391,7 +396,7 @@ class BatchFileTracker:
                 ":key": _s(products_key),
                 ":bucket": _s(bucket),
                 ":now": _s(now),
-                ":updated": _s("UPDATED"),
+                ":updated": _s(BatchStatus.UPDATED),
                 ":one": _n(1),
             },
             names={"#status": "status", "#bucket": "bucket"},
@@ -417,7 +422,12 @@ class BatchFileTracker:
         self._update(
             batch_id,
             "SET waiting_for_products = :true, #status = :waiting, last_updated = :now",
-            {":true": TRUE, ":false": FALSE, ":waiting": _s("WAITING_FOR_PRODUCTS"), ":now": _s(now)},
+            {
+                ":true": TRUE,
+                ":false": FALSE,
+                ":waiting": _s(BatchStatus.WAITING_FOR_PRODUCTS),
+                ":now": _s(now),
+            },
             condition="attribute_exists(BatchId) AND "
             "(attribute_not_exists(product_file_arrived) OR product_file_arrived = :false)",
             names={"#status": "status"},
@@ -450,7 +460,7 @@ class BatchFileTracker:
             ":true": TRUE,
             ":false": FALSE,
             ":now": _s(now),
-            ":triggered": _s("TRIGGERED"),
+            ":triggered": _s(BatchStatus.TRIGGERED),
             ":name": _s(execution_name(state.batch_id, generation)),
         }
         conditions = [
@@ -528,8 +538,8 @@ class BatchFileTracker:
                 ":g": _n(generation),
                 ":true": TRUE,
                 ":false": FALSE,
-                ":lost": _s("LOST"),
-                ":failed": _s("FAILED"),
+                ":lost": _s(LOST),
+                ":failed": _s(BatchStatus.FAILED),
                 ":now": _s(now),
             },
             condition="triggered_generation = :g AND running = :true",
@@ -555,7 +565,9 @@ class BatchFileTracker:
             ":true": TRUE,
             ":false": FALSE,
             ":sfn_status": _s(sfn_status),
-            ":status": _s("SUCCEEDED" if sfn_status == "SUCCEEDED" else "FAILED"),
+            ":status": _s(
+                BatchStatus.SUCCEEDED if sfn_status == ExecutionStatus.SUCCEEDED else BatchStatus.FAILED
+            ),
             ":now": _s(now),
         }
         expression = (
@@ -575,7 +587,7 @@ class BatchFileTracker:
         return BatchState.from_item(attributes) if attributes is not None else None
 
 
-def create_tracker_table(dynamodb_client: Any, name: str) -> str:
+def create_tracker_table(dynamodb_client: DynamoDBClient, name: str) -> str:
     """Create the tracker table (on-demand, ``BatchId`` S) if missing and wait until it is ACTIVE.
 
     Used by the local stack and the tests; in AWS the table comes from infra/.

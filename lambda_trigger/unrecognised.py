@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import is_missing
+from lambda_trigger.states import Verdict
+
+if TYPE_CHECKING:
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_s3 import S3Client
 
 UNRECOGNISED_PREFIX = "invalid/unrecognised/"
 METRIC_NAMESPACE = "ecomkpi"
@@ -59,7 +64,7 @@ def report(key: str, rule: str, reason: str, *, destination: str, now: str, even
             {
                 "report_version": REPORT_VERSION,
                 "file": key,
-                "verdict": "unrecognised",
+                "verdict": Verdict.UNRECOGNISED,
                 "summary": f"{key} was not processed: {reason}",
                 "failures": [{"rule": rule, "column": None, "message": reason}],
                 "expected_layout": LAYOUT_HINT,
@@ -78,7 +83,7 @@ def report(key: str, rule: str, reason: str, *, destination: str, now: str, even
 
 
 def move_unrecognised(
-    s3: Any, bucket: str, key: str, rule: str, reason: str, *, now: str, event: dict[str, Any]
+    s3: S3Client, bucket: str, key: str, rule: str, reason: str, *, now: str, event: dict[str, Any]
 ) -> Moved | None:
     """Move ``key`` out of ``raw/``; None when it is already gone (a redelivered event)."""
     destination = destination_of(key)
@@ -107,7 +112,7 @@ def move_unrecognised(
     return Moved(key, destination, report_key)
 
 
-def count(cloudwatch: Any, bucket: str, moved: int = 1) -> None:
+def count(cloudwatch: CloudWatchClient, bucket: str, moved: int = 1) -> None:
     """Best effort: the move is what matters, a lost data point must not undo or repeat it."""
     try:
         cloudwatch.put_metric_data(

@@ -18,13 +18,17 @@ when the rest is ready.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import is_missing
+from lambda_trigger.states import Verdict
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 WITHDRAWN_PREFIX = "invalid/withdrawn/"
 UNPROCESSED_STAGES = ("raw", "validated", "invalid")
@@ -35,7 +39,7 @@ def relative(key: str) -> str:
     return key.removeprefix(RAW_PREFIX)
 
 
-def exists(s3: Any, bucket: str, key: str) -> bool:
+def exists(s3: S3Client, bucket: str, key: str) -> bool:
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -45,7 +49,7 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
     return True
 
 
-def stage_copy(s3: Any, bucket: str, key: str) -> str | None:
+def stage_copy(s3: S3Client, bucket: str, key: str) -> str | None:
     """The stage key that holds a copy of ``key`` placed by the pipeline, if any."""
     rel = relative(key)
     for stage in COPY_STAGES:
@@ -54,12 +58,12 @@ def stage_copy(s3: Any, bucket: str, key: str) -> str | None:
     return None
 
 
-def _move(s3: Any, bucket: str, source: str, destination: str) -> None:
+def _move(s3: S3Client, bucket: str, source: str, destination: str) -> None:
     s3.copy_object(Bucket=bucket, Key=destination, CopySource={"Bucket": bucket, "Key": source})
     s3.delete_object(Bucket=bucket, Key=source)
 
 
-def set_aside(s3: Any, bucket: str, key: str, reason: str, *, now: str, by: str) -> list[str]:
+def set_aside(s3: S3Client, bucket: str, key: str, reason: str, *, now: str, by: str) -> list[str]:
     """Move every unprocessed copy of ``key`` to ``invalid/withdrawn/`` and write its report."""
     rel = relative(key)
     destination = f"{WITHDRAWN_PREFIX}{rel}"
@@ -73,7 +77,7 @@ def set_aside(s3: Any, bucket: str, key: str, reason: str, *, now: str, by: str)
                 _move(s3, bucket, f"{source}.report.json", f"{destination}.rejection.report.json")
     report = {
         "file": key,
-        "verdict": "withdrawn",
+        "verdict": Verdict.WITHDRAWN,
         "summary": f"{key} was withdrawn from its day: {reason}",
         "withdrawn_by": by,
         "moved_from": moved,

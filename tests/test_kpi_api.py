@@ -249,3 +249,24 @@ def test_ecomkpi_kpis_reads_through_the_same_reader(api: Api, moto_endpoint: str
         "2025-07-10",
     ]
     assert len(category_rows(config)) == 3
+
+
+@pytest.mark.parametrize(
+    ("batch", "state", "failed"),
+    [
+        (None, "kpis_only", False),
+        ({"status": "SUCCEEDED"}, "succeeded", False),
+        ({"status": "WAITING_FOR_PRODUCTS"}, "waiting_for_products", False),
+        ({}, "pending", False),
+        ({"status": "TRIGGERED", "running": True}, "running", False),
+        # The workflow wrote FAILED; the trigger has not heard the execution end yet.
+        ({"status": "FAILED", "running": True, "failure_error": "E"}, "running", True),
+        ({"status": "FAILED", "failure_error": "E"}, "failed", True),
+        ({"status": "SOMETHING_NEW"}, "unknown", False),
+    ],
+)
+def test_day_state_is_one_of_a_closed_set(batch: dict[str, Any] | None, state: str, failed: bool) -> None:
+    day = routes.day_status(batch, {"updated_at": "2025-07-10T00:00:00Z"}, "2025-07-10", NOW, "b")
+    assert day["state"] == state and isinstance(day["state"], routes.DayState)
+    assert (day["failure_error"] is not None) == failed
+    assert json.loads(json.dumps(day))["state"] == state

@@ -20,6 +20,7 @@ from lambda_trigger.events import (
     parse_sqs_body,
 )
 from lambda_trigger.manifest import ManifestError, parse_manifest
+from lambda_trigger.states import TERMINAL_STATUSES, ExecutionStatus
 from lambda_trigger.tracker import BatchState
 
 TODAY = date(2025, 7, 11)
@@ -244,3 +245,14 @@ def test_execution_arn_for() -> None:
         execution_arn_for(arn, "2025-07-10-g1")
         == "arn:aws:states:us-east-1:123456789012:execution:ecomkpi:2025-07-10-g1"
     )
+
+
+def test_execution_statuses_are_the_ones_step_functions_reports() -> None:
+    """The closed set is AWS's own (the typed SDK's literal), and the terminal ones are terminal."""
+    from typing import get_args
+
+    from types_boto3_stepfunctions.literals import ExecutionStatusType
+
+    assert set(ExecutionStatus) == set(get_args(ExecutionStatusType))
+    assert set(ExecutionStatus) - {"RUNNING", "PENDING_REDRIVE"} == TERMINAL_STATUSES
+    assert json.dumps({"s": ExecutionStatus.SUCCEEDED}) == '{"s": "SUCCEEDED"}'  # written as its string
