@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 DEFAULT_PRODUCTS_KEY = "raw/products/products.csv"
 
@@ -95,6 +96,15 @@ def _default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
+class _Overrides(TypedDict, total=False):
+    """The settings ``from_env`` passes only when their variable is set (else the field's default)."""
+
+    max_file_bytes: int
+    run_id: str
+    jars_dir: Path
+    executor_jars_dir: Path
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     """Settings shared by the validation and transformation jobs (and the local stack)."""
@@ -151,7 +161,7 @@ class PipelineConfig:
                 "spark.sql.shuffle.partitions in SPARK_EXTRA_CONF" if explicit else "SPARK_SHUFFLE_PARTITIONS"
             )
             raise ConfigError(f"{source} must be a positive integer, got {partitions!r}")
-        kwargs: dict = {}
+        kwargs: _Overrides = {}
         max_bytes = env.get("MAX_FILE_BYTES", "").strip()
         if max_bytes:
             if not max_bytes.isdigit() or int(max_bytes) < 1:
@@ -201,5 +211,5 @@ class PipelineConfig:
             raise ConfigError("S3_BUCKET is not set: the jobs need the pipeline's bucket")
         return self.bucket
 
-    def with_(self, **changes) -> PipelineConfig:
+    def with_(self, **changes: Any) -> PipelineConfig:  # dataclasses.replace's own signature
         return replace(self, **changes)

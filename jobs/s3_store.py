@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from jobs import aws
 from jobs.config import PipelineConfig
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ def _missing(exc: ClientError) -> bool:
 class S3Store:
     """Object operations on the pipeline bucket (``S3_BUCKET``)."""
 
-    def __init__(self, config: PipelineConfig, client: Any | None = None) -> None:
+    def __init__(self, config: PipelineConfig, client: S3Client | None = None) -> None:
         self.bucket = config.require_bucket()
         self.client = client or aws.client("s3", config)
 
@@ -72,8 +75,11 @@ class S3Store:
                 )
 
     def read_bytes(self, key: str, byte_range: str | None = None) -> bytes:
-        kwargs = {"Range": byte_range} if byte_range else {}
-        return self.client.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"].read()
+        if byte_range:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)
+        else:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"].read()
 
     def put_bytes(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)

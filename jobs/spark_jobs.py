@@ -28,4 +28,6 @@ class JobGroup:
         return len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(self.group))
 
     def close(self) -> None:
-        self.spark.sparkContext.setLocalProperty(JOB_GROUP, self._previous)
+        # None (no group before) removes the property: SparkContext.setLocalProperty passes it to
+        # the JVM, whose null means "unset"; pyspark annotates the value as str only.
+        self.spark.sparkContext.setLocalProperty(JOB_GROUP, self._previous)  # type: ignore[arg-type]
