@@ -17,7 +17,8 @@
 #                            task memory = $TASK_MEMORY_MIB (set by the task definition), else
 #                            Limits.Memory of $ECS_CONTAINER_METADATA_URI_V4/task, else unset (the
 #                            job then runs with Spark's own default)
-#   SPARK_MASTER             local[N] with N = vCPUs from $TASK_CPU (CPU units, 1024 = 1 vCPU)
+#   SPARK_MASTER             local[N] with N = vCPUs from $TASK_CPU (CPU units, 1024 = 1 vCPU); empty
+#                            counts as unset (the stack always sets it from SparkMaster, empty by default)
 #   SPARK_SHUFFLE_PARTITIONS 4 x vCPUs (at least 4), from $TASK_CPU
 #   SPARK_LOCAL_IP           127.0.0.1 (local mode: the driver never needs to be reachable). With a
 #                            cluster SPARK_MASTER (spark://..., k8s://...) the executors must reach the
