@@ -104,6 +104,7 @@ def run(
                     raise BenchError("the pipeline did not go idle")
                 seconds = time.monotonic() - started
                 peak = sampler.stop()
+                assert stack.executor is not None  # set while the stack runs
                 statuses = [e["status"] for e in stack.executor.list_executions()]
                 if set(statuses) != {"SUCCEEDED"}:
                     raise BenchError(f"executions did not all succeed: {statuses}")

@@ -7,16 +7,21 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+
+if TYPE_CHECKING:
+    from jobs.aws import ServiceName
+
+K = TypeVar("K", str, tuple[str, str])
 
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -87,7 +92,7 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
-def client(service: str, endpoint: str) -> Any:
+def client(service: ServiceName, endpoint: str) -> Any:
     return boto3.session.Session().client(service, region_name="us-east-1", endpoint_url=endpoint)
 
 
@@ -157,18 +162,21 @@ def _norm(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
 def compare_kpis(duck_daily: list[dict], duck_category: list[dict], served: tuple[dict, dict]) -> list[str]:
     """Differences between DuckDB's rows and what DynamoDB serves (empty list: identical)."""
     daily, category = served
-    problems: list[str] = []
     want_d = {str(r["date_key"]): _norm(r, DAILY_KPI_COLUMNS) for r in duck_daily}
     got_d = {k: _norm(v, DAILY_KPI_COLUMNS) for k, v in daily.items()}
     want_c = {
         (str(r["category_id"]), str(r["date_key"])): _norm(r, CATEGORY_KPI_COLUMNS) for r in duck_category
     }
     got_c = {k: _norm(v, CATEGORY_KPI_COLUMNS) for k, v in category.items()}
-    for name, want, got in (("daily", want_d, got_d), ("category", want_c, got_c)):
-        for key in sorted(set(want) | set(got), key=str):
-            if want.get(key) != got.get(key):
-                problems.append(f"{name} {key}: duckdb={want.get(key)} served={got.get(key)}")
-    return problems
+    return _differences("daily", want_d, got_d) + _differences("category", want_c, got_c)
+
+
+def _differences(name: str, want: Mapping[K, object], got: Mapping[K, object]) -> list[str]:
+    return [
+        f"{name} {key}: duckdb={want.get(key)} served={got.get(key)}"
+        for key in sorted(set(want) | set(got), key=str)
+        if want.get(key) != got.get(key)
+    ]
 
 
 def stage_input_bytes(spark: Any, after_stage: int) -> tuple[int, int]:

@@ -76,7 +76,8 @@ def compute(folder: Path, threads: int | None = None) -> DuckResult:
         "order_items.id unique within file": "SELECT coalesce(sum(c - 1), 0) FROM (SELECT count(*) c FROM i_raw WHERE nullif(trim(id), '') IS NOT NULL GROUP BY filename, trim(id) HAVING count(*) > 1)",
     }
     for rule, sql in checks.items():
-        failures[rule] = int(con.execute(sql).fetchone()[0])
+        (count,) = con.execute(sql).fetchall()[0]  # a count(*)/sum: exactly one row
+        failures[rule] = int(count)
 
     # Arrival order = file order (sorted keys); a later file's row replaces an earlier one.
     con.execute(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def run(
     lake_mode: str = "local",
 ) -> list[dict[str, Any]]:
     max_h = max(histories)
-    results = []
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-inc-") as tmp:
         work = Path(tmp)
         folder = work / "data"
@@ -142,7 +143,7 @@ def run(
             keys += lake.put(monthly_files(files, history_days, work / f"history-{h}"))
             # One run applies products (and every history day): the new days then pay the same
             # products cost (none) whatever the history size.
-            hist, build_s = timed(lambda lake=lake, keys=keys: lake.transform("history", keys))
+            hist, build_s = timed(partial(lake.transform, "history", keys))
             if h and len(hist.touched_dates) < h:
                 raise BenchError(f"history run touched {len(hist.touched_dates)} dates, expected >= {h}")
             print(f"[incremental] history {h} days built in {build_s:.1f}s")
@@ -151,7 +152,7 @@ def run(
             for d in new_days:
                 new_keys = lake.put(_day_files(files, d))
                 before = last_stage_id(spark)
-                result, s = timed(lambda lake=lake, d=d, k=new_keys: lake.transform(d.isoformat(), k))
+                result, s = timed(partial(lake.transform, d.isoformat(), new_keys))
                 b, rec = stage_input_bytes(spark, before)
                 seconds.add(s)
                 bytes_read.add(b)

@@ -22,7 +22,8 @@ from ecomkpi.generator import GeneratorSettings, generate
 START = date(2025, 9, 1)
 
 
-def _history_times(stack: Any, batch: str) -> dict[str, float]:
+def _history_times(stack: Any, batch: str) -> tuple[dict[str, float], str]:
+    """The times of the batch's last execution (start, stop, each task entered/exited) and its status."""
     execs = [e for e in stack.executor.list_executions() if e["name"].startswith(batch)]
     if not execs:
         raise BenchError(f"no execution for batch {batch}")
@@ -34,8 +35,7 @@ def _history_times(stack: Any, batch: str) -> dict[str, float]:
         name = e.details.get("name") or e.state
         if e.type in ("TaskStateEntered", "TaskStateExited") and name in ("ValidateData", "TransformData"):
             times.setdefault(f"{name}.{e.type.removeprefix('TaskState').lower()}", e.timestamp.timestamp())
-    times["status"] = ex["status"]  # type: ignore[assignment]
-    return times
+    return times, str(ex["status"])
 
 
 def _serve_seconds(s3: Any, bucket: str, batch: str) -> float | None:
@@ -119,11 +119,11 @@ def run(items: int, repeat: int, timeout: float = 900.0, task_mode: str = "worke
                     time.sleep(0.05)
                 t_kpi = time.time()
                 stack.wait_idle(timeout=timeout, settle=1.0)
-                h = _history_times(stack, batch)
+                h, status = _history_times(stack, batch)
                 serve = _serve_seconds(s3, settings.bucket, batch) or 0.0
                 v_in, v_out = h.get("ValidateData.entered"), h.get("ValidateData.exited")
                 t_in, t_out = h.get("TransformData.entered"), h.get("TransformData.exited")
-                if None in (v_in, v_out, t_in):
+                if v_in is None or v_out is None or t_in is None:
                     raise BenchError(f"incomplete history for {batch}: {h}")
                 split = {
                     "total": t_kpi - t_put,
@@ -144,7 +144,7 @@ def run(items: int, repeat: int, timeout: float = 900.0, task_mode: str = "worke
                 for job, stages in tasks.items():
                     for name, seconds in stages.items():
                         task_stats.setdefault(f"{job}.{name}", Stat()).add(seconds)
-                runs.append({"batch": batch, "status": h["status"], **split, "task_stages_s": tasks})
+                runs.append({"batch": batch, "status": status, **split, "task_stages_s": tasks})
                 print(
                     f"[latency {task_mode}] {batch}: " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items())
                 )

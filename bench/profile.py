@@ -70,11 +70,11 @@ def by_call_site(jobs: list[JobTiming], top: int = 12) -> list[dict[str, Any]]:
     sites: dict[str, list[JobTiming]] = {}
     for job in jobs:
         sites.setdefault(job.call_site, []).append(job)
-    rows = [
-        {"call_site": site, "jobs": len(js), "seconds": round(sum(j.seconds for j in js), 2)}
-        for site, js in sites.items()
-    ]
-    return sorted(rows, key=lambda r: -r["seconds"])[:top]
+    totals = sorted(
+        ((site, len(js), round(sum(j.seconds for j in js), 2)) for site, js in sites.items()),
+        key=lambda t: -t[2],
+    )
+    return [{"call_site": site, "jobs": n, "seconds": seconds} for site, n, seconds in totals[:top]]
 
 
 def summary(spark: Any, after_job: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def run(
         with tempfile.TemporaryDirectory(prefix=f"bench-tp-{items}-") as tmp:
             work = Path(tmp)
             folder = work / "data"
-            summary, gen_s = timed(lambda folder=folder, items=items: generate_day(folder, items))
+            summary, gen_s = timed(partial(generate_day, folder, items))
             n_items, size = summary.order_items, folder_bytes(folder)
             print(
                 f"[throughput] {items:,} requested: {n_items:,} items, {size / 1e6:.1f} MB, gen {gen_s:.1f}s"
@@ -108,7 +109,7 @@ def run(
             profiles: list[dict[str, Any]] = []
             for r in range(repeat):
                 once = _spark_once(spark, endpoint, folder, work, lake_mode)
-                duck, d_s = timed(lambda folder=folder: compute(folder, threads=duck_threads))
+                duck, d_s = timed(partial(compute, folder, threads=duck_threads))
                 problems = compare_kpis(duck.daily, duck.category, once["served"])
                 if problems or not duck.daily:
                     raise BenchError(f"Spark and DuckDB KPIs differ ({len(problems)}): {problems[:5]}")

@@ -41,17 +41,18 @@ def atomic_emulator(enabled: bool) -> Iterator[None]:
     from moto.dynamodb.responses import DynamoHandler
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    saved = {n: getattr(DynamoHandler, n) for n in ("get_item", "put_item", "update_item", "delete_item")}
-    saved_start = StepFunctionResponse.start_execution
+    patched: list[tuple[type, str]] = [
+        *((DynamoHandler, n) for n in ("get_item", "put_item", "update_item", "delete_item")),
+        (StepFunctionResponse, "start_execution"),
+    ]
+    saved = {(cls, name): getattr(cls, name) for cls, name in patched}
     try:
-        for name, method in saved.items():
-            setattr(DynamoHandler, name, _serialized(method))
-        StepFunctionResponse.start_execution = _serialized(saved_start)
+        for (cls, name), method in saved.items():
+            setattr(cls, name, _serialized(method))
         yield
     finally:
-        for name, method in saved.items():
-            setattr(DynamoHandler, name, method)
-        StepFunctionResponse.start_execution = saved_start
+        for (cls, name), method in saved.items():
+            setattr(cls, name, method)
 
 
 class _Env:
@@ -117,7 +118,7 @@ def _duplicates(endpoint: str, copies: int, threads: int, atomic: bool) -> int:
     env = _Env(endpoint)
     day = "2025-07-10"
     for key in (PRODUCTS, f"raw/orders/{day}/o1.csv"):
-        _quiet(lambda key=key: lambda_handler(s3_event(env.bucket, key), None))
+        _quiet(functools.partial(lambda_handler, s3_event(env.bucket, key), None))
     last = s3_event(env.bucket, f"raw/order_items/{day}/i1.csv")  # completes the batch
     with atomic_emulator(atomic), ThreadPoolExecutor(max_workers=threads) as pool:
 

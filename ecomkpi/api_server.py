@@ -28,7 +28,7 @@ class ApiServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}/"
 
     def start(self) -> ApiServer:
         self.thread = threading.Thread(target=self.serve_forever, name="kpi-api", daemon=True)

@@ -63,7 +63,9 @@ class Dispatcher(threading.Thread):
     ) -> None:
         super().__init__(name="lambda-dispatcher", daemon=True)
         if handler is None:
-            from lambda_trigger.handler import lambda_handler as handler
+            from lambda_trigger.handler import lambda_handler
+
+            handler = lambda_handler
         self.handler = handler
         self.sqs, self.queue_url, self.queue_arn = sqs, queue_url, queue_arn
         self.on_event = on_event

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -32,6 +32,9 @@ from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
 from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
 from ecomkpi.worker_supervisor import WorkerSupervisor
 from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
+
+if TYPE_CHECKING:
+    from jobs.aws import ServiceName
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
@@ -118,7 +121,8 @@ class LocalStack:
             self._saved_env.setdefault(k, os.environ.get(k))
             os.environ[k] = v
 
-    def client(self, service: str) -> Any:
+    def client(self, service: ServiceName) -> Any:
+        """A fresh client of the emulator (its port may be reused by the next stack: no cache)."""
         return boto3.session.Session().client(
             service, region_name=self.settings.region, endpoint_url=self.endpoint
         )
@@ -147,7 +151,7 @@ class LocalStack:
             self._saved_env.setdefault(var, os.environ.pop(var, None))
         self.on_event(f"emulator: moto server on {self.endpoint}")
         self._create_resources()
-        self._start_workflow()
+        executor = self._start_workflow()
         self.dispatcher = Dispatcher(
             sqs=self.client("sqs"),
             queue_url=self.queue_url,
@@ -155,7 +159,7 @@ class LocalStack:
             on_event=self.on_event,
             log_sink=self.logs,
         )
-        self.executor.on_execution_end.append(self._execution_ended)
+        executor.on_execution_end.append(self._execution_ended)
         self.dispatcher.start()
         if self.worker:
             self.worker.start()
@@ -246,7 +250,7 @@ class LocalStack:
             f"{s.daily_table}/{s.category_table}, topic {s.topic_name}"
         )
 
-    def _start_workflow(self) -> None:
+    def _start_workflow(self) -> Executor:
         s = self.settings
         cluster = f"arn:aws:ecs:{s.region}:{ACCOUNT}:cluster/ecomkpi-local"
         validation_td = f"arn:aws:ecs:{s.region}:{ACCOUNT}:task-definition/ecomkpi-validation:1"
@@ -297,7 +301,7 @@ class LocalStack:
             region=s.region,
         )
         scale = s.retry_delay_scale
-        self.executor = Executor(
+        self.executor = executor = Executor(
             definition_path(s.task_mode),
             default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region),
             substitutions=substitutions,
@@ -333,6 +337,7 @@ class LocalStack:
             f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "
             f"at {self._sfn_server.endpoint_url}"
         )
+        return executor
 
     # ------------------------------------------------------------------ events
 

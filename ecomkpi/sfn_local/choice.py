@@ -158,6 +158,7 @@ def compile_rule(raw: Any, where: str, problems: list[str], top_level: bool) -> 
     if boolean_ops:
         op = boolean_ops[0]
         _unknown_fields(raw, allowed | {op}, where, problems)
+        children: tuple[Rule, ...]
         if op == "Not":
             child = compile_rule(raw["Not"], f"{where}.Not", problems, top_level=False)
             children = (child,) if child else ()

@@ -469,9 +469,9 @@ class _Validator:
         state.default = default
 
     def _fail(self, state: State, raw: dict[str, Any], where: str) -> None:
-        for literal, path in (("Error", "ErrorPath"), ("Cause", "CausePath")):
-            if literal in raw and path in raw:
-                self.problems.append(f"{where}: {literal} and {path} are mutually exclusive")
+        for literal, path_field in (("Error", "ErrorPath"), ("Cause", "CausePath")):
+            if literal in raw and path_field in raw:
+                self.problems.append(f"{where}: {literal} and {path_field} are mutually exclusive")
             if literal in raw and not isinstance(raw[literal], str):
                 self.problems.append(f"{where}: {literal} must be a string")
         state.error = raw.get("Error")

@@ -88,14 +88,15 @@ class StepFunctionsApi:
             raise StateMachineDoesNotExist(f"State Machine Does Not Exist: '{arn}'")
         return executor
 
-    def _machine_of_execution(self, arn: Any) -> Executor:
+    def _machine_of_execution(self, arn: object) -> tuple[Executor, str]:
+        """The executor of the execution ``arn`` and the ARN, checked to be one."""
         if not isinstance(arn, str) or ":execution:" not in arn:
             raise InvalidArn(f"Invalid Arn: '{arn}'")
         machine_arn = arn.replace(":execution:", ":stateMachine:").rsplit(":", 1)[0]
         executor = self.executors.get(machine_arn)
         if executor is None:
             raise ExecutionDoesNotExist(f"Execution Does Not Exist: '{arn}'")
-        return executor
+        return executor, arn
 
     def start_execution(self, body: dict[str, Any]) -> dict[str, Any]:
         executor = self._machine(body.get("stateMachineArn"))
@@ -103,20 +104,20 @@ class StepFunctionsApi:
         return {"executionArn": arn, "startDate": executor.describe_execution(arn)["startDate"]}
 
     def describe_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = body.get("executionArn")
-        return self._machine_of_execution(arn).describe_execution(arn)
+        executor, arn = self._machine_of_execution(body.get("executionArn"))
+        return executor.describe_execution(arn)
 
     def stop_execution(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = body.get("executionArn")
-        return self._machine_of_execution(arn).stop_execution(arn, body.get("error"), body.get("cause"))
+        executor, arn = self._machine_of_execution(body.get("executionArn"))
+        return executor.stop_execution(arn, body.get("error"), body.get("cause"))
 
     def list_executions(self, body: dict[str, Any]) -> dict[str, Any]:
         executor = self._machine(body.get("stateMachineArn"))
         return _page(executor.list_executions(body.get("statusFilter")), body, "executions")
 
     def get_execution_history(self, body: dict[str, Any]) -> dict[str, Any]:
-        arn = body.get("executionArn")
-        events = self._machine_of_execution(arn).get_execution_history(arn, bool(body.get("reverseOrder")))
+        executor, arn = self._machine_of_execution(body.get("executionArn"))
+        events = executor.get_execution_history(arn, bool(body.get("reverseOrder")))
         return _page([e.to_api() for e in events], body, "events")
 
     def list_state_machines(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +204,7 @@ class StepFunctionsServer:
     @property
     def endpoint_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def start(self) -> StepFunctionsServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sfn-local-http", daemon=True)

@@ -177,7 +177,8 @@ class Interpreter:
         deadline = None
         if self.definition.timeout_seconds:
             deadline = time.monotonic() + self.definition.timeout_seconds
-        data, name = execution.input, self.definition.start_at
+        data = execution.input
+        name: str | None = self.definition.start_at
         try:
             while name is not None:
                 self._check(execution, deadline)

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 _MISSING = object()
 _NAME_STOP = set(".[]()'\", \t\r\n")
@@ -345,7 +345,7 @@ class _FilterParser:
             self._fail(f"unexpected {self.text[self.pos :]!r}")
         return expr
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         raise JsonPathSyntaxError(f"filter [?({self.text})] in {self.path_text!r}: {message}")
 
     def _ws(self) -> None:
@@ -387,7 +387,7 @@ class _FilterParser:
                 return Compare(op, left, self._operand())
         if not isinstance(left, Relative):
             self._fail("a literal alone is not a condition")
-        return Exists(left)  # type: ignore[arg-type]
+        return Exists(left)
 
     def _operand(self) -> Literal | Relative:
         self._ws()
@@ -402,15 +402,15 @@ class _FilterParser:
                 segment, self.pos = _parse_segment(text, self.pos)
                 if not isinstance(segment, Name | Index):
                     self._fail("only names and indices are allowed after '@'")
-                segments.append(segment)  # type: ignore[arg-type]
+                segments.append(segment)
             return Relative(tuple(segments))
         if char in "'\"":
             value, self.pos = _scan_quoted(text, pos)
             return Literal(value)
-        for word, value in (("true", True), ("false", False), ("null", None)):
+        for word, constant in (("true", True), ("false", False), ("null", None)):
             if text.startswith(word, pos):
                 self.pos += len(word)
-                return Literal(value)
+                return Literal(constant)
         match = _NUMBER.match(text, pos)
         if match:
             self.pos = match.end()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ecomkpi.process_lines import read_lines, start_process
 from ecomkpi.sfn_local.callbacks import PendingTask, TaskCancelled
@@ -44,6 +44,9 @@ from ecomkpi.sfn_local.definition import (
     SQS_SEND_MESSAGE_WAIT,
 )
 from ecomkpi.sfn_local.errors import TASK_FAILED, StatesError
+
+if TYPE_CHECKING:
+    from jobs.aws import ServiceName
 
 
 @dataclass(frozen=True)
@@ -447,7 +450,7 @@ class AwsApiHandler:
 
     def __init__(
         self,
-        service: str,
+        service: ServiceName,
         operation: str,
         error_prefix: str,
         parameter_names: frozenset[str] | None = None,
