@@ -90,12 +90,17 @@ def test_two_batches_in_sequence_equal_both_at_once_and_the_oracle(pipeline_fact
     # 5007 belongs to a 07-10 order, so 07-10 is touched although the batch is 07-11's.
     assert second.touched_dates == ["2025-07-10", "2025-07-11"]
 
-    once = pipeline_factory()
+    assert first.files_parsed == [] and second.files_parsed == []  # staging rows, no CSV parse
+    # Files validated before staging existed (no staging rows) are parsed, to the same result.
+    once = Pipeline(seq.endpoint, spark, seq.tmp, staged=False)
     b1, b2 = load_batch_0710(once), load_batch_0711(once)
-    once.run("2025-07-11", b1["orders"] + b2["orders"], b1["items"] + b2["items"])
+    both = once.run("2025-07-11", b1["orders"] + b2["orders"], b1["items"] + b2["items"])
+    keys = [*b1["orders"], *b1["items"], *b2["orders"], *b2["items"], "raw/products/products.csv"]
+    assert sorted(both.files_parsed) == sorted(k.removeprefix("raw/") for k in keys)
 
     assert seq.served() == once.served()
     assert_matches_oracle(seq)
+    assert seq.keys("staging/") == []  # applied versions' staging rows are gone with the archive
 
     # Hand-computed (5008 waits for order 1099 and counts nowhere):
     # 07-10: 1001 (u1) + 1002 (u2, returned); items 10.00 + 5.50 + 20.00 + 1.00 = 36.50, 4 items,

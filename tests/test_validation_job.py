@@ -195,6 +195,35 @@ def test_accepted_file_moves_to_validated_with_arrival_metadata(first: Run, case
     assert [(w["rule"], w["column"]) for w in report["warnings"]] == list(case.warnings)
 
 
+def test_every_accepted_file_leaves_its_parsed_rows_in_staging_and_no_rejected_one_does(
+    first: Run, spark
+) -> None:
+    from jobs.contract import ROW_NUM, SOURCE_FILE
+    from jobs.staging import SUCCESS_MARKER, read_staged, staging_prefix
+
+    for case in CASES:
+        outcome = first.result.outcome(case.key)
+        if outcome.etag is None:
+            continue
+        prefix = staging_prefix(case.rel, outcome.etag)
+        written = {k for k in first.after.keys if k.startswith(prefix + "/")}
+        if case.passes:
+            assert f"{prefix}/{SUCCESS_MARKER}" in written, case.rel
+        else:
+            assert not written, (case.rel, written)
+    good = f"{ORD}/good.csv"
+    outcome = first.result.outcome(f"raw/{good}")
+    dataset = good.split("/", 1)[0]
+    rows = read_staged(spark, dataset, [f"s3a://{first.config.bucket}/{staging_prefix(good, outcome.etag)}"])
+    got = rows.collect()
+    assert len(got) == outcome.rows and sorted(r[ROW_NUM] for r in got) == list(range(1, len(got) + 1))
+    meta = first.after.metadata[f"validated/{good}"]
+    assert {(r[SOURCE_FILE], r["_raw_etag"], r["_ingest_seq"]) for r in got} == {
+        (good, meta[META_RAW_ETAG], int(meta[META_ARRIVED_MS]))  # the same version the copy names
+    }
+    assert all(r["order_date"] is not None for r in got)
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if not c.passes], ids=lambda c: c.rel)
 def test_rejected_file_moves_to_invalid_with_a_report(first: Run, case: Case) -> None:
     outcome = first.result.outcome(case.key)

@@ -27,8 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS, SOURCE_FILE, UNKNOWN_CATEGORY
-from jobs.kpis import item_identity, prepare_products
-from jobs.normalize import with_order_date
+from jobs.kpis import prepare_products
 from jobs.transformation.lake import (
     IS_CURRENT,
     ITEM_KEY,
@@ -40,7 +39,7 @@ from jobs.transformation.lake import (
     Lake,
     sql_dates,
 )
-from jobs.transformation.sources import SourceFile, number_rows, read_files, read_positioned
+from jobs.transformation.sources import SourceFile, read_new_rows
 from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
@@ -233,21 +232,20 @@ def plan_run(
     stamp = F.lit(run_id).alias(RUN_ID)
 
     if sources.get(PRODUCTS):
-        new = read_files(spark, PRODUCTS, sources[PRODUCTS]).select("*", stamp)
+        new = read_new_rows(spark, PRODUCTS, sources[PRODUCTS]).select("*", stamp)
         plan_products(spark, lake, plan, new, [s.rel for s in sources[PRODUCTS]])
 
     states = None
     if sources.get(ORDERS):
         etags = {s.rel: s.raw_etag for s in sources[ORDERS]}
-        positioned = read_positioned(spark, ORDERS, sources[ORDERS])
-        new = number_rows(materialize(with_order_date(positioned).select("*", stamp)))
+        # Read once (staging rows: already typed, dated and numbered) and reused by every lookup.
+        new = materialize(read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp))
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
         states = materialize(plan_orders(spark, lake, plan, new, etags, old_rows))
 
     if sources.get(ORDER_ITEMS) or states is not None:
         item_sources = sources.get(ORDER_ITEMS, [])
         etags = {s.rel: s.raw_etag for s in item_sources}
-        raw = number_rows(materialize(read_positioned(spark, ORDER_ITEMS, item_sources).select("*", stamp)))
-        new = raw.select("*", item_identity(raw).alias(ITEM_KEY))
+        new = materialize(read_new_rows(spark, ORDER_ITEMS, item_sources).select("*", stamp))
         plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states)
     return plan

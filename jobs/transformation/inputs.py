@@ -9,6 +9,7 @@ of ``validated/`` are swept too, so a file left there by an earlier failed run i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
 from jobs.s3_store import ObjectInfo, S3Store
+from jobs.staging import SUCCESS_MARKER, staging_prefix
 from jobs.transformation.sources import SourceFile
 
 # Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
@@ -37,17 +39,28 @@ class InputFile:
     raw_etag: str  # identity of the producer's version (same bytes, same ETag)
     object_etag: str  # ETag of the validated copy, for the conditional archive move
     arrived_ms: int  # arrival of the raw version; orders versions of a key, ties broken by rel
+    staged: bool = False  # validation left this version's parsed rows in staging/
 
     @property
     def key(self) -> str:
         return stage_key(VALIDATED, self.rel)
 
     @property
+    def staging_prefix(self) -> str:
+        return staging_prefix(self.rel, self.raw_etag)
+
+    @property
     def order(self) -> tuple[int, str]:
         return (self.arrived_ms, self.rel)
 
     def source(self, store: S3Store) -> SourceFile:
-        return SourceFile(rel=self.rel, uri=store.uri(self.key), seq=self.arrived_ms, raw_etag=self.raw_etag)
+        return SourceFile(
+            rel=self.rel,
+            uri=store.uri(self.key),
+            seq=self.arrived_ms,
+            raw_etag=self.raw_etag,
+            staged_uri=store.uri(self.staging_prefix) if self.staged else None,
+        )
 
     @classmethod
     def from_object(cls, rel: str, info: ObjectInfo) -> InputFile:
@@ -94,7 +107,9 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
             continue
         info = store.head(stage_key(VALIDATED, rel))
         if info is not None:
-            inputs.files.append(InputFile.from_object(rel, info))
+            found = InputFile.from_object(rel, info)
+            staged = store.exists(f"{found.staging_prefix}/{SUCCESS_MARKER}")
+            inputs.files.append(dataclasses.replace(found, staged=staged))
         elif store.exists(stage_key(PROCESSED, rel)):
             inputs.skipped[rel] = SKIP_PROCESSED
         elif store.exists(stage_key(INVALID, rel)):

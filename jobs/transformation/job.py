@@ -67,6 +67,7 @@ class TransformResult:
     status: str = "running"
     files_applied: list[str] = field(default_factory=list)
     files_skipped: dict[str, str] = field(default_factory=dict)
+    files_parsed: list[str] = field(default_factory=list)  # applied from CSV: no staging rows found
     files_archived: list[str] = field(default_factory=list)
     files_left_in_validated: list[str] = field(default_factory=list)
     touched_dates: list[str] = field(default_factory=list)  # recomputed and served by this run
@@ -198,8 +199,10 @@ class _Run:
             recovered = self.journal.read()
             result.files_skipped = {**inputs.skipped, **{f.rel: SKIP_APPLIED for f in done}}
             result.recovered_dates = sorted(recovered)
+            result.files_parsed = [f.rel for f in to_apply if not f.staged]
             s.update(
                 to_apply=[f.rel for f in to_apply],
+                parsed=result.files_parsed,
                 skipped=result.files_skipped,
                 recovered_dates=sorted(recovered),
             )
@@ -243,7 +246,12 @@ class _Run:
             archived = archive(self.store, [*to_apply, *done])
             result.files_archived = archived.moved + archived.copied
             result.files_left_in_validated = archived.left
-            s.update(moved=archived.moved, copied=archived.copied, left=archived.left)
+            s.update(
+                moved=archived.moved,
+                copied=archived.copied,
+                left=archived.left,
+                staging_objects_deleted=archived.staging_objects_deleted,
+            )
 
     def _apply(self, spark: SparkSession, lake: Lake, files: list[InputFile], replaced: bool) -> set[str]:
         """Plan, journal and commit silver for ``files``; returns the dates they touch."""

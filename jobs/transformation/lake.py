@@ -44,7 +44,7 @@ from jobs.contract import (
     PRODUCTS,
     SOURCE_FILE,
 )
-from jobs.transformation.sources import bookkeeping_schema
+from jobs.staging import ITEM_KEY, ORDER_DATE, bookkeeping_schema
 
 SILVER_PRODUCTS = "silver_products"
 SILVER_ORDERS = "silver_orders"
@@ -53,8 +53,6 @@ APPLIED_FILES = "applied_files"
 GOLD_DAILY = "gold_daily_kpis"
 GOLD_CATEGORY = "gold_category_kpis"
 
-ORDER_DATE = "order_date"
-ITEM_KEY = "item_key"
 IS_CURRENT = "_is_current"
 RUN_ID = "_run_id"
 

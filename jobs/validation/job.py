@@ -333,9 +333,20 @@ class ValidationJob:
                     self._remember_product_ids(checked)
             if t.dataset == ORDER_ITEMS and self._product_ids_note:
                 notes.append(self._product_ids_note)
+            if not any(f.rejects for f in findings):
+                self._stage(t, raw, checked)
         finally:
             checked.unpersist()
         return self._conclude(t, raw, findings, rows=shape.rows, notes=notes)
+
+    def _stage(self, t: Target, raw: ObjectInfo, checked: DataFrame) -> None:
+        """Leave the parsed rows for the transformation (before the verdict is recorded and the file
+        placed: a file in ``validated/`` whose verdict is recorded always has them)."""
+        from jobs.staging import FileVersion, stage_rows, write_staged
+
+        version = FileVersion(rel=t.rel, raw_etag=raw.etag, arrived_ms=raw.last_modified_ms)
+        with self.log.stage("staging", file=raw.key, prefix=version.prefix):
+            write_staged(stage_rows(checked, version), self.store.uri(version.prefix))
 
     def _remember_product_ids(self, products: DataFrame) -> None:
         from jobs.validation.checks import product_id_set

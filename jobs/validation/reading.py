@@ -1,4 +1,4 @@
-"""Reading one producer file with Spark exactly as the contract allows, and the full-file shape checks.
+"""The full-file shape checks of one file read by :func:`jobs.csv_files.read_csv`.
 
 The header comes from the byte-level head check, so the read needs no inference and no second pass:
 every column is a string (positional, ``enforceSchema``), plus a corrupt
@@ -11,49 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
 
-from jobs.keys import literal_path
+from jobs.csv_files import CORRUPT_RECORD, MAX_CHARS_PER_VALUE, read_csv
 from jobs.validation.findings import MAX_SAMPLES, Finding, structural
 from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
 
-CORRUPT_RECORD = "__ecomkpi_corrupt_record"
+__all__ = ["CORRUPT_RECORD", "RULE_VALUE_LENGTH", "FileShape", "file_shape", "read_csv"]
+
 REPLACEMENT_CHAR = "\ufffd"
-# No value of the contract comes near this; a longer one is a broken export (a stray quote that
-# swallows the rest of a line, a blob in a cell) and would otherwise be held in memory whole.
-MAX_CHARS_PER_VALUE = 100_000
 RULE_VALUE_LENGTH = f"every value is at most {MAX_CHARS_PER_VALUE:,} characters"
 # univocity's message when a value passes maxCharsPerColumn (Spark fails the read with it).
 _TOO_LONG = "exceeds the maximum number of characters"
-
-# One record per line (splittable; a quoted line break is rejected by the head check), RFC 4180
-# quoting with doubled quotes, UTF-8 with or without BOM, CRLF or LF. Values stay strings.
-CSV_READ_OPTIONS: dict[str, str] = {
-    "header": "true",
-    "enforceSchema": "true",
-    "mode": "PERMISSIVE",
-    "columnNameOfCorruptRecord": CORRUPT_RECORD,
-    "encoding": "UTF-8",
-    "sep": ",",
-    "quote": '"',
-    "escape": '"',
-    "multiLine": "false",
-    "ignoreLeadingWhiteSpace": "false",
-    "ignoreTrailingWhiteSpace": "false",
-    "maxCharsPerColumn": str(MAX_CHARS_PER_VALUE),
-}
-
-
-def read_csv(spark: SparkSession, uri: str, header: tuple[str, ...]) -> DataFrame:
-    """The file's rows as strings under the header's own names, plus the corrupt record column.
-
-    The schema repeats the header exactly (so Spark's header check stays quiet); the names are
-    normalised afterwards by ``jobs.normalize.normalize_columns``, like everywhere else.
-    """
-    schema = StructType([StructField(c, StringType(), True) for c in (*header, CORRUPT_RECORD)])
-    return spark.read.options(**CSV_READ_OPTIONS).schema(schema).csv(literal_path(uri))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Shared helpers for the transformation tests: a pipeline bucket on moto, CSV builders, the oracle.
 
 ``Pipeline`` plays the validation job's part (files put straight under ``validated/`` with the
-``ecomkpi-raw-etag`` / ``ecomkpi-arrived-ms`` metadata), runs the transformation in process on the
+``ecomkpi-raw-etag`` / ``ecomkpi-arrived-ms`` metadata and their staging rows), runs the transformation in process on the
 shared SparkSession, and reads DynamoDB back. It keeps a local copy of every version it put, in
 arrival order, so the from-scratch oracle can be asked what the tables must hold.
 """
@@ -21,6 +21,7 @@ import boto3
 
 from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, COLUMNS, DAILY_KPI_COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.staging import FileVersion, parse_file, write_staged
 from jobs.transformation.job import TransformResult, run
 from jobs.transformation.lock import LockSettings
 from jobs.transformation.serving import create_kpi_tables
@@ -72,7 +73,10 @@ def decimals(item: dict[str, dict[str, str]]) -> dict[str, Any]:
 class Pipeline:
     """One bucket, one lake and one pair of KPI tables on the emulator."""
 
-    def __init__(self, endpoint: str, spark: Any, tmp: Path, lake: str | None = None) -> None:
+    def __init__(
+        self, endpoint: str, spark: Any, tmp: Path, lake: str | None = None, staged: bool = True
+    ) -> None:
+        self.staged = staged  # put files with their staging rows (as validation does) unless False
         self.suffix = uuid.uuid4().hex[:10]
         self.endpoint, self.spark, self.tmp = endpoint, spark, tmp
         self.bucket = f"ecomkpi-tx-{self.suffix}"
@@ -88,8 +92,11 @@ class Pipeline:
 
     # --- the validation job's output -------------------------------------------------------------
 
-    def validated(self, rel: str, text: str, arrived_ms: int | None = None) -> str:
-        """Put ``validated/<rel>`` as the validation job would.
+    def validated(
+        self, rel: str, text: str, arrived_ms: int | None = None, staged: bool | None = None
+    ) -> str:
+        """Put ``validated/<rel>`` as the validation job would, with its staging rows unless ``staged``
+        is False (a file validated by a release before staging: the transformation parses it).
 
         A byte-identical re-upload is the same version (same raw ETag): the job skips it, so the
         oracle must not see it as a newer file either.
@@ -97,11 +104,22 @@ class Pipeline:
         body = text.encode("utf-8")
         self.clock += 1000
         arrived = self.clock if arrived_ms is None else arrived_ms
+        etag = hashlib.md5(body).hexdigest()
+        if (
+            self.staged if staged is None else staged
+        ):  # written first, as validation does: a validated file always has its rows
+            scratch = self.tmp / f"staging-{self.suffix}" / uuid.uuid4().hex / "file.csv"
+            scratch.parent.mkdir(parents=True)
+            scratch.write_bytes(body)
+            version = FileVersion(rel=rel, raw_etag=etag, arrived_ms=arrived)
+            write_staged(
+                parse_file(self.spark, str(scratch), version), f"s3a://{self.bucket}/{version.prefix}"
+            )
         self.s3.put_object(
             Bucket=self.bucket,
             Key=f"validated/{rel}",
             Body=body,
-            Metadata={"ecomkpi-raw-etag": hashlib.md5(body).hexdigest(), "ecomkpi-arrived-ms": str(arrived)},
+            Metadata={"ecomkpi-raw-etag": etag, "ecomkpi-arrived-ms": str(arrived)},
         )
         if rel.startswith("products/"):  # validation copies the master onward and keeps raw/
             self.s3.put_object(Bucket=self.bucket, Key=f"raw/{rel}", Body=body)
@@ -115,9 +133,9 @@ class Pipeline:
         self.versions.sort(key=lambda v: (v[0], v[1]))
         return rel
 
-    def put(self, rel: str, text: str, arrived_ms: int | None = None) -> str:
+    def put(self, rel: str, text: str, arrived_ms: int | None = None, staged: bool | None = None) -> str:
         """Put a validated file; returns its raw key (what the workflow passes to the job)."""
-        self.validated(rel, text, arrived_ms)
+        self.validated(rel, text, arrived_ms, staged)
         return f"raw/{rel}"
 
     # --- running the job -------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+"""Staging rows: a validated file's rows, parsed once, typed and numbered, as Parquet.
+
+Validation parses every file it accepts (it must, to check it) and writes what it read here before
+the file is placed in ``validated/``; the transformation reads these rows instead of parsing the
+CSV a second time. A file version's rows live under ``staging/v1/<dataset>/<digest>/`` where the
+digest names the relative key and the raw ETag, so a re-upload never reads an older version's rows,
+and a ``_SUCCESS`` marker says the write finished. The transformation deletes a version's rows once
+the version is applied and archived; a validated file without them (validated by an older release)
+is parsed with :func:`parse_file`, the same code, so both routes give identical rows.
+
+Row shape = the silver row without its trailer: the contract's columns (strings, trimmed, empty as
+null; a column the file lacks is null), ``order_date`` (orders) or ``item_key`` (items), and the
+bookkeeping that decides which version of a key wins: ``_source_file``, ``_raw_etag``,
+``_ingest_seq`` (arrival ms of the raw version) and ``_row_num``, the 1-based record position in
+the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
+
+from jobs.contract import COLUMNS, INGEST_SEQ, ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
+from jobs.csv_files import CORRUPT_RECORD, read_csv, read_header
+from jobs.keys import dataset_of, literal_path
+from jobs.kpis import item_identity
+from jobs.normalize import normalize_columns, normalize_header, with_order_date
+from jobs.s3_store import S3Store
+
+STAGING = "staging"
+FORMAT_VERSION = "v1"  # bump when the row shape or the parse changes: old rows are then re-parsed
+SUCCESS_MARKER = "_SUCCESS"
+RAW_ETAG = "_raw_etag"
+ORDER_DATE = "order_date"
+ITEM_KEY = "item_key"
+_POSITION = "__position"
+
+
+def bookkeeping_schema() -> list[StructField]:
+    return [
+        StructField(SOURCE_FILE, StringType(), True),
+        StructField(RAW_ETAG, StringType(), True),
+        StructField(INGEST_SEQ, LongType(), True),
+        StructField(ROW_NUM, LongType(), True),
+    ]
+
+
+def derived_fields(dataset: str) -> list[StructField]:
+    """What the parse derives beyond the producer's columns (it costs regexes: done once, here)."""
+    if dataset == ORDERS:
+        return [StructField(ORDER_DATE, DateType(), True)]
+    if dataset == ORDER_ITEMS:
+        return [StructField(ITEM_KEY, StringType(), True)]
+    return []
+
+
+def staging_schema(dataset: str) -> StructType:
+    return StructType(
+        [StructField(c, StringType(), True) for c in COLUMNS[dataset]]
+        + derived_fields(dataset)
+        + bookkeeping_schema()
+    )
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """One producer file version: its relative key, raw ETag and arrival (epoch ms)."""
+
+    rel: str
+    raw_etag: str
+    arrived_ms: int
+
+    @property
+    def dataset(self) -> str:
+        return dataset_of(self.rel)
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of this version's staging rows (no trailing slash)."""
+        return staging_prefix(self.rel, self.raw_etag)
+
+
+def staging_prefix(rel: str, raw_etag: str) -> str:
+    digest = hashlib.sha256(f"{rel}\n{raw_etag}".encode()).hexdigest()[:32]
+    return f"{STAGING}/{FORMAT_VERSION}/{dataset_of(rel)}/{digest}"
+
+
+def stage_rows(frame: DataFrame, version: FileVersion) -> DataFrame:
+    """One file's rows (names and values normalised, in file order) as staging rows.
+
+    Rows are numbered by a window ordered by ``monotonically_increasing_id``, whose documented
+    guarantee (increasing in scan order) is all this relies on; the window puts the file's rows in
+    one task, which sorts them: cheap next to the parse, and exact whatever the split layout.
+    """
+    dataset = version.dataset
+    present = set(frame.columns)
+    positioned = frame.select(
+        *[(F.col(c) if c in present else F.lit(None).cast("string")).alias(c) for c in COLUMNS[dataset]],
+        F.lit(version.rel).alias(SOURCE_FILE),
+        F.lit(version.raw_etag).alias(RAW_ETAG),
+        F.lit(version.arrived_ms).cast("long").alias(INGEST_SEQ),
+        F.monotonically_increasing_id().alias(_POSITION),
+    )
+    in_file = Window.partitionBy(SOURCE_FILE).orderBy(_POSITION)
+    rows = positioned.withColumn(ROW_NUM, F.row_number().over(in_file).cast("long")).drop(_POSITION)
+    if dataset == ORDERS:
+        rows = with_order_date(rows, target=ORDER_DATE)
+    elif dataset == ORDER_ITEMS:
+        rows = rows.withColumn(ITEM_KEY, item_identity(rows))
+    return rows.select(*staging_schema(dataset).fieldNames())
+
+
+def parse_file(
+    spark: SparkSession, uri: str, version: FileVersion, header: tuple[str, ...] | None = None
+) -> DataFrame:
+    """A CSV file's staging rows straight from the file (lazy): for files without staging rows.
+
+    ``header``: the file's raw header when already known; otherwise its first line is read. A
+    header name repeated after normalisation keeps its first column, as validation requires.
+    """
+    raw_header = header if header is not None else read_header(spark, uri)
+    if not raw_header:
+        return spark.createDataFrame([], staging_schema(version.dataset))
+    frame = read_csv(spark, uri, raw_header).drop(CORRUPT_RECORD)
+    first: dict[str, str] = {}
+    for column, name in zip(frame.columns, raw_header, strict=True):
+        first.setdefault(normalize_header(name), column)
+    picked = frame.select(*[F.col(f"`{c}`").alias(h) for h, c in first.items()])
+    return stage_rows(normalize_columns(picked), version)
+
+
+def write_staged(rows: DataFrame, uri: str) -> None:
+    """Write one version's rows; Spark's commit leaves ``_SUCCESS`` last, which readers check."""
+    rows.write.mode("overwrite").parquet(uri)
+
+
+def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:
+    """Every given version's staging rows as one frame: one scan, schema declared (no footers read for it)."""
+    if not uris:
+        return spark.createDataFrame([], staging_schema(dataset))
+    return spark.read.schema(staging_schema(dataset)).parquet(*[literal_path(u) for u in uris])
+
+
+def delete_staged(store: S3Store, prefix: str) -> int:
+    """Remove one version's staging rows (after it is applied); returns how many objects went."""
+    keys = [o.key for o in store.list(f"{prefix}/")]
+    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        store.client.delete_objects(Bucket=store.bucket, Delete={"Objects": batch, "Quiet": True})
+    return len(keys)

@@ -1,0 +1,115 @@
+"""Staging rows: the one parse of a producer file, numbered by line, typed, and read back unchanged."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobs.contract import ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
+from jobs.staging import (
+    ITEM_KEY,
+    ORDER_DATE,
+    FileVersion,
+    parse_file,
+    read_staged,
+    staging_prefix,
+    staging_schema,
+    write_staged,
+)
+from jobs.transformation.sources import SourceFile, read_files, read_new_rows
+
+HEADER = ["order_id", "user_id", "status", "gender", "created_at", "returned_at", "shipped_at", "delivered_at",
+          "num_of_item"]  # fmt: skip
+
+
+def _write(path: Path, ids: list[int], header: list[str], created: str = "2025-07-10 10:00:00") -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        for i in ids:
+            row = {"order_id": str(i), "user_id": "7", "status": "Complete", "gender": "F",
+                   "created_at": created, "num_of_item": "1"}  # fmt: skip
+            w.writerow([row.get(h, "") for h in header])
+
+
+def _by_line(rows: list[Any], rel: str, column: str) -> list[str]:
+    return [r[column] for r in sorted((r for r in rows if r[SOURCE_FILE] == rel), key=lambda r: r[ROW_NUM])]
+
+
+def test_prefix_names_the_version_and_differs_per_key_and_etag() -> None:
+    a = staging_prefix("orders/2025-07-10/a b[1].csv", "e1")
+    assert a.startswith("staging/v1/orders/") and a == staging_prefix("orders/2025-07-10/a b[1].csv", "e1")
+    assert " " not in a and "[" not in a  # a producer's odd name never reaches a Spark path
+    assert a != staging_prefix("orders/2025-07-10/a b[1].csv", "e2")
+    assert a != staging_prefix("orders/2025-07-11/a b[1].csv", "e1")
+
+
+@pytest.mark.spark
+def test_rows_are_numbered_by_line_across_splits_and_dated(spark: Any, tmp_path: Path) -> None:
+    # Ids are not in line order, so a correct number can only come from the line position.
+    first, second = list(range(500, 0, -1)), [7, 3, 9, 1]
+    _write(tmp_path / "a.csv", first, HEADER)
+    _write(tmp_path / "b.csv", second, list(reversed(HEADER)), created="2025-07-10T23:30:00-02:00")
+    (tmp_path / "empty.csv").write_text("")
+    sources = [
+        SourceFile("orders/2025-07-10/a.csv", str(tmp_path / "a.csv"), 2, "ea"),
+        SourceFile("orders/2025-07-10/b.csv", str(tmp_path / "b.csv"), 1, "eb"),
+        SourceFile("orders/2025-07-10/empty.csv", str(tmp_path / "empty.csv"), 3, "ee"),
+    ]
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "2000")  # a.csv is read as ~15 splits
+    try:
+        assert spark.read.text(str(tmp_path / "a.csv")).rdd.getNumPartitions() > 10
+        rows = read_new_rows(spark, ORDERS, sources).collect()
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+    assert _by_line(rows, "orders/2025-07-10/a.csv", "order_id") == [str(i) for i in first]
+    assert _by_line(rows, "orders/2025-07-10/b.csv", "order_id") == [str(i) for i in second]
+    assert sorted(r[ROW_NUM] for r in rows) == sorted([*range(1, 501), *range(1, 5)])
+    dates = {r[SOURCE_FILE]: r[ORDER_DATE] for r in rows}
+    assert dates == {
+        "orders/2025-07-10/a.csv": date(2025, 7, 10),
+        "orders/2025-07-10/b.csv": date(2025, 7, 11),
+    }
+    assert {r["_ingest_seq"] for r in rows if r[SOURCE_FILE].endswith("b.csv")} == {1}
+    # The oracle's view of the same files: the contract columns and bookkeeping, same numbers.
+    oracle = read_files(spark, ORDERS, sources).collect()
+    assert sorted((r[SOURCE_FILE], r[ROW_NUM], r["order_id"]) for r in oracle) == sorted(
+        (r[SOURCE_FILE], r[ROW_NUM], r["order_id"]) for r in rows
+    )
+
+
+@pytest.mark.spark
+def test_written_rows_read_back_unchanged_and_replace_the_parse(spark: Any, tmp_path: Path) -> None:
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "ID,order_id,user_id,product_id,sale_price,id\n"  # `id` repeats `ID`: the first one counts
+        " 11 ,1,7,p1,9.99,x\n"
+        ",1,7,p2,5.00,y\n",
+        encoding="utf-8",
+    )
+    version = FileVersion("order_items/2025-07-10/items.csv", "etag-1", 1234)
+    parsed = parse_file(spark, str(path), version)
+    assert [(f.name, f.dataType) for f in parsed.schema] == [
+        (f.name, f.dataType) for f in staging_schema(ORDER_ITEMS)
+    ]
+    out = str(tmp_path / "staged")
+    write_staged(parsed, out)
+    assert (tmp_path / "staged" / "_SUCCESS").exists()
+    staged = read_staged(spark, ORDER_ITEMS, [out])
+    assert sorted(map(repr, staged.collect())) == sorted(map(repr, parsed.collect()))
+    got = {
+        r[ROW_NUM]: (r["id"], r[ITEM_KEY], r["sale_price"], r["inventory_item_id"]) for r in staged.collect()
+    }
+    assert got == {
+        1: ("11", "11", "9.99", None),  # trimmed; a column the file lacks is null
+        2: (None, "row:order_items/2025-07-10/items.csv#2", "5.00", None),  # no id: the row is its own item
+    }
+    via_source = read_new_rows(
+        spark, ORDER_ITEMS, [SourceFile(version.rel, str(path), 1234, "etag-1", staged_uri=out)]
+    )
+    assert sorted(map(repr, via_source.collect())) == sorted(map(repr, parsed.collect()))
