@@ -567,6 +567,7 @@ def list_prefix(prefix: str | None) -> Request:
     return ("s3:ListBucket", BUCKET_ARN, {} if prefix is None else {"s3:prefix": prefix})
 
 
+STAGED = "staging/v1/orders/0123456789abcdef0123456789abcdef"  # jobs/staging.py staging_prefix
 VALIDATION_DOES: list[Request] = [
     s3("GetObject", f"raw/orders/{DAY}/orders_part1.csv"),  # ranged head read, Spark read
     s3("GetObject", "raw/products/products.csv"),
@@ -590,6 +591,14 @@ VALIDATION_DOES: list[Request] = [
     list_prefix(None),  # HeadBucket, and 404s for missing keys
     list_prefix(f"raw/orders/{DAY}/orders_part1.csv/"),  # s3a's directory probe
     list_prefix("validated/products/products.csv/"),
+    # The parsed rows of a passed file (jobs/staging.py, Spark's Parquet write through s3a: an
+    # overwrite deletes and lists the folder first, the committer renames = copy + delete).
+    s3("PutObject", f"{STAGED}/part-00000-x.snappy.parquet"),
+    s3("PutObject", f"{STAGED}/_SUCCESS"),
+    s3("GetObject", f"{STAGED}/_temporary/0/task/part-00000-x.snappy.parquet"),
+    s3("DeleteObject", f"{STAGED}/_temporary/0/task/part-00000-x.snappy.parquet"),
+    s3("AbortMultipartUpload", f"{STAGED}/part-00000-x.snappy.parquet"),
+    list_prefix(f"{STAGED}/"),
 ]
 TRANSFORMATION_DOES: list[Request] = [
     s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
@@ -613,6 +622,10 @@ TRANSFORMATION_DOES: list[Request] = [
     list_prefix(None),
     list_prefix(f"validated/orders/{DAY}/"),  # the batch's folders are swept
     list_prefix("lake/silver_orders/_delta_log/"),
+    s3("GetObject", f"{STAGED}/_SUCCESS"),  # HEAD: are the parsed rows there
+    s3("GetObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # the rows it applies
+    list_prefix(f"{STAGED}/"),  # the Parquet scan; the clean-up after the archive
+    s3("DeleteObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # applied: the rows go
 ]
 # Nothing either job does: the producers' area is written by producers only, the key lists by the
 # trigger, processed/ is never deleted, the tracker is the Lambda's and the workflow's.
