@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -30,6 +31,9 @@ from jobs.keys import dataset_of, literal_path
 from jobs.kpis import item_identity
 from jobs.normalize import normalize_columns, normalize_header, with_order_date
 from jobs.s3_store import S3Store
+
+if TYPE_CHECKING:
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 STAGING = "staging"
 FORMAT_VERSION = "v1"  # bump when the row shape or the parse changes: old rows are then re-parsed
@@ -149,6 +153,6 @@ def delete_staged(store: S3Store, prefix: str) -> int:
     """Remove one version's staging rows (after it is applied); returns how many objects went."""
     keys = [o.key for o in store.list(f"{prefix}/")]
     for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
-        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        batch: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys[start : start + 1000]]
         store.client.delete_objects(Bucket=store.bucket, Delete={"Objects": batch, "Quiet": True})
     return len(keys)

@@ -42,6 +42,9 @@ from jobs.config import ConfigError, PipelineConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageTypeDef
+    from types_boto3_stepfunctions import SFNClient
 
 JOB = "worker"
 EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
@@ -190,13 +193,15 @@ class QueueKeeper:
     take them. A message whose attempt already ended is deleted: its retry has a message of its own.
     """
 
-    def __init__(self, sqs: Any, sfn: Any, queue_url: str, hold_seconds: int = 30, limit: int = 100) -> None:
+    def __init__(
+        self, sqs: SQSClient, sfn: SFNClient, queue_url: str, hold_seconds: int = 30, limit: int = 100
+    ) -> None:
         self.sqs, self.sfn, self.queue_url = sqs, sfn, queue_url
         self.hold_seconds, self.limit = hold_seconds, limit
 
     def keep(self) -> int:
         """One pass; returns how many waiting tasks were kept alive."""
-        held: dict[str, dict[str, Any]] = {}
+        held: dict[str, MessageTypeDef] = {}
         while len(held) < self.limit:
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -240,7 +245,7 @@ class Heartbeat(threading.Thread):
 
     def __init__(
         self,
-        sfn: Any,
+        sfn: SFNClient,
         token: str,
         interval: float,
         on_lost: Callable[[str], None],
@@ -281,8 +286,8 @@ class Worker:
         self,
         settings: WorkerSettings,
         *,
-        sqs: Any,
-        sfn: Any,
+        sqs: SQSClient,
+        sfn: SFNClient,
         spark_factory: Callable[[], SparkSession],
         base_env: Mapping[str, str] | None = None,
         worker_id: str | None = None,
@@ -350,7 +355,7 @@ class Worker:
             return f"heap {fraction:.0%} used after a batch (WORKER_MAX_HEAP_FRACTION)"
         return None
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def handle(self, message: MessageTypeDef) -> None:
         # At most once per token: the state machine's retry, not the queue's redelivery, reruns a
         # batch whose worker died (a redelivered message would race its own retry).
         self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -440,10 +445,13 @@ def heap_used_fraction(spark: SparkSession) -> float | None:
     """
     try:
         jvm = spark.sparkContext._jvm
-        jvm.java.lang.System.gc()  # type: ignore[union-attr]
-        runtime = jvm.java.lang.Runtime.getRuntime()  # type: ignore[union-attr]
-        used = runtime.totalMemory() - runtime.freeMemory()
-        return used / runtime.maxMemory()
+        if jvm is None:  # a stopped context
+            return None
+        jvm.java.lang.System.gc()
+        runtime = jvm.java.lang.Runtime.getRuntime()
+        used: int = runtime.totalMemory() - runtime.freeMemory()  # py4j returns Java longs as int
+        maximum: int = runtime.maxMemory()
+        return used / maximum
     except Exception:
         return None
 

@@ -13,7 +13,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import great_expectations as gx
 from great_expectations.core.result_format import ResultFormat
@@ -88,7 +88,10 @@ class GxRunner:
             result.results = [
                 r if r.success else detailed.get(_identity(r.expectation_config), r) for r in result.results
             ]
-        result.meta.update(run_id=self.run_id, validation_time=self.run_id.run_time, file=rel_key)
+        # GX types ``meta`` as a TypedDict of its own keys; Data Docs read the run from it and the
+        # report's page is found by ``file``, which GX's TypedDict does not list: a plain dict here.
+        meta = cast("dict[str, Any]", result.meta)
+        meta.update(run_id=self.run_id, validation_time=self.run_id.run_time, file=rel_key)
         suite_id = ExpectationSuiteIdentifier(name=suite.name)
         self.context.validation_results_store.store_validation_results(
             result,

@@ -46,7 +46,7 @@ def suite_path(dataset: str, directory: Path | None = None) -> Path:
 def load_suite_json(dataset: str, directory: Path | None = None) -> dict[str, Any]:
     path = suite_path(dataset, directory)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise SuiteError(
             f"no expectation suite for {dataset!r} at {path}; set ECOMKPI_EXPECTATIONS_DIR to the "
