@@ -9,6 +9,7 @@ stored beside a rejected file, under the run's log folder, and summarised in ``s
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.validation.findings import CRITICAL, Finding, distinct_samples
@@ -126,45 +127,51 @@ def summary_line(findings: list[Finding]) -> str:
     return ". ".join(text) if text else "all rules passed"
 
 
-def build_report(
-    *,
-    key: str,
-    rel_key: str,
-    dataset: str | None,
-    verdict: str,
-    findings: list[Finding],
-    batch_id: str,
-    run_id: str,
-    decided_at: str,
-    location: str | None,
-    etag: str | None = None,
-    size_bytes: int | None = None,
-    arrived_ms: int | None = None,
-    rows: int | None = None,
-    notes: list[str] | None = None,
-    links: dict[str, str | None] | None = None,
-) -> dict[str, Any]:
-    """The report of one file's verdict (the same JSON beside the file and under the run's logs)."""
-    return {
-        "report_version": REPORT_VERSION,
-        "file": key,
-        "relative_key": rel_key,
-        "dataset": dataset,
-        "verdict": verdict,
-        "summary": summary_line(findings),
-        "failures": [f.to_dict() for f in findings if f.rejects],
-        "warnings": [f.to_dict() for f in findings if not f.rejects],
-        "notes": list(notes or []),
-        "rows": rows,
-        "location": location,
-        "etag": etag,
-        "size_bytes": size_bytes,
-        "arrived_ms": arrived_ms,
-        "batch_id": batch_id,
-        "run_id": run_id,
-        "decided_at": decided_at,
-        "links": dict(links or {}),
-    }
+@dataclass(frozen=True)
+class Report:
+    """The report of one file's verdict (the same JSON beside the file and under the run's logs).
+
+    A contract: people, the alert and tests read it. ``to_dict`` keeps the field order of the JSON
+    (file, verdict, summary first: a person reads it top-down).
+    """
+
+    file: str  # the key as given (or the raw key that was read)
+    relative_key: str
+    dataset: str | None
+    verdict: str
+    findings: list[Finding]
+    batch_id: str
+    run_id: str
+    decided_at: str
+    location: str | None
+    etag: str | None = None
+    size_bytes: int | None = None
+    arrived_ms: int | None = None
+    rows: int | None = None
+    notes: list[str] = field(default_factory=list)
+    links: dict[str, str | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report_version": REPORT_VERSION,
+            "file": self.file,
+            "relative_key": self.relative_key,
+            "dataset": self.dataset,
+            "verdict": self.verdict,
+            "summary": summary_line(self.findings),
+            "failures": [f.to_dict() for f in self.findings if f.rejects],
+            "warnings": [f.to_dict() for f in self.findings if not f.rejects],
+            "notes": list(self.notes),
+            "rows": self.rows,
+            "location": self.location,
+            "etag": self.etag,
+            "size_bytes": self.size_bytes,
+            "arrived_ms": self.arrived_ms,
+            "batch_id": self.batch_id,
+            "run_id": self.run_id,
+            "decided_at": self.decided_at,
+            "links": dict(self.links),
+        }
 
 
 def report_json(report: dict[str, Any]) -> str:

@@ -1,0 +1,135 @@
+"""Concluding a file's verdict in this run: its reports, its recorded verdict, then its placement.
+
+In that order (README "Placement"): a file in ``validated/`` or ``invalid/`` always has its
+verdict recorded and its report written, so a crash anywhere is resumed by the next run.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from jobs.config import PipelineConfig
+from jobs.run_log import RunLog
+from jobs.s3_store import ObjectInfo, S3Store
+from jobs.validation import locations as loc
+from jobs.validation.findings import Finding
+from jobs.validation.outcomes import FileOutcome, Target
+from jobs.validation.placement import place
+from jobs.validation.reports import Report, report_json
+from jobs.validation.verdicts import PASSED, REJECTED, VerdictBook, VerdictRecord
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Concluder:
+    """Writes the reports and the verdict record of the files decided in this run, and places them."""
+
+    def __init__(
+        self, config: PipelineConfig, store: S3Store, log: RunLog, book: VerdictBook, rules: str
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._log = log
+        self._book = book
+        self._rules = rules
+
+    @property
+    def run_id(self) -> str:
+        """The run deciding: ``decided_by`` of its outcomes."""
+        return self._config.run_id
+
+    def run_report_key(self, rel: str) -> str:
+        """This run's report of ``rel`` (written for every file the run decides)."""
+        return loc.run_report_key(self._config.batch_id, self._config.run_id, rel)
+
+    def conclude(
+        self,
+        t: Target,
+        raw: ObjectInfo,
+        findings: list[Finding],
+        rows: int | None = None,
+        notes: list[str] | None = None,
+    ) -> FileOutcome:
+        """Write the reports, record the verdict, then place the file (in that order: see placement)."""
+        batch, run = self._config.batch_id, self._config.run_id
+        verdict = REJECTED if any(f.rejects for f in findings) else PASSED
+        destination = loc.validated_key(t.rel) if verdict == PASSED else loc.invalid_key(t.rel)
+        notes = list(notes or [])
+        if t.master:
+            notes.append(f"products master data: stays in {raw.key}; this version is copied to {destination}")
+        report = self.report(t, verdict, findings, location=destination, raw=raw, rows=rows, notes=notes)
+        run_report = self.run_report_key(t.rel)
+        self.put_report(run_report, report)
+        if verdict == REJECTED:
+            self.put_report(loc.invalid_report_key(t.rel), report)
+        self._book.put(
+            VerdictRecord(
+                rel=t.rel,
+                etag=raw.etag,
+                verdict=verdict,
+                dataset=t.dataset,
+                report_key=run_report,
+                batch_id=batch,
+                run_id=run,
+                decided_at=report.decided_at,
+                arrived_ms=raw.last_modified_ms,
+                rows=rows,
+                rules=self._rules,
+                findings=[f.to_dict() for f in findings],
+            )
+        )
+        placed = place(self._store, t.rel, raw, verdict, keep_raw=t.master, log=self._log)
+        return FileOutcome(
+            key=t.key,
+            rel=t.rel,
+            dataset=t.dataset,
+            verdict=verdict,
+            location=placed.location,
+            report_key=loc.invalid_report_key(t.rel) if verdict == REJECTED else run_report,
+            findings=findings,
+            decided_by=run,
+            etag=raw.etag,
+            rows=rows,
+        )
+
+    def report(
+        self,
+        t: Target,
+        verdict: str,
+        findings: list[Finding],
+        *,
+        location: str | None,
+        raw: ObjectInfo | None = None,
+        rows: int | None = None,
+        notes: list[str] | None = None,
+    ) -> Report:
+        """The report of a verdict reached in this run (``raw``: the version that was read, if any)."""
+        batch, run = self._config.batch_id, self._config.run_id
+        return Report(
+            file=raw.key if raw else t.key,
+            relative_key=t.rel,
+            dataset=t.dataset,
+            verdict=verdict,
+            findings=findings,
+            batch_id=batch,
+            run_id=run,
+            decided_at=now(),
+            location=location,
+            etag=raw.etag if raw else None,
+            size_bytes=raw.size if raw else None,
+            arrived_ms=raw.last_modified_ms if raw else None,
+            rows=rows,
+            notes=list(notes or []),
+            links={
+                "run_report": loc.run_report_key(batch, run, t.rel),
+                "log": loc.run_log_key(batch, run),
+                "summary": loc.summary_key(batch, run),
+                "data_docs": f"{loc.data_docs_prefix(batch, run)}/index.html",
+                "suite": f"expectations/{t.dataset}.json" if t.dataset else None,
+            },
+        )
+
+    def put_report(self, key: str, report: Report) -> None:
+        self._store.put_text(key, report_json(report.to_dict()), "application/json; charset=utf-8")
