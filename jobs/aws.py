@@ -81,6 +81,30 @@ class Location:
         )
 
 
+# boto3's service-specific endpoint variables (``AWS_ENDPOINT_URL_<service id>``), which take
+# precedence over ``AWS_ENDPOINT_URL``: the local stack points Step Functions at its own executor
+# (``AWS_ENDPOINT_URL_SFN``) while everything else goes to the emulator. Passing the general endpoint
+# explicitly would override boto3's own lookup, so the factory applies the same rule itself.
+SERVICE_ENDPOINT_VARS: dict[str, str] = {
+    "s3": "AWS_ENDPOINT_URL_S3",
+    "dynamodb": "AWS_ENDPOINT_URL_DYNAMODB",
+    "sqs": "AWS_ENDPOINT_URL_SQS",
+    "sns": "AWS_ENDPOINT_URL_SNS",
+    "stepfunctions": "AWS_ENDPOINT_URL_SFN",
+    "logs": "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+    "cloudwatch": "AWS_ENDPOINT_URL_CLOUDWATCH",
+    "ecs": "AWS_ENDPOINT_URL_ECS",
+    "events": "AWS_ENDPOINT_URL_EVENTBRIDGE",
+}
+
+
+def endpoint_for(service: str, where: Target, env: Mapping[str, str] | None = None) -> str | None:
+    """The endpoint a client of ``service`` uses: its own variable when set, else ``where``'s."""
+    env = os.environ if env is None else env
+    specific = (env.get(SERVICE_ENDPOINT_VARS.get(service, "")) or "").strip()
+    return specific or where.endpoint_url
+
+
 @lru_cache(maxsize=64)
 def _client(
     service: ServiceName, region: str | None, endpoint_url: str | None, retries: BotoConfig
@@ -138,7 +162,7 @@ def client(
 ) -> BaseClient:
     """The cached client of ``service`` for ``config`` (default: the environment, read now)."""
     where = Location.from_env() if config is None else config
-    return _client(service, where.region, where.endpoint_url, retries)
+    return _client(service, where.region, endpoint_for(service, where), retries)
 
 
 @overload
@@ -154,4 +178,4 @@ def resource(
 ) -> S3ServiceResource | DynamoDBServiceResource:
     """The cached boto3 resource of ``service`` (same rules as :func:`client`)."""
     where = Location.from_env() if config is None else config
-    return _resource(service, where.region, where.endpoint_url, retries)
+    return _resource(service, where.region, endpoint_for(service, where), retries)

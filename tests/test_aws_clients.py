@@ -59,3 +59,17 @@ def test_retry_policies() -> None:
     request = aws.client("sqs", location, retries=aws.REQUEST_RETRIES).meta.config.retries
     assert (job["mode"], job["total_max_attempts"]) == ("adaptive", 9)  # 8 retries
     assert (request["mode"], request["total_max_attempts"]) == ("standard", 6)  # 5 retries
+
+
+def test_a_service_specific_endpoint_wins_as_in_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stack sends Step Functions to its own executor (AWS_ENDPOINT_URL_SFN) and the rest to
+    the emulator: the trigger's StartExecution must reach the executor, not moto's inert service."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4999")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", "http://127.0.0.1:4996")
+    assert aws.client("stepfunctions").meta.endpoint_url == "http://127.0.0.1:4996"
+    assert aws.client("s3").meta.endpoint_url == "http://127.0.0.1:4999"
+    config = PipelineConfig(region="us-east-1", endpoint_url="http://127.0.0.1:4997")
+    assert aws.client("stepfunctions", config).meta.endpoint_url == "http://127.0.0.1:4996"
+    assert aws.client("sqs", config).meta.endpoint_url == "http://127.0.0.1:4997"
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SFN")
+    assert aws.client("stepfunctions").meta.endpoint_url == "http://127.0.0.1:4999"
