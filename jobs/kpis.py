@@ -179,3 +179,82 @@ def category_kpis(orders: DataFrame, items: DataFrame, products: DataFrame) -> D
 def money_ratio(amount: Column, count: Column) -> Column:
     """amount / count rounded half-up to 2 places (amount ≥ 0)."""
     return half_up_ratio(amount, count)
+
+
+def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
+    """Both KPI tables in one frame: column ``daily`` or ``category`` holds a row of that table.
+
+    The same numbers as :func:`daily_kpis` and :func:`category_kpis`, from ONE join and one
+    collect: items are joined to their orders and products once and summed per (date, category,
+    order); one aggregation with grouping sets gives the per-(category, date) sums and the per-date
+    revenue and item count (sums of exact decimals); the order counts, returns and distinct
+    customers come from the orders alone (an order without items still counts) and are attached
+    per date. Everything is one query on purpose: two frames derived from the shared join would each
+    re-run it (Spark prunes their inputs differently, so it cannot reuse the exchange). The
+    transformation uses this; the oracle keeps the two separate definitions, and the tests compare
+    one against the other.
+    """
+    o = orders.where(F.col("order_date").isNotNull())
+    per_order = (
+        attach_order_dates(o, items)
+        .join(products.select("product_id", "category"), "product_id", "left")
+        .withColumn("category", F.coalesce(F.col("category"), F.lit(UNKNOWN_CATEGORY)))
+        .groupBy("order_date", "category", "order_id")
+        .agg(
+            F.sum("sale_price").alias("revenue"),
+            F.count(F.lit(1)).alias("items"),
+            F.max("is_returned").alias("is_returned"),
+        )
+    )
+    # Grouping sets (date, category) -> level 0 and (date) -> level 1; the grand total is dropped.
+    sums = (
+        per_order.rollup("order_date", "category")
+        .agg(
+            F.sum("revenue").alias("revenue"),
+            F.sum("items").alias("items"),
+            F.count(F.lit(1)).alias("orders"),
+            F.count(F.when(F.col("is_returned"), 1)).alias("returned_orders"),
+            F.grouping_id().alias("_level"),
+        )
+        .where(F.col("order_date").isNotNull())
+    )
+    per_date = o.groupBy("order_date").agg(
+        F.count(F.lit(1)).alias("total_orders"),
+        F.sum(F.col("is_returned").cast("long")).alias("returned_today"),
+        F.countDistinct("user_id").alias("unique_customers"),
+    )
+    # A date with orders but no items has no `sums` row: the full join keeps it (level null).
+    rows = sums.join(per_date, "order_date", "full")
+    zero = F.lit(0).cast("decimal(38,10)")
+    revenue = F.coalesce(F.col("revenue"), zero)
+    date_key = F.date_format("order_date", "yyyy-MM-dd")
+    category = F.struct(
+        F.col("category").alias("category_id"),
+        date_key.alias("date_key"),
+        F.round(revenue, 2).cast(MONEY_OUT).alias("daily_revenue"),
+        money_ratio(revenue, F.col("orders")).alias("avg_order_value"),
+        percentage(F.col("returned_orders"), F.col("orders")).alias("avg_return_rate"),
+    ).cast(CATEGORY_KPI_SCHEMA)
+    daily = F.struct(
+        date_key.alias("date_key"),
+        F.col("total_orders").cast("long").alias("total_orders"),
+        F.round(revenue, 2).cast(MONEY_OUT).alias("total_revenue"),
+        F.coalesce(F.col("items"), F.lit(0)).cast("long").alias("total_items_sold"),
+        percentage(F.col("returned_today"), F.col("total_orders")).alias("return_rate"),
+        F.col("unique_customers").cast("long").alias("unique_customers"),
+    ).cast(DAILY_KPI_SCHEMA)
+    is_daily = F.col("_level").isNull() | (F.col("_level") == 1)
+    return rows.where(F.col("total_orders").isNotNull()).select(
+        F.when(is_daily, daily).alias("daily"), F.when(F.col("_level") == 0, category).alias("category")
+    )
+
+
+def kpis_from_one_join(
+    orders: DataFrame, items: DataFrame, products: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    """(daily, category) of :func:`kpi_rows` as two frames (for tests and notebooks)."""
+    rows = kpi_rows(orders, items, products)
+    return (
+        rows.where(F.col("daily").isNotNull()).select("daily.*"),
+        rows.where(F.col("category").isNotNull()).select("category.*"),
+    )

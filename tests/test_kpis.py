@@ -8,7 +8,14 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
-from jobs.kpis import category_kpis, daily_kpis, prepare_items, prepare_orders, prepare_products
+from jobs.kpis import (
+    category_kpis,
+    daily_kpis,
+    kpis_from_one_join,
+    prepare_items,
+    prepare_orders,
+    prepare_products,
+)
 from jobs.normalize import normalize_columns, with_order_date
 
 D = Decimal
@@ -34,7 +41,12 @@ def kpis(spark, orders, items, products=None):
     o = prepare_orders(orders)
     i = prepare_items(items)
     p = prepare_products(products if products is not None else products_df(spark))
-    return daily_kpis(o, i), category_kpis(o, i, p)
+    daily, category = daily_kpis(o, i), category_kpis(o, i, p)
+    # The transformation's one-join form must give the same rows on every case of this file.
+    one_daily, one_category = kpis_from_one_join(o, i, p)
+    assert_df_equality(one_daily, daily, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(one_category, category, ignore_row_order=True, ignore_nullable=True)
+    return daily, category
 
 
 CREATED_AT_CASES = [

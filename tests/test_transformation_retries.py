@@ -75,8 +75,8 @@ def test_killed_at_every_stage_then_rerun_ends_like_an_uninterrupted_run(pipelin
 
     attempts = [
         {"checkpoint": crash_at("silver_order_items")},  # items moved, orders not yet
-        {"checkpoint": crash_at("gold")},  # silver + applied_files + gold committed
-        {"dynamodb": FlakyDynamoDB(p.ddb, fail_on_call=2)},  # daily written, categories not
+        {"checkpoint": crash_at("gold")},  # silver + applied_files committed, served, gold written
+        {"dynamodb": FlakyDynamoDB(p.ddb, fail_on_call=2)},  # daily written, categories not, no gold
         {"checkpoint": crash_at("journal_cleared")},  # served, not archived
     ]
     for attempt in attempts:

@@ -8,7 +8,8 @@ uninterrupted run would:
 3. plan (read-only, pinned snapshot) and record the touched dates in the pending-dates journal;
 4. commit silver: products, items, orders, then ``applied_files`` (from here the files count as
    applied; the journal still names their dates);
-5. recompute the journal's dates into gold, then write them to DynamoDB, then clear the journal;
+5. recompute the journal's dates, write them to DynamoDB (what the dashboards read: first), then to
+   gold, then clear the journal;
 6. move the files to ``processed/``; release the lock; log and summary go to S3 in any case.
 """
 
@@ -218,11 +219,6 @@ class _Run:
             with self.log.stage("recompute", dates=sorted(dates)) as s:
                 daily, category = recompute(lake, sorted(dates))
                 s.update(daily_rows=len(daily), category_rows=len(category))
-            with self.log.stage("gold") as s:
-                self.lock.ensure_held()
-                commits = write_gold(lake, sorted(dates), daily, category)
-                s.update(commits=[c.as_dict() for c in commits])
-            self.checkpoint("gold")
             with self.log.stage("serve") as s:
                 self.lock.ensure_held()
                 served = serve(
@@ -239,6 +235,14 @@ class _Run:
                 result.dynamodb = {k: v for k, v in asdict(served).items() if isinstance(v, int)}
                 s.update(**result.dynamodb, deleted_categories=served.deleted_categories)
             self.checkpoint("serving")
+            # Gold after serving: both are derived from silver (the journal keeps the dates until
+            # both are written, so a crash between them is recomputed), and the dashboards read
+            # DynamoDB, so the KPIs are visible without waiting for two Delta commits.
+            with self.log.stage("gold") as s:
+                self.lock.ensure_held()
+                commits = write_gold(lake, sorted(dates), daily, category)
+                s.update(commits=[c.as_dict() for c in commits])
+            self.checkpoint("gold")
             self.journal.clear()
             self.checkpoint("journal_cleared")
 
@@ -328,7 +332,7 @@ def run(
     """Apply the batch's validated files and serve the touched dates; raises when the run broke.
 
     ``checkpoint(stage)`` is called after each durable step (``silver_products``,
-    ``silver_order_items``, ``silver_orders``, ``applied_files``, ``gold``, ``serving``,
+    ``silver_order_items``, ``silver_orders``, ``applied_files``, ``serving``, ``gold``,
     ``journal_cleared``): tests raise there to simulate a crash at that boundary.
     """
     config.require_bucket()

@@ -14,7 +14,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 
 from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
-from jobs.kpis import category_kpis, daily_kpis, prepare_items, prepare_orders, prepare_products
+from jobs.kpis import kpi_rows, prepare_items, prepare_orders, prepare_products
 from jobs.transformation.lake import (
     GOLD_CATEGORY,
     GOLD_DAILY,
@@ -32,9 +32,9 @@ from jobs.transformation.lake import (
 def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     """(daily rows, category rows) for ``dates``, from the current silver rows of those dates.
 
-    Both KPI sets come back from one Spark job (a union of two struct columns); the prepared orders
-    and items are cached because each KPI set uses them more than once, so every silver partition
-    of the touched dates is scanned once.
+    Both KPI sets come back from one query (:func:`jobs.kpis.kpi_rows`: one join, one collect); the
+    prepared orders are cached because the query reads them twice (the join and the per-date
+    counts), so every silver partition of the touched dates is scanned once.
     """
     if not dates:
         return [], []
@@ -42,21 +42,16 @@ def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     # `_is_current` marks exactly one row per key (no de-duplication window needed), and silver
     # holds each order's contract date already.
     orders = prepare_orders(lake.read(SILVER_ORDERS).where(where), deduplicate=False, dated=True).cache()
-    items = prepare_items(lake.read(SILVER_ITEMS).where(where), deduplicate=False).cache()
+    items = prepare_items(lake.read(SILVER_ITEMS).where(where), deduplicate=False)
     products = prepare_products(lake.read(SILVER_PRODUCTS))
-    daily = daily_kpis(orders, items)
-    category = category_kpis(orders, items, products)
-    no_daily = F.lit(None).cast(DAILY_KPI_SCHEMA)
-    no_category = F.lit(None).cast(CATEGORY_KPI_SCHEMA)
-    both = daily.select(F.struct(*daily.columns).alias("d"), no_category.alias("c")).unionByName(
-        category.select(no_daily.alias("d"), F.struct(*category.columns).alias("c"))
-    )
+    both = kpi_rows(orders, items, products)
     try:
         rows = both.collect()
     finally:
         orders.unpersist()
-        items.unpersist()
-    return [r["d"] for r in rows if r["d"] is not None], [r["c"] for r in rows if r["c"] is not None]
+    return [r["daily"] for r in rows if r["daily"] is not None], [
+        r["category"] for r in rows if r["category"] is not None
+    ]
 
 
 def write_gold(lake: Lake, dates: Sequence[str], daily: list[Row], category: list[Row]) -> list[Commit]:
