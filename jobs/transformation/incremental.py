@@ -22,16 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS, SOURCE_FILE, UNKNOWN_CATEGORY
 from jobs.kpis import prepare_products
+from jobs.staging import ITEM_KEY, ORDER_DATE
 from jobs.transformation.lake import (
     IS_CURRENT,
-    ITEM_KEY,
-    ORDER_DATE,
     RUN_ID,
     SILVER_ITEMS,
     SILVER_ORDERS,
@@ -67,7 +66,7 @@ class RunPlan:
         return dates
 
 
-def _in_range(col: str, low: str | None, high: str | None) -> F.Column:
+def _in_range(col: str, low: str | None, high: str | None) -> Column:
     """A literal range predicate: what lets Delta skip files by their min/max statistics."""
     return F.col(col).between(F.lit(low), F.lit(high))
 
@@ -119,7 +118,9 @@ def plan_orders(
             keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id"))
         )
     keys = keys.where(F.col("order_id").isNotNull()).distinct()
-    low, high = keys.agg(F.min("order_id"), F.max("order_id")).first()
+    bounds = keys.agg(F.min("order_id"), F.max("order_id")).first()
+    assert bounds is not None  # a global aggregate has exactly one row
+    low, high = bounds
     existing = silver.where(_in_range("order_id", low, high)).join(keys, "order_id", "left_semi")
     actions, states = plan_versions(
         SILVER_ORDERS,
@@ -165,6 +166,7 @@ def plan_items(
         .crossJoin(moved_stats)
         .first()
     )
+    assert m is not None  # global aggregates, cross-joined: exactly one row
     if m["m_low"] is None:
         moved = None
     if moved is None and not etags:

@@ -124,7 +124,8 @@ def pending(
     files: Iterable[InputFile], applied: Mapping[str, str]
 ) -> tuple[list[InputFile], list[InputFile]]:
     """(to apply, already applied): a file is applied when the lake holds its exact raw ETag."""
-    to_apply, done = [], []
+    to_apply: list[InputFile] = []
+    done: list[InputFile] = []
     for f in files:
         (done if applied.get(f.rel) == f.raw_etag else to_apply).append(f)
     return to_apply, done

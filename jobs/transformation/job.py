@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
@@ -52,6 +52,10 @@ from jobs.transformation.metrics import ScanMetrics
 from jobs.transformation.recompute import recompute, write_gold
 from jobs.transformation.serving import BatchWriter, serve
 from jobs.transformation.versions import apply_plan
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_s3 import S3Client
 
 JOB = "transformation"
 LAKE_TABLES = (SILVER_PRODUCTS, SILVER_ORDERS, SILVER_ITEMS, APPLIED_FILES, GOLD_DAILY, GOLD_CATEGORY)
@@ -121,7 +125,7 @@ def _read_applied(lake: Lake, rels: list[str]) -> dict[str, str]:
     return {rel: r["raw_etag"] for rel, r in latest.items()}
 
 
-def _applied_rows(files: list[InputFile], run_id: str) -> list[tuple]:
+def _applied_rows(files: list[InputFile], run_id: str) -> list[tuple[str, str, str, str, int, str, datetime]]:
     now = datetime.now(UTC).replace(tzinfo=None)
     return [(f.rel, f.dataset, f.raw_etag, f.object_etag, f.arrived_ms, run_id, now) for f in files]
 
@@ -133,8 +137,8 @@ class _Run:
         self,
         config: PipelineConfig,
         spark: SparkSession | None,
-        dynamodb: Any,
-        s3: Any,
+        dynamodb: DynamoDBClient | None,
+        s3: S3Client | None,
         lock_settings: LockSettings | None,
         checkpoint: Checkpoint | None,
     ) -> None:
@@ -324,8 +328,8 @@ def run(
     config: PipelineConfig,
     spark: SparkSession | None = None,
     *,
-    dynamodb: Any = None,
-    s3: Any = None,
+    dynamodb: DynamoDBClient | None = None,
+    s3: S3Client | None = None,
     lock_settings: LockSettings | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> TransformResult:

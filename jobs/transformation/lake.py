@@ -163,7 +163,9 @@ class Lake:
     def version(self, table: str) -> int | None:
         if not self.exists(table):
             return None
-        return int(DeltaTable.forPath(self.spark, self.path(table)).history(1).first()["version"])
+        last = DeltaTable.forPath(self.spark, self.path(table)).history(1).first()
+        assert last is not None  # an existing Delta table has at least its creating commit
+        return int(last["version"])
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
         """The table (at ``version`` when given: plans are pinned to the snapshot they were made on)."""
@@ -217,6 +219,7 @@ class Lake:
             commit = self._commit_from_log(table)
         except Exception:  # internal API moved: the public (slower) route
             row = DeltaTable.forPath(self.spark, self.path(table)).history(1).first()
+            assert row is not None  # the commit just made
             commit = _commit(table, int(row["version"]), row["operation"], row["operationMetrics"])
         self.commits.append(commit)
         return commit
@@ -224,6 +227,7 @@ class Lake:
     def _commit_from_log(self, table: str) -> Commit:
         """Read ``_delta_log/<version>.json`` of the snapshot our own commit just installed."""
         jvm, jspark = self.spark.sparkContext._jvm, self.spark._jsparkSession
+        assert jvm is not None  # a live context (it just ran the commit); else `_record` falls back
         delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(jspark, self.path(table))
         version = int(delta_log.unsafeVolatileSnapshot().version())
         path = jvm.org.apache.hadoop.fs.Path(f"{self.path(table)}/_delta_log/{version:020d}.json")

@@ -22,9 +22,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from types_boto3_s3 import S3Client
 
 
 class LockTimeoutError(RuntimeError):
@@ -52,6 +55,13 @@ def _missing(exc: ClientError) -> bool:
     return _code(exc) in {"NoSuchKey", "404", "NotFound"} or _status(exc) == 404
 
 
+class _Condition(TypedDict, total=False):
+    """The conditional-write header of a put: create only if absent, or replace only that version."""
+
+    IfNoneMatch: str
+    IfMatch: str
+
+
 @dataclass(frozen=True)
 class LockSettings:
     ttl_seconds: float = 120.0  # lease length; a crashed holder blocks others at most this long
@@ -64,7 +74,7 @@ class LeaseLock:
 
     def __init__(
         self,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         key: str,
         holder: str,
@@ -97,7 +107,7 @@ class LeaseLock:
         }
         return json.dumps(body).encode(), expires
 
-    def _put(self, **condition: str) -> bool:
+    def _put(self, **condition: Unpack[_Condition]) -> bool:
         body, expires = self._body()
         try:
             r = self.s3.put_object(

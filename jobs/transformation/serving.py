@@ -14,25 +14,35 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from botocore.exceptions import ClientError
 
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        CreateTableInputTypeDef,
+        WriteRequestOutputTypeDef,
+    )
 
 DATE_INDEX = "date_key-index"
 DAILY_KEY = ("date_key",)
 CATEGORY_KEY = ("category_id", "date_key")
 MAX_BATCH = 25  # BatchWriteItem limit
 
-Item = dict[str, dict[str, str]]
+Item: TypeAlias = "dict[str, AttributeValueTypeDef]"  # every attribute one {"S"|"N": string}
+# A request as BatchWriteItem returns it in UnprocessedItems, so a retry resends that list as is.
+WriteRequest: TypeAlias = "WriteRequestOutputTypeDef"
 
 
 class DuplicateKeyError(ValueError):
     """Two requests for one key in one write: DynamoDB rejects the whole batch, and the intent is ambiguous."""
 
 
-def attribute(value: Any) -> dict[str, str]:
+def attribute(value: object) -> AttributeValueTypeDef:
     if isinstance(value, bool):
         raise TypeError("booleans are not part of the KPI contract")
     if isinstance(value, int | Decimal):
@@ -52,7 +62,7 @@ def to_item(row: Mapping[str, Any], columns: Sequence[str], run_id: str, updated
     return item
 
 
-def key_of(item: Mapping[str, dict[str, str]], key: Sequence[str]) -> tuple[str, ...]:
+def key_of(item: Mapping[str, AttributeValueTypeDef], key: Sequence[str]) -> tuple[object, ...]:
     return tuple(next(iter(item[k].values())) for k in key)
 
 
@@ -60,7 +70,7 @@ def key_of(item: Mapping[str, dict[str, str]], key: Sequence[str]) -> tuple[str,
 class BatchWriter:
     """BatchWriteItem in requests of 25, retrying UnprocessedItems with backoff and full jitter."""
 
-    client: Any
+    client: DynamoDBClient
     max_attempts: int = 10
     base_delay: float = 0.05
     max_delay: float = 5.0
@@ -69,9 +79,9 @@ class BatchWriter:
 
     def write(self, table: str, key: Sequence[str], puts: Iterable[Item], deletes: Iterable[Item]) -> int:
         """Put ``puts`` and delete the keys in ``deletes``; every key at most once overall."""
-        requests = [{"PutRequest": {"Item": i}} for i in puts]
+        requests: list[WriteRequest] = [{"PutRequest": {"Item": i}} for i in puts]
         requests += [{"DeleteRequest": {"Key": {k: d[k] for k in key}}} for d in deletes]
-        seen: set[tuple[str, ...]] = set()
+        seen: set[tuple[object, ...]] = set()
         for r in requests:
             k = key_of(_request_key(r), key)
             if k in seen:
@@ -81,7 +91,7 @@ class BatchWriter:
             self._send(table, key, requests[start : start + MAX_BATCH])
         return len(requests)
 
-    def _send(self, table: str, key: Sequence[str], chunk: list[dict[str, Any]]) -> None:
+    def _send(self, table: str, key: Sequence[str], chunk: list[WriteRequest]) -> None:
         assert_unique_keys(chunk, key)
         pending = chunk
         for attempt in range(self.max_attempts):
@@ -96,25 +106,27 @@ class BatchWriter:
         )
 
 
-def _request_key(request: Mapping[str, Any]) -> Mapping[str, dict[str, str]]:
+def _request_key(request: WriteRequest) -> Item:
     if "PutRequest" in request:
         return request["PutRequest"]["Item"]
     return request["DeleteRequest"]["Key"]
 
 
-def assert_unique_keys(requests: Sequence[Mapping[str, Any]], key: Sequence[str]) -> None:
+def assert_unique_keys(requests: Sequence[WriteRequest], key: Sequence[str]) -> None:
     """DynamoDB rejects a BatchWriteItem naming one key twice (moto may not): check before sending."""
     keys = [key_of(_request_key(r), key) for r in requests]
     if len(keys) != len(set(keys)):
         raise DuplicateKeyError(f"duplicate keys inside one BatchWriteItem request: {keys}")
 
 
-def _paged(client: Any, operation: str, kwargs: dict[str, Any]) -> Iterable[Item]:
+def _paged(
+    client: DynamoDBClient, operation: Literal["query", "scan"], kwargs: dict[str, Any]
+) -> Iterable[Item]:
     for page in client.get_paginator(operation).paginate(**kwargs):
         yield from page.get("Items", [])
 
 
-def stored_categories(client: Any, table: str, dates: Sequence[str]) -> dict[str, set[str]]:
+def stored_categories(client: DynamoDBClient, table: str, dates: Sequence[str]) -> dict[str, set[str]]:
     """date → categories that have an item for it.
 
     Through the keys-only GSI ``date_key-index`` (one query per date) as the stack creates it; a
@@ -162,7 +174,7 @@ class ServingResult:
 
 
 def serve(
-    client: Any,
+    client: DynamoDBClient,
     daily_table: str,
     category_table: str,
     dates: Iterable[str],
@@ -179,7 +191,7 @@ def serve(
 
     daily_items = [to_item(r, DAILY_KPI_COLUMNS, run_id, updated_at) for r in daily_rows]
     kept_dates = {r["date_key"] for r in daily_rows}
-    daily_gone = [{"date_key": {"S": d}} for d in dates if d not in kept_dates]
+    daily_gone: list[Item] = [{"date_key": {"S": d}} for d in dates if d not in kept_dates]
     writer.write(daily_table, DAILY_KEY, daily_items, daily_gone)
     result.daily_puts, result.daily_deletes = len(daily_items), len(daily_gone)
 
@@ -187,7 +199,7 @@ def serve(
     fresh = {(r["category_id"], r["date_key"]) for r in category_rows}
     stored = stored_categories(client, category_table, dates)
     stale = sorted((c, d) for d in dates for c in stored[d] if (c, d) not in fresh)
-    category_gone = [{"category_id": {"S": c}, "date_key": {"S": d}} for c, d in stale]
+    category_gone: list[Item] = [{"category_id": {"S": c}, "date_key": {"S": d}} for c, d in stale]
     writer.write(category_table, CATEGORY_KEY, category_items, category_gone)
     result.category_puts, result.category_deletes = len(category_items), len(category_gone)
     result.deleted_categories = stale
@@ -195,16 +207,18 @@ def serve(
     return result
 
 
-def create_kpi_tables(dynamodb_client: Any, daily_name: str, category_name: str) -> None:
+def create_kpi_tables(dynamodb_client: DynamoDBClient, daily_name: str, category_name: str) -> None:
     """Create the serving tables as infra does (on demand, GSI on CategoryKPIs); existing ones are kept."""
-    specs = [
+    specs: list[CreateTableInputTypeDef] = [
         {
             "TableName": daily_name,
+            "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [{"AttributeName": "date_key", "AttributeType": "S"}],
             "KeySchema": [{"AttributeName": "date_key", "KeyType": "HASH"}],
         },
         {
             "TableName": category_name,
+            "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [
                 {"AttributeName": "category_id", "AttributeType": "S"},
                 {"AttributeName": "date_key", "AttributeType": "S"},
@@ -224,7 +238,7 @@ def create_kpi_tables(dynamodb_client: Any, daily_name: str, category_name: str)
     ]
     for spec in specs:
         try:
-            dynamodb_client.create_table(BillingMode="PAY_PER_REQUEST", **spec)
+            dynamodb_client.create_table(**spec)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
                 raise

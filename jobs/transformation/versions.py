@@ -20,7 +20,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.contract import INGEST_SEQ, ROW_NUM, SOURCE_FILE
-from jobs.transformation.lake import IS_CURRENT, ORDER_DATE, SCHEMAS, Commit, Lake, sql_dates
+from jobs.staging import ORDER_DATE
+from jobs.transformation.lake import IS_CURRENT, SCHEMAS, Commit, Lake, sql_dates
 from jobs.transformation.sources import RAW_ETAG
 
 ACTION, MATCH_DATE = "_action", "_match_date"
@@ -205,7 +206,7 @@ def apply_plan(lake: Lake, plan: TablePlan) -> Commit | None:
         [f"t.{c} = s.{c}" for c in IDENTITY]
         + [f"t.{ORDER_DATE} <=> s.{MATCH_DATE}", "(" + " OR ".join(partitions) + ")"]
     )
-    values = {c: f"s.{c}" for c in silver_columns(plan.table)}
+    values: dict[str, str | Column] = {c: f"s.{c}" for c in silver_columns(plan.table)}
     writes = f"s.{ACTION} IN ('{INSERT}', '{UPDATE}')"
     return lake.merge(
         plan.table,
