@@ -121,9 +121,9 @@ def jar_conf(
     """How the jars reach the JVMs that run the tasks.
 
     In local mode the tasks run inside the driver, so the jars go on its class path when it starts.
-    ``spark.jars`` would have every task JVM copy them (the AWS SDK bundle alone is ~640 MB) into a
-    temporary directory through Spark's file server at its first task: seconds per start and 630 MB
-    of /tmp per process, left behind when the process is killed. Executors that have the cache on
+    ``spark.jars`` would have every task JVM copy them (the AWS SDK bundle alone is hundreds of MB)
+    into a temporary directory through Spark's file server at its first task: seconds per start and
+    that much /tmp per process, left behind when the process is killed. Executors that have the cache on
     disk (``image``: the project's image, at ``executor_jars_dir``, by default where the driver's
     cache is) get it on their class path the same way; only executors without it (``ship``) need
     ``spark.jars``, which ships the jars to them.

@@ -42,8 +42,8 @@ from jobs.transformation.sources import SourceFile, read_new_rows
 from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
-# broadcast hint: a forced broadcast of one day's million item keys ran a 1 GB driver out of memory.
-# Adaptive execution still broadcasts them at run time when they turn out small.
+# broadcast hint: a forced broadcast of a large day's item keys ran a small driver out of memory
+# (bench/README.md). Adaptive execution still broadcasts them at run time when they turn out small.
 ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
 ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
 

@@ -60,8 +60,8 @@ class Engine:
     def start_gx(self) -> None:
         """Build the GX context in the background while Spark reads the first file.
 
-        Importing GX and building its context is ~7 s of Python; reading a file is mostly JVM
-        work the driver only waits for, so the two overlap instead of adding up.
+        Importing GX and building its context is seconds of pure Python; reading a file is mostly
+        JVM work the driver only waits for, so the two overlap instead of adding up.
         """
         if self._gx is None and self._gx_future is None:
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx-setup")
