@@ -18,7 +18,9 @@ the file.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -137,9 +139,27 @@ def parse_file(
     return stage_rows(normalize_columns(picked), version)
 
 
-def write_staged(rows: DataFrame, uri: str) -> None:
-    """Write one version's rows; Spark's commit leaves ``_SUCCESS`` last, which readers check."""
-    rows.write.mode("overwrite").parquet(uri)
+def write_staged(rows: DataFrame, uri: str, store: S3Store | None = None) -> None:
+    """Write one version's rows, ``_SUCCESS`` last (readers check it).
+
+    With ``store`` and a local-mode session, the Parquet files are written to a local temporary
+    folder and uploaded with one PUT each: Spark's file commit on S3 without an S3 committer
+    renames every file twice (copy + delete, plus the listings s3a makes around each), which costs
+    more than the write itself. Elsewhere (a cluster: executors write, the driver could not upload;
+    or a local path) Spark writes to ``uri`` directly.
+    """
+    master = rows.sparkSession.sparkContext.master or ""
+    if store is None or not master.startswith("local"):
+        rows.write.mode("overwrite").parquet(uri)
+        return
+    prefix = uri.removeprefix(store.uri("")).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
+        rows.write.mode("overwrite").parquet(f"file://{tmp}/rows")
+        parts = sorted(p for p in Path(tmp, "rows").iterdir() if p.suffix == ".parquet")
+        delete_staged(store, prefix)  # an earlier attempt's files (a different split) must not stay
+        for part in parts:
+            store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
+        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", b"")
 
 
 def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:

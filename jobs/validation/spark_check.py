@@ -107,4 +107,4 @@ class SparkCheck:
 
         version = FileVersion(rel=t.rel, raw_etag=raw.etag, arrived_ms=raw.last_modified_ms)
         with self._log.stage("staging", file=raw.key, prefix=version.prefix):
-            write_staged(stage_rows(checked, version), self._store.uri(version.prefix))
+            write_staged(stage_rows(checked, version), self._store.uri(version.prefix), self._store)
