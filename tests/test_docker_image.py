@@ -24,11 +24,9 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -36,6 +34,8 @@ from xml.etree import ElementTree
 import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+
+from tests.support.metadata_endpoint import serve_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
@@ -715,23 +715,8 @@ def test_no_task_size_leaves_spark_defaults(stub: Path) -> None:
 @pytest.fixture
 def metadata_endpoint() -> Iterator[str]:
     """A stand-in for the ECS task metadata endpoint v4."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({"Cluster": "c", "Limits": {"CPU": 1, "Memory": 4096}}).encode()
-            self.send_response(200 if self.path == "/v4/abc/task" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v4/abc"
-    server.shutdown()
+    with serve_metadata({"/v4/abc/task": {"Cluster": "c", "Limits": {"CPU": 1, "Memory": 4096}}}) as url:
+        yield url
 
 
 def test_memory_from_task_metadata_endpoint(stub: Path, metadata_endpoint: str) -> None:

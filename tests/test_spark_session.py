@@ -8,11 +8,8 @@ driver inside a Fargate task finds the address its executors reach it at.
 
 from __future__ import annotations
 
-import json
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from jobs.spark_session import (
     session_conf,
     spark_conf,
 )
+from tests.support.metadata_endpoint import serve_metadata
 
 JARS = ["/c/delta-spark.jar", "/c/hadoop-aws.jar"]
 STANDALONE = "spark://10.0.1.5:7077"
@@ -262,25 +260,8 @@ CONTAINER_METADATA = {  # ECS task metadata v4, container response (AWS's docume
 
 @pytest.fixture
 def metadata_endpoint() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(CONTAINER_METADATA if self.path == "/v4/abc" else {}).encode()
-            self.send_response(200 if self.path == "/v4/abc" else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v4/abc"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_metadata({"/v4/abc": CONTAINER_METADATA}) as url:
+        yield url
 
 
 def test_the_task_address_comes_from_the_ecs_metadata_endpoint(metadata_endpoint: str) -> None:
