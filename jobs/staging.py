@@ -149,7 +149,7 @@ def write_staged(rows: DataFrame, uri: str, store: S3Store | None = None) -> Non
     or a local path) Spark writes to ``uri`` directly.
     """
     master = rows.sparkSession.sparkContext.master or ""
-    # Read once, by one run: dictionary encoding (a third of the write's CPU) buys nothing here.
+    # Read once, by one run: dictionary encoding (much of the write's CPU) buys nothing here.
     writer = rows.write.mode("overwrite").option("parquet.enable.dictionary", "false")
     if store is None or not master.startswith("local"):
         writer.parquet(uri)
