@@ -225,14 +225,18 @@ def test_settings_and_messages_name_what_is_wrong() -> None:
 def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
     moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HeartbeatSeconds (300) scaled to 1.5 s; the first batch takes 4 s while the second waits."""
-    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.005):
+    """HeartbeatSeconds (300) scaled to 3 s; the first batch takes 7 s while the second waits.
+
+    (1.5 s and 4 s made the margin between two beats too thin on a busy 2-core machine: a worker
+    switching tasks sends a few emulator requests before the next beat, and the test flaked.)
+    """
+    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.01):
         first, second = pipeline.start("slow"), pipeline.start("queued")
         runner = Runner({})
 
         def slow(command: str, config: PipelineConfig, runner: Runner = runner) -> int:
             if config.run_id == "slow" and command == "validate":
-                time.sleep(4)
+                time.sleep(7)
             return runner(command, config)
 
         worker = pipeline.worker(slow, heartbeat_seconds=0.3)
