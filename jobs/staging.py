@@ -99,8 +99,9 @@ def stage_rows(frame: DataFrame, version: FileVersion) -> DataFrame:
     """One file's rows (names and values normalised, in file order) as staging rows.
 
     Rows are numbered by a window ordered by ``monotonically_increasing_id``, whose documented
-    guarantee (increasing in scan order) is all this relies on; the window puts the file's rows in
-    one task, which sorts them: cheap next to the parse, and exact whatever the split layout.
+    guarantee (increasing in scan order) is all this relies on. The window puts the file's rows in
+    one task, which sorts them: exact whatever the split layout, but the costliest part of staging
+    (bench/README.md "Session 7": per-partition numbering was tried and gained nothing).
     """
     dataset = version.dataset
     present = set(frame.columns)
