@@ -53,7 +53,7 @@ usage: entrypoint.sh validate|transform|worker|driver|executor [args...]
   transform  run the transformation job  (python -m jobs.transformation)
   worker     serve both jobs from the work queue until recycled (python -m jobs.worker;
              needs WORK_QUEUE_URL; WORKER_MAX_BATCHES, WORKER_MAX_HEAP_FRACTION,
-             WORKER_HEARTBEAT_SECONDS tune it)
+             WORKER_MAX_COALESCE, WORKER_HEARTBEAT_SECONDS tune it)
   driver     Spark on Kubernetes driver pod: spark-submit --deploy-mode client [args...]
   executor   Spark on Kubernetes executor pod: KubernetesExecutorBackend from the SPARK_*
              variables the scheduler sets (SPARK_DRIVER_URL, SPARK_EXECUTOR_ID, ...)

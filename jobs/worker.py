@@ -5,7 +5,7 @@ every batch, which is most of a small batch's time. The worker pays them once: i
 imports GX) before it takes any work, then long-polls the work queue that the workflow's
 ``sqs:sendMessage.waitForTaskToken`` states send to (``stepfunctions/...worker.asl.json``).
 
-Per message (one at a time):
+Per message (one batch at a time, except that waiting transformations share a run; see below):
 
 1. the message is deleted and a first heartbeat sent: a token whose attempt already ended (the
    state timed out and was retried while the message waited) answers ``TaskTimedOut``, and the
@@ -23,6 +23,13 @@ tasks waiting in the queue alive (``QueueKeeper``), so a backlog is never mistak
 per stage, so a retried batch gives the same KPIs. After ``WORKER_MAX_BATCHES`` batches, or when the
 JVM heap stays above ``WORKER_MAX_HEAP_FRACTION`` after a batch, the worker exits 0 between batches
 and its supervisor (the ECS service, or ``ecomkpi up``) starts a fresh one.
+
+Coalescing: when a transformation task comes up, the worker also takes the other transformation
+tasks waiting in the queue (up to ``WORKER_MAX_COALESCE``, same bucket, lake and tables) and runs
+them as one transformation (``jobs.transformation.job.run(..., also=...)``): ten days landing at
+once pay one plan, one set of silver and gold commits and one recompute instead of ten. Every token
+is heartbeated and answered on its own. If the shared run breaks, each task is run again alone
+before any is answered, so one broken batch never fails the others.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +60,22 @@ BAD_MESSAGE_ERROR = "Worker.BadMessage"
 COMMANDS = ("validate", "transform")
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
+# What differs between two transformation tasks that may share a run: the batch and its inputs.
+PER_BATCH_VARIABLES = frozenset(
+    {
+        "BATCH_ID",
+        "BATCH_GENERATION",
+        "RUN_ID",
+        "INPUTS_KEY",
+        "PRODUCTS_KEY",
+        "ORDERS_KEYS",
+        "ORDER_ITEMS_KEYS",
+        "RECOMPUTE_DATES",
+    }
+)
+
+# runner(command, configs) -> exit code; several configs only for a coalesced transformation.
+Runner = Callable[[str, Sequence[PipelineConfig]], int]
 
 
 def _log(step: str, level: str = "INFO", **fields: Any) -> None:
@@ -82,6 +105,8 @@ class WorkerSettings:
     poll_seconds: int = 20
     # 0: run until stopped (an ECS service); > 0: exit after that long without work (scripts).
     idle_exit_seconds: float = 0.0
+    # Transformation tasks one run may serve (1: never coalesce).
+    max_coalesce: int = 10
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -100,6 +125,7 @@ class WorkerSettings:
             heartbeat_seconds=_positive(env, "WORKER_HEARTBEAT_SECONDS", 30.0),
             poll_seconds=min(20, int(_positive(env, "WORKER_POLL_SECONDS", 20))),
             idle_exit_seconds=float(idle) if idle else 0.0,
+            max_coalesce=int(_positive(env, "WORKER_MAX_COALESCE", 10)),
         )
 
 
@@ -141,6 +167,18 @@ class TaskMessage:
             environment={e["Name"]: e["Value"] for e in env_list},
         )
 
+    def shares_run_with(self, other: TaskMessage) -> bool:
+        """Both are transformations of the same stack (bucket, lake, tables): one run can serve both."""
+
+        def shared(env: Mapping[str, str]) -> dict[str, str]:
+            return {k: v for k, v in env.items() if k not in PER_BATCH_VARIABLES}
+
+        return (
+            self.command == other.command == "transform"
+            and self.container == other.container
+            and shared(self.environment) == shared(other.environment)
+        )
+
 
 def token_of(body: str) -> str | None:
     try:
@@ -151,15 +189,18 @@ def token_of(body: str) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def run_job(command: str, config: PipelineConfig, spark: SparkSession) -> int:
+def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession) -> int:
     """Run one job in this process on the warm session; the exit code a container would have."""
+    config, *others = configs
     if command == "validate":
         from jobs.validation.job import run as validate
 
+        if others:
+            raise ValueError("validation tasks are not coalesced")
         return validate(config, spark).exit_code
     from jobs.transformation.job import run as transform
 
-    transform(config, spark)
+    transform(config, spark, also=others)
     return EXIT_OK
 
 
@@ -238,7 +279,8 @@ class QueueKeeper:
 
 
 class Heartbeat(threading.Thread):
-    """Beats for one task until stopped; tells ``on_lost`` once if the state gave up on the token.
+    """Beats for the tasks of one run until stopped; tells ``on_lost`` once when every state gave up
+    on its token (a coalesced run goes on while any of its tasks is still waited for).
 
     With a ``keeper`` each beat also keeps the tasks waiting in the queue alive.
     """
@@ -246,28 +288,37 @@ class Heartbeat(threading.Thread):
     def __init__(
         self,
         sfn: SFNClient,
-        token: str,
+        tokens: Sequence[str],
         interval: float,
         on_lost: Callable[[str], None],
         keeper: QueueKeeper | None = None,
     ) -> None:
         super().__init__(name="worker-heartbeat", daemon=True)
-        self.sfn, self.token, self.interval, self.on_lost = sfn, token, interval, on_lost
+        self.sfn, self.tokens, self.interval, self.on_lost = sfn, list(tokens), interval, on_lost
         self.keeper = keeper
         self.done = threading.Event()
-        self.lost = False
+        self.lost_tokens: set[str] = set()
+
+    @property
+    def lost(self) -> bool:
+        return len(self.lost_tokens) == len(self.tokens)
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            try:
-                self.sfn.send_task_heartbeat(taskToken=self.token)
-            except Exception as exc:
-                code = _error_code(exc)
-                if code in STALE_TOKEN_ERRORS:
-                    self.lost = True
-                    self.on_lost(code)
-                    return
-                _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
+            for token in self.tokens:
+                if token in self.lost_tokens:
+                    continue
+                try:
+                    self.sfn.send_task_heartbeat(taskToken=token)
+                except Exception as exc:
+                    code = _error_code(exc)
+                    if code in STALE_TOKEN_ERRORS:
+                        self.lost_tokens.add(token)
+                        if self.lost:
+                            self.on_lost(code)
+                            return
+                        continue
+                    _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
             if self.keeper is not None and not self.done.is_set():
                 try:
                     self.keeper.keep()
@@ -291,15 +342,15 @@ class Worker:
         spark_factory: Callable[[], SparkSession],
         base_env: Mapping[str, str] | None = None,
         worker_id: str | None = None,
-        runner: Callable[[str, PipelineConfig], int] | None = None,
+        runner: Runner | None = None,
     ) -> None:
-        """``runner(command, config) -> exit code`` defaults to the jobs on the warm session."""
+        """``runner(command, configs) -> exit code`` defaults to the jobs on the warm session."""
         self.settings = settings
         self.sqs, self.sfn = sqs, sfn
         self.spark_factory = spark_factory
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.worker_id = worker_id or f"{os.uname().nodename}-{os.getpid()}"
-        self.runner = runner or (lambda command, config: run_job(command, config, self.spark))
+        self.runner: Runner = runner or (lambda command, configs: run_job(command, configs, self.spark))
         self.batches = 0
         self._spark: SparkSession | None = None
         self._stopping = threading.Event()
@@ -365,15 +416,71 @@ class Worker:
         except (ValueError, json.JSONDecodeError) as exc:
             self._reject(body, f"{type(exc).__name__}: {exc}")
             return
+        if not self._still_waited_for(task):
+            return
+        group = [task]
+        if task.command == "transform" and self.settings.max_coalesce > 1:
+            group += self._gather(task)
+        self.batches += len(group)
+        self._run(group)
+
+    def _still_waited_for(self, task: TaskMessage) -> bool:
+        """The first heartbeat: False when the task's attempt already ended (its retry owns it)."""
         try:
             self.sfn.send_task_heartbeat(taskToken=task.token)
         except Exception as exc:
             if _error_code(exc) in STALE_TOKEN_ERRORS:
                 _log("task.stale", execution=task.execution, state=task.state, error=_error_code(exc))
-                return
+                return False
             _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
-        self.batches += 1
-        self._run(task)
+        return True
+
+    def _gather(self, lead: TaskMessage) -> list[TaskMessage]:
+        """The transformation tasks waiting in the queue that can share ``lead``'s run, taken off it.
+
+        Other messages (validations, other stacks' tasks, unreadable ones) are made visible again at
+        once for the loop (or another worker) to take in turn.
+        """
+        limit = self.settings.max_coalesce - 1
+        found: list[TaskMessage] = []
+        seen: set[str] = set()
+        while len(found) < limit:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.settings.queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            release = [m for m in messages if m["MessageId"] in seen]
+            for message in fresh:
+                seen.add(message["MessageId"])
+                try:
+                    task = TaskMessage.parse(message.get("Body", ""))
+                except (ValueError, json.JSONDecodeError):
+                    task = None
+                if task is None or len(found) >= limit or not lead.shares_run_with(task):
+                    release.append(message)
+                    continue
+                self.sqs.delete_message(
+                    QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+                if self._still_waited_for(task):
+                    found.append(task)
+            self._release(release)
+            if not fresh:
+                break
+        return found
+
+    def _release(self, messages: Sequence[MessageTypeDef]) -> None:
+        for i in range(0, len(messages), 10):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.settings.queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for n, m in enumerate(messages[i : i + 10])
+                ],
+            )
 
     def _reject(self, body: str, problem: str) -> None:
         _log("message.bad", level="ERROR", error=problem, body=body[:500])
@@ -381,33 +488,58 @@ class Worker:
         if token:
             self._answer_failure(token, BAD_MESSAGE_ERROR, f"the worker could not read its task: {problem}")
 
-    def _run(self, task: TaskMessage) -> None:
+    def _run(self, tasks: list[TaskMessage]) -> None:
+        lead = tasks[0]
         started = time.perf_counter()
-        _log("task.start", execution=task.execution, state=task.state, command=task.command)
+        _log(
+            "task.start",
+            execution=lead.execution,
+            state=lead.state,
+            command=lead.command,
+            coalesced=[t.execution for t in tasks[1:]],
+        )
         keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
-        beat = Heartbeat(self.sfn, task.token, self.settings.heartbeat_seconds, self._abandon, keeper)
+        tokens = [t.token for t in tasks]
+        beat = Heartbeat(self.sfn, tokens, self.settings.heartbeat_seconds, self._abandon, keeper)
         beat.start()
-        error = ""
         try:
-            config = PipelineConfig.from_env({**self.base_env, **task.environment})
-            exit_code = self.runner(task.command, config)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-            exit_code = EXIT_BROKEN
+            outcomes = self._execute(tasks, beat)
         finally:
             beat.stop()
         seconds = round(time.perf_counter() - started, 3)
-        _log(
-            "task.end",
-            execution=task.execution,
-            state=task.state,
-            exit_code=exit_code,
-            seconds=seconds,
-            abandoned=beat.lost,
-        )
-        if beat.lost:
-            return
+        for task in tasks:
+            exit_code, error = outcomes[task.token]
+            abandoned = task.token in beat.lost_tokens
+            _log(
+                "task.end",
+                execution=task.execution,
+                state=task.state,
+                exit_code=exit_code,
+                seconds=seconds,
+                abandoned=abandoned,
+            )
+            if not abandoned:
+                self._answer_task(task, exit_code, error)
+
+    def _attempt(self, tasks: Sequence[TaskMessage]) -> tuple[int, str]:
+        try:
+            configs = [PipelineConfig.from_env({**self.base_env, **t.environment}) for t in tasks]
+            return self.runner(tasks[0].command, configs), ""
+        except Exception as exc:
+            traceback.print_exc()
+            return EXIT_BROKEN, f"{type(exc).__name__}: {exc}"
+
+    def _execute(self, tasks: list[TaskMessage], beat: Heartbeat) -> dict[str, tuple[int, str]]:
+        """token → (exit code, error); a broken shared run is retried task by task."""
+        exit_code, error = self._attempt(tasks)
+        if exit_code != EXIT_BROKEN or len(tasks) == 1 or beat.lost:
+            return {t.token: (exit_code, error) for t in tasks}
+        _log("coalesced.broke", level="WARN", error=error, rerun_alone=[t.execution for t in tasks])
+        return {
+            t.token: (exit_code, error) if t.token in beat.lost_tokens else self._attempt([t]) for t in tasks
+        }
+
+    def _answer_task(self, task: TaskMessage, exit_code: int, error: str) -> None:
         reason = error or f"{task.command} exited {exit_code}"
         if exit_code in (EXIT_OK, EXIT_REJECTED):
             description = task_description(task, self.worker_id, exit_code, reason)

@@ -7,6 +7,7 @@ every file version put so far, plus exact hand-computed numbers where stated.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -92,11 +93,23 @@ def test_two_batches_in_sequence_equal_both_at_once_and_the_oracle(pipeline_fact
 
     assert first.files_parsed == [] and second.files_parsed == []  # staging rows, no CSV parse
     # Files validated before staging existed (no staging rows) are parsed, to the same result.
+    # Both batches in one run, as the warm worker coalesces waiting transformations (``also``).
     once = Pipeline(seq.endpoint, spark, seq.tmp, staged=False)
     b1, b2 = load_batch_0710(once), load_batch_0711(once)
-    both = once.run("2025-07-11", b1["orders"] + b2["orders"], b1["items"] + b2["items"])
+    both = once.run(
+        "2025-07-10", b1["orders"], b1["items"], also=[once.config("2025-07-11", b2["orders"], b2["items"])]
+    )
     keys = [*b1["orders"], *b1["items"], *b2["orders"], *b2["items"], "raw/products/products.csv"]
     assert sorted(both.files_parsed) == sorted(k.removeprefix("raw/") for k in keys)
+    assert [b.split("/")[0] for b in both.batches] == ["2025-07-10", "2025-07-11"]
+    for batch in both.batches:  # each batch's alert and audit trail find the shared run's log
+        assert f"logs/transformation/{batch}.log" in once.keys("logs/transformation/")
+        summary = json.loads(
+            once.s3.get_object(Bucket=once.bucket, Key=f"logs/transformation/{batch}/summary.json")[
+                "Body"
+            ].read()
+        )
+        assert summary["batches"] == both.batches and summary["status"] == "ok"
 
     assert seq.served() == once.served()
     assert_matches_oracle(seq)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +30,22 @@ ACCOUNT = "123456789012"
 
 @dataclass
 class Runner:
-    """Records what each task was asked to do and answers with a scripted exit code."""
+    """Records what each task was asked to do and answers with a scripted exit code.
+
+    ``calls`` has one entry per batch served, ``runs`` the run ids of each call (several: coalesced);
+    ``break_shared`` makes every run that serves several batches break.
+    """
 
     exit_codes: dict[str, int]
+    break_shared: bool = False
     calls: list[tuple[str, PipelineConfig]] = field(default_factory=list)
+    runs: list[tuple[str, list[str]]] = field(default_factory=list)
 
-    def __call__(self, command: str, config: PipelineConfig) -> int:
-        self.calls.append((command, config))
+    def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
+        self.runs.append((command, [c.run_id for c in configs]))
+        self.calls.extend((command, c) for c in configs)
+        if self.break_shared and len(configs) > 1:
+            raise RuntimeError("the shared run broke on purpose")
         code = self.exit_codes.get(command, 0)
         if code == 1:
             raise RuntimeError(f"{command} broke on purpose")
@@ -234,10 +243,10 @@ def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
         first, second = pipeline.start("slow"), pipeline.start("queued")
         runner = Runner({})
 
-        def slow(command: str, config: PipelineConfig, runner: Runner = runner) -> int:
-            if config.run_id == "slow" and command == "validate":
+        def slow(command: str, configs: Sequence[PipelineConfig], runner: Runner = runner) -> int:
+            if configs[0].run_id == "slow" and command == "validate":
                 time.sleep(7)
-            return runner(command, config)
+            return runner(command, configs)
 
         worker = pipeline.worker(slow, heartbeat_seconds=0.3)
         thread = threading.Thread(target=worker.serve, daemon=True)
@@ -251,3 +260,75 @@ def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
         events = [e.type for arn in (first, second) for e in pipeline.executor.get_execution_history(arn)]
         assert "TaskTimedOut" not in events  # nobody waited past its heartbeat
         assert [c for c, _ in runner.calls].count("validate") == 2
+
+
+def _wait_for_queued(pipeline: Pipeline, count: int, timeout: float = 20) -> None:
+    """The executions' threads send their next task on their own time: wait until ``count`` wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attributes = pipeline.sqs.get_queue_attributes(
+            QueueUrl=pipeline.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        if int(attributes["ApproximateNumberOfMessages"]) >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"fewer than {count} tasks were queued within {timeout} s")
+
+
+def _validate_three(pipeline: Pipeline, runner: Runner) -> list[str]:
+    arns = [pipeline.start(name) for name in ("day1", "day2", "day3")]
+    _wait_for_queued(pipeline, 3)
+    pipeline.serve(runner, tasks=3)  # the three validations, one at a time
+    _wait_for_queued(pipeline, 3)  # the three transformations
+    return arns
+
+
+def test_waiting_transformations_share_one_run_and_each_execution_gets_its_answer(
+    pipeline: Pipeline,
+) -> None:
+    runner = Runner({})
+    arns = _validate_three(pipeline, runner)
+    worker = pipeline.serve(runner, tasks=1)
+    for arn in arns:
+        assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
+    assert [command for command, _ in runner.runs] == ["validate"] * 3 + ["transform"]
+    assert sorted(runner.runs[-1][1]) == ["day1", "day2", "day3"]
+    assert worker.batches == 3  # a coalesced run counts every batch it served (recycling budget)
+
+
+def test_a_broken_shared_run_is_rerun_batch_by_batch_before_anyone_is_answered(pipeline: Pipeline) -> None:
+    runner = Runner({}, break_shared=True)
+    arns = _validate_three(pipeline, runner)
+    pipeline.serve(runner, tasks=1)
+    for arn in arns:
+        done = pipeline.executor.wait(arn, timeout=20)
+        assert done["status"] == "SUCCEEDED", done  # no retry: each batch alone succeeded at once
+    transforms = [ids for command, ids in runner.runs if command == "transform"]
+    assert len(transforms[0]) == 3 and sorted(transforms[1:]) == [["day1"], ["day2"], ["day3"]]
+
+
+def test_coalescing_can_be_switched_off(pipeline: Pipeline) -> None:
+    runner = Runner({})
+    arns = _validate_three(pipeline, runner)
+    worker = pipeline.worker(runner)
+    worker.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, max_coalesce=1)
+    for _ in arns:
+        message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=10)["Messages"][0]
+        worker.handle(message)
+    for arn in arns:
+        assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
+    assert [len(ids) for command, ids in runner.runs if command == "transform"] == [1, 1, 1], runner.runs
+    assert WorkerSettings.from_env({"WORK_QUEUE_URL": "q", "WORKER_MAX_COALESCE": "1"}).max_coalesce == 1
+
+
+def test_only_transformations_of_the_same_stack_share_a_run() -> None:
+    def task(command: str = "transform", **env: str) -> TaskMessage:
+        base = {"S3_BUCKET": "b", "DAILY_KPIS_TABLE": "D", "BATCH_ID": "2025-07-10", "RUN_ID": "r1"}
+        return TaskMessage("t", command, command, "e", "s", {**base, **env})
+
+    lead = task()
+    assert lead.shares_run_with(task(BATCH_ID="2025-07-11", RUN_ID="r2", INPUTS_KEY="k", PRODUCTS_KEY="p"))
+    assert not lead.shares_run_with(task(DAILY_KPIS_TABLE="OtherKPIs"))
+    assert not lead.shares_run_with(task(S3_BUCKET="other-bucket"))
+    assert not lead.shares_run_with(task("validate"))
+    assert not task("validate").shares_run_with(task("validate", RUN_ID="r2"))

@@ -120,6 +120,23 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
     return inputs
 
 
+def discover_all(configs: Iterable[PipelineConfig], store: S3Store) -> Inputs:
+    """``discover`` for several batches at once: each file once, in arrival order; a key skipped
+    for one batch but found in ``validated/`` for another is applied."""
+    files: dict[str, InputFile] = {}
+    skipped: dict[str, str] = {}
+    for config in configs:
+        found = discover(config, store)
+        for f in found.files:
+            files.setdefault(f.rel, f)
+        for rel, why in found.skipped.items():
+            skipped.setdefault(rel, why)
+    return Inputs(
+        files=sorted(files.values(), key=lambda f: f.order),
+        skipped={rel: why for rel, why in skipped.items() if rel not in files},
+    )
+
+
 def pending(
     files: Iterable[InputFile], applied: Mapping[str, str]
 ) -> tuple[list[InputFile], list[InputFile]]:

@@ -11,6 +11,12 @@ uninterrupted run would:
 5. recompute the journal's dates, write them to DynamoDB (what the dashboards read: first), then to
    gold, then clear the journal;
 6. move the files to ``processed/``; release the lock; log and summary go to S3 in any case.
+
+A run may serve several batches at once (``also``): the warm worker hands it every transformation
+task waiting in its queue, so ten days landing together pay the fixed cost of a run (plan, three
+silver commits, recompute, gold) once instead of ten times. Their files are applied together, which
+ends where applying them one batch after the other would (tests/test_transformation_batches.py), and
+each batch gets the run's log and summary under its own ``logs/transformation/<batch>/<run>``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +42,7 @@ from jobs.s3_store import S3Store
 from jobs.spark_session import get_spark
 from jobs.transformation.archive import archive
 from jobs.transformation.incremental import RunPlan, plan_run
-from jobs.transformation.inputs import SKIP_APPLIED, InputFile, Inputs, discover, pending
+from jobs.transformation.inputs import SKIP_APPLIED, InputFile, Inputs, discover_all, pending
 from jobs.transformation.journal import PendingDates, control_prefix
 from jobs.transformation.lake import (
     APPLIED_FILES,
@@ -83,6 +89,8 @@ class TransformResult:
     dynamodb: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     spark_jobs: int | None = None  # Spark jobs the run started (tests hold budgets on this)
+    # "<batch>/<run>" of every batch this run served, the run's own first (several: coalesced).
+    batches: list[str] = field(default_factory=list)
     lock: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
@@ -141,10 +149,16 @@ class _Run:
         s3: S3Client | None,
         lock_settings: LockSettings | None,
         checkpoint: Checkpoint | None,
+        also: Sequence[PipelineConfig] = (),
     ) -> None:
         self.config = config
+        self.configs = [config, *also]
         self.log = RunLog(JOB, config.batch_id, config.run_id)
-        self.result = TransformResult(batch_id=config.batch_id, run_id=config.run_id)
+        self.result = TransformResult(
+            batch_id=config.batch_id,
+            run_id=config.run_id,
+            batches=[f"{c.batch_id}/{c.run_id}" for c in self.configs],
+        )
         self.store = S3Store(config, client=s3)
         self.dynamodb = dynamodb or aws.client("dynamodb", config)
         self.prefix = control_prefix(config.lake_path, self.store.bucket)
@@ -198,7 +212,7 @@ class _Run:
         self.lake = lake
 
         with self.log.stage("discover") as s:
-            inputs: Inputs = discover(config, self.store)
+            inputs: Inputs = discover_all(self.configs, self.store)
             applied = _read_applied(lake, [f.rel for f in inputs.files])
             to_apply, done = pending(inputs.files, applied)
             recovered = self.journal.read()
@@ -212,7 +226,7 @@ class _Run:
                 recovered_dates=sorted(recovered),
             )
 
-        dates = set(recovered) | set(config.recompute_dates)
+        dates = set(recovered).union(*(c.recompute_dates for c in self.configs))
         if to_apply:
             dates |= self._apply(
                 spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)
@@ -316,10 +330,11 @@ class _Run:
             self.metrics.stop()
         self.log.event("summary", **result.as_dict())
         try:
-            self.store.put_text(self.log.s3_key(), self.log.text())
-            self.store.put_json(
-                f"logs/{JOB}/{result.batch_id}/{result.run_id}/summary.json", result.as_dict()
-            )
+            # Each batch's alert and audit trail point at its own run's paths (BuildAlert).
+            for batch in self.configs:
+                where = f"logs/{JOB}/{batch.batch_id}/{batch.run_id}"
+                self.store.put_text(f"{where}.log", self.log.text())
+                self.store.put_json(f"{where}/summary.json", result.as_dict())
         except Exception as exc:  # the log in S3 is best effort; stdout has everything
             print(f"could not write the run log to S3: {exc}", file=sys.stderr)
 
@@ -332,16 +347,26 @@ def run(
     s3: S3Client | None = None,
     lock_settings: LockSettings | None = None,
     checkpoint: Checkpoint | None = None,
+    also: Sequence[PipelineConfig] = (),
 ) -> TransformResult:
     """Apply the batch's validated files and serve the touched dates; raises when the run broke.
 
+    ``also``: further batches (same bucket and lake) whose files this run applies with the batch's.
     ``checkpoint(stage)`` is called after each durable step (``silver_products``,
     ``silver_order_items``, ``silver_orders``, ``applied_files``, ``serving``, ``gold``,
     ``journal_cleared``): tests raise there to simulate a crash at that boundary.
     """
     config.require_bucket()
-    config = resolve_inputs(config, S3Store(config, client=s3))
-    return _Run(config, spark, dynamodb, s3, lock_settings, checkpoint).execute()
+    store = S3Store(config, client=s3)
+    others = [resolve_inputs(c, store) for c in also]
+    for other in others:
+        if (other.bucket, other.lake_path) != (config.bucket, config.lake_path):
+            raise ValueError(
+                f"batch {other.batch_id} uses bucket {other.bucket!r} / lake {other.lake_path!r}, "
+                f"not {config.bucket!r} / {config.lake_path!r}: it cannot share batch {config.batch_id}'s run"
+            )
+    config = resolve_inputs(config, store)
+    return _Run(config, spark, dynamodb, s3, lock_settings, checkpoint, others).execute()
 
 
 def main() -> int:
