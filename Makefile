@@ -32,8 +32,7 @@ run: setup
 serve: setup
 	$(BIN)/ecomkpi serve $(ARGS)
 
-# ruff, the notebooks' stripped outputs, and mypy (strict on lambda_trigger/, kpi_api/ and jobs/;
-# pyproject.toml [tool.mypy] says which modules are relaxed and why).
+# ruff, the notebooks' stripped outputs, and mypy (strict on every package; pyproject.toml [tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -30,7 +30,10 @@ CATEGORIES = [f"Category {n:02d}" for n in range(30)]
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
     return {
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
         "p99_ms": round(pick(0.99) * 1000, 2),

@@ -138,7 +138,9 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for _, p in files_of(folder))
 
 
-def served_kpis(ddb: Any, daily_table: str, category_table: str) -> tuple[dict, dict]:
+def served_kpis(
+    ddb: Any, daily_table: str, category_table: str
+) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
     """DynamoDB's KPI tables restricted to the contract's columns, keyed like the oracle."""
     from kpi_api.reader import items
 
@@ -159,7 +161,11 @@ def _norm(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def compare_kpis(duck_daily: list[dict], duck_category: list[dict], served: tuple[dict, dict]) -> list[str]:
+def compare_kpis(
+    duck_daily: list[dict[str, Any]],
+    duck_category: list[dict[str, Any]],
+    served: tuple[dict[str, Any], dict[tuple[str, str], Any]],
+) -> list[str]:
     """Differences between DuckDB's rows and what DynamoDB serves (empty list: identical)."""
     daily, category = served
     want_d = {str(r["date_key"]): _norm(r, DAILY_KPI_COLUMNS) for r in duck_daily}

@@ -44,7 +44,8 @@ def _serve_seconds(s3: Any, bucket: str, batch: str) -> float | None:
     if not keys:
         return None
     summary = json.loads(s3.get_object(Bucket=bucket, Key=keys[-1])["Body"].read())
-    return summary.get("stage_seconds", {}).get("serve")
+    seconds = summary.get("stage_seconds", {}).get("serve")
+    return float(seconds) if seconds is not None else None
 
 
 def task_stages(s3: Any, bucket: str, job: str, batch: str, entered: float | None) -> dict[str, float]:

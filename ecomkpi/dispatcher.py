@@ -59,7 +59,7 @@ class Dispatcher(threading.Thread):
         queue_arn: str,
         on_event: Callable[[str], None],
         log_sink: CloudWatchSink | None = None,
-        handler: Callable[[dict, Any], Any] | None = None,
+        handler: Callable[[dict[str, Any], Any], Any] | None = None,
     ) -> None:
         super().__init__(name="lambda-dispatcher", daemon=True)
         if handler is None:
@@ -70,14 +70,14 @@ class Dispatcher(threading.Thread):
         self.sqs, self.queue_url, self.queue_arn = sqs, queue_url, queue_arn
         self.on_event = on_event
         self.log_sink = log_sink
-        self.inbox: queue.Queue[dict] = queue.Queue()
+        self.inbox: queue.Queue[dict[str, Any]] = queue.Queue()
         self._stopping = threading.Event()
         self._in_flight = 0
         self._lock = threading.Lock()
         self.invocations = 0
         self.errors = 0
 
-    def submit(self, event: dict) -> None:
+    def submit(self, event: dict[str, Any]) -> None:
         """Queue a direct invocation (EventBridge target)."""
         with self._lock:
             self._in_flight += 1
@@ -97,7 +97,7 @@ class Dispatcher(threading.Thread):
         )["Attributes"]
         return any(int(attrs.get(k, 0)) for k in attrs)
 
-    def _invoke(self, event: dict) -> Any:
+    def _invoke(self, event: dict[str, Any]) -> Any:
         self.invocations += 1
         stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex[:12]}"
 

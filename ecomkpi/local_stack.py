@@ -198,14 +198,14 @@ class LocalStack:
 
     def _queue_arn(self, url: str) -> str:
         attrs = self.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        return attrs["Attributes"]["QueueArn"]
+        return str(attrs["Attributes"]["QueueArn"])
 
     def _queue_with_dlq(self, name: str, dlq_name: str, *, visibility: int, max_receives: int) -> str:
         sqs = self.client("sqs")
         dlq_arn = self._queue_arn(sqs.create_queue(QueueName=dlq_name)["QueueUrl"])
         redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}
         attributes = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
-        return sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
 
     def _create_resources(self) -> None:
         from jobs.transformation.serving import create_kpi_tables

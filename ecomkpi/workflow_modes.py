@@ -62,7 +62,8 @@ def _container_override(parameters: dict[str, Any], where: str) -> dict[str, Any
     overrides = parameters.get("Overrides", {}).get("ContainerOverrides", [])
     if len(overrides) != 1:
         raise ValueError(f"{where}: expected exactly one container override, found {len(overrides)}")
-    return overrides[0]
+    override: dict[str, Any] = overrides[0]
+    return override
 
 
 def _worker_task(name: str, state: dict[str, Any]) -> dict[str, Any]:

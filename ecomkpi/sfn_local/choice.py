@@ -102,7 +102,7 @@ class Rule:
         except PathNotFound:
             value, present = None, False
         if self.kind == "IsPresent":
-            return present == self.operand
+            return bool(present == self.operand)
         if not present:
             raise StatesError(
                 RUNTIME,
@@ -110,13 +110,13 @@ class Rule:
                 "references an invalid value.",
             )
         if self.kind == "IsNull":
-            return (value is None) == self.operand
+            return bool((value is None) == self.operand)
         if self.kind == "IsNumeric":
-            return _is_number(value) == self.operand
+            return bool(_is_number(value) == self.operand)
         if self.kind == "IsString":
-            return _is_string(value) == self.operand
+            return bool(_is_string(value) == self.operand)
         if self.kind == "IsBoolean":
-            return _is_bool(value) == self.operand
+            return bool(_is_bool(value) == self.operand)
         if self.kind in PATH_COMPARATORS:
             comparator = PATH_COMPARATORS[self.kind]
             try:

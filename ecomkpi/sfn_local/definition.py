@@ -163,7 +163,8 @@ def load_definition(
 
 def _read(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
-        return json.loads(json.dumps(source))
+        copy: dict[str, Any] = json.loads(json.dumps(source))  # a deep, JSON-only copy
+        return copy
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
         text = Path(source).read_text(encoding="utf-8")
     else:

@@ -78,7 +78,8 @@ class StepFunctionsApi:
         function = self._operations.get(operation)
         if function is None:
             raise _UnknownOperation(f"operation {operation!r} is not served by the local executor")
-        return _jsonable(function(body))
+        answer: dict[str, Any] = _jsonable(function(body))
+        return answer
 
     def _machine(self, arn: Any) -> Executor:
         if not isinstance(arn, str) or not arn.startswith("arn:"):

@@ -190,7 +190,7 @@ def _json_equal(left: Any, right: Any) -> bool:
     if isinstance(left, bool) != isinstance(right, bool):
         return False
     if _is_number(left) and _is_number(right):
-        return left == right
+        return bool(left == right)
     return type(left) is type(right) and left == right
 
 

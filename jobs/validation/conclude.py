@@ -16,7 +16,7 @@ from jobs.validation.findings import Finding
 from jobs.validation.outcomes import FileOutcome, Target
 from jobs.validation.placement import place
 from jobs.validation.reports import Report, report_json
-from jobs.validation.verdicts import PASSED, REJECTED, VerdictBook, VerdictRecord
+from jobs.validation.verdicts import PASSED, REJECTED, Verdict, VerdictBook, VerdictRecord
 
 
 def now() -> str:
@@ -97,7 +97,7 @@ class Concluder:
     def report(
         self,
         t: Target,
-        verdict: str,
+        verdict: Verdict,
         findings: list[Finding],
         *,
         location: str | None,

@@ -13,7 +13,7 @@ from jobs.config import PipelineConfig
 from jobs.keys import dataset_of, relative_key
 from jobs.validation.findings import Finding
 from jobs.validation.reports import summary_line
-from jobs.validation.verdicts import PASSED
+from jobs.validation.verdicts import PASSED, Verdict
 
 EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
 
@@ -35,7 +35,7 @@ class FileOutcome:
     key: str
     rel: str
     dataset: str | None
-    verdict: str
+    verdict: Verdict
     location: str | None
     report_key: str | None
     findings: list[Finding] = field(default_factory=list)

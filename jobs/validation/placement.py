@@ -24,7 +24,7 @@ from jobs.validation.locations import (
     validated_key,
 )
 from jobs.validation.reports import report_json
-from jobs.validation.verdicts import PASSED
+from jobs.validation.verdicts import PASSED, Verdict
 
 
 def file_metadata(raw: ObjectInfo) -> dict[str, str]:
@@ -32,7 +32,7 @@ def file_metadata(raw: ObjectInfo) -> dict[str, str]:
     return {META_RAW_ETAG: raw.etag, META_ARRIVED_MS: str(raw.last_modified_ms)}
 
 
-def destination(rel: str, verdict: str) -> str:
+def destination(rel: str, verdict: Verdict) -> str:
     return validated_key(rel) if verdict == PASSED else invalid_key(rel)
 
 
@@ -44,7 +44,7 @@ class Placement:
 
 
 def place(
-    store: S3Store, rel: str, raw: ObjectInfo, verdict: str, *, keep_raw: bool, log: RunLog
+    store: S3Store, rel: str, raw: ObjectInfo, verdict: Verdict, *, keep_raw: bool, log: RunLog
 ) -> Placement:
     """Copy (and unless ``keep_raw``, then delete) one validated raw version to its stage."""
     dst = destination(rel, verdict)

@@ -14,6 +14,7 @@ from typing import Any
 
 from jobs.validation.findings import CRITICAL, Finding, distinct_samples
 from jobs.validation.suites import COLUMN_SET_RULE
+from jobs.validation.verdicts import Verdict
 
 REPORT_VERSION = 1
 RULE_FILE_EXISTS = "file exists"
@@ -138,7 +139,7 @@ class Report:
     file: str  # the key as given (or the raw key that was read)
     relative_key: str
     dataset: str | None
-    verdict: str
+    verdict: Verdict
     findings: list[Finding]
     batch_id: str
     run_id: str

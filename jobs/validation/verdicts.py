@@ -53,7 +53,7 @@ class VerdictRecord:
 
     rel: str
     etag: str
-    verdict: str
+    verdict: Verdict
     dataset: str | None
     report_key: str
     batch_id: str
@@ -70,6 +70,7 @@ class VerdictRecord:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VerdictRecord:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["verdict"] = Verdict(known["verdict"])  # a ValueError names an unknown verdict
         return cls(**known)
 
 
@@ -93,7 +94,7 @@ class VerdictBook:
 class Resolution:
     """What the job must do with one key, and what it knows already."""
 
-    kind: str
+    kind: Kind
     raw: ObjectInfo | None = None
     record: VerdictRecord | None = None
     location: str | None = None  # where the file is, for PASSED_EARLIER / REJECTED_EARLIER
