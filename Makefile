@@ -43,17 +43,18 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Two pytest workers (PYTEST_WORKERS): the JVM tests one after the other in one of them, on one
-# SparkSession (tests/conftest.py), the tests without a JVM beside them. PYTEST_WORKERS=0: one process.
-PYTEST_WORKERS ?= 2
-PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
-
+# The JVM tests and the tests without a JVM as two pytest processes at once (scripts/test_in_two.sh);
+# PYTEST_SERIAL=1: one pytest process, one test after the other.
 test: setup browser lint
-	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+ifeq ($(PYTEST_SERIAL),1)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+else
+	scripts/test_in_two.sh $(BIN)/python $(PYTEST_ARGS)
+endif
 
 # Every test that needs no JVM (~1 minute): the loop to run before a small change.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not spark" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not spark" $(PYTEST_ARGS)
 
 # The notebooks' `python3` kernel is this venv's interpreter (jupyter runs it as sys.executable), so
 # the project, Spark and Delta import and get_spark() finds the jar cache; `ecomkpi` is the same
