@@ -85,13 +85,8 @@ _JVM_MODULES = {"test_validation_cli", "test_transformation_entrypoint"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that needs a JVM ``spark``, so ``pytest -m "not spark"`` is the fast loop.
-
-    They also form one ``xdist_group``: under ``pytest -n 2 --dist loadgroup`` (``make test``) they
-    all run in one worker, one after the other, on one shared SparkSession (two JVM-heavy tests at
-    once on two cores only slow each other down), while the other worker runs the tests that need no
-    JVM beside them.
-    """
+    """Mark every test that needs a JVM ``spark``, so ``pytest -m "not spark"`` is the fast loop
+    (and ``make test`` runs those beside the JVM tests: scripts/test_in_two.sh)."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if (
@@ -100,4 +95,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or module in _JVM_MODULES
         ):
             item.add_marker(pytest.mark.spark)
-            item.add_marker(pytest.mark.xdist_group("jvm"))
