@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import ConfigError, PipelineConfig
+from jobs.warmup import warm_up
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -107,6 +108,8 @@ class WorkerSettings:
     idle_exit_seconds: float = 0.0
     # Transformation tasks one run may serve (1: never coalesce).
     max_coalesce: int = 10
+    # Run both jobs once on a tiny batch of its own before serving (WORKER_WARM_BATCH=0: not).
+    warm_batch: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -126,6 +129,7 @@ class WorkerSettings:
             poll_seconds=min(20, int(_positive(env, "WORKER_POLL_SECONDS", 20))),
             idle_exit_seconds=float(idle) if idle else 0.0,
             max_coalesce=int(_positive(env, "WORKER_MAX_COALESCE", 10)),
+            warm_batch=env.get("WORKER_WARM_BATCH", "1").strip() not in ("0", "false", "no"),
         )
 
 
@@ -354,6 +358,7 @@ class Worker:
         self.batches = 0
         self._spark: SparkSession | None = None
         self._stopping = threading.Event()
+        self._warm: dict[str, Any] = {}
 
     @property
     def spark(self) -> SparkSession:
@@ -361,28 +366,50 @@ class Worker:
             self._spark = self.spark_factory()
         return self._spark
 
+    def config(self, task_environment: Mapping[str, str] | None = None) -> PipelineConfig:
+        """The task definition's environment plus a task's (exactly a per-batch container's)."""
+        return PipelineConfig.from_env({**self.base_env, **(task_environment or {})})
+
     def stop(self) -> None:
         """Finish the current task, then return from ``serve`` (SIGTERM from ECS)."""
         self._stopping.set()
 
     def warm_up(self) -> None:
-        """Pay the process's one-time costs before the first batch waits on them."""
+        """Pay the process's one-time costs (JVM, Spark, GX's import) before serving."""
         started = time.perf_counter()
         spark = self.spark
         spark.range(1).count()  # the first job loads the executor side of the class path
         import jobs.validation.gx_runner  # noqa: F401  (GX's import is seconds of Python)
 
-        _log("warm", seconds=round(time.perf_counter() - started, 3), spark=spark.version)
+        self._warm = {"session_seconds": round(time.perf_counter() - started, 3), "spark": spark.version}
+
+    def _first_look(self) -> list[MessageTypeDef]:
+        """The queue's first message, if one waits; idle, the warm-up batch runs first.
+
+        The warm-up batch (jobs/warmup.py: both jobs once on a one-row batch of its own) pays the
+        code paths' first-use costs, ~20 s on a fresh JVM, about twice what they add to a first
+        real batch: worth it only while nothing waits (a stack started before its uploads), not
+        when work is already queued (a worker that replaces a dead one, a demo). Then "warm" is
+        logged: what a supervisor waits for as "ready".
+        """
+        messages: list[MessageTypeDef] = []
+        if self.settings.warm_batch:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.settings.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not messages:
+                started = time.perf_counter()
+                self._warm.update(warm_up(self.spark, _log, self.config()))
+                self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
+        _log("warm", **self._warm, work_waiting=bool(messages))
+        return messages
 
     def serve(self) -> int:
         _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())
+        pending = self._first_look()
         idle_since = time.monotonic()
         while not self._stopping.is_set():
-            messages = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
-                MaxNumberOfMessages=1,
-                WaitTimeSeconds=self.settings.poll_seconds,
-            ).get("Messages", [])
+            messages, pending = pending or self._receive(), []
             if not messages:
                 idle = self.settings.idle_exit_seconds
                 if idle and time.monotonic() - idle_since >= idle:
@@ -397,6 +424,13 @@ class Worker:
                 return EXIT_OK
         _log("stopped", batches=self.batches)
         return EXIT_OK
+
+    def _receive(self) -> list[MessageTypeDef]:
+        return self.sqs.receive_message(
+            QueueUrl=self.settings.queue_url,
+            MaxNumberOfMessages=1,
+            WaitTimeSeconds=self.settings.poll_seconds,
+        ).get("Messages", [])
 
     def recycle_reason(self) -> str | None:
         if self.batches >= self.settings.max_batches:
@@ -523,7 +557,7 @@ class Worker:
 
     def _attempt(self, tasks: Sequence[TaskMessage]) -> tuple[int, str]:
         try:
-            configs = [PipelineConfig.from_env({**self.base_env, **t.environment}) for t in tasks]
+            configs = [self.config(t.environment) for t in tasks]
             return self.runner(tasks[0].command, configs), ""
         except Exception as exc:
             traceback.print_exc()

@@ -81,6 +81,7 @@ class Pipeline:
             poll_seconds=1,
             heartbeat_seconds=heartbeat_seconds,
             max_batches=max_batches,
+            warm_batch=False,  # a warm-up batch would start Spark (tests/test_warmup.py covers it)
         )
         return Worker(
             settings,
@@ -311,7 +312,9 @@ def test_coalescing_can_be_switched_off(pipeline: Pipeline) -> None:
     runner = Runner({})
     arns = _validate_three(pipeline, runner)
     worker = pipeline.worker(runner)
-    worker.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, max_coalesce=1)
+    worker.settings = WorkerSettings(
+        queue_url=pipeline.queue_url, poll_seconds=1, max_coalesce=1, warm_batch=False
+    )
     for _ in arns:
         message = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=10)["Messages"][0]
         worker.handle(message)
@@ -332,3 +335,27 @@ def test_only_transformations_of_the_same_stack_share_a_run() -> None:
     assert not lead.shares_run_with(task(S3_BUCKET="other-bucket"))
     assert not lead.shares_run_with(task("validate"))
     assert not task("validate").shares_run_with(task("validate", RUN_ID="r2"))
+
+
+def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only while nothing waits: with work queued, the work goes first (tests/test_warmup.py runs
+    the batch itself)."""
+    batches: list[str] = []
+    monkeypatch.setattr("jobs.worker.warm_up", lambda spark, log, config: batches.append(spark) or {})
+    worker = pipeline.worker(Runner({}))
+    worker.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, idle_exit_seconds=0.5)
+    worker.spark_factory = lambda: "the session"  # type: ignore[assignment,return-value]
+    assert worker.serve() == 0
+    assert batches == ["the session"]
+    assert '"step": "warm"' in capsys.readouterr().out
+
+    arn = pipeline.start("queued")
+    _wait_for_queued(pipeline, 1)
+    runner = Runner({})
+    busy = pipeline.worker(runner)
+    busy.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, max_batches=1)
+    assert busy.serve() == 0
+    assert batches == ["the session"] and [c for c, _ in runner.calls] == ["validate"]
+    pipeline.executor.stop_execution(arn)
