@@ -14,7 +14,8 @@ shift
 log=$(mktemp "${TMPDIR:-/tmp}/ecomkpi-tests-nojvm.XXXXXX")
 trap 'rm -f "$log"' EXIT
 
-"$python" -m pytest -m "not spark" -p no:cacheprovider "$@" >"$log" 2>&1 &
+# niced: the JVM tests are the critical path; these take the CPU they leave idle (waits, I/O).
+nice -n 15 "$python" -m pytest -m "not spark" -p no:cacheprovider "$@" >"$log" 2>&1 &
 nojvm=$!
 echo "tests without a JVM: running beside (pid $nojvm), their output follows the JVM tests'"
 
