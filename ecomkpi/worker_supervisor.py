@@ -98,6 +98,7 @@ class WorkerSupervisor(threading.Thread):
                     log.flush()
             if '"step": "warm"' in line:
                 self.ready.set()
+                self.on_event(f"worker: ready ({ready_detail(line)})")
             self.on_output(container_output(line, name, proc.pid))
 
         readers = read_lines(proc, on_line)
@@ -140,3 +141,17 @@ class WorkerSupervisor(threading.Thread):
                 except subprocess.TimeoutExpired:
                     continue
         self.join(timeout=15)
+
+
+def ready_detail(line: str) -> str:
+    """What the worker's "warm" line says about its start: the session, and the warm-up batch."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return "warm"
+    parts = [f"Spark session {record.get('session_seconds', '?')} s"]
+    if "batch_seconds" in record:
+        parts.append(f"warm-up batch {record['batch_seconds']} s")
+    elif record.get("work_waiting"):
+        parts.append("work was waiting: no warm-up batch")
+    return ", ".join(parts)

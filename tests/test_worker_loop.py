@@ -359,3 +359,15 @@ def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
     assert busy.serve() == 0
     assert batches == ["the session"] and [c for c, _ in runner.calls] == ["validate"]
     pipeline.executor.stop_execution(arn)
+
+
+def test_the_supervisor_says_how_the_worker_got_ready() -> None:
+    from ecomkpi.worker_supervisor import ready_detail
+
+    warmed = json.dumps(
+        {"step": "warm", "session_seconds": 10.9, "batch_seconds": 24.6, "work_waiting": False}
+    )
+    assert ready_detail(warmed) == "Spark session 10.9 s, warm-up batch 24.6 s"
+    busy = json.dumps({"step": "warm", "session_seconds": 11.0, "work_waiting": True})
+    assert ready_detail(busy) == "Spark session 11.0 s, work was waiting: no warm-up batch"
+    assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
