@@ -7,7 +7,9 @@ worker runs the real functions of both jobs, once, on three generated one-row fi
 folder on local disk: CSV read and checks, the GX suites, staging rows, the plan, silver and gold
 commits of a Delta lake, and the KPI recompute. Nothing touches the pipeline's bucket, lake or tables.
 
-Warming is an optimisation, never a condition: a step that fails is logged and skipped.
+The batch runs in steps of a few seconds (one per file validated, then plan, silver, gold): the worker
+asks between two steps whether a task has arrived and stops warming if so. Warming is an
+optimisation, never a condition: a step that fails is logged and ends the warm-up.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ import csv
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import PipelineConfig
 from jobs.contract import COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.transformation.lake import Lake
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
+
+    from jobs.transformation.incremental import RunPlan
+    from jobs.validation.gx_runner import GxRunner
 
 RUN_ID = "warm-up"
 DAY = "2000-01-01"
@@ -55,6 +62,10 @@ class WarmUp:
     def __init__(self, spark: SparkSession, folder: Path, config: PipelineConfig | None = None) -> None:
         self.spark, self.folder = spark, folder
         self.config = config or PipelineConfig()
+        self.lake = Lake(spark, str(folder / "lake"), RUN_ID)
+        self._gx: GxRunner | None = None
+        self._ids: DataFrame | None = None
+        self._plan: RunPlan | None = None
         self.files = {ds: folder / "raw" / _rel(ds) for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)}
         for dataset, path in self.files.items():
             _write_csv(path, dataset)
@@ -65,8 +76,15 @@ class WarmUp:
     def staged_uri(self, dataset: str) -> str:
         return (self.folder / "staging" / dataset).as_uri()
 
-    def validation(self) -> None:
-        """Read, check columns, shape, the suite (GX), and the staging rows of each file."""
+    def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        """The batch in steps of a few seconds each, in order (each needs the ones before)."""
+        validate = [
+            (f"validation.{ds}", partial(self.validate, ds)) for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)
+        ]
+        return [*validate, ("plan", self.plan), ("silver", self.silver), ("gold", self.gold)]
+
+    def validate(self, dataset: str) -> None:
+        """Read, check columns, shape, the suite (GX), and the staging rows of one file."""
         from jobs.csv_files import read_header
         from jobs.normalize import normalize_columns
         from jobs.staging import FileVersion, stage_rows, write_staged
@@ -75,62 +93,82 @@ class WarmUp:
         from jobs.validation.reading import CORRUPT_RECORD, file_shape, read_csv
         from jobs.validation.suites import load_suites
 
-        gx = GxRunner(load_suites(), run_name=RUN_ID)
-        ids = None
-        for dataset in (PRODUCTS, ORDERS, ORDER_ITEMS):
-            header = read_header(self.spark, self.uri(dataset))
-            frame = normalize_columns(read_csv(self.spark, self.uri(dataset), header))
-            frame, _ = with_columns_present(frame, COLUMNS[dataset])
-            checked = add_check_columns(dataset, frame, ids).cache()
-            try:
-                file_shape(checked, header)
-                gx.validate(dataset, checked.drop(CORRUPT_RECORD), _rel(dataset))
-                if dataset == PRODUCTS:
-                    ids = product_id_set(checked).cache()
-                version = FileVersion(rel=_rel(dataset), raw_etag=RUN_ID, arrived_ms=1)
-                write_staged(stage_rows(checked, version), self.staged_uri(dataset))
-            finally:
-                checked.unpersist()
-        if ids is not None:
-            ids.unpersist()
+        if self._gx is None:
+            self._gx = GxRunner(load_suites(), run_name=RUN_ID)
+        header = read_header(self.spark, self.uri(dataset))
+        frame = normalize_columns(read_csv(self.spark, self.uri(dataset), header))
+        frame, _ = with_columns_present(frame, COLUMNS[dataset])
+        checked = add_check_columns(dataset, frame, self._ids if dataset == ORDER_ITEMS else None).cache()
+        try:
+            file_shape(checked, header)
+            self._gx.validate(dataset, checked.drop(CORRUPT_RECORD), _rel(dataset))
+            if dataset == PRODUCTS:
+                self._ids = product_id_set(checked).localCheckpoint()
+            version = FileVersion(rel=_rel(dataset), raw_etag=RUN_ID, arrived_ms=1)
+            write_staged(stage_rows(checked, version), self.staged_uri(dataset))
+        finally:
+            checked.unpersist()
 
-    def transformation(self) -> None:
-        """Plan, silver and gold commits and the KPI recompute on a lake in the folder."""
+    def plan(self) -> None:
+        """The transformation's plan on an empty lake in the folder (lookups, checkpoints)."""
         from jobs.transformation.incremental import plan_run
         from jobs.transformation.job import tune_delta
-        from jobs.transformation.lake import SILVER_PRODUCTS, Lake
-        from jobs.transformation.recompute import recompute, write_gold
         from jobs.transformation.sources import SourceFile
-        from jobs.transformation.versions import apply_plan
 
         tune_delta(self.spark, self.config)  # the session settings a real run makes first
-        lake = Lake(self.spark, str(self.folder / "lake"), RUN_ID)
         sources = {
             ds: [SourceFile(_rel(ds), self.uri(ds), 1, RUN_ID, staged_uri=self.staged_uri(ds))]
             for ds in self.files
         }
-        plan = plan_run(self.spark, lake, sources, RUN_ID, old_rows=False)
-        if plan.products is not None:
-            lake.overwrite(SILVER_PRODUCTS, plan.products)
-        for table_plan in (plan.items, plan.orders):
+        self._plan = plan_run(self.spark, self.lake, sources, RUN_ID, old_rows=False)
+
+    def silver(self) -> None:
+        """The silver commits of the plan (an overwrite, appends)."""
+        from jobs.transformation.lake import SILVER_PRODUCTS
+        from jobs.transformation.versions import apply_plan
+
+        assert self._plan is not None, "plan first"
+        if self._plan.products is not None:
+            self.lake.overwrite(SILVER_PRODUCTS, self._plan.products)
+        for table_plan in (self._plan.items, self._plan.orders):
             if table_plan is not None:
-                apply_plan(lake, table_plan)
-        dates = sorted(plan.dates)
-        daily, category = recompute(lake, dates)
-        write_gold(lake, dates, daily, category)
+                apply_plan(self.lake, table_plan)
+
+    def gold(self) -> None:
+        """The KPI recompute of the plan's dates and the gold commits."""
+        from jobs.transformation.recompute import recompute, write_gold
+
+        assert self._plan is not None, "plan first"
+        dates = sorted(self._plan.dates)
+        daily, category = recompute(self.lake, dates)
+        write_gold(self.lake, dates, daily, category)
 
 
-def warm_up(spark: SparkSession, log: Log, config: PipelineConfig | None = None) -> dict[str, Any]:
-    """Run the warm-up batch; returns seconds per step (and the error of a step that failed)."""
-    outcome: dict[str, Any] = {}
+def warm_up(
+    spark: SparkSession,
+    log: Log,
+    config: PipelineConfig | None = None,
+    work_waiting: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Run the warm-up batch; returns seconds per step (and the error of a step that failed).
+
+    ``work_waiting`` is asked between steps: a real batch never waits behind more than one step
+    (a few seconds) of warming. A failed step ends the warm-up (the later ones need it).
+    """
+    outcome: dict[str, Any] = {"steps": 0}
     with tempfile.TemporaryDirectory(prefix="ecomkpi-warm-up-") as tmp:
         batch = WarmUp(spark, Path(tmp), config)
-        for name, step in (("validation", batch.validation), ("transformation", batch.transformation)):
+        for name, step in batch.steps():
+            if work_waiting():
+                outcome["interrupted_before"] = name
+                break
             started = time.perf_counter()
             try:
                 step()
             except Exception as exc:  # warming is an optimisation: the worker serves without it
-                outcome[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
-                log("warm.step.failed", level="WARN", stage=name, error=outcome[f"{name}_error"])
+                outcome["error"] = f"{name}: {type(exc).__name__}: {exc}"
+                log("warm.step.failed", level="WARN", stage=name, error=outcome["error"])
+                break
             outcome[f"{name}_seconds"] = round(time.perf_counter() - started, 3)
+            outcome["steps"] += 1
     return outcome

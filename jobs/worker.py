@@ -389,8 +389,9 @@ class Worker:
         The warm-up batch (jobs/warmup.py: both jobs once on a one-row batch of its own) pays the
         code paths' first-use costs, ~20 s on a fresh JVM, about twice what they add to a first
         real batch: worth it only while nothing waits (a stack started before its uploads), not
-        when work is already queued (a worker that replaces a dead one, a demo). Then "warm" is
-        logged: what a supervisor waits for as "ready".
+        when work is already queued (a demo), and it stops between two of its steps when a task
+        arrives (a worker that replaces a dead one, whose batch comes back with its retry). Then
+        "warm" is logged: what a supervisor waits for as "ready".
         """
         messages: list[MessageTypeDef] = []
         if self.settings.warm_batch:
@@ -399,7 +400,7 @@ class Worker:
             ).get("Messages", [])
             if not messages:
                 started = time.perf_counter()
-                self._warm.update(warm_up(self.spark, _log, self.config()))
+                self._warm.update(warm_up(self.spark, _log, self.config(), self._work_waiting))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
         return messages
@@ -424,6 +425,13 @@ class Worker:
                 return EXIT_OK
         _log("stopped", batches=self.batches)
         return EXIT_OK
+
+    def _work_waiting(self) -> bool:
+        """A task waits in the queue (SQS's approximate count: a late answer costs one warm-up step)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.settings.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        ).get("Attributes", {})
+        return int(attributes.get("ApproximateNumberOfMessages", "0")) > 0
 
     def _receive(self) -> list[MessageTypeDef]:
         return self.sqs.receive_message(

@@ -13,31 +13,62 @@ from jobs.warmup import WarmUp, warm_up
 
 def test_the_kpis_of_the_warm_up_lake_are_those_of_its_one_row(spark: Any, tmp_path: Path) -> None:
     """The warm-up exercises the real jobs: its tiny batch comes out as the KPIs of one order."""
-    from jobs.transformation.lake import GOLD_CATEGORY, GOLD_DAILY, Lake
+    from jobs.config import PipelineConfig
+    from jobs.transformation.lake import GOLD_CATEGORY, GOLD_DAILY
 
-    batch = WarmUp(spark, tmp_path)
-    batch.validation()
-    batch.transformation()
-    lake = Lake(spark, str(tmp_path / "lake"))
-    (daily,) = lake.read(GOLD_DAILY).collect()
+    batch = WarmUp(spark, tmp_path, PipelineConfig(shuffle_partitions=2))
+    names = []
+    for name, step in batch.steps():
+        step()
+        names.append(name)
+    assert names[-1] == "gold" and len(names) == 6
+    (daily,) = batch.lake.read(GOLD_DAILY).collect()
     assert (daily["date_key"], daily["total_orders"], str(daily["total_revenue"])) == (warmup.DAY, 1, "2.00")
-    (category,) = lake.read(GOLD_CATEGORY).collect()
+    (category,) = batch.lake.read(GOLD_CATEGORY).collect()
     assert category["category_id"] == "Jeans"
 
 
-def test_steps_are_timed_in_a_folder_that_goes_away_and_a_failing_one_is_logged_and_skipped(
+class FakeBatch:
+    """Stands in for WarmUp: records its steps, one may break; the folder is the real temp folder."""
+
+    def __init__(self, folder: Path, broken: str | None = None) -> None:
+        self.folder, self.broken, self.ran = folder, broken, []
+
+    def steps(self) -> list[tuple[str, Any]]:
+        return [(name, lambda name=name: self.run(name)) for name in ("validation.products", "plan", "gold")]
+
+    def run(self, name: str) -> None:
+        if name == self.broken:
+            raise RuntimeError("no disk")
+        self.ran.append(name)
+
+
+def _with_fake(monkeypatch: pytest.MonkeyPatch, broken: str | None = None) -> list[FakeBatch]:
+    made: list[FakeBatch] = []
+
+    def make(spark: Any, folder: Path, config: Any) -> FakeBatch:
+        made.append(FakeBatch(folder, broken))
+        return made[-1]
+
+    monkeypatch.setattr(warmup, "WarmUp", make)
+    return made
+
+
+def test_a_failing_step_is_logged_and_ends_the_warm_up_in_a_folder_that_goes_away(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(self: WarmUp) -> None:
-        raise RuntimeError("no disk")
-
-    folders: list[Path] = []
-    monkeypatch.setattr(WarmUp, "__init__", lambda self, spark, folder, config: folders.append(folder))
-    monkeypatch.setattr(WarmUp, "validation", broken)
-    monkeypatch.setattr(WarmUp, "transformation", lambda self: None)
+    made = _with_fake(monkeypatch, broken="plan")
     logged: list[tuple[str, dict[str, Any]]] = []
     outcome = warm_up(None, lambda step, **fields: logged.append((step, fields)))  # type: ignore[arg-type]
-    assert outcome["validation_error"] == "RuntimeError: no disk"
-    assert "transformation_seconds" in outcome and "transformation_error" not in outcome
-    assert logged[0][0] == "warm.step.failed" and logged[0][1]["stage"] == "validation"
-    assert folders and not folders[0].exists()
+    assert outcome["error"] == "plan: RuntimeError: no disk" and outcome["steps"] == 1
+    assert made[0].ran == ["validation.products"]  # gold needs the plan: not attempted
+    assert logged == [("warm.step.failed", {"level": "WARN", "stage": "plan", "error": outcome["error"]})]
+    assert not made[0].folder.exists()
+
+
+def test_work_arriving_stops_the_warm_up_between_two_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = _with_fake(monkeypatch)
+    answers = iter([False, True])
+    outcome = warm_up(None, lambda *a, **k: None, work_waiting=lambda: next(answers))  # type: ignore[arg-type]
+    assert made[0].ran == ["validation.products"]
+    assert outcome["interrupted_before"] == "plan" and outcome["steps"] == 1

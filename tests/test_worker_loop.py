@@ -343,12 +343,15 @@ def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
     """Only while nothing waits: with work queued, the work goes first (tests/test_warmup.py runs
     the batch itself)."""
     batches: list[str] = []
-    monkeypatch.setattr("jobs.worker.warm_up", lambda spark, log, config: batches.append(spark) or {})
+    monkeypatch.setattr(
+        "jobs.worker.warm_up",
+        lambda spark, log, config, work_waiting: batches.append(f"{spark}, waiting={work_waiting()}") or {},
+    )
     worker = pipeline.worker(Runner({}))
     worker.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, idle_exit_seconds=0.5)
     worker.spark_factory = lambda: "the session"  # type: ignore[assignment,return-value]
     assert worker.serve() == 0
-    assert batches == ["the session"]
+    assert batches == ["the session, waiting=False"]  # it asks the queue between its steps
     assert '"step": "warm"' in capsys.readouterr().out
 
     arn = pipeline.start("queued")
@@ -357,7 +360,7 @@ def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
     busy = pipeline.worker(runner)
     busy.settings = WorkerSettings(queue_url=pipeline.queue_url, poll_seconds=1, max_batches=1)
     assert busy.serve() == 0
-    assert batches == ["the session"] and [c for c, _ in runner.calls] == ["validate"]
+    assert batches == ["the session, waiting=False"] and [c for c, _ in runner.calls] == ["validate"]
     pipeline.executor.stop_execution(arn)
 
 
