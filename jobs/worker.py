@@ -228,6 +228,18 @@ def _error_code(exc: Exception) -> str:
     return (response or {}).get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
 
 
+def make_visible(sqs: SQSClient, queue_url: str, messages: Sequence[MessageTypeDef]) -> None:
+    """Give received messages back to the queue at once (SQS takes at most 10 per batch call)."""
+    for i in range(0, len(messages), 10):
+        sqs.change_message_visibility_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for n, m in enumerate(messages[i : i + 10])
+            ],
+        )
+
+
 class QueueKeeper:
     """Heartbeats the tasks still waiting in the work queue while this worker is busy.
 
@@ -271,14 +283,7 @@ class QueueKeeper:
                     self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
                 else:
                     release.append(message)
-        for i in range(0, len(release), 10):
-            self.sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for n, m in enumerate(release[i : i + 10])
-                ],
-            )
+        make_visible(self.sqs, self.queue_url, release)
         return kept
 
 
@@ -387,7 +392,7 @@ class Worker:
         """The queue's first message, if one waits; idle, the warm-up batch runs first.
 
         The warm-up batch (jobs/warmup.py: both jobs once on a one-row batch of its own) pays the
-        code paths' first-use costs, ~20 s on a fresh JVM, about twice what they add to a first
+        code paths' first-use costs, ~25 s on a fresh JVM, about twice what they add to a first
         real batch: worth it only while nothing waits (a stack started before its uploads), not
         when work is already queued (a demo), and it stops between two of its steps when a task
         arrives (a worker that replaces a dead one, whose batch comes back with its retry). Then
@@ -509,20 +514,10 @@ class Worker:
                 )
                 if self._still_waited_for(task):
                     found.append(task)
-            self._release(release)
+            make_visible(self.sqs, self.settings.queue_url, release)
             if not fresh:
                 break
         return found
-
-    def _release(self, messages: Sequence[MessageTypeDef]) -> None:
-        for i in range(0, len(messages), 10):
-            self.sqs.change_message_visibility_batch(
-                QueueUrl=self.settings.queue_url,
-                Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for n, m in enumerate(messages[i : i + 10])
-                ],
-            )
 
     def _reject(self, body: str, problem: str) -> None:
         _log("message.bad", level="ERROR", error=problem, body=body[:500])
