@@ -52,9 +52,9 @@ else
 	scripts/test_in_two.sh $(BIN)/python $(PYTEST_ARGS)
 endif
 
-# Every test that needs no JVM (~1 minute): the loop to run before a small change.
+# Every test that needs no JVM and is not marked slow (~2 minutes): the loop before a small change.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not spark" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
 
 # The notebooks' `python3` kernel is this venv's interpreter (jupyter runs it as sys.executable), so
 # the project, Spark and Delta import and get_spark() finds the jar cache; `ecomkpi` is the same

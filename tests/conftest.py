@@ -25,6 +25,16 @@ for _k, _v in {
 os.environ.pop("AWS_SESSION_TOKEN", None)
 os.environ.pop("AWS_PROFILE", None)
 
+# The JVMs the tests start in other processes (the warm worker, the per-batch tasks, notebook
+# kernels, spark-submit, a standalone cluster) live for seconds to a minute on tiny data, on a
+# machine whose two cores the tests keep busy: C2 compiles and G1's threads cost them more CPU than
+# they save. C1 only and the serial collector halve a fresh worker's JVM CPU for its warm-up batch
+# (61 -> 28 s; wall 36 -> 31 s). The shared session below runs for the whole suite and undoes both:
+# with C1 only it was measured slower (the JVM tests 927 -> 992 s).
+SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+LONG_LIVED_JVM = "-XX:TieredStopAtLevel=4 -XX:-UseSerialGC"
+os.environ.setdefault("JAVA_TOOL_OPTIONS", SHORT_LIVED_JVM)
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
@@ -73,7 +83,12 @@ def spark(moto_endpoint: str):
     from jobs.spark_session import get_spark
 
     config = PipelineConfig.from_env(
-        {"AWS_ENDPOINT_URL": moto_endpoint, "SPARK_MASTER": "local[2]", "SPARK_SHUFFLE_PARTITIONS": "2"}
+        {
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "SPARK_MASTER": "local[2]",
+            "SPARK_SHUFFLE_PARTITIONS": "2",
+            "SPARK_EXTRA_CONF": f"spark.driver.extraJavaOptions='-Dlog4j2.level=WARN {LONG_LIVED_JVM}'",
+        }
     )
     session = get_spark(config, app_name="ecomkpi-tests")
     yield session
@@ -81,17 +96,22 @@ def spark(moto_endpoint: str):
 
 
 # Modules whose tests start a JVM without the shared session (a subprocess, a cluster, a notebook).
-_JVM_MODULES = {"test_validation_cli", "test_transformation_entrypoint"}
+_JVM_MODULES = {
+    "test_validation_cli",
+    "test_transformation_entrypoint",
+    "test_notebooks",
+    "test_spark_cluster",
+    "test_demo_e2e",
+    "test_worker_e2e",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test that needs a JVM ``spark``, so ``pytest -m "not spark"`` is the fast loop
-    (and ``make test`` runs those beside the JVM tests: scripts/test_in_two.sh)."""
+    """Mark every test that needs a JVM ``spark``: ``make test`` runs them one after the other and
+    the others beside them (scripts/test_in_two.sh). ``slow`` is a separate mark: a slow test without
+    a JVM (hundreds of emulated DynamoDB writes) runs beside the JVM tests, but not in the fast loop
+    (``pytest -m "not spark and not slow"``, ``make test-fast``)."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if (
-            "spark" in getattr(item, "fixturenames", ())
-            or item.get_closest_marker("slow")
-            or module in _JVM_MODULES
-        ):
+        if "spark" in getattr(item, "fixturenames", ()) or module in _JVM_MODULES:
             item.add_marker(pytest.mark.spark)
