@@ -8,8 +8,6 @@ tracker's own tests exercise real concurrency under a lock that restores atomici
 
 from __future__ import annotations
 
-import contextlib
-import io
 import queue
 import threading
 import time
@@ -18,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ecomkpi.log_sink import CloudWatchSink
+from ecomkpi.thread_lines import lines_of_this_thread
 
 LAMBDA_LOG_GROUP = "/aws/lambda/ecomkpi-trigger"
 
@@ -34,21 +33,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-class _LineTee(io.TextIOBase):
-    """Collects the handler's printed lines (its CloudWatch output) while passing them on."""
-
-    def __init__(self, sink: Callable[[str], None]) -> None:
-        self.sink = sink
-        self.buffer_text = ""
-
-    def write(self, s: str) -> int:
-        self.buffer_text += s
-        while "\n" in self.buffer_text:
-            line, self.buffer_text = self.buffer_text.split("\n", 1)
-            self.sink(line)
-        return len(s)
 
 
 class Dispatcher(threading.Thread):
@@ -106,8 +90,7 @@ class Dispatcher(threading.Thread):
             if self.log_sink:
                 self.log_sink.add(LAMBDA_LOG_GROUP, stream, line)
 
-        tee = _LineTee(emit)
-        with contextlib.redirect_stdout(tee):
+        with lines_of_this_thread(emit):
             try:
                 return self.handler(event, LambdaContext())
             except Exception as exc:  # the Lambda service would log it and retry / redrive
