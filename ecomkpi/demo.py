@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
 
@@ -25,6 +25,9 @@ from ecomkpi.report_html import write_report_html
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from jobs.keys import relative_key
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 class Console:
@@ -243,7 +246,9 @@ def run_demo(
     settings: StackSettings | None = None,
     verbose: bool = False,
     timeout: float = 1800.0,
+    worker_spark: SparkSession | None = None,
 ) -> DemoResult:
+    """``worker_spark``: a session of this process to serve the tasks on (``LocalStack``)."""
     console = Console(verbose=verbose)
     out.mkdir(parents=True, exist_ok=True)
     if not data_dirs:
@@ -258,7 +263,9 @@ def run_demo(
         shutil.rmtree(lake, ignore_errors=True)
         settings = replace(settings, lake_path=str(lake))
     started = datetime.now(UTC)
-    with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
+    with LocalStack(
+        settings, on_event=console.event, on_container_output=console.container, worker_spark=worker_spark
+    ) as stack:
         uploaded: list[str] = []
         for folder in data_dirs:
             uploaded += upload_folder(stack, Path(folder), console)

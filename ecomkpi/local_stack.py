@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from ecomkpi.dispatcher import Dispatcher
+from ecomkpi.inprocess_worker import InProcessWorker
 from ecomkpi.log_sink import CloudWatchSink
 from ecomkpi.sfn_local.executor import Executor, execution_status_change_event
 from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
@@ -34,6 +35,8 @@ from ecomkpi.worker_supervisor import WorkerSupervisor
 from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from jobs.aws import ServiceName
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +90,12 @@ class LocalStack:
         settings: StackSettings | None = None,
         on_event: Callable[[str], None] | None = None,
         on_container_output: Callable[[ContainerOutput], None] | None = None,
+        worker_spark: SparkSession | None = None,
     ) -> None:
+        """``worker_spark``: serve the work queue in this process on that session
+        (``ecomkpi.inprocess_worker``) instead of a worker process."""
         self.settings = settings or StackSettings()
+        self.worker_spark = worker_spark
         self.on_event = on_event or (lambda _line: None)
         self.on_container_output = on_container_output
         self.endpoint: str = ""
@@ -98,7 +105,7 @@ class LocalStack:
         self.run_task: RunTaskHandler | None = None
         self.dispatcher: Dispatcher | None = None
         self.logs: CloudWatchSink | None = None
-        self.worker: WorkerSupervisor | None = None
+        self.worker: WorkerSupervisor | InProcessWorker | None = None
         self.topic_arn = ""
         self.queue_url = ""
         self.work_queue_url = ""
@@ -312,21 +319,27 @@ class LocalStack:
         self._sfn_server = serve([self.executor])
         if s.task_mode == "worker":
             beat = min(30.0, max(0.5, HEARTBEAT_SECONDS * s.heartbeat_scale / 6))
-            self.worker = WorkerSupervisor(
-                (str(ENTRYPOINT), "worker"),
-                {
-                    **os.environ,
-                    **task_env,
-                    "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
-                    "WORK_QUEUE_URL": self.work_queue_url,
-                    "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
-                    "WORKER_POLL_SECONDS": "5",
-                },
-                cwd=str(REPO_ROOT),
-                on_output=self._container_output,
-                on_event=self.on_event,
-                log_path=s.work_dir / "worker.log",
-            )
+            worker_env = {
+                **os.environ,
+                **task_env,
+                "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
+                "WORK_QUEUE_URL": self.work_queue_url,
+                "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
+                "WORKER_POLL_SECONDS": "5",
+            }
+            if self.worker_spark is not None:
+                self.worker = InProcessWorker(
+                    self.worker_spark, worker_env, on_output=self._container_output, on_event=self.on_event
+                )
+            else:
+                self.worker = WorkerSupervisor(
+                    (str(ENTRYPOINT), "worker"),
+                    worker_env,
+                    cwd=str(REPO_ROOT),
+                    on_output=self._container_output,
+                    on_event=self.on_event,
+                    log_path=s.work_dir / "worker.log",
+                )
         self._setenv(
             AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,

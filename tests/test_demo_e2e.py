@@ -1,7 +1,9 @@
 """The whole flow through `ecomkpi demo`: S3 events → Lambda → workflow → both jobs → DynamoDB.
 
-Slow by nature (each task is a fresh JVM), so one batch date and three waves cover the paths that
-matter: a clean first wave; a late orders part with its items plus a rejected items file (that
+The tasks run on the warm worker's code in this process, on the test run's SparkSession
+(``worker_spark``): a worker process would add its own JVM start and both jobs' first-use costs
+(tests/test_worker_e2e.py runs the worker process, killed mid-batch). One batch date and three
+waves cover the paths that matter: a clean first wave; a late orders part with its items plus a rejected items file (that
 generation transforms the late files, then fails with the rejection and alerts); the corrected
 re-upload (the next generation applies it). The KPIs read back from DynamoDB must equal a from-scratch computation over
 the files that ended in processed/.
@@ -67,9 +69,9 @@ def waves(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def demo(waves, tmp_path_factory):
+def demo(waves, tmp_path_factory, spark):
     out = tmp_path_factory.mktemp("demo-out")
-    result = run_demo(waves, out, StackSettings(bucket="ecomkpi-e2e"), timeout=900)
+    result = run_demo(waves, out, StackSettings(bucket="ecomkpi-e2e"), timeout=900, worker_spark=spark)
     return result
 
 

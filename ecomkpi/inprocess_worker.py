@@ -1,0 +1,95 @@
+"""The warm worker as a thread of this process, serving the work queue on a SparkSession it holds.
+
+A process that already has a warm session (a test run, a notebook) can serve the local stack with
+it instead of starting a worker process: the same ``jobs.worker.Worker`` loop, queue protocol,
+heartbeats and answers, without a second JVM's start (~10 s) and both jobs' first-use costs paid
+again in it. What only the process form gives stays there: killing a worker mid-batch (a dead
+Fargate task) needs the process (``WorkerSupervisor``); a worker that recycles itself here starts
+again on the same session, since the session is not its own to stop.
+
+The worker's lines (its own log and the jobs' run logs, printed to stdout as in a container) are
+taken from its thread (``ecomkpi.thread_lines``) and handed on like a worker process's lines; a
+line printed by a thread a job starts itself (validation's background GX set-up) goes to this
+process's stdout instead.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import boto3
+
+from ecomkpi.sfn_local.tasks import ContainerOutput
+from ecomkpi.thread_lines import lines_of_this_thread
+from ecomkpi.worker_supervisor import container_output
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from jobs.worker import Worker
+
+
+class InProcessWorker(threading.Thread):
+    """``start()`` serves the queue until ``stop()``; ``ready`` is set once the worker says "warm"."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        env: Mapping[str, str],
+        *,
+        on_output: Callable[[ContainerOutput], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(name="in-process-worker", daemon=True)
+        # The session is warm already: no warm-up batch (it would also run on the caller's session).
+        self.env = {**env, "WORKER_WARM_BATCH": "0"}
+        self.spark = spark
+        self.on_output = on_output or (lambda _out: None)
+        self.on_event = on_event or (lambda _text: None)
+        self.starts = 0
+        self.exits: list[int] = []
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: Worker | None = None
+
+    def run(self) -> None:
+        from jobs.worker import Worker, WorkerSettings
+
+        session = boto3.session.Session()
+        region = self.env.get("AWS_REGION", "us-east-1")
+        endpoints = {"sqs": self.env.get("AWS_ENDPOINT_URL"), "sfn": self.env.get("AWS_ENDPOINT_URL_SFN")}
+        while not self._stopping.is_set():
+            self._worker = Worker(
+                WorkerSettings.from_env(self.env),
+                sqs=session.client("sqs", region_name=region, endpoint_url=endpoints["sqs"]),
+                sfn=session.client("stepfunctions", region_name=region, endpoint_url=endpoints["sfn"]),
+                spark_factory=lambda: self.spark,
+                base_env=self.env,
+                worker_id=f"in-process-{os.getpid()}-{self.starts + 1}",
+            )
+            if self._stopping.is_set():  # stop() came before it could stop this worker
+                break
+            self.starts += 1
+            self.on_event(f"worker: serving in this process (start {self.starts}, on its SparkSession)")
+            with lines_of_this_thread(self._line):
+                self.exits.append(self._worker.serve())
+
+    def _line(self, line: str) -> None:
+        self.on_output(container_output(line, "stdout", os.getpid()))
+        if '"step": "warm"' in line:
+            self.ready.set()
+            self.on_event("worker: ready (on this process's SparkSession)")
+
+    def kill(self, sig: int = 0) -> None:
+        raise NotImplementedError("an in-process worker cannot be killed: use the worker process")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Ends the current task, then the loop (a long poll ends within WORKER_POLL_SECONDS)."""
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
+        if self.is_alive():
+            self.join(grace + float(self.env.get("WORKER_POLL_SECONDS", "20")))
