@@ -24,7 +24,7 @@ import boto3
 
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from ecomkpi.thread_lines import lines_of_this_thread
-from ecomkpi.worker_supervisor import container_output
+from ecomkpi.worker_supervisor import container_output, is_warm
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -60,12 +60,16 @@ class InProcessWorker(threading.Thread):
 
         session = boto3.session.Session()
         region = self.env.get("AWS_REGION", "us-east-1")
-        endpoints = {"sqs": self.env.get("AWS_ENDPOINT_URL"), "sfn": self.env.get("AWS_ENDPOINT_URL_SFN")}
+        # One pair of clients for every start (a restarted worker is the same process here).
+        sqs = session.client("sqs", region_name=region, endpoint_url=self.env.get("AWS_ENDPOINT_URL"))
+        sfn = session.client(
+            "stepfunctions", region_name=region, endpoint_url=self.env.get("AWS_ENDPOINT_URL_SFN")
+        )
         while not self._stopping.is_set():
             self._worker = Worker(
                 WorkerSettings.from_env(self.env),
-                sqs=session.client("sqs", region_name=region, endpoint_url=endpoints["sqs"]),
-                sfn=session.client("stepfunctions", region_name=region, endpoint_url=endpoints["sfn"]),
+                sqs=sqs,
+                sfn=sfn,
                 spark_factory=lambda: self.spark,
                 base_env=self.env,
                 worker_id=f"in-process-{os.getpid()}-{self.starts + 1}",
@@ -79,7 +83,7 @@ class InProcessWorker(threading.Thread):
 
     def _line(self, line: str) -> None:
         self.on_output(container_output(line, "stdout", os.getpid()))
-        if '"step": "warm"' in line:
+        if is_warm(line):
             self.ready.set()
             self.on_event("worker: ready (on this process's SparkSession)")
 

@@ -96,7 +96,7 @@ class WorkerSupervisor(threading.Thread):
                 with write_lock:
                     log.write(f"[{proc.pid} {name}] {line}\n")
                     log.flush()
-            if '"step": "warm"' in line:
+            if is_warm(line):
                 self.ready.set()
                 self.on_event(f"worker: ready ({ready_detail(line)})")
             self.on_output(container_output(line, name, proc.pid))
@@ -141,6 +141,11 @@ class WorkerSupervisor(threading.Thread):
                 except subprocess.TimeoutExpired:
                     continue
         self.join(timeout=15)
+
+
+def is_warm(line: str) -> bool:
+    """The worker's "warm" line: it has paid its start-up costs and serves the queue now."""
+    return '"step": "warm"' in line
 
 
 def ready_detail(line: str) -> str:
