@@ -133,15 +133,17 @@ def test_a_missed_heartbeat_retries_with_a_new_token_and_the_old_one_is_dead(sta
     assert "TaskTimedOut" in events and "RetryScheduled" in events
 
 
-def test_api_errors_name_the_problem(stack: Stack) -> None:
-    arn = stack.executor.start_execution("errors", {"batch": "b"})
-    body = stack.receive()
-    with pytest.raises(stack.sfn.exceptions.InvalidToken):
-        stack.sfn.send_task_success(taskToken="not-a-token", output="{}")
-    with pytest.raises(stack.sfn.exceptions.InvalidOutput):
-        stack.sfn.send_task_success(taskToken=body["TaskToken"], output="{not json")
-    stack.sfn.send_task_success(taskToken=body["TaskToken"], output="{}")
-    assert stack.executor.wait(arn, timeout=10)["status"] == "SUCCEEDED"
+def test_api_errors_name_the_problem(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No HeartbeatSeconds: on a busy machine the three calls below can take longer than a 2 s heartbeat.
+    for stack in make_stack(moto_endpoint, names, monkeypatch, heartbeat=None):
+        arn = stack.executor.start_execution("errors", {"batch": "b"})
+        body = stack.receive()
+        with pytest.raises(stack.sfn.exceptions.InvalidToken):
+            stack.sfn.send_task_success(taskToken="not-a-token", output="{}")
+        with pytest.raises(stack.sfn.exceptions.InvalidOutput):
+            stack.sfn.send_task_success(taskToken=body["TaskToken"], output="{not json")
+        stack.sfn.send_task_success(taskToken=body["TaskToken"], output="{}")
+        assert stack.executor.wait(arn, timeout=10)["status"] == "SUCCEEDED"
 
 
 def test_heartbeat_timeout_is_caught_when_retries_run_out(
