@@ -68,6 +68,9 @@ class StackSettings:
     # in the stack); "ecs": a fresh process per task, like the per-batch Fargate tasks.
     task_mode: str = "worker"
     work_queue_name: str = "ecomkpi-work"
+    # Worker mode: the trigger sends each part that lands before its day is complete to the worker,
+    # which validates it at once (lambda_trigger/prechecks.py), as the stack's trigger does.
+    prechecks: bool = True
     # The worker-mode states wait HeartbeatSeconds (300) for a heartbeat before retrying on another
     # worker. That clock also runs while a task waits in the queue behind other batches, so it is not
     # scaled down by default (ten days landing at once queue ~2 minutes on one worker); tests that
@@ -345,6 +348,7 @@ class LocalStack:
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,
             PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
             S3_BUCKET=s.bucket,  # the trigger refuses events of other buckets, as in the stack
+            PRECHECK_QUEUE_URL=self.work_queue_url if s.task_mode == "worker" and s.prechecks else "",
         )
         self.on_event(
             f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "

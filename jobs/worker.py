@@ -24,6 +24,12 @@ per stage, so a retried batch gives the same KPIs. After ``WORKER_MAX_BATCHES`` 
 JVM heap stays above ``WORKER_MAX_HEAP_FRACTION`` after a batch, the worker exits 0 between batches
 and its supervisor (the ECS service, or ``ecomkpi up``) starts a fresh one.
 
+Prechecks: the trigger also sends, for each part that lands before its day is complete, a message
+without a task token (``{"Command": ["precheck"], "Environment": [...]}``). The worker validates that
+part right away (``jobs.validation.job.run(..., precheck=True)``: verdict and staging rows recorded,
+nothing placed) and answers nobody; the day's ValidateData then finds the verdict and only places
+the file. A broken precheck is only logged: the day's own run validates the part again.
+
 Coalescing: when a transformation task comes up, the worker also takes the other transformation
 tasks waiting in the queue (up to ``WORKER_MAX_COALESCE``, same bucket, lake and tables) and runs
 them as one transformation (``jobs.transformation.job.run(..., also=...)``): ten days landing at
@@ -59,6 +65,7 @@ EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
 FAILED_ERROR = "Worker.TaskFailed"
 BAD_MESSAGE_ERROR = "Worker.BadMessage"
 COMMANDS = ("validate", "transform")
+PRECHECK = "precheck"
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 # What differs between two transformation tasks that may share a run: the batch and its inputs.
@@ -156,19 +163,13 @@ class TaskMessage:
         command = data.get("Command")
         if not (isinstance(command, list) and len(command) == 1 and command[0] in COMMANDS):
             raise ValueError(f"Command must be one of {[[c] for c in COMMANDS]}, got {command!r}")
-        env_list = data.get("Environment", [])
-        if not isinstance(env_list, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("Name"), str) and isinstance(e.get("Value"), str)
-            for e in env_list
-        ):
-            raise ValueError("Environment must be a list of {Name, Value} strings")
         return cls(
             token=token,
             command=command[0],
             container=str(data.get("Container") or command[0]),
             execution=str(data.get("Execution") or ""),
             state=str(data.get("State") or ""),
-            environment={e["Name"]: e["Value"] for e in env_list},
+            environment=environment_of(data),
         )
 
     def shares_run_with(self, other: TaskMessage) -> bool:
@@ -184,6 +185,31 @@ class TaskMessage:
         )
 
 
+def environment_of(data: Mapping[str, Any]) -> dict[str, str]:
+    """A message's ``Environment`` ([{Name, Value}], as in ECS container overrides) as a dict."""
+    env_list = data.get("Environment", [])
+    if not isinstance(env_list, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("Name"), str) and isinstance(e.get("Value"), str)
+        for e in env_list
+    ):
+        raise ValueError("Environment must be a list of {Name, Value} strings")
+    return {e["Name"]: e["Value"] for e in env_list}
+
+
+def precheck_environment(body: str) -> dict[str, str] | None:
+    """The environment of a precheck message; None for any other message (tasks, unreadable ones)."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(data, dict) or data.get("TaskToken") or data.get("Command") != [PRECHECK]:
+        return None
+    try:
+        return environment_of(data)
+    except ValueError:
+        return None
+
+
 def token_of(body: str) -> str | None:
     try:
         data = json.loads(body)
@@ -196,6 +222,10 @@ def token_of(body: str) -> str | None:
 def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession) -> int:
     """Run one job in this process on the warm session; the exit code a container would have."""
     config, *others = configs
+    if command == PRECHECK:
+        from jobs.validation.job import run as validate
+
+        return validate(config, spark, precheck=True).exit_code
     if command == "validate":
         from jobs.validation.job import run as validate
 
@@ -458,6 +488,10 @@ class Worker:
         # batch whose worker died (a redelivered message would race its own retry).
         self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
         body = message.get("Body", "")
+        environment = precheck_environment(body)
+        if environment is not None:
+            self._precheck(environment)
+            return
         try:
             task = TaskMessage.parse(body)
         except (ValueError, json.JSONDecodeError) as exc:
@@ -558,22 +592,50 @@ class Worker:
             if not abandoned:
                 self._answer_task(task, exit_code, error)
 
-    def _attempt(self, tasks: Sequence[TaskMessage]) -> tuple[int, str]:
+    def _precheck(self, environment: Mapping[str, str]) -> None:
+        """Validate parts of a day still being uploaded; nobody waits for the answer.
+
+        The tasks waiting in the queue are kept alive meanwhile (a heartbeat without tokens of its
+        own), as during a task: a backlog of prechecks must not time out the tasks behind it.
+        """
+        started = time.perf_counter()
+        keys = {k: v for k, v in environment.items() if k.endswith(("_KEY", "_KEYS"))}
+        _log("precheck.start", batch=environment.get("BATCH_ID"), **keys)
+        keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
+        beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keeper)
+        beat.start()
         try:
-            configs = [self.config(t.environment) for t in tasks]
-            return self.runner(tasks[0].command, configs), ""
+            exit_code, error = self._attempt(PRECHECK, [environment])
+        finally:
+            beat.stop()
+        _log(
+            "precheck.end",
+            level="WARN" if exit_code == EXIT_BROKEN else "INFO",
+            batch=environment.get("BATCH_ID"),
+            exit_code=exit_code,
+            seconds=round(time.perf_counter() - started, 3),
+            **({"error": error, "note": "the day's own validation will check the part"} if error else {}),
+        )
+
+    def _attempt(self, command: str, environments: Sequence[Mapping[str, str]]) -> tuple[int, str]:
+        try:
+            configs = [self.config(env) for env in environments]
+            return self.runner(command, configs), ""
         except Exception as exc:
             traceback.print_exc()
             return EXIT_BROKEN, f"{type(exc).__name__}: {exc}"
 
     def _execute(self, tasks: list[TaskMessage], beat: Heartbeat) -> dict[str, tuple[int, str]]:
         """token → (exit code, error); a broken shared run is retried task by task."""
-        exit_code, error = self._attempt(tasks)
+        exit_code, error = self._attempt(tasks[0].command, [t.environment for t in tasks])
         if exit_code != EXIT_BROKEN or len(tasks) == 1 or beat.lost:
             return {t.token: (exit_code, error) for t in tasks}
         _log("coalesced.broke", level="WARN", error=error, rerun_alone=[t.execution for t in tasks])
         return {
-            t.token: (exit_code, error) if t.token in beat.lost_tokens else self._attempt([t]) for t in tasks
+            t.token: (exit_code, error)
+            if t.token in beat.lost_tokens
+            else self._attempt(t.command, [t.environment])
+            for t in tasks
         }
 
     def _answer_task(self, task: TaskMessage, exit_code: int, error: str) -> None:

@@ -13,6 +13,10 @@ DescribeExecution: the same claim's earlier start (same ``triggered_at``) counts
 start that did succeed before the Lambda died is not duplicated; another claim's execution (the
 tracker item was lost and numbering restarted) makes the claim skip to the next generation number.
 
+With ``prechecks`` (a warm worker serves the stack), a part that lands without completing its day,
+and a products master no day waits for, is sent to the worker to be validated at once
+(``lambda_trigger/prechecks.py``).
+
 ``sweep`` is the scheduled safety net (EventBridge schedule -> the same Lambda): it finishes running
 generations whose execution has ended (a lost status event), starts claims that never started, and
 reconciles dirty batches whose event was lost.
@@ -33,6 +37,7 @@ from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, KeyInfo, 
 from lambda_trigger.events import ExecutionEnd, FileArrival
 from lambda_trigger.inputs_object import write_inputs
 from lambda_trigger.manifest import ManifestError, read_manifest
+from lambda_trigger.prechecks import KEYS_VARIABLES, Prechecks
 from lambda_trigger.states import TERMINAL_STATUSES, ExecutionStatus, SweepOutcome
 from lambda_trigger.tracker import BatchFileTracker, BatchState
 
@@ -74,8 +79,10 @@ class BatchCoordinator:
         clock: Callable[[], datetime],
         bucket: str | None = None,
         cloudwatch_client: CloudWatchClient | None = None,
+        prechecks: Prechecks | None = None,
     ) -> None:
         self.tracker = tracker
+        self.prechecks = prechecks
         self.sfn = sfn_client
         self.s3 = s3_client
         self.state_machine_arn = state_machine_arn
@@ -134,6 +141,8 @@ class BatchCoordinator:
             products = self.tracker.record_products(arrival.key, arrival.bucket, self._now())
             log.info("Products master data batch updated. No Step Function trigger from this file directly.")
             self._release_waiting(sorted(products.waiting_batches))
+            if self.prechecks is not None and not products.waiting_batches:
+                self.prechecks.send(self.bucket or arrival.bucket, info.batch_id, arrival.key, {})
             return
 
         if info.kind == "manifest":
@@ -175,7 +184,14 @@ class BatchCoordinator:
             )
         else:
             log.info(f"Recorded {info.kind} file {arrival.key} for Daily Batch ID {info.batch_id}.")
-        self.reconcile(info.batch_id, state)
+        started = self.reconcile(info.batch_id, state)
+        if self.prechecks is not None and state is not None and not started:
+            self.prechecks.send(
+                self.bucket or arrival.bucket,
+                info.batch_id,
+                self.products_key,
+                {KEYS_VARIABLES[info.kind]: [arrival.key]},
+            )
 
     # -- withdrawals ----------------------------------------------------------------------------
     def handle_removal(self, removal: FileArrival) -> None:
@@ -314,33 +330,38 @@ class BatchCoordinator:
     # -- the state machine ----------------------------------------------------------------------
     def reconcile(
         self, batch_id: str, state: BatchState | None = None, *, fallback_bucket: str | None = None
-    ) -> None:
-        """Start the batch's next generation if it is owed and allowed; otherwise do nothing."""
+    ) -> bool:
+        """Start the batch's next generation if it is owed and allowed; otherwise do nothing.
+
+        True when a generation was just claimed (by this call, or a concurrent one that starts it):
+        the batch's files are about to be validated by its execution.
+        """
         for _ in range(_MAX_ROUNDS):
             if state is None:
                 state = self.tracker.get(batch_id)
                 if state is None:
-                    return
+                    return False
             if state.running:
                 if not state.start_confirmed:
                     # Claimed but StartExecution never confirmed (it failed, or the claimer died).
                     self._start(state, fallback_bucket)
-                return
+                    return True
+                return False
             if not state.dirty:
-                return  # nothing arrived since the last generation was claimed
+                return False  # nothing arrived since the last generation was claimed
             if not state.data_complete:
                 if state.missing_keys:
                     log.info(
                         f"Daily Batch ID {batch_id} waits for {len(state.missing_keys)} manifest key(s): "
                         f"{', '.join(sorted(state.missing_keys)[:5])}"
                     )
-                return
+                return False
             if not state.product_file_arrived:
                 products = self.tracker.register_waiting(batch_id)
                 if not products.present:
                     self.tracker.mark_waiting_for_products(batch_id, self._now())
                     log.info(f"Daily Batch ID {batch_id} is complete but waits for products master data.")
-                    return
+                    return False
                 state = self.tracker.mark_products_present(
                     batch_id, products.products_key or self.products_key, self._now()
                 )
@@ -351,7 +372,7 @@ class BatchCoordinator:
                 previous = state.triggered_generation
                 state = self.tracker.get(batch_id)
                 if state is not None and state.triggered_generation > previous:
-                    return  # another invocation claimed this generation and starts it
+                    return True  # another invocation claimed this generation and starts it
                 continue
             log.info(
                 f"All required files for Daily Batch ID {batch_id} are ready. Preparing to trigger Step Function."
@@ -362,8 +383,9 @@ class BatchCoordinator:
             )
             self.tracker.note_day(batch_id)
             self._start(claimed, fallback_bucket)
-            return
+            return True
         log.warn(f"Daily Batch ID {batch_id}: state kept changing; leaving it to the next event.")
+        return False
 
     def _start(self, state: BatchState, fallback_bucket: str | None, *, attempts: int = 3) -> None:
         """StartExecution for the claimed generation; idempotent through the execution name."""

@@ -6,6 +6,8 @@ Environment:
 * ``STEP_FUNCTION_ARN`` -- the state machine to start (required);
 * ``PRODUCTS_KEY`` -- products master key (default ``raw/products/products.csv``);
 * ``S3_BUCKET`` -- the pipeline bucket; events of other buckets are refused (unset: trust events);
+* ``PRECHECK_QUEUE_URL`` -- the warm worker's work queue: parts are sent there to be validated as
+  they land (``lambda_trigger/prechecks.py``); unset (per-batch task mode): no prechecks;
 * ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS;
 * ``AWS_REGION`` -- set by the Lambda runtime.
 
@@ -35,6 +37,7 @@ from lambda_trigger.events import (
     is_withdraw_event,
     parse_sqs_body,
 )
+from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import BatchFileTracker
 
 DEFAULT_TRACKER_TABLE = "BatchFileTracker"
@@ -46,6 +49,7 @@ def build_coordinator() -> BatchCoordinator:
     if not state_machine_arn:
         raise RuntimeError("STEP_FUNCTION_ARN is not set")
     table = os.environ.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
+    precheck_queue = os.environ.get("PRECHECK_QUEUE_URL", "").strip()
     return BatchCoordinator(
         BatchFileTracker(aws.client("dynamodb", retries=aws.REQUEST_RETRIES), table),
         aws.client("stepfunctions", retries=aws.REQUEST_RETRIES),
@@ -55,6 +59,9 @@ def build_coordinator() -> BatchCoordinator:
         clock=batch_ids.utc_now,
         bucket=os.environ.get("S3_BUCKET", "").strip() or None,
         cloudwatch_client=aws.client("cloudwatch", retries=aws.REQUEST_RETRIES),
+        prechecks=Prechecks(aws.client("sqs", retries=aws.REQUEST_RETRIES), precheck_queue)
+        if precheck_queue
+        else None,
     )
 
 

@@ -554,6 +554,8 @@ def test_lambda_wiring(stack: dict[str, Any]) -> None:
     assert env["PIPELINE_BATCH_TRACKER_TABLE"] == out["BatchTrackerTableName"]
     assert env["STEP_FUNCTION_ARN"] == out["StateMachineArn"]
     assert env["S3_BUCKET"] == out["BucketName"]
+    # worker mode: the parts go to the warm worker's queue to be validated as they land
+    assert env.get("PRECHECK_QUEUE_URL") == out.get("WorkQueueUrl")
 
     sqs = boto3.client("sqs", **kw)
     queue_arn = sqs.get_queue_attributes(QueueUrl=out["RawEventsQueueUrl"], AttributeNames=["QueueArn"])[

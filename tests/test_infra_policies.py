@@ -85,6 +85,8 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
                 "EnvironmentName",
                 # the OnFailure destination of its asynchronous invocations
                 "TriggerAsyncDeadLetterQueue",
+                # worker mode: the parts it sends the worker to precheck
+                *({"WorkQueue"} if mode == "worker" else set()),
             },
         },
         "ValidationTaskRole": {
@@ -799,6 +801,8 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         ("logs:PutLogEvents", physical(template, "TriggerLogGroup", "Arn"), {}),
         # Lambda sends the record of a thrice-failed async invocation with the function's role
         ("sqs:SendMessage", concrete(template, async_failure_destination(template)), {}),
+        # worker mode: parts sent to the warm worker to be validated as they land
+        *([("sqs:SendMessage", physical(template, "WorkQueue", "Arn"), {})] if mode == "worker" else []),
     ]
 
 

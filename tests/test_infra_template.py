@@ -375,6 +375,8 @@ def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
         "STEP_FUNCTION_ARN": state_machine,
         # the bucket it accepts events from and writes key lists / moved keys to
         "S3_BUCKET": {"Ref": "BucketName"},
+        # worker mode: parts go to the warm worker's queue to be validated as they land
+        **({"PRECHECK_QUEUE_URL": {"Ref": "WorkQueue"}} if mode == "worker" else {}),
     }
     rule = props(template, "ExecutionStatusRule")
     pattern = rule["EventPattern"]

@@ -973,3 +973,80 @@ def test_a_manifest_reuploaded_meanwhile_stays_in_raw(stack: Stack) -> None:
     )  # event not yet in
     deliver(end_event(stack, f"{DAY}-g1"))
     assert stack.exists(manifest_key) and not stack.exists(f"processed/manifests/{DAY}.json")
+
+
+# -- prechecks (a warm worker serves the stack) -----------------------------------------------------
+def _prechecks(stack: Stack, queue_url: str) -> list[dict[str, str]]:
+    """The environments of the precheck messages in the work queue (taken off it)."""
+    found = []
+    while True:
+        messages = stack.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return found
+        for m in messages:
+            body = json.loads(m["Body"])
+            assert body["Command"] == ["precheck"] and "TaskToken" not in body
+            found.append({e["Name"]: e["Value"] for e in body["Environment"]})
+            stack.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+@pytest.fixture
+def work_queue(stack: Stack, names: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = stack.sqs.create_queue(QueueName=f"work-{names.suffix}")["QueueUrl"]
+    monkeypatch.setenv("PRECHECK_QUEUE_URL", url)
+    monkeypatch.setenv("S3_BUCKET", stack.bucket)
+    return url
+
+
+def test_parts_that_do_not_complete_their_day_are_sent_to_be_prechecked(
+    stack: Stack, work_queue: str
+) -> None:
+    orders = day_keys("orders", "o1.csv", "o2.csv")
+    (items,) = day_keys("order_items", "i1.csv")
+    manifest_key = f"raw/manifests/{DAY}.json"
+    stack.put(manifest_key, json.dumps({"batch_id": DAY, "expected_keys": [*orders, items]}).encode())
+    deliver(s3_event(stack.bucket, manifest_key), s3_event(stack.bucket, PRODUCTS))
+    master = _prechecks(stack, work_queue)  # no day waits for the master: it is prechecked too
+    assert [(m["BATCH_ID"], m["PRODUCTS_KEY"], "ORDERS_KEYS" in m) for m in master] == [
+        ("products_master_data", PRODUCTS, False)
+    ]
+    deliver(s3_event(stack.bucket, orders[0]), s3_event(stack.bucket, items))
+    sent = _prechecks(stack, work_queue)
+    assert [(m.get("ORDERS_KEYS"), m.get("ORDER_ITEMS_KEYS")) for m in sent] == [
+        (json.dumps([orders[0]]), None),
+        (None, json.dumps([items])),
+    ]
+    for m in sent:
+        assert m["S3_BUCKET"] == stack.bucket and m["BATCH_ID"] == DAY and m["PRODUCTS_KEY"] == PRODUCTS
+        assert m["RUN_ID"].startswith(f"{DAY}-p-")
+    assert len({m["RUN_ID"] for m in sent}) == 2
+
+    completing = s3_event(stack.bucket, orders[1])
+    deliver(completing)  # completes the day: its execution validates it
+    assert stack.executions() == [f"{DAY}-g1"]
+    assert _prechecks(stack, work_queue) == []
+    deliver(completing)  # the same event redelivered: nothing new to check
+    late = day_keys("orders", "o3.csv")[0]
+    deliver(s3_event(stack.bucket, late))  # a late part while g1 runs: g2 will find it checked
+    assert [m.get("ORDERS_KEYS") for m in _prechecks(stack, work_queue)] == [json.dumps([late])]
+
+
+def test_without_a_work_queue_nothing_is_prechecked(
+    stack: Stack, names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = stack.sqs.create_queue(QueueName=f"work-{names.suffix}")["QueueUrl"]
+    monkeypatch.delenv("PRECHECK_QUEUE_URL", raising=False)
+    deliver(s3_event(stack.bucket, PRODUCTS), s3_event(stack.bucket, day_keys("orders", "o1.csv")[0]))
+    assert _prechecks(stack, url) == []
+
+
+def test_a_precheck_that_cannot_be_sent_does_not_fail_the_upload(
+    stack: Stack, work_queue: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PRECHECK_QUEUE_URL", work_queue + "-gone")
+    (orders,) = day_keys("orders", "o1.csv")
+    deliver(s3_event(stack.bucket, PRODUCTS), s3_event(stack.bucket, orders))
+    assert stack.item(DAY)["orders_files_arrived"]
+    assert "[WARN] Could not send the precheck of {'ORDERS_KEYS': ['raw/orders/2025-07-10/o1.csv']}" in (
+        capsys.readouterr().out
+    )

@@ -23,6 +23,7 @@ from ecomkpi.sfn_local.tasks import default_handlers
 from ecomkpi.workflow_modes import WORKER_DEFINITION
 from jobs.config import ConfigError, PipelineConfig
 from jobs.worker import TaskMessage, Worker, WorkerSettings
+from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
 
 ACCOUNT = "123456789012"
@@ -374,3 +375,73 @@ def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     busy = json.dumps({"step": "warm", "session_seconds": 11.0, "work_waiting": True})
     assert ready_detail(busy) == "Spark session 11.0 s, work was waiting: no warm-up batch"
     assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
+
+
+def _send_precheck(pipeline: Pipeline, run_id_batch: str = "2025-07-10") -> None:
+    """A precheck exactly as the trigger sends it (lambda_trigger/prechecks.py)."""
+    Prechecks(pipeline.sqs, pipeline.queue_url).send(
+        "shop-bucket",
+        run_id_batch,
+        "raw/products/products.csv",
+        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
+    )
+
+
+def _queued(pipeline: Pipeline) -> int:
+    attributes = pipeline.sqs.get_queue_attributes(
+        QueueUrl=pipeline.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+@pytest.mark.parametrize("exit_code", [0, 2, 1])
+def test_a_precheck_runs_the_validation_in_precheck_mode_and_answers_nobody(
+    pipeline: Pipeline, exit_code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _send_precheck(pipeline)
+    runner = Runner({"precheck": exit_code})
+    worker = pipeline.serve(runner, tasks=1)  # a broken precheck (1) is logged, not raised
+    assert [(c, cfg.orders_keys, cfg.bucket, cfg.batch_id) for c, cfg in runner.calls] == [
+        ("precheck", ("raw/orders/2025-07-10/p1.csv",), "shop-bucket", "2025-07-10")
+    ]
+    assert runner.calls[0][1].run_id.startswith("2025-07-10-p-")
+    assert runner.calls[0][1].lake_path == "s3a://lake/x"  # the worker's own environment underneath
+    assert worker.batches == 0  # not a batch: it does not count towards recycling
+    assert _queued(pipeline) == 0  # taken off the queue, whatever the outcome
+    end = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"precheck.end"' in line]
+    assert [(e["exit_code"], e["level"], "error" in e) for e in end] == [
+        (exit_code, "WARN" if exit_code == 1 else "INFO", exit_code == 1)
+    ]
+
+
+def test_tasks_waiting_behind_a_long_precheck_are_kept_alive(
+    moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HeartbeatSeconds scaled to 3 s; a precheck takes 7 s while a batch's task waits behind it."""
+    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.01):
+        _send_precheck(pipeline)
+        runner = Runner({})
+
+        def slow(command: str, configs: Sequence[PipelineConfig], runner: Runner = runner) -> int:
+            if command == "precheck":
+                time.sleep(7)
+            return runner(command, configs)
+
+        worker = pipeline.worker(slow, heartbeat_seconds=0.3)
+        messages = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=5)["Messages"]
+        arn = pipeline.start("queued")
+        _wait_for_queued(pipeline, 1)
+        worker.handle(messages[0])  # the precheck, while the execution's task waits
+        thread = threading.Thread(target=worker.serve, daemon=True)
+        thread.start()
+        try:
+            assert pipeline.executor.wait(arn, timeout=30)["status"] == "SUCCEEDED"
+        finally:
+            worker.stop()
+            thread.join(10)
+        events = [e.type for e in pipeline.executor.get_execution_history(arn)]
+        assert "TaskTimedOut" not in events
+        assert [c for c, _ in runner.calls] == ["precheck", "validate", "transform"]

@@ -1,7 +1,9 @@
 """Concluding a file's verdict in this run: its reports, its recorded verdict, then its placement.
 
 In that order (README "Placement"): a file in ``validated/`` or ``invalid/`` always has its
-verdict recorded and its report written, so a crash anywhere is resumed by the next run.
+verdict recorded and its report written, so a crash anywhere is resumed by the next run. A precheck
+(``place=False``) stops where such a crash would: reports and verdict written, the file left in raw/
+for its batch's run to place.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ class Concluder:
     """Writes the reports and the verdict record of the files decided in this run, and places them."""
 
     def __init__(
-        self, config: PipelineConfig, store: S3Store, log: RunLog, book: VerdictBook, rules: str
+        self,
+        config: PipelineConfig,
+        store: S3Store,
+        log: RunLog,
+        book: VerdictBook,
+        rules: str,
+        places: bool = True,
     ) -> None:
+        self.places = places  # False: a precheck, which leaves every file in raw/
         self._config = config
         self._store = store
         self._log = log
@@ -51,6 +60,8 @@ class Concluder:
         findings: list[Finding],
         rows: int | None = None,
         notes: list[str] | None = None,
+        *,
+        products_version: str = "",
     ) -> FileOutcome:
         """Write the reports, record the verdict, then place the file (in that order: see placement)."""
         batch, run = self._config.batch_id, self._config.run_id
@@ -78,15 +89,18 @@ class Concluder:
                 rows=rows,
                 rules=self._rules,
                 findings=[f.to_dict() for f in findings],
+                products_version=products_version,
             )
         )
-        placed = place(self._store, t.rel, raw, verdict, keep_raw=t.master, log=self._log)
+        location = raw.key
+        if self.places:
+            location = place(self._store, t.rel, raw, verdict, keep_raw=t.master, log=self._log).location
         return FileOutcome(
             key=t.key,
             rel=t.rel,
             dataset=t.dataset,
             verdict=verdict,
-            location=placed.location,
+            location=location,
             report_key=loc.invalid_report_key(t.rel) if verdict == REJECTED else run_report,
             findings=findings,
             decided_by=run,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
+from jobs.contract import ORDER_ITEMS
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
 from jobs.validation import locations as loc
@@ -63,16 +64,22 @@ class ValidationJob:
     """One run over one input; see the module docstring (and README "Flow per key") for the steps."""
 
     def __init__(
-        self, config: PipelineConfig, store: S3Store, log: RunLog, spark: SparkSession | None
+        self,
+        config: PipelineConfig,
+        store: S3Store,
+        log: RunLog,
+        spark: SparkSession | None,
+        precheck: bool = False,
     ) -> None:
         self.config = config
+        self.precheck = precheck
         self.store = store
         self.log = log
         self.engine = Engine(config, log, spark)
         self.product_ids = ProductIds(store, log, config.products_key, self.engine.spark)
         self.book = VerdictBook(store)
         self.rules = rules_fingerprint()  # reads every suite: a missing or malformed one breaks the run
-        self.concluder = Concluder(config, store, log, self.book, self.rules)
+        self.concluder = Concluder(config, store, log, self.book, self.rules, places=not precheck)
         self.spark_check = SparkCheck(store, log, self.engine, self.product_ids, self.concluder)
         self.data_docs_key: str | None = None
 
@@ -98,7 +105,7 @@ class ValidationJob:
                     continue
                 decide = partial(self.concluder.conclude, t, r.raw, list(inspection.findings))
                 outcomes[t.rel] = self._file(t, decide)
-            else:
+            elif not self.precheck:
                 outcomes[t.rel] = self._file(t, partial(known, t, r, self.store, self.log, self.concluder))
         if pending:
             self.engine.start_gx()
@@ -111,11 +118,27 @@ class ValidationJob:
                 loc.data_docs_prefix(self.config.batch_id, self.config.run_id),
             )
             self.product_ids.release()
-        return [outcomes[t.rel] for t in targets]
+        return [outcomes[t.rel] for t in targets if t.rel in outcomes]
 
     def _resolve(self, targets: list[Target]) -> dict[str, Resolution]:
+        master: list[str] = []  # the products master's current version, asked at most once
+
+        def products_version() -> str:
+            if not master:
+                master.append(self.product_ids.current_version())
+            return master[0]
+
         with self.log.stage("resolve") as end:
-            resolutions = {t.rel: resolve(self.store, self.book, t.rel, self.rules) for t in targets}
+            resolutions = {
+                t.rel: resolve(
+                    self.store,
+                    self.book,
+                    t.rel,
+                    self.rules,
+                    products_version if t.dataset == ORDER_ITEMS else None,
+                )
+                for t in targets
+            }
             end["kinds"] = {
                 k: sum(r.kind == k for r in resolutions.values())
                 for k in (VALIDATE, RECORDED, PASSED_EARLIER, REJECTED_EARLIER, MISSING)
@@ -171,11 +194,15 @@ def rejections_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(config: PipelineConfig, spark: SparkSession | None = None) -> ValidationResult:
+def run(
+    config: PipelineConfig, spark: SparkSession | None = None, precheck: bool = False
+) -> ValidationResult:
     """Validate every key of ``config``; the verdicts decide ``result.exit_code`` (0 or 2).
 
     Raises when the task itself breaks (S3, Spark, a missing suite): the caller's exit code 1.
     ``spark``: a session to use (tests share one); otherwise one is created only if needed.
+    ``precheck``: record verdicts of new raw versions only, place nothing (see the module docstring);
+    ``result.files`` then holds the files it decided.
     """
     config.require_bucket()
     store = S3Store(config)
@@ -188,12 +215,13 @@ def run(config: PipelineConfig, spark: SparkSession | None = None) -> Validation
         "run_id": config.run_id,
         "started_at": now(),
         "log": log.s3_key(),
+        "mode": "precheck" if precheck else "batch",
         "exit_code": EXIT_BROKEN,
     }
     failed = True
     try:
         with log.stage(JOB, batch_id=config.batch_id) as end:
-            job = ValidationJob(config, store, log, spark)
+            job = ValidationJob(config, store, log, spark, precheck=precheck)
             files = job.run()
             spark_jobs = job.engine.spark_jobs()
             result = ValidationResult(

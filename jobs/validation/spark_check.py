@@ -70,16 +70,20 @@ class SparkCheck:
             )
             if t.master:
                 if shape.findings or "id" in absent:
-                    self._product_ids.master_malformed(raw.key)
+                    self._product_ids.master_malformed(raw.key, raw.etag)
                 else:
-                    self._product_ids.remember(checked)
+                    self._product_ids.remember(checked, raw.etag)
             if t.dataset == ORDER_ITEMS and self._product_ids.note:
                 notes.append(self._product_ids.note)
             if not any(f.rejects for f in findings):
                 self._stage(t, raw, checked)
         finally:
             checked.unpersist()
-        return self._concluder.conclude(t, raw, findings, rows=shape.rows, notes=notes)
+        # Items were checked against the master the ids came from: their verdict names its version.
+        version = self._product_ids.version if t.dataset == ORDER_ITEMS else ""
+        return self._concluder.conclude(
+            t, raw, findings, rows=shape.rows, notes=notes, products_version=version
+        )
 
     def _checked_frame(
         self, dataset: str, raw: ObjectInfo, header: tuple[str, ...]

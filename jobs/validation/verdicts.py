@@ -5,11 +5,18 @@ job meets the same files again and again. A verdict is recorded per (relative ke
 ``logs/validation/verdicts/<rel>.json`` BEFORE the file is moved; a later run that finds the same
 ETag in raw/ only finishes the placement (no Spark, same verdict, same exit code), and a run that
 finds the file already moved reads its fate from the bucket. A different ETag is a re-upload and is
-validated again, and so is a raw version whose verdict was reached under other rules.
+validated again, and so is a raw version whose verdict was reached under other rules, and an order
+items version checked against another version of the products master than the current one (its
+unknown-product warning would be stale).
+
+A verdict recorded and not yet acted on is also what a precheck leaves (``jobs.validation.job``:
+the warm worker validates a part as soon as it lands, before its day is complete): the batch's
+own run then only places the file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -45,6 +52,7 @@ class Kind(StrEnum):
 PASSED, REJECTED = Verdict.PASSED, Verdict.REJECTED
 VALIDATE, RECORDED, MISSING = Kind.VALIDATE, Kind.RECORDED, Kind.MISSING
 PASSED_EARLIER, REJECTED_EARLIER = Kind.PASSED_EARLIER, Kind.REJECTED_EARLIER
+NO_MASTER = "-"  # products_version of a check made while no products master could be read
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,9 @@ class VerdictRecord:
     arrived_ms: int | None = None
     rows: int | None = None
     rules: str = ""  # suites.rules_fingerprint() the verdict was reached under
+    # Order items: the products master version (ETag; NO_MASTER without one) whose ids the
+    # unknown-product warning used. "" for other datasets and for records written before it existed.
+    products_version: str = ""
     findings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,11 +118,14 @@ def _arrival(info: ObjectInfo) -> int:
         return info.last_modified_ms
 
 
-def resolve(store: S3Store, book: VerdictBook, rel: str, rules: str) -> Resolution:
+def resolve(
+    store: S3Store, book: VerdictBook, rel: str, rules: str, products_version: Callable[[], str] | None = None
+) -> Resolution:
     """Decide what a key means now, with a few HEAD requests and at most one small GET.
 
     With raw/<rel> present its version is the file's current one; its recorded verdict is reused
-    only if it was reached for that ETag under the same ``rules`` (fingerprint). Without it, the file was moved by
+    only if it was reached for that ETag under the same ``rules`` (fingerprint) and, for order items,
+    against the products master version ``products_version()`` names now. Without it, the file was moved by
     an earlier run: the recorded verdict says where, and when no record matches the bucket (records
     are per job, copies can be made by hand) the stage holding the NEWEST arrival wins, so an older
     passed version in validated/ does not hide a newer rejected one in invalid/.
@@ -120,7 +134,9 @@ def resolve(store: S3Store, book: VerdictBook, rel: str, rules: str) -> Resoluti
     record = book.get(rel)
     if raw is not None:
         if record is not None and record.etag == raw.etag and record.rules == rules:
-            return Resolution(RECORDED, raw=raw, record=record)
+            checked_against = record.products_version
+            if not checked_against or products_version is None or checked_against == products_version():
+                return Resolution(RECORDED, raw=raw, record=record)
         return Resolution(VALIDATE, raw=raw, record=record)
     passed = [i for i in (store.head(processed_key(rel)), store.head(validated_key(rel))) if i is not None]
     rejected = store.head(invalid_key(rel))
