@@ -33,6 +33,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default="worker,ecs",
         help="latency, burst: comma list of worker (warm worker) and ecs (a fresh process per task)",
     )
+    p.add_argument(
+        "--latency-upload",
+        default="burst",
+        help="latency: comma list of burst (a day's files back to back) and spaced (the stack idle "
+        "before the last part, so the earlier parts were prechecked)",
+    )
     p.add_argument("--trigger-events", type=int, default=1000)
     p.add_argument("--api-requests", type=int, default=10_000, help="api: GETs against the local server")
     p.add_argument("--repeat", type=int, default=3)
@@ -105,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import latency
 
         for mode in args.task_modes.split(","):
-            key = "latency" if mode == "worker" else f"latency_{mode}"
-            results[key] = latency.run(args.latency_items, args.repeat, task_mode=mode)
+            for upload in args.latency_upload.split(","):
+                key = "latency" if mode == "worker" else f"latency_{mode}"
+                key += "" if upload == "burst" else f"_{upload}"
+                results[key] = latency.run(args.latency_items, args.repeat, task_mode=mode, upload=upload)
     if "burst" in args.only:
         from bench import burst
 

@@ -378,7 +378,19 @@ class LocalStack:
 
     def busy(self) -> bool:
         running = self.executor.list_executions(status_filter="RUNNING") if self.executor else []
-        return bool(running) or (self.dispatcher is not None and self.dispatcher.busy())
+        return (
+            bool(running) or (self.dispatcher is not None and self.dispatcher.busy()) or self._work_queued()
+        )
+
+    def _work_queued(self) -> bool:
+        """Work-queue messages waiting or in flight: prechecks (a task's execution is RUNNING anyway)."""
+        if not self.work_queue_url:
+            return False
+        attributes = self.client("sqs").get_queue_attributes(
+            QueueUrl=self.work_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return any(int(v) for v in attributes.values())
 
     def wait_idle(self, timeout: float = 900.0, settle: float = 2.0) -> bool:
         """Until no event is queued or in flight and no execution runs, for ``settle`` seconds."""

@@ -66,6 +66,8 @@ FAILED_ERROR = "Worker.TaskFailed"
 BAD_MESSAGE_ERROR = "Worker.BadMessage"
 COMMANDS = ("validate", "transform")
 PRECHECK = "precheck"
+PRECHECK_LISTS = ("ORDERS_KEYS", "ORDER_ITEMS_KEYS")  # the key lists prechecks of one day merge
+PRECHECK_GATHER_LIMIT = 100  # messages one precheck run may take
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 # What differs between two transformation tasks that may share a run: the batch and its inputs.
@@ -330,7 +332,7 @@ class Heartbeat(threading.Thread):
         tokens: Sequence[str],
         interval: float,
         on_lost: Callable[[str], None],
-        keeper: QueueKeeper | None = None,
+        keeper: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(name="worker-heartbeat", daemon=True)
         self.sfn, self.tokens, self.interval, self.on_lost = sfn, list(tokens), interval, on_lost
@@ -360,7 +362,7 @@ class Heartbeat(threading.Thread):
                     _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
             if self.keeper is not None and not self.done.is_set():
                 try:
-                    self.keeper.keep()
+                    self.keeper()
                 except Exception as exc:
                     _log("queue.keep.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
 
@@ -486,12 +488,12 @@ class Worker:
     def handle(self, message: MessageTypeDef) -> None:
         # At most once per token: the state machine's retry, not the queue's redelivery, reruns a
         # batch whose worker died (a redelivered message would race its own retry).
-        self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
         body = message.get("Body", "")
         environment = precheck_environment(body)
         if environment is not None:
-            self._precheck(environment)
+            self._precheck(environment, message["ReceiptHandle"])
             return
+        self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
         try:
             task = TaskMessage.parse(body)
         except (ValueError, json.JSONDecodeError) as exc:
@@ -571,7 +573,7 @@ class Worker:
         )
         keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
         tokens = [t.token for t in tasks]
-        beat = Heartbeat(self.sfn, tokens, self.settings.heartbeat_seconds, self._abandon, keeper)
+        beat = Heartbeat(self.sfn, tokens, self.settings.heartbeat_seconds, self._abandon, keeper.keep)
         beat.start()
         try:
             outcomes = self._execute(tasks, beat)
@@ -592,30 +594,117 @@ class Worker:
             if not abandoned:
                 self._answer_task(task, exit_code, error)
 
-    def _precheck(self, environment: Mapping[str, str]) -> None:
+    def _precheck(self, environment: Mapping[str, str], receipt: str) -> None:
         """Validate parts of a day still being uploaded; nobody waits for the answer.
 
-        The tasks waiting in the queue are kept alive meanwhile (a heartbeat without tokens of its
-        own), as during a task: a backlog of prechecks must not time out the tasks behind it.
+        The other prechecks of the same day waiting in the queue join this one (one run, one set of
+        per-run costs); when the day's own ValidateData already waits in the queue, they are all
+        dropped: that task validates every part of the day in one run anyway.
+
+        Unlike a task's, the messages are deleted when the precheck is over (whatever its outcome):
+        until then they stay in flight, held by each beat, so a worker that dies meanwhile leaves
+        them to the next one and "the queue is empty" means no precheck is left to run. The tasks
+        waiting in the queue are kept alive meanwhile, as during a task: a backlog of prechecks must
+        not time out the tasks behind it.
         """
         started = time.perf_counter()
+        environment, receipts, covered_by = self._gather_prechecks(environment, receipt)
+        batch = environment.get("BATCH_ID")
+        if covered_by is not None:
+            self._delete_all(receipts)
+            _log(
+                "precheck.skipped",
+                batch=batch,
+                messages=len(receipts),
+                reason=f"{covered_by} waits to validate the day",
+            )
+            return
         keys = {k: v for k, v in environment.items() if k.endswith(("_KEY", "_KEYS"))}
-        _log("precheck.start", batch=environment.get("BATCH_ID"), **keys)
+        _log("precheck.start", batch=batch, messages=len(receipts), **keys)
+        hold = max(60, int(3 * self.settings.heartbeat_seconds))
         keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
-        beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keeper)
+
+        def keep() -> int:
+            for held in receipts:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.settings.queue_url, ReceiptHandle=held, VisibilityTimeout=hold
+                )
+            return keeper.keep()
+
+        beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keep)
         beat.start()
         try:
             exit_code, error = self._attempt(PRECHECK, [environment])
         finally:
             beat.stop()
+            self._delete_all(receipts)
         _log(
             "precheck.end",
             level="WARN" if exit_code == EXIT_BROKEN else "INFO",
-            batch=environment.get("BATCH_ID"),
+            batch=batch,
             exit_code=exit_code,
             seconds=round(time.perf_counter() - started, 3),
             **({"error": error, "note": "the day's own validation will check the part"} if error else {}),
         )
+
+    def _gather_prechecks(
+        self, lead: Mapping[str, str], receipt: str
+    ) -> tuple[dict[str, str], list[str], str | None]:
+        """(merged environment, receipts of the messages taken, the waiting task that covers the day).
+
+        A waiting ValidateData of any day covers a precheck of the products master alone: every
+        day's validation checks the master first.
+        """
+        day = (lead.get("S3_BUCKET"), lead.get("BATCH_ID"))
+        merged = {k: v for k, v in lead.items()}
+        lists = {name: list(json.loads(lead.get(name) or "[]")) for name in PRECHECK_LISTS}
+        receipts, release = [receipt], []
+        covered_by: str | None = None  # a waiting ValidateData of the same day
+        master_covered_by: str | None = None  # one of any day with the same products master
+        seen: set[str] = set()
+        while len(receipts) < PRECHECK_GATHER_LIMIT:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.settings.queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=30,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            fresh = [m for m in messages if m["MessageId"] not in seen]
+            release += [m for m in messages if m["MessageId"] in seen]
+            for message in fresh:
+                seen.add(message["MessageId"])
+                body = message.get("Body", "")
+                other = precheck_environment(body)
+                if other is not None and (other.get("S3_BUCKET"), other.get("BATCH_ID")) == day:
+                    receipts.append(message["ReceiptHandle"])
+                    for name in PRECHECK_LISTS:
+                        lists[name] += [
+                            k for k in json.loads(other.get(name) or "[]") if k not in lists[name]
+                        ]
+                    continue
+                release.append(message)
+                try:
+                    task = TaskMessage.parse(body)
+                except (ValueError, json.JSONDecodeError):
+                    continue
+                env = {**self.base_env, **task.environment}
+                if task.command != "validate" or env.get("S3_BUCKET") != day[0]:
+                    continue
+                if env.get("BATCH_ID") == day[1]:
+                    covered_by = task.execution or "a validation task"
+                elif env.get("PRODUCTS_KEY") == lead.get("PRODUCTS_KEY"):
+                    master_covered_by = task.execution or "a validation task"
+            if not fresh:
+                break
+        make_visible(self.sqs, self.settings.queue_url, release)
+        merged.update({name: json.dumps(keys) for name, keys in lists.items() if keys})
+        if covered_by is None and not any(lists.values()):  # the products master alone
+            covered_by = master_covered_by
+        return merged, receipts, covered_by
+
+    def _delete_all(self, receipts: Sequence[str]) -> None:
+        for held in receipts:
+            self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held)
 
     def _attempt(self, command: str, environments: Sequence[Mapping[str, str]]) -> tuple[int, str]:
         try:

@@ -22,7 +22,7 @@ from ecomkpi.sfn_local import Executor, serve
 from ecomkpi.sfn_local.tasks import default_handlers
 from ecomkpi.workflow_modes import WORKER_DEFINITION
 from jobs.config import ConfigError, PipelineConfig
-from jobs.worker import TaskMessage, Worker, WorkerSettings
+from jobs.worker import TaskMessage, Worker, WorkerSettings, make_visible
 from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
 
@@ -403,7 +403,16 @@ def test_a_precheck_runs_the_validation_in_precheck_mode_and_answers_nobody(
 ) -> None:
     _send_precheck(pipeline)
     runner = Runner({"precheck": exit_code})
-    worker = pipeline.serve(runner, tasks=1)  # a broken precheck (1) is logged, not raised
+    in_flight: list[int] = []
+
+    def counting(command: str, configs: Sequence[PipelineConfig]) -> int:
+        in_flight.append(_queued(pipeline))  # the message stays until the precheck is over
+        return runner(command, configs)
+
+    worker = pipeline.worker(counting)
+    (message,) = pipeline.sqs.receive_message(QueueUrl=pipeline.queue_url, WaitTimeSeconds=5)["Messages"]
+    worker.handle(message)  # a broken precheck (1) is logged, not raised
+    assert in_flight == [1]
     assert [(c, cfg.orders_keys, cfg.bucket, cfg.batch_id) for c, cfg in runner.calls] == [
         ("precheck", ("raw/orders/2025-07-10/p1.csv",), "shop-bucket", "2025-07-10")
     ]
@@ -422,7 +431,7 @@ def test_tasks_waiting_behind_a_long_precheck_are_kept_alive(
 ) -> None:
     """HeartbeatSeconds scaled to 3 s; a precheck takes 7 s while a batch's task waits behind it."""
     for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.01):
-        _send_precheck(pipeline)
+        _send_precheck(pipeline, "2025-07-09")  # another day: the waiting task does not cover it
         runner = Runner({})
 
         def slow(command: str, configs: Sequence[PipelineConfig], runner: Runner = runner) -> int:
@@ -445,3 +454,48 @@ def test_tasks_waiting_behind_a_long_precheck_are_kept_alive(
         events = [e.type for e in pipeline.executor.get_execution_history(arn)]
         assert "TaskTimedOut" not in events
         assert [c for c, _ in runner.calls] == ["precheck", "validate", "transform"]
+
+
+def _take_precheck(pipeline: Pipeline) -> Any:
+    """The first precheck message in the queue; every other message is made visible again."""
+    messages = pipeline.sqs.receive_message(
+        QueueUrl=pipeline.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=5
+    )["Messages"]
+    (lead, *_) = [m for m in messages if "TaskToken" not in json.loads(m["Body"])]
+    make_visible(pipeline.sqs, pipeline.queue_url, [m for m in messages if m is not lead])
+    return lead
+
+
+def test_prechecks_of_one_day_waiting_together_share_a_run(pipeline: Pipeline) -> None:
+    prechecks = Prechecks(pipeline.sqs, pipeline.queue_url)
+    day, other = "2025-07-10", "2025-07-11"
+    for batch, name, key in [
+        (day, "ORDERS_KEYS", "raw/orders/2025-07-10/p1.csv"),
+        (day, "ORDER_ITEMS_KEYS", "raw/order_items/2025-07-10/i1.csv"),
+        (other, "ORDERS_KEYS", "raw/orders/2025-07-11/p1.csv"),
+        (day, "ORDERS_KEYS", "raw/orders/2025-07-10/p2.csv"),
+    ]:
+        prechecks.send("shop-bucket", batch, "raw/products/products.csv", {name: [key]})
+    runner = Runner({})
+    pipeline.worker(runner).handle(_take_precheck(pipeline))
+    ((command, config),) = runner.calls
+    assert command == "precheck" and config.batch_id == day
+    assert config.orders_keys == ("raw/orders/2025-07-10/p1.csv", "raw/orders/2025-07-10/p2.csv")
+    assert config.order_items_keys == ("raw/order_items/2025-07-10/i1.csv",)
+    assert _queued(pipeline) == 1  # the other day's precheck waits for its own run
+
+
+def test_a_precheck_whose_days_validation_already_waits_is_dropped(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _send_precheck(pipeline)
+    arn = pipeline.start("day1")  # the same bucket and day: its ValidateData validates every part
+    _wait_for_queued(pipeline, 2)
+    runner = Runner({})
+    worker = pipeline.worker(runner)
+    worker.handle(_take_precheck(pipeline))
+    assert runner.calls == [] and _queued(pipeline) == 1
+    assert '"step": "precheck.skipped"' in capsys.readouterr().out
+    pipeline.serve(runner, tasks=2)
+    assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
+    assert [c for c, _ in runner.calls] == ["validate", "transform"]
