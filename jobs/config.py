@@ -100,6 +100,7 @@ class _Overrides(TypedDict, total=False):
     """The settings ``from_env`` passes only when their variable is set (else the field's default)."""
 
     max_file_bytes: int
+    short_jvm_max_bytes: int
     run_id: str
     jars_dir: Path
     executor_jars_dir: Path
@@ -141,6 +142,9 @@ class PipelineConfig:
     recompute_dates: tuple[str, ...] = ()
     # Validation rejects larger objects unread (jobs/validation/structural.py).
     max_file_bytes: int = 5 * 1024**3
+    # A job that starts its own JVM for a batch of at most this many input bytes starts it for a
+    # short life (jobs/spark_session.SHORT_JVM_OPTIONS); 0: never. SHORT_JVM_MAX_BYTES.
+    short_jvm_max_bytes: int = 64 * 1024**2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -167,6 +171,13 @@ class PipelineConfig:
             if not max_bytes.isdigit() or int(max_bytes) < 1:
                 raise ConfigError(f"MAX_FILE_BYTES must be a positive number of bytes, got {max_bytes!r}")
             kwargs["max_file_bytes"] = int(max_bytes)
+        short_jvm = env.get("SHORT_JVM_MAX_BYTES", "").strip()
+        if short_jvm:
+            if not short_jvm.isdigit():
+                raise ConfigError(
+                    f"SHORT_JVM_MAX_BYTES must be a number of bytes (0: never), got {short_jvm!r}"
+                )
+            kwargs["short_jvm_max_bytes"] = int(short_jvm)
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):

@@ -44,6 +44,7 @@ def test_reads_the_workflow_variables():
         ({"SPARK_SHUFFLE_PARTITIONS": "zero"}, "SPARK_SHUFFLE_PARTITIONS must be a positive integer"),
         ({"RECOMPUTE_DATES": "2025-02-30"}, "not a YYYY-MM-DD date"),
         ({"MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES must be a positive number of bytes"),
+        ({"SHORT_JVM_MAX_BYTES": "-1"}, "SHORT_JVM_MAX_BYTES must be a number of bytes"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

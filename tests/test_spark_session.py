@@ -17,6 +17,7 @@ import pytest
 
 from jobs.config import ConfigError, PipelineConfig
 from jobs.spark_session import (
+    SHORT_JVM_OPTIONS,
     JarsMissingError,
     driver_conf,
     ecs_container_ip,
@@ -24,6 +25,7 @@ from jobs.spark_session import (
     find_driver_host,
     find_jars,
     is_remote,
+    is_short_lived,
     jar_conf,
     jobs_zip,
     master_address,
@@ -299,3 +301,30 @@ def test_the_shared_session_loads_delta_and_s3a_with_nothing_shipped(spark: Any)
         assert jvm.java.lang.Class.forName(cls, False, jvm.Thread.currentThread().getContextClassLoader())
     assert spark.sparkContext._jsc.sc().listJars().size() == 0  # nothing for the file server to copy
     assert spark.sql("SELECT 1 AS one").collect()[0].one == 1
+
+
+@pytest.mark.parametrize(
+    ("limit", "batch_bytes", "short"),
+    [
+        (None, 22_000_000, True),  # a 100k-item day (about 22 MB) under the default 64 MiB
+        (None, 64 * 1024**2, True),
+        (None, 140_000_000, False),  # a 1M-item day: C2's code pays for itself
+        (None, None, False),  # unknown: a JVM that serves many batches (worker, notebooks)
+        ("0", 1, False),  # switched off
+        ("1000", 999, True),
+    ],
+)
+def test_a_jvm_started_for_one_small_batch_is_started_for_a_short_life(
+    limit: str | None, batch_bytes: int | None, short: bool
+) -> None:
+    c = config("local[2]", **({"SHORT_JVM_MAX_BYTES": limit} if limit is not None else {}))
+    assert is_short_lived(c, batch_bytes) is short
+    options = session_conf(c, JARS, short_lived=is_short_lived(c, batch_bytes))[
+        "spark.driver.extraJavaOptions"
+    ]
+    assert options == "-Dlog4j2.level=WARN" + (f" {SHORT_JVM_OPTIONS}" if short else "")
+
+
+def test_explicit_driver_java_options_replace_the_short_life_ones() -> None:
+    c = config("local[2]", SPARK_EXTRA_CONF="'spark.driver.extraJavaOptions=-XX:+UseG1GC'")
+    assert session_conf(c, JARS, short_lived=True)["spark.driver.extraJavaOptions"] == "-XX:+UseG1GC"

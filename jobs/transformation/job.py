@@ -39,7 +39,7 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.run_log import RunLog
 from jobs.s3_store import S3Store
-from jobs.spark_session import get_spark
+from jobs.spark_session import get_spark, is_short_lived
 from jobs.transformation.archive import archive
 from jobs.transformation.incremental import RunPlan, plan_run
 from jobs.transformation.inputs import SKIP_APPLIED, InputFile, Inputs, discover_all, pending
@@ -104,6 +104,16 @@ def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
     spark.conf.set("spark.databricks.delta.snapshotPartitions", str(config.shuffle_partitions))
     # Gold rows are built for exactly the replaced dates: no need for a job re-checking that.
     spark.conf.set("spark.databricks.delta.replaceWhere.constraintCheck.enabled", "false")
+
+
+def batch_bytes(store: S3Store, configs: Sequence[PipelineConfig]) -> int:
+    """Bytes of the batches' files as validation left them (validated/; a file already applied or
+    missing counts 0): what a JVM started for this run will read, known before it starts."""
+    from jobs.keys import relative_key
+    from jobs.validation.locations import validated_key
+
+    keys = {k for c in configs for k in (c.products_key, *c.orders_keys, *c.order_items_keys)}
+    return sum(info.size for k in sorted(keys) if (info := store.head(validated_key(relative_key(k)))))
 
 
 def lock_settings_from_env(env: dict[str, str] | None = None) -> LockSettings:
@@ -180,8 +190,10 @@ class _Run:
             # Spark starts before the lock is taken: a queued run should not hold the lake for that.
             spark = self._spark
             if spark is None:
-                with self.log.stage("spark.session"):
-                    spark = get_spark(self.config, app_name="ecomkpi-transformation")
+                size = batch_bytes(self.store, self.configs)
+                short = is_short_lived(self.config, size)
+                with self.log.stage("spark.session", batch_bytes=size, short_lived_jvm=short):
+                    spark = get_spark(self.config, "ecomkpi-transformation", size)
             with self.log.stage("lock") as s:
                 self.lock.acquire()
                 s.update(waited_seconds=self.lock.waited_seconds, took_over=self.lock.took_over)

@@ -31,6 +31,9 @@ class Engine:
         self._jobs: JobGroup | None = None
         self._gx: GxRunner | None = None
         self._gx_future: Future[GxRunner] | None = None
+        # Bytes of the files this run reads with Spark (set before the first file): a JVM this run
+        # starts for a small batch is started for a short life (jobs.spark_session.is_short_lived).
+        self.batch_bytes: int | None = None
 
     @property
     def used(self) -> bool:
@@ -40,10 +43,11 @@ class Engine:
     def spark(self) -> SparkSession:
         """The session; the first call starts it (unless given) and starts counting the run's jobs."""
         if self._spark is None:
-            from jobs.spark_session import get_spark
+            from jobs.spark_session import get_spark, is_short_lived
 
-            with self._log.stage("spark.session"):
-                self._spark = get_spark(self._config, app_name="ecomkpi-validation")
+            short = is_short_lived(self._config, self.batch_bytes)
+            with self._log.stage("spark.session", batch_bytes=self.batch_bytes, short_lived_jvm=short):
+                self._spark = get_spark(self._config, "ecomkpi-validation", self.batch_bytes)
         if self._jobs is None:
             self._jobs = JobGroup(self._spark, f"ecomkpi-validation-{self._config.run_id}")
         return self._spark

@@ -108,6 +108,7 @@ class ValidationJob:
             elif not self.precheck:
                 outcomes[t.rel] = self._file(t, partial(known, t, r, self.store, self.log, self.concluder))
         if pending:
+            self.engine.batch_bytes = sum(raw.size for _, raw, _ in pending)
             self.engine.start_gx()
             for t, raw, inspection in pending:
                 outcomes[t.rel] = self._file(t, partial(self.spark_check.validate, t, raw, inspection))
