@@ -47,7 +47,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -210,6 +210,16 @@ def precheck_environment(body: str) -> dict[str, str] | None:
         return environment_of(data)
     except ValueError:
         return None
+
+
+def _key_list(environment: Mapping[str, str], name: str) -> list[str]:
+    """A precheck's ``ORDERS_KEYS`` / ``ORDER_ITEMS_KEYS``; [] when unreadable (the run's config,
+    built from the lead message, names the problem; a gathered message's keys are then dropped)."""
+    try:
+        keys = json.loads(environment.get(name) or "[]")
+    except json.JSONDecodeError:
+        return []
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
 
 
 def token_of(body: str) -> str | None:
@@ -526,34 +536,41 @@ class Worker:
         """
         limit = self.settings.max_coalesce - 1
         found: list[TaskMessage] = []
+        release: list[MessageTypeDef] = []
+        for message in self._waiting(lambda: len(found) >= limit):
+            try:
+                task = TaskMessage.parse(message.get("Body", ""))
+            except (ValueError, json.JSONDecodeError):
+                task = None
+            if task is None or len(found) >= limit or not lead.shares_run_with(task):
+                release.append(message)
+                continue
+            self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if self._still_waited_for(task):
+                found.append(task)
+        make_visible(self.sqs, self.settings.queue_url, release)
+        return found
+
+    def _waiting(self, enough: Callable[[], bool]) -> Iterator[MessageTypeDef]:
+        """The messages waiting in the queue, each once, until there is no new one or ``enough()``.
+
+        Each is received for 30 s: the caller deletes it or makes it visible again (``make_visible``).
+        """
         seen: set[str] = set()
-        while len(found) < limit:
+        while not enough():
             messages = self.sqs.receive_message(
                 QueueUrl=self.settings.queue_url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=30,
                 WaitTimeSeconds=0,
             ).get("Messages", [])
+            make_visible(self.sqs, self.settings.queue_url, [m for m in messages if m["MessageId"] in seen])
             fresh = [m for m in messages if m["MessageId"] not in seen]
-            release = [m for m in messages if m["MessageId"] in seen]
+            if not fresh:
+                return
             for message in fresh:
                 seen.add(message["MessageId"])
-                try:
-                    task = TaskMessage.parse(message.get("Body", ""))
-                except (ValueError, json.JSONDecodeError):
-                    task = None
-                if task is None or len(found) >= limit or not lead.shares_run_with(task):
-                    release.append(message)
-                    continue
-                self.sqs.delete_message(
-                    QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-                if self._still_waited_for(task):
-                    found.append(task)
-            make_visible(self.sqs, self.settings.queue_url, release)
-            if not fresh:
-                break
-        return found
+                yield message
 
     def _reject(self, body: str, problem: str) -> None:
         _log("message.bad", level="ERROR", error=problem, body=body[:500])
@@ -657,45 +674,31 @@ class Worker:
         """
         day = (lead.get("S3_BUCKET"), lead.get("BATCH_ID"))
         merged = {k: v for k, v in lead.items()}
-        lists = {name: list(json.loads(lead.get(name) or "[]")) for name in PRECHECK_LISTS}
-        receipts, release = [receipt], []
+        lists = {name: _key_list(lead, name) for name in PRECHECK_LISTS}
+        receipts: list[str] = [receipt]
+        release: list[MessageTypeDef] = []
         covered_by: str | None = None  # a waiting ValidateData of the same day
         master_covered_by: str | None = None  # one of any day with the same products master
-        seen: set[str] = set()
-        while len(receipts) < PRECHECK_GATHER_LIMIT:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=30,
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-            fresh = [m for m in messages if m["MessageId"] not in seen]
-            release += [m for m in messages if m["MessageId"] in seen]
-            for message in fresh:
-                seen.add(message["MessageId"])
-                body = message.get("Body", "")
-                other = precheck_environment(body)
-                if other is not None and (other.get("S3_BUCKET"), other.get("BATCH_ID")) == day:
-                    receipts.append(message["ReceiptHandle"])
-                    for name in PRECHECK_LISTS:
-                        lists[name] += [
-                            k for k in json.loads(other.get(name) or "[]") if k not in lists[name]
-                        ]
-                    continue
-                release.append(message)
-                try:
-                    task = TaskMessage.parse(body)
-                except (ValueError, json.JSONDecodeError):
-                    continue
-                env = {**self.base_env, **task.environment}
-                if task.command != "validate" or env.get("S3_BUCKET") != day[0]:
-                    continue
-                if env.get("BATCH_ID") == day[1]:
-                    covered_by = task.execution or "a validation task"
-                elif env.get("PRODUCTS_KEY") == lead.get("PRODUCTS_KEY"):
-                    master_covered_by = task.execution or "a validation task"
-            if not fresh:
-                break
+        for message in self._waiting(lambda: len(receipts) >= PRECHECK_GATHER_LIMIT):
+            body = message.get("Body", "")
+            other = precheck_environment(body)
+            if other is not None and (other.get("S3_BUCKET"), other.get("BATCH_ID")) == day:
+                receipts.append(message["ReceiptHandle"])
+                for name in PRECHECK_LISTS:
+                    lists[name] += [k for k in _key_list(other, name) if k not in lists[name]]
+                continue
+            release.append(message)
+            try:
+                task = TaskMessage.parse(body)
+            except (ValueError, json.JSONDecodeError):
+                continue
+            env = {**self.base_env, **task.environment}
+            if task.command != "validate" or env.get("S3_BUCKET") != day[0]:
+                continue
+            if env.get("BATCH_ID") == day[1]:
+                covered_by = task.execution or "a validation task"
+            elif env.get("PRODUCTS_KEY") == lead.get("PRODUCTS_KEY"):
+                master_covered_by = task.execution or "a validation task"
         make_visible(self.sqs, self.settings.queue_url, release)
         merged.update({name: json.dumps(keys) for name, keys in lists.items() if keys})
         if covered_by is None and not any(lists.values()):  # the products master alone
