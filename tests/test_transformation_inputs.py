@@ -202,3 +202,25 @@ def test_two_contenders_for_an_expired_lock_one_wins(bucket):
     assert sorted(outcomes) == ["waited", "won"]
     for lock in locks:
         lock.release()
+
+
+def test_the_bytes_a_run_starts_its_jvm_for_are_its_batches_validated_files(bucket, moto_endpoint):
+    """What decides a short-lived JVM (jobs.spark_session.is_short_lived) for a per-batch task."""
+    from jobs.transformation.job import batch_bytes
+
+    name, s3 = bucket
+    put(s3, name, "validated/orders/2025-07-10/a.csv", b"x" * 100)
+    put(s3, name, "validated/order_items/2025-07-10/i.csv", b"x" * 30)
+    put(s3, name, "validated/orders/2025-07-11/b.csv", b"x" * 7)
+    put(s3, name, "validated/products/products.csv", b"x" * 5)
+    put(s3, name, "raw/orders/2025-07-10/late.csv", b"x" * 1000)  # not validated: not read
+    day = config(
+        name,
+        moto_endpoint,
+        ORDERS_KEYS=json.dumps(["raw/orders/2025-07-10/a.csv", "raw/orders/2025-07-10/late.csv"]),
+        ORDER_ITEMS_KEYS=json.dumps(["raw/order_items/2025-07-10/i.csv"]),
+    )
+    other = config(name, moto_endpoint, ORDERS_KEYS=json.dumps(["orders/2025-07-11/b.csv"]))
+    store = S3Store(day)
+    assert batch_bytes(store, [day]) == 100 + 30 + 5
+    assert batch_bytes(store, [day, other]) == 100 + 30 + 5 + 7  # the master counted once

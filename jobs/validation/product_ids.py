@@ -46,7 +46,7 @@ class ProductIds:
         return self._store.head(loc.raw_key(rel)) or self._store.head(loc.validated_key(rel))
 
     def current_version(self) -> str:
-        """The version ``lookup`` would use now (asked once per items key a run resolves)."""
+        """The version ``lookup`` would use now (a run asks at most once, when it resolves items)."""
         info = self._master()
         return info.etag if info is not None else NO_MASTER
 
