@@ -112,6 +112,7 @@ class LocalStack:
         self.topic_arn = ""
         self.queue_url = ""
         self.work_queue_url = ""
+        self._work_sqs: Any = None
         self.alerts_queue_url = ""
         self._saved_env: dict[str, str | None] = {}
         self._stopping = threading.Event()
@@ -386,7 +387,9 @@ class LocalStack:
         """Work-queue messages waiting or in flight: prechecks (a task's execution is RUNNING anyway)."""
         if not self.work_queue_url:
             return False
-        attributes = self.client("sqs").get_queue_attributes(
+        if self._work_sqs is None:  # asked every half second while waiting for idle: one client
+            self._work_sqs = self.client("sqs")
+        attributes = self._work_sqs.get_queue_attributes(
             QueueUrl=self.work_queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]

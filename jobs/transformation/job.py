@@ -112,12 +112,18 @@ def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
 
 def batch_bytes(store: S3Store, configs: Sequence[PipelineConfig]) -> int:
     """Bytes of the batches' files as validation left them (validated/; a file already applied or
-    missing counts 0): what a JVM started for this run will read, known before it starts."""
+    missing counts 0): what a JVM started for this run will read, known before it starts. One
+    listing per folder, not a request per file: a day may have hundreds of parts."""
     from jobs.keys import relative_key
     from jobs.validation.locations import validated_key
 
-    keys = {k for c in configs for k in (c.products_key, *c.orders_keys, *c.order_items_keys)}
-    return sum(info.size for k in sorted(keys) if (info := store.head(validated_key(relative_key(k)))))
+    wanted = {
+        validated_key(relative_key(k))
+        for c in configs
+        for k in (c.products_key, *c.orders_keys, *c.order_items_keys)
+    }
+    folders = sorted({key.rsplit("/", 1)[0] + "/" for key in wanted})
+    return sum(info.size for folder in folders for info in store.list(folder) if info.key in wanted)
 
 
 def lock_settings_from_env(env: dict[str, str] | None = None) -> LockSettings:
