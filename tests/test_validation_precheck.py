@@ -19,6 +19,7 @@ from tests.support.validation import (
     PRODUCTS_KEY,
     Snapshot,
     create_bucket,
+    get,
     get_json,
     item_row,
     items_csv,
@@ -88,6 +89,9 @@ def test_the_days_run_places_prechecked_files_without_spark(day: Day) -> None:
     assert day.after.stages_of("products/products.csv") == ["raw", "validated"]
     rejected = day.batch.outcome(BAD)
     assert [(f.rule, f.column) for f in rejected.failures] == [("order_id is not null", "order_id")]
+    alert_text = get(day.config, "logs/validation/2025-07-10/2025-07-10-v-1/rejections.txt").decode()
+    assert f"- raw/{BAD} -> invalid/{BAD}" in alert_text
+    assert "decided by run 2025-07-10-p-1: logs/validation/2025-07-10/2025-07-10-p-1/" in alert_text
 
 
 def test_an_items_verdict_names_the_master_it_was_checked_against(day: Day) -> None:

@@ -190,6 +190,12 @@ def rejections_text(summary: dict[str, Any]) -> str:
             lines.append(f"    rule '{rule['rule']}'{column}{rows}")
         if f.get("report_key"):
             lines.append(f"    report: {f['report_key']}")
+        decided_by = f.get("decided_by")
+        if decided_by and decided_by != summary.get("run_id") and summary.get("batch_id"):
+            # a precheck (the part was validated as it landed) or an earlier generation decided it
+            lines.append(
+                f"    decided by run {decided_by}: {loc.run_prefix(summary['batch_id'], decided_by)}/"
+            )
     if len(rejected) > MAX_ALERT_FILES:
         lines.append(f"... and {len(rejected) - MAX_ALERT_FILES} more (see summary.json)")
     return "\n".join(lines) + "\n"
