@@ -271,14 +271,28 @@ def _error_code(exc: Exception) -> str:
 
 
 def make_visible(sqs: SQSClient, queue_url: str, messages: Sequence[MessageTypeDef]) -> None:
-    """Give received messages back to the queue at once (SQS takes at most 10 per batch call)."""
-    for i in range(0, len(messages), 10):
+    """Give received messages back to the queue at once."""
+    hold(sqs, queue_url, [m["ReceiptHandle"] for m in messages], 0)
+
+
+def hold(sqs: SQSClient, queue_url: str, receipts: Sequence[str], seconds: int) -> None:
+    """Keep received messages invisible for ``seconds`` more (0: visible now); 10 per call, SQS's most."""
+    for i in range(0, len(receipts), 10):
         sqs.change_message_visibility_batch(
             QueueUrl=queue_url,
             Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for n, m in enumerate(messages[i : i + 10])
+                {"Id": str(n), "ReceiptHandle": r, "VisibilityTimeout": seconds}
+                for n, r in enumerate(receipts[i : i + 10])
             ],
+        )
+
+
+def delete_all(sqs: SQSClient, queue_url: str, receipts: Sequence[str]) -> None:
+    """Delete received messages, 10 per call."""
+    for i in range(0, len(receipts), 10):
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(receipts[i : i + 10])],
         )
 
 
@@ -628,7 +642,7 @@ class Worker:
         environment, receipts, covered_by = self._gather_prechecks(environment, receipt)
         batch = environment.get("BATCH_ID")
         if covered_by is not None:
-            self._delete_all(receipts)
+            delete_all(self.sqs, self.settings.queue_url, receipts)
             _log(
                 "precheck.skipped",
                 batch=batch,
@@ -638,14 +652,11 @@ class Worker:
             return
         keys = {k: v for k, v in environment.items() if k.endswith(("_KEY", "_KEYS"))}
         _log("precheck.start", batch=batch, messages=len(receipts), **keys)
-        hold = max(60, int(3 * self.settings.heartbeat_seconds))
+        seconds = max(60, int(3 * self.settings.heartbeat_seconds))
         keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
 
         def keep() -> int:
-            for held in receipts:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.settings.queue_url, ReceiptHandle=held, VisibilityTimeout=hold
-                )
+            hold(self.sqs, self.settings.queue_url, receipts, seconds)
             return keeper.keep()
 
         beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keep)
@@ -654,7 +665,7 @@ class Worker:
             exit_code, error = self._attempt(PRECHECK, [environment])
         finally:
             beat.stop()
-            self._delete_all(receipts)
+            delete_all(self.sqs, self.settings.queue_url, receipts)
         _log(
             "precheck.end",
             level="WARN" if exit_code == EXIT_BROKEN else "INFO",
@@ -673,7 +684,7 @@ class Worker:
         day's validation checks the master first.
         """
         day = (lead.get("S3_BUCKET"), lead.get("BATCH_ID"))
-        merged = {k: v for k, v in lead.items()}
+        merged = dict(lead)
         lists = {name: _key_list(lead, name) for name in PRECHECK_LISTS}
         receipts: list[str] = [receipt]
         release: list[MessageTypeDef] = []
@@ -704,10 +715,6 @@ class Worker:
         if covered_by is None and not any(lists.values()):  # the products master alone
             covered_by = master_covered_by
         return merged, receipts, covered_by
-
-    def _delete_all(self, receipts: Sequence[str]) -> None:
-        for held in receipts:
-            self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=held)
 
     def _attempt(self, command: str, environments: Sequence[Mapping[str, str]]) -> tuple[int, str]:
         try:
