@@ -46,6 +46,9 @@ def find_jars(jars_dir: Path) -> list[str]:
     return jars
 
 
+CODEGEN_CACHE_ENTRIES = 2000  # a generated class is ~3.4 KB of bytecode on average (measured)
+
+
 def spark_conf(config: PipelineConfig) -> dict[str, str]:
     """Every setting the pipeline relies on, as plain ``--conf`` pairs (reused by spark-submit docs)."""
     conf = {
@@ -189,6 +192,10 @@ def session_conf(
         f" {SHORT_JVM_OPTIONS}" if short_lived else ""
     )
     conf.update(driver_conf(master, driver_host, config.driver_port, config.driver_block_manager_port))
+    # Compiled query code is cached by its source; Spark's default (100 classes) is less than one
+    # transformation run compiles (~245), so a warm session recompiled every run: ~2 s per 100k-item
+    # day (in process, bench/README.md session 11). A static setting: only a session we start gets it.
+    conf["spark.sql.codegen.cache.maxEntries"] = str(CODEGEN_CACHE_ENTRIES)
     if py_files:
         conf["spark.submit.pyFiles"] = py_files
     conf.update(dict(config.extra_spark_conf))

@@ -27,7 +27,7 @@ from jobs.contract import COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.transformation.lake import Lake
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
 
     from jobs.transformation.incremental import RunPlan
     from jobs.validation.gx_runner import GxRunner
@@ -66,6 +66,7 @@ class WarmUp:
         self._gx: GxRunner | None = None
         self._ids: DataFrame | None = None
         self._plan: RunPlan | None = None
+        self._kpis: tuple[list[Row], list[Row]] | None = None
         self.files = {ds: folder / "raw" / _rel(ds) for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)}
         for dataset, path in self.files.items():
             _write_csv(path, dataset)
@@ -113,6 +114,7 @@ class WarmUp:
         """The transformation's plan on an empty lake in the folder (lookups, checkpoints)."""
         from jobs.transformation.incremental import plan_run
         from jobs.transformation.job import tune_delta
+        from jobs.transformation.recompute import recompute
         from jobs.transformation.sources import SourceFile
 
         tune_delta(self.spark, self.config)  # the session settings a real run makes first
@@ -121,6 +123,10 @@ class WarmUp:
             for ds in self.files
         }
         self._plan = plan_run(self.spark, self.lake, sources, RUN_ID, old_rows=False)
+        # As a run of a new day does: the KPIs from the plan, before the silver commits.
+        self._kpis = recompute(
+            self.lake, sorted(self._plan.dates), self._plan.arriving(), self._plan.products
+        )
 
     def silver(self) -> None:
         """The silver commits of the plan (an overwrite, appends)."""
@@ -135,13 +141,13 @@ class WarmUp:
                 apply_plan(self.lake, table_plan)
 
     def gold(self) -> None:
-        """The KPI recompute of the plan's dates and the gold commits."""
+        """The KPI recompute from silver (what a run that replaces rows does) and the gold commits."""
         from jobs.transformation.recompute import recompute, write_gold
 
-        assert self._plan is not None, "plan first"
+        assert self._plan is not None and self._kpis is not None, "plan first"
         dates = sorted(self._plan.dates)
-        daily, category = recompute(self.lake, dates)
-        write_gold(self.lake, dates, daily, category)
+        recompute(self.lake, dates)
+        write_gold(self.lake, dates, *self._kpis)
 
 
 def warm_up(

@@ -17,6 +17,7 @@ import pytest
 
 from jobs.config import ConfigError, PipelineConfig
 from jobs.spark_session import (
+    CODEGEN_CACHE_ENTRIES,
     SHORT_JVM_OPTIONS,
     JarsMissingError,
     driver_conf,
@@ -301,6 +302,17 @@ def test_the_shared_session_loads_delta_and_s3a_with_nothing_shipped(spark: Any)
         assert jvm.java.lang.Class.forName(cls, False, jvm.Thread.currentThread().getContextClassLoader())
     assert spark.sparkContext._jsc.sc().listJars().size() == 0  # nothing for the file server to copy
     assert spark.sql("SELECT 1 AS one").collect()[0].one == 1
+
+
+def test_a_session_we_start_keeps_the_compiled_code_of_many_runs(spark: Any) -> None:
+    """Spark's default cache (100 classes) is less than one transformation run compiles (~245): a
+    warm worker would recompile every query of every run (bench/README.md session 11)."""
+    assert spark.sparkContext.getConf().get("spark.sql.codegen.cache.maxEntries") == str(
+        CODEGEN_CACHE_ENTRIES
+    )
+    assert CODEGEN_CACHE_ENTRIES >= 1000
+    override = session_conf(config("", SPARK_EXTRA_CONF="spark.sql.codegen.cache.maxEntries=50"), JARS)
+    assert override["spark.sql.codegen.cache.maxEntries"] == "50"  # a deployment may choose
 
 
 @pytest.mark.parametrize(

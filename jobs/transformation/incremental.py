@@ -58,6 +58,15 @@ class RunPlan:
     orders: TablePlan | None = None
 
     @property
+    def additive(self) -> bool:
+        """Every silver action appends: the stored rows stay as they are (a new day, as a rule)."""
+        return all(p is None or p.inserts_only for p in (self.items, self.orders))
+
+    def arriving(self) -> dict[str, DataFrame]:
+        """Silver table -> the rows the plan adds (meaningful as "the new state" when ``additive``)."""
+        return {p.table: p.actions for p in (self.items, self.orders) if p is not None and not p.empty}
+
+    @property
     def dates(self) -> set[str]:
         dates = set(self.product_dates)
         for plan in (self.items, self.orders):

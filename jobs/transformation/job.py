@@ -9,7 +9,9 @@ uninterrupted run would:
 4. commit silver: products, items, orders, then ``applied_files`` (from here the files count as
    applied; the journal still names their dates);
 5. recompute the journal's dates, write them to DynamoDB (what the dashboards read: first), then to
-   gold, then clear the journal;
+   gold, then clear the journal (when the plan only appends, the KPIs are computed between 3 and 4,
+   from the stored rows plus the plan's: the same numbers, without reading back what 4 wrote;
+   they are still served only after 4);
 6. move the files to ``processed/``; release the lock; log and summary go to S3 in any case.
 
 A run may serve several batches at once (``also``): the warm worker hands it every transformation
@@ -249,16 +251,19 @@ class _Run:
             )
 
         dates = set(recovered).union(*(c.recompute_dates for c in self.configs))
+        kpis: tuple[list[Row], list[Row]] | None = None
         if to_apply:
-            dates |= self._apply(
+            plan = self._plan(
                 spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)
             )
+            dates |= plan.dates
+            if plan.additive and dates:  # the KPIs of the state the commits leave, before them
+                kpis = self._recompute(lake, dates, plan)
+            self._commit_silver(spark, lake, to_apply, plan)
         result.touched_dates = sorted(dates)
 
         if dates:
-            with self.log.stage("recompute", dates=sorted(dates)) as s:
-                daily, category = recompute(lake, sorted(dates))
-                s.update(daily_rows=len(daily), category_rows=len(category))
+            daily, category = kpis if kpis is not None else self._recompute(lake, dates, None)
             with self.log.stage("serve") as s:
                 self.lock.ensure_held()
                 served = serve(
@@ -297,8 +302,20 @@ class _Run:
                 staging_objects_deleted=archived.staging_objects_deleted,
             )
 
-    def _apply(self, spark: SparkSession, lake: Lake, files: list[InputFile], replaced: bool) -> set[str]:
-        """Plan, journal and commit silver for ``files``; returns the dates they touch."""
+    def _recompute(self, lake: Lake, dates: set[str], plan: RunPlan | None) -> tuple[list[Row], list[Row]]:
+        """KPIs of ``dates``: from the stored rows plus an additive ``plan``'s (before its commits),
+        or from silver as committed."""
+        source = "stored rows + plan" if plan is not None else "silver"
+        with self.log.stage("recompute", dates=sorted(dates), source=source) as s:
+            if plan is None:
+                daily, category = recompute(lake, sorted(dates))
+            else:
+                daily, category = recompute(lake, sorted(dates), plan.arriving(), plan.products)
+            s.update(daily_rows=len(daily), category_rows=len(category))
+        return daily, category
+
+    def _plan(self, spark: SparkSession, lake: Lake, files: list[InputFile], replaced: bool) -> RunPlan:
+        """Plan ``files`` and add the dates they touch to the journal (before anything is written)."""
         sources = {
             ds: [f.source(self.store) for f in files if f.dataset == ds]
             for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)
@@ -309,8 +326,13 @@ class _Run:
                 dates=sorted(plan.dates),
                 product_dates=sorted(plan.product_dates),
                 actions={p.table: p.counts for p in (plan.items, plan.orders) if p is not None},
+                additive=plan.additive,
             )
         self.journal.write(plan.dates | self.journal.read(), self.config.run_id)
+        return plan
+
+    def _commit_silver(self, spark: SparkSession, lake: Lake, files: list[InputFile], plan: RunPlan) -> None:
+        """Commit the plan to silver, then record ``files`` as applied."""
         with self.log.stage("silver") as s:
             if plan.products is not None:
                 self.lock.ensure_held()
@@ -331,7 +353,6 @@ class _Run:
             self.checkpoint(APPLIED_FILES)
             s.update(commits=[c.as_dict() for c in lake.commits])
         self.result.files_applied = [f.rel for f in files]
-        return plan.dates
 
     def _finish(self) -> None:
         result = self.result

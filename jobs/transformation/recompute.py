@@ -2,15 +2,17 @@
 
 A date's KPIs depend only on the current orders and items in that date's partitions (plus the small
 products master), so the recompute reads exactly those partitions and applies the KPI contract's
-pure functions (:mod:`jobs.kpis`) to them: the same code as the from-scratch oracle. Gold is
+pure functions (:mod:`jobs.kpis`) to them: the same code as the from-scratch oracle. When the
+run's plan only appends (a new day, as a rule), those partitions are the stored rows plus the
+plan's, and the KPIs are computed before the silver commits from the rows already in memory. Gold is
 replaced per touched date (``replaceWhere``): a date whose orders all vanished ends with no row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from pyspark.sql import Row
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
@@ -29,8 +31,21 @@ from jobs.transformation.lake import (
 )
 
 
-def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
+def recompute(
+    lake: Lake,
+    dates: Sequence[str],
+    arriving: Mapping[str, DataFrame] | None = None,
+    products: DataFrame | None = None,
+) -> tuple[list[Row], list[Row]]:
     """(daily rows, category rows) for ``dates``, from the current silver rows of those dates.
+
+    ``arriving`` (silver table -> rows): what the run is about to append to that table, when its
+    plan only appends (no stored row deleted, moved or re-flagged). Then the state the commits
+    will leave is exactly the stored rows plus these, so the KPIs are computed from them BEFORE the
+    commits: the run's own rows come from memory (the plan materialized them) instead of being
+    read back from the files just written, and nothing waits for the post-commit snapshots. For a
+    new day the stored partitions are empty and Delta lists no file for them. ``products``: the
+    master the run is about to write, when it changes.
 
     Both KPI sets come back from one query (:func:`jobs.kpis.kpi_rows`: one join, one collect); the
     prepared orders are cached because the query reads them twice (the join and the per-date
@@ -39,12 +54,18 @@ def recompute(lake: Lake, dates: Sequence[str]) -> tuple[list[Row], list[Row]]:
     if not dates:
         return [], []
     where = F.expr(f"order_date IN ({sql_dates(sorted(dates))})") & F.col(IS_CURRENT)
-    # `_is_current` marks exactly one row per key (no de-duplication window needed), and silver
-    # holds each order's contract date already.
-    orders = prepare_orders(lake.read(SILVER_ORDERS).where(where), deduplicate=False, dated=True).cache()
-    items = prepare_items(lake.read(SILVER_ITEMS).where(where), deduplicate=False)
-    products = prepare_products(lake.read(SILVER_PRODUCTS))
-    both = kpi_rows(orders, items, products)
+
+    def current(table: str) -> DataFrame:
+        stored = lake.read(table).where(where)
+        if arriving is not None and table in arriving:
+            stored = stored.unionByName(arriving[table].select(*stored.columns).where(where))
+        return stored
+
+    orders = prepare_orders(current(SILVER_ORDERS), deduplicate=False, dated=True).cache()
+    items = prepare_items(current(SILVER_ITEMS), deduplicate=False)
+    both = kpi_rows(
+        orders, items, prepare_products(products if products is not None else lake.read(SILVER_PRODUCTS))
+    )
     try:
         rows = both.collect()
     finally:
