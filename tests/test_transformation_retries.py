@@ -8,11 +8,21 @@ BatchWriteItem raises), then the same batch is run again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 
 import pytest
 
-from jobs.transformation.lake import IS_CURRENT, ITEM_KEY, ORDER_DATE, SILVER_ITEMS, SILVER_ORDERS
+from jobs.transformation import job
+from jobs.transformation.lake import (
+    APPLIED_FILES,
+    IS_CURRENT,
+    ITEM_KEY,
+    ORDER_DATE,
+    SILVER_ITEMS,
+    SILVER_ORDERS,
+    Lake,
+)
 from jobs.transformation.serving import BatchWriter
 from tests.support.transformation import Crash, FlakyDynamoDB, Pipeline, crash_at, orders_csv
 from tests.test_transformation_batches import ORDERS_0710, assert_matches_oracle, load_batch_0710
@@ -65,6 +75,29 @@ def test_retry_after_lake_commit_and_identical_reupload_change_nothing(pipeline,
     assert same.files_skipped["orders/2025-07-10/orders_part1.csv"] == "this version is already applied"
     assert same.files_archived == ["orders/2025-07-10/orders_part1.csv", "products/products.csv"]
     assert (p.daily(), p.category()) == before  # not even updated_at / run_id changed
+
+
+def test_what_another_writer_records_as_applied_is_seen_by_the_next_run(pipeline):
+    """A process remembers ``applied_files`` at the version it last read or wrote (a warm worker's
+    discovery then reads nothing); a commit by anyone else (another worker, a Fargate task) moves
+    the table past that version, and the next run reads the table again."""
+    p = pipeline
+    keys = load_batch_0710(p)
+    p.run(BATCH, keys["orders"], keys["items"])
+    lake = Lake(p.spark, p.lake)
+    seen = job._APPLIED_SEEN[lake.path(APPLIED_FILES)]
+    assert seen.version == lake.current_version(APPLIED_FILES)  # our own commits kept it current
+
+    p.put("orders/2025-07-10/orders_part1.csv", CORRECTED)
+    # Another writer applied the corrected version: its row in applied_files (not through our cache).
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=1)
+    etag = hashlib.md5(CORRECTED.encode()).hexdigest()
+    row = ("orders/2025-07-10/orders_part1.csv", "orders", etag, etag, 1, "other-run", later)
+    lake.append(APPLIED_FILES, p.spark.createDataFrame([row], lake.empty(APPLIED_FILES).schema))
+
+    again = p.run(BATCH, keys["orders"], keys["items"])
+    assert again.files_applied == []  # a stale cache would apply the corrected version a second time
+    assert again.files_skipped["orders/2025-07-10/orders_part1.csv"] == "this version is already applied"
 
 
 def test_killed_at_every_stage_then_rerun_ends_like_an_uninterrupted_run(pipeline):

@@ -9,7 +9,8 @@ What a plan reads from silver (each intermediate result is materialized once, be
 * versions of the ``order_id`` / ``item_key`` values in the new files: a lookup limited to the
   keys' min/max range, so Delta's per-file statistics skip history files outside it (monotonic ids:
   nothing but the newest files), then a semi-join for the exact keys;
-* the current date of the orders that new items belong to (same range lookup);
+* the current date of the orders that new items belong to, when this run does not re-rank them
+  (same range lookup; none when a day's orders and items arrive together);
 * rows of file versions being replaced, by ``_source_file`` statistics (only when a file is
   replaced or an earlier attempt was interrupted);
 * the items of orders whose current date changes: their old partition and the pending one;
@@ -169,8 +170,12 @@ def plan_items(
         F.min("order_id").alias("m_low"),
         F.max("order_id").alias("m_high"),
     )
-    m = (  # o_*: new items' order ids, k_*: item keys, m_*: moved orders
-        new.agg(F.min("order_id").alias("o_low"), F.max("order_id").alias("o_high"))
+    # Items whose order this run does not re-rank: only their orders are looked up in silver.
+    orphans = (
+        new if order_states is None else new.join(order_states.select("order_id"), "order_id", "left_anti")
+    )
+    m = (  # o_*: orphan items' order ids, k_*: item keys, m_*: moved orders
+        orphans.agg(F.min("order_id").alias("o_low"), F.max("order_id").alias("o_high"))
         .crossJoin(keys.agg(F.min(ITEM_KEY).alias("k_low"), F.max(ITEM_KEY).alias("k_high")))
         .crossJoin(moved_stats)
         .first()
@@ -181,15 +186,18 @@ def plan_items(
     if moved is None and not etags:
         return  # no new items and no order changed date: nothing to do for items
 
-    # Where the orders of the new items are now: re-ranked in this run, else their current row.
-    orders = lake.read(SILVER_ORDERS)
-    order_dates = (
-        orders.where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
-        .join(new.select("order_id").distinct(), "order_id", "left_semi")
-        .select("order_id", ORDER_DATE)
-    )
+    # Where the orders of the new items are now: re-ranked in this run, else their current row
+    # (looked up only for orphans: none when the day's orders came with its items, as a rule).
+    order_dates = spark.createDataFrame([], f"order_id string, {ORDER_DATE} date")
+    if m["o_low"] is not None:
+        order_dates = (
+            lake.read(SILVER_ORDERS)
+            .where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
+            .join(orphans.select("order_id").distinct(), "order_id", "left_semi")
+            .select("order_id", ORDER_DATE)
+        )
     if order_states is not None:
-        order_dates = order_dates.join(order_states, "order_id", "left_anti").unionByName(
+        order_dates = order_dates.unionByName(
             order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
         )
     # Materialized: the planner reads it twice (the solo keys and the colliding ones).
