@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pyspark import InheritableThread
 from pyspark.sql import Row, SparkSession
 
 from jobs import aws
@@ -292,12 +291,9 @@ class _Run:
                 spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)
             )
             dates |= plan.dates
-            if plan.additive and dates:  # the KPIs of the state the commits leave, while they are made
-                kpis = self._recompute_alongside(
-                    lambda: self._commit_silver(spark, lake, to_apply, plan), lake, dates, plan
-                )
-            else:
-                self._commit_silver(spark, lake, to_apply, plan)
+            if plan.additive and dates:  # the KPIs of the state the commits leave, before them
+                kpis = self._recompute(lake, dates, plan)
+            self._commit_silver(spark, lake, to_apply, plan)
         result.touched_dates = sorted(dates)
 
         if dates:
@@ -340,54 +336,17 @@ class _Run:
                 staging_objects_deleted=archived.staging_objects_deleted,
             )
 
-    def _recompute(
-        self,
-        lake: Lake,
-        dates: set[str],
-        plan: RunPlan | None,
-        versions: dict[str, int | None] | None = None,
-    ) -> tuple[list[Row], list[Row]]:
-        """KPIs of ``dates``: from the stored rows (as of ``versions``) plus an additive ``plan``'s,
+    def _recompute(self, lake: Lake, dates: set[str], plan: RunPlan | None) -> tuple[list[Row], list[Row]]:
+        """KPIs of ``dates``: from the stored rows plus an additive ``plan``'s (before its commits),
         or from silver as committed."""
         source = "stored rows + plan" if plan is not None else "silver"
         with self.log.stage("recompute", dates=sorted(dates), source=source) as s:
             if plan is None:
                 daily, category = recompute(lake, sorted(dates))
             else:
-                daily, category = recompute(lake, sorted(dates), plan.arriving(), plan.products, versions)
+                daily, category = recompute(lake, sorted(dates), plan.arriving(), plan.products)
             s.update(daily_rows=len(daily), category_rows=len(category))
         return daily, category
-
-    def _recompute_alongside(
-        self, commit: Callable[[], None], lake: Lake, dates: set[str], plan: RunPlan
-    ) -> tuple[list[Row], list[Row]]:
-        """An additive plan's KPIs, computed in a second thread while this one makes ``commit``.
-
-        The commits wait on S3 and on Delta's log as much as on the CPU, the KPI query mostly on the
-        CPU: side by side they take less than one after the other, even on 2 cores (bench/README.md
-        session 11). The stored rows are read as of the versions the plan saw, so the commits made
-        meanwhile are never counted twice. The thread inherits this one's Spark job group (the run's
-        job and scan counts include its work). Serving still waits for both.
-        """
-        versions = {t: lake.known_version(t) for t in (SILVER_ORDERS, SILVER_ITEMS, SILVER_PRODUCTS)}
-        outcome: dict[str, Any] = {}
-
-        def compute() -> None:
-            try:
-                outcome["kpis"] = self._recompute(lake, dates, plan, versions)
-            except BaseException as exc:  # handed to the main thread below
-                outcome["error"] = exc
-
-        thread = InheritableThread(target=compute, name=f"ecomkpi-kpis-{self.config.run_id}")
-        thread.start()
-        try:
-            commit()
-        finally:
-            thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        kpis: tuple[list[Row], list[Row]] = outcome["kpis"]
-        return kpis
 
     def _plan(self, spark: SparkSession, lake: Lake, files: list[InputFile], replaced: bool) -> RunPlan:
         """Plan ``files`` and add the dates they touch to the journal (before anything is written)."""

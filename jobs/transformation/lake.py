@@ -167,18 +167,6 @@ class Lake:
         assert last is not None  # an existing Delta table has at least its creating commit
         return int(last["version"])
 
-    def known_version(self, table: str) -> int | None:
-        """The version of the table this process last saw (its cached snapshot: no request), or
-        None when the table does not exist. Under the run's lock, what the plan read."""
-        if not self.exists(table):
-            return None
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        delta_log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
-            self.spark._jsparkSession, self.path(table)
-        )
-        return int(delta_log.unsafeVolatileSnapshot().version())
-
     def current_version(self, table: str) -> int | None:
         """The table's latest version, asked of the log (a listing; no Spark job), or None."""
         if not self.exists(table):

@@ -36,7 +36,6 @@ def recompute(
     dates: Sequence[str],
     arriving: Mapping[str, DataFrame] | None = None,
     products: DataFrame | None = None,
-    versions: Mapping[str, int | None] | None = None,
 ) -> tuple[list[Row], list[Row]]:
     """(daily rows, category rows) for ``dates``, from the current silver rows of those dates.
 
@@ -46,9 +45,7 @@ def recompute(
     commits: the run's own rows come from memory (the plan materialized them) instead of being
     read back from the files just written, and nothing waits for the post-commit snapshots. For a
     new day the stored partitions are empty and Delta lists no file for them. ``products``: the
-    master the run is about to write, when it changes. ``versions`` (table -> version, None = the
-    table did not exist): read the stored rows as of these versions, so that the KPIs may be computed
-    while the commits they anticipate are being made.
+    master the run is about to write, when it changes.
 
     Both KPI sets come back from one query (:func:`jobs.kpis.kpi_rows`: one join, one collect); the
     prepared orders are cached because the query reads them twice (the join and the per-date
@@ -58,22 +55,16 @@ def recompute(
         return [], []
     where = F.expr(f"order_date IN ({sql_dates(sorted(dates))})") & F.col(IS_CURRENT)
 
-    def stored(table: str) -> DataFrame:
-        if versions is None:
-            return lake.read(table)
-        version = versions.get(table)
-        return lake.empty(table) if version is None else lake.read(table, version)
-
     def current(table: str) -> DataFrame:
-        stored_rows = stored(table).where(where)
+        stored = lake.read(table).where(where)
         if arriving is not None and table in arriving:
-            return stored_rows.unionByName(arriving[table].select(*stored_rows.columns).where(where))
-        return stored_rows
+            stored = stored.unionByName(arriving[table].select(*stored.columns).where(where))
+        return stored
 
     orders = prepare_orders(current(SILVER_ORDERS), deduplicate=False, dated=True).cache()
     items = prepare_items(current(SILVER_ITEMS), deduplicate=False)
     both = kpi_rows(
-        orders, items, prepare_products(products if products is not None else stored(SILVER_PRODUCTS))
+        orders, items, prepare_products(products if products is not None else lake.read(SILVER_PRODUCTS))
     )
     try:
         rows = both.collect()
