@@ -86,7 +86,7 @@ def test_what_another_writer_records_as_applied_is_seen_by_the_next_run(pipeline
     p.run(BATCH, keys["orders"], keys["items"])
     lake = Lake(p.spark, p.lake)
     seen = job._APPLIED_SEEN[lake.path(APPLIED_FILES)]
-    assert seen.version == lake.current_version(APPLIED_FILES)  # our own commits kept it current
+    assert seen.snapshot == lake.current_snapshot(APPLIED_FILES)  # our own commits kept it current
 
     p.put("orders/2025-07-10/orders_part1.csv", CORRECTED)
     # Another writer applied the corrected version: its row in applied_files (not through our cache).

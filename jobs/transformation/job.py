@@ -139,9 +139,9 @@ def lock_settings_from_env(env: dict[str, str] | None = None) -> LockSettings:
 
 @dataclass
 class _Applied:
-    """What one version of ``applied_files`` says: rel -> (raw ETag, applied_at) of the latest."""
+    """What one snapshot of ``applied_files`` says: rel -> (raw ETag, applied_at) of the latest."""
 
-    version: int
+    snapshot: tuple[str, int]  # (Delta table id, version)
     latest: dict[str, tuple[str, datetime]]
 
     def add(self, rows: Sequence[tuple[Any, ...]], newest: bool = False) -> None:
@@ -152,11 +152,12 @@ class _Applied:
                 self.latest[rel] = (etag, applied_at)
 
 
-# Lake table path -> the last version of its applied_files this process read or wrote. A warm
+# Lake table path -> the last snapshot of its applied_files this process read or wrote. A warm
 # worker's runs find it current (their own commits advance it), so discovery costs one listing of
 # the log instead of a Spark read of every small file the table holds (~0.8 s per run at 100k items,
-# bench/README.md session 11). A version is immutable: a cache at the table's current version is
-# exactly the table; any other writer's commit makes the versions differ, and the table is re-read.
+# bench/README.md session 11). A snapshot is immutable: a cache of the table's current (table id,
+# version) is exactly the table; another writer's commit, or a table deleted and created again,
+# makes them differ, and the table is read again.
 _APPLIED_SEEN: dict[str, _Applied] = {}
 _APPLIED_SEEN_MAX = 16  # lakes remembered (tests use many; a worker uses one)
 
@@ -165,28 +166,34 @@ def _read_applied(lake: Lake, rels: list[str]) -> dict[str, str]:
     """rel → raw ETag of the version the lake holds (the latest applied one)."""
     if not rels or not lake.exists(APPLIED_FILES):
         return {}
-    path, version = lake.path(APPLIED_FILES), lake.current_version(APPLIED_FILES)
+    path, snapshot = lake.path(APPLIED_FILES), lake.current_snapshot(APPLIED_FILES)
     known = _APPLIED_SEEN.get(path)
-    if known is None or version is None or known.version != version:
+    if snapshot is None or known is None or known.snapshot != snapshot:
+        version = snapshot[1] if snapshot is not None else None
         rows = lake.read(APPLIED_FILES, version).select("rel", "raw_etag", "applied_at").collect()
-        known = _Applied(version if version is not None else -1, {})
+        known = _Applied(snapshot or ("", -1), {})
         known.add([tuple(r) for r in rows])
         _APPLIED_SEEN.pop(path, None)
-        _APPLIED_SEEN[path] = known
+        if snapshot is not None:
+            _APPLIED_SEEN[path] = known
         while len(_APPLIED_SEEN) > _APPLIED_SEEN_MAX:
             _APPLIED_SEEN.pop(next(iter(_APPLIED_SEEN)))
     return {rel: known.latest[rel][0] for rel in rels if rel in known.latest}
 
 
-def _remember_applied(lake: Lake, version: int, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Our own commit of ``rows`` made ``version``: advance the cache when it was one behind."""
-    path = lake.path(APPLIED_FILES)
+def _remember_applied(lake: Lake, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Our own commit of ``rows`` just made the table's latest snapshot: advance the cache when it
+    held the version before, of the same table (or start it when the commit created the table)."""
+    path, snapshot = lake.path(APPLIED_FILES), lake.current_snapshot(APPLIED_FILES, refresh=False)
+    if snapshot is None:
+        return
+    table_id, version = snapshot
     known = _APPLIED_SEEN.get(path)
     if version == 0:  # we created the table: these rows are all of it
-        known = _APPLIED_SEEN[path] = _Applied(-1, {})
-    if known is not None and known.version == version - 1:
+        known = _APPLIED_SEEN[path] = _Applied((table_id, -1), {})
+    if known is not None and known.snapshot == (table_id, version - 1):
         known.add([(r[0], r[2], r[6]) for r in rows], newest=True)
-        known.version = version
+        known.snapshot = snapshot
 
 
 def _applied_rows(files: list[InputFile], run_id: str) -> list[tuple[str, str, str, str, int, str, datetime]]:
@@ -379,12 +386,12 @@ class _Run:
                     self.checkpoint(table_plan.table)
             self.lock.ensure_held()
             rows = _applied_rows(files, self.config.run_id)
-            commit = lake.append(
+            lake.append(
                 APPLIED_FILES,
                 # One small file per run: a process without the cache reads them all.
                 spark.createDataFrame(rows, lake.empty(APPLIED_FILES).schema).coalesce(1),
             )
-            _remember_applied(lake, commit.version, rows)
+            _remember_applied(lake, rows)
             self.checkpoint(APPLIED_FILES)
             s.update(commits=[c.as_dict() for c in lake.commits])
         self.result.files_applied = [f.rel for f in files]

@@ -167,8 +167,10 @@ class Lake:
         assert last is not None  # an existing Delta table has at least its creating commit
         return int(last["version"])
 
-    def current_version(self, table: str) -> int | None:
-        """The table's latest version, asked of the log (a listing; no Spark job), or None."""
+    def current_snapshot(self, table: str, refresh: bool = True) -> tuple[str, int] | None:
+        """(table id, version) of the table's latest snapshot, asked of the log (a listing, no Spark
+        job); ``refresh=False``: of the snapshot this process last saw or committed (no request).
+        None when the table does not exist or Delta's internal API moved (callers then read)."""
         if not self.exists(table):
             return None
         try:
@@ -178,9 +180,10 @@ class Lake:
                 self.spark._jsparkSession, self.path(table)
             )
             none = jvm.scala.Option.empty()
-            return int(delta_log.update(False, none, none).version())
-        except Exception:  # internal API moved: the public (slower) route
-            return self.version(table)
+            snapshot = delta_log.update(False, none, none) if refresh else delta_log.unsafeVolatileSnapshot()
+            return str(snapshot.metadata().id()), int(snapshot.version())
+        except Exception:
+            return None
 
     def read(self, table: str, version: int | None = None) -> DataFrame:
         """The table (at ``version`` when given: plans are pinned to the snapshot they were made on)."""
