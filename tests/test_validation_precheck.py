@@ -7,6 +7,7 @@ unknown-product warning used, and a new master version makes the day's run check
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -123,3 +124,31 @@ def test_a_new_master_version_makes_the_day_check_its_items_again(moto_endpoint:
     assert items.warnings == []  # 777 is in the new master
     record = get_json(config, f"logs/validation/verdicts/{ITEMS}.json")
     assert record["products_version"] == snapshot(config).etags[PRODUCTS_KEY]
+
+
+def test_runs_of_one_process_read_a_master_version_once(moto_endpoint: str, spark) -> None:
+    """A warm worker validates many items parts against one master: the ids are read for its first
+    run and reused while the master keeps its ETag; a new version is read again."""
+    config = make_config(moto_endpoint, f"ecomkpi-precheck-{uuid.uuid4().hex[:8]}", run_id="run-a")
+    create_bucket(config)
+    put(config, PRODUCTS_KEY, PRODUCTS_CSV)
+
+    def items_part(run_id: str, product: int) -> tuple[ValidationResult, list[dict]]:
+        rel = f"{ITM}/{run_id}.csv"
+        put(config, f"raw/{rel}", items_csv(item_row(1, product=product)))
+        result = run(config.with_(run_id=run_id, order_items_keys=(f"raw/{rel}",)), spark, precheck=True)
+        log = get(config, f"logs/validation/2025-07-10/{run_id}.log").decode()
+        ids = [json.loads(line) for line in log.splitlines() if '"products.ids"' in line]
+        return result, ids
+
+    _, first_ids = items_part("run-a", product=1)
+    second, second_ids = items_part("run-b", product=777)
+    assert [e.get("reused", False) for e in first_ids + second_ids] == [False, True]
+    assert [w.rule for w in second.outcome(f"{ITM}/run-b.csv").warnings] == [
+        "product_id is in the products master data"
+    ]  # the reused ids are the master's: 777 is not in it
+
+    put(config, PRODUCTS_KEY, PRODUCTS_CSV + b"777,1,Hats,Cap,Acme,9.00,Men,SKU777,1\n")
+    third, third_ids = items_part("run-c", product=777)
+    assert [e.get("reused", False) for e in third_ids] == [False]  # a new version is read
+    assert third.outcome(f"{ITM}/run-c.csv").warnings == []
