@@ -275,25 +275,40 @@ def make_visible(sqs: SQSClient, queue_url: str, messages: Sequence[MessageTypeD
     hold(sqs, queue_url, [m["ReceiptHandle"] for m in messages], 0)
 
 
+def _report_failed(action: str, response: Mapping[str, Any]) -> None:
+    """A batch call answers 200 with per-entry failures: say which, or they pass unseen (the
+    message then comes back when its visibility ends, and its work is done again: idempotent)."""
+    for failed in response.get("Failed", []):
+        _log(
+            f"sqs.{action}.failed",
+            level="WARN",
+            entry=failed.get("Id"),
+            code=failed.get("Code"),
+            error=failed.get("Message"),
+        )
+
+
 def hold(sqs: SQSClient, queue_url: str, receipts: Sequence[str], seconds: int) -> None:
     """Keep received messages invisible for ``seconds`` more (0: visible now); 10 per call, SQS's most."""
     for i in range(0, len(receipts), 10):
-        sqs.change_message_visibility_batch(
+        response = sqs.change_message_visibility_batch(
             QueueUrl=queue_url,
             Entries=[
                 {"Id": str(n), "ReceiptHandle": r, "VisibilityTimeout": seconds}
                 for n, r in enumerate(receipts[i : i + 10])
             ],
         )
+        _report_failed("change_visibility", response)
 
 
 def delete_all(sqs: SQSClient, queue_url: str, receipts: Sequence[str]) -> None:
     """Delete received messages, 10 per call."""
     for i in range(0, len(receipts), 10):
-        sqs.delete_message_batch(
+        response = sqs.delete_message_batch(
             QueueUrl=queue_url,
             Entries=[{"Id": str(n), "ReceiptHandle": r} for n, r in enumerate(receipts[i : i + 10])],
         )
+        _report_failed("delete", response)
 
 
 class QueueKeeper:
