@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh clone: `make run` and `make test`.
-# Both create .venv/ and fetch the Spark jars (into ~/.cache/ecomkpi/jars) when missing.
+# Both create .venv/, fetch the Spark jars (into ~/.cache/ecomkpi/jars) and build the JVM's class
+# archive for them (~/.cache/ecomkpi/cds, jobs/jvm_archive.py) when missing.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,9 +9,9 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars browser run serve test test-fast lint fmt notebook bench deploy clean
+.PHONY: setup jars archive browser run serve test test-fast lint fmt notebook bench deploy clean
 
-setup: $(STAMP) jars
+setup: $(STAMP) jars archive
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,11 @@ $(STAMP): pyproject.toml
 
 jars:
 	@scripts/fetch_jars.sh
+
+# The driver's classes pre-parsed for the JVMs the project starts (~1 min once per jar set; a failed
+# build only means slower starts, so it never fails setup).
+archive: $(STAMP) jars
+	@$(BIN)/python -m jobs.jvm_archive
 
 # Debian's headless Chromium + driver for the live-page tests (installed only when missing, as root).
 browser:

@@ -145,6 +145,9 @@ class PipelineConfig:
     # A job that starts its own JVM for a batch of at most this many input bytes starts it for a
     # short life (jobs/spark_session.SHORT_JVM_OPTIONS); 0: never. SHORT_JVM_MAX_BYTES.
     short_jvm_max_bytes: int = 64 * 1024**2
+    # SPARK_CLASS_ARCHIVE: where the driver's class-data archive lives ("" = beside the jar cache,
+    # "off" = never use one); jobs/jvm_archive.py.
+    class_archive: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -214,6 +217,7 @@ class PipelineConfig:
             ),
             extra_spark_conf=extra_conf,
             recompute_dates=parse_dates(env.get("RECOMPUTE_DATES")),
+            class_archive=env.get("SPARK_CLASS_ARCHIVE", "").strip(),
             **kwargs,
         )
 
