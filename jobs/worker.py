@@ -86,6 +86,8 @@ PER_BATCH_VARIABLES = frozenset(
 
 # runner(command, configs) -> exit code; several configs only for a coalesced transformation.
 Runner = Callable[[str, Sequence[PipelineConfig]], int]
+# prepare(config, interrupted) -> what it did: idle-time work for the next run on a lake.
+Prepare = Callable[[PipelineConfig, Callable[[], bool]], Mapping[str, Any]]
 
 
 def _log(step: str, level: str = "INFO", **fields: Any) -> None:
@@ -248,6 +250,15 @@ def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession
 
     transform(config, spark, also=others)
     return EXIT_OK
+
+
+def prepare_lake(
+    config: PipelineConfig, spark: SparkSession, interrupted: Callable[[], bool]
+) -> Mapping[str, Any]:
+    """Build the lake's new table states while idle (jobs.transformation.job.warm_lake)."""
+    from jobs.transformation.job import warm_lake
+
+    return warm_lake(config, spark, interrupted)
 
 
 def task_description(message: TaskMessage, worker_id: str, exit_code: int, reason: str) -> dict[str, Any]:
@@ -423,14 +434,20 @@ class Worker:
         base_env: Mapping[str, str] | None = None,
         worker_id: str | None = None,
         runner: Runner | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
-        """``runner(command, configs) -> exit code`` defaults to the jobs on the warm session."""
+        """``runner(command, configs) -> exit code`` defaults to the jobs on the warm session;
+        ``prepare`` (run after each transformation, and once when warm) defaults to building the
+        lake's table states on it when the runner is the default, else to nothing."""
         self.settings = settings
         self.sqs, self.sfn = sqs, sfn
         self.spark_factory = spark_factory
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.worker_id = worker_id or f"{os.uname().nodename}-{os.getpid()}"
         self.runner: Runner = runner or (lambda command, configs: run_job(command, configs, self.spark))
+        self.prepare: Prepare | None = prepare
+        if prepare is None and runner is None:
+            self.prepare = lambda config, interrupted: prepare_lake(config, self.spark, interrupted)
         self.batches = 0
         self._spark: SparkSession | None = None
         self._stopping = threading.Event()
@@ -479,7 +496,18 @@ class Worker:
                 self._warm.update(warm_up(self.spark, _log, self.config(), self._work_waiting))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
+        if not messages and self.config().bucket:
+            self._prepare(self.config())
         return messages
+
+    def _prepare(self, config: PipelineConfig) -> None:
+        """Idle-time work for the next run on ``config``'s lake; it yields to any task that arrives."""
+        if self.prepare is None:
+            return
+        try:
+            _log("lake.prepared", **self.prepare(config, self._work_waiting))
+        except Exception as exc:  # an optimisation: the next run builds what is missing itself
+            _log("lake.prepare.failed", level="WARN", error=f"{type(exc).__name__}: {exc}")
 
     def serve(self) -> int:
         _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())
@@ -639,6 +667,8 @@ class Worker:
             )
             if not abandoned:
                 self._answer_task(task, exit_code, error)
+        if lead.command == "transform":
+            self._prepare(self.config(lead.environment))
 
     def _precheck(self, environment: Mapping[str, str], receipt: str) -> None:
         """Validate parts of a day still being uploaded; nobody waits for the answer.

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jobs.transformation.job import WARM_TABLES, warm_lake
 from jobs.validation.job import run as validate
 from tests.support.transformation import Pipeline, items_csv, orders_csv, products_csv
 from tests.support.validation import (
@@ -37,6 +38,9 @@ from tests.support.validation import orders_csv as raw_orders_csv
 # -3) and items whose orders come in the same run stopped looking them up in silver: -1.)
 TRANSFORMATION_NEW_DAY_JOBS = 66
 TRANSFORMATION_NEW_DAY_COMMITS = 5
+# The same run after the worker prepared the lake while idle (warm_lake): the snapshot states of the
+# tables it reads and writes are built already (10 jobs fewer).
+TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 56
 # Validation: Spark starts for the first file that needs it; each further file costs the same
 # (10 before it wrote the staging rows: +1 job for the numbering shuffle, +1 for the write).
 VALIDATION_JOBS_PER_FILE = 12
@@ -74,6 +78,23 @@ def test_a_new_day_stays_within_its_job_and_commit_budget(
     assert day2.status == "ok" and day2.touched_dates == ["2025-07-11"]
     assert len(day2.commits) <= TRANSFORMATION_NEW_DAY_COMMITS, day2.commits
     assert day2.spark_jobs is not None and day2.spark_jobs <= TRANSFORMATION_NEW_DAY_JOBS, day2.spark_jobs
+
+    # A warm worker builds the tables' new states while it waits (jobs.transformation.job.warm_lake):
+    # the next day's run then pays none of Delta's state reconstruction jobs.
+    config = p.config("2025-07-12", [], [])
+    interrupted = warm_lake(config, spark, lambda: True)
+    assert interrupted["tables"] == [] and interrupted["interrupted_before"] == "silver_orders"
+    warmed = warm_lake(config, spark)
+    assert warmed["tables"] == list(WARM_TABLES)
+    day3 = p.run(
+        "2025-07-12",
+        [p.put("orders/2025-07-12/o.csv", orders_csv(("4", "8", "Complete", "2025-07-12 09:00:00")))],
+        [p.put("order_items/2025-07-12/i.csv", items_csv(("41", "4", "1", "3.00")))],
+    )
+    assert day3.status == "ok" and day3.touched_dates == ["2025-07-12"]
+    assert day3.spark_jobs is not None and day3.spark_jobs <= TRANSFORMATION_NEW_DAY_PREPARED_JOBS, (
+        day3.spark_jobs
+    )
 
 
 def test_validation_costs_a_fixed_number_of_jobs_per_file(moto_endpoint: str, names: Any, spark: Any) -> None:

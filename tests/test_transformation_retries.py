@@ -25,7 +25,7 @@ from jobs.transformation.lake import (
 )
 from jobs.transformation.serving import BatchWriter
 from tests.support.transformation import Crash, FlakyDynamoDB, Pipeline, crash_at, orders_csv
-from tests.test_transformation_batches import ORDERS_0710, assert_matches_oracle, load_batch_0710
+from tests.test_transformation_batches import assert_matches_oracle, load_batch_0710
 
 D = Decimal
 BATCH = "2025-07-10"
@@ -42,38 +42,68 @@ def pipeline(moto_endpoint, spark, tmp_path) -> Pipeline:
     return Pipeline(moto_endpoint, spark, tmp_path)
 
 
-def test_retry_after_lake_commit_and_identical_reupload_change_nothing(pipeline, monkeypatch):
-    p = pipeline
-    keys = load_batch_0710(p)
+def fail_first_write(monkeypatch: pytest.MonkeyPatch, message: str) -> None:
+    """The next run's first BatchWriteItem raises, as DynamoDB being down would."""
     original_write = BatchWriter.write
     calls = {"n": 0}
 
     def fail_once(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
-            raise ConnectionError("injected: DynamoDB down after the lake commit")
+            raise ConnectionError(message)
         return original_write(self, *args, **kwargs)
 
     monkeypatch.setattr(BatchWriter, "write", fail_once)
+
+
+def test_dynamodb_down_before_an_appending_plan_commits_then_retry(pipeline, monkeypatch):
+    """A new day's KPIs are served before its silver commits: DynamoDB down stops the run before
+    the lake changes, and the retry applies the files and serves the same KPIs."""
+    p = pipeline
+    keys = load_batch_0710(p)
+    fail_first_write(monkeypatch, "injected: DynamoDB down while a new day is served")
     with pytest.raises(ConnectionError):
         p.run(BATCH, keys["orders"], keys["items"])
     assert p.daily() == {} and p.keys("processed/") == []
+    assert p.silver(SILVER_ORDERS, "order_id") == [] and p.silver(APPLIED_FILES, "rel") == []
 
     retry = p.run(BATCH, keys["orders"], keys["items"])
-    # The files are applied already: nothing is re-read, the pending dates are served.
-    assert retry.files_applied == [] and retry.recovered_dates == ["2025-07-10", "2025-07-11"]
-    assert retry.touched_dates == ["2025-07-10", "2025-07-11"]
+    assert sorted(retry.files_applied) == [
+        "order_items/2025-07-10/items_part1.csv",
+        "orders/2025-07-10/orders_part1.csv",
+        "products/products.csv",
+    ]
+    assert retry.recovered_dates == ["2025-07-10", "2025-07-11"]  # the journal named them
     assert_matches_oracle(p)
     assert len(p.silver(SILVER_ORDERS, "order_id", "_source_file")) == 3
     assert len(p.silver(SILVER_ITEMS, ITEM_KEY)) == 4
+
+
+def test_retry_after_lake_commit_and_identical_reupload_change_nothing(pipeline, monkeypatch):
+    """A correction (it moves and deletes stored rows) is served after its commits: DynamoDB down
+    then leaves the lake applied, and the retry only serves the pending dates."""
+    p = pipeline
+    keys = load_batch_0710(p)
+    p.run(BATCH, keys["orders"], keys["items"])
+    p.put("orders/2025-07-10/orders_part1.csv", CORRECTED)
+    fail_first_write(monkeypatch, "injected: DynamoDB down after the lake commit")
+    with pytest.raises(ConnectionError):
+        p.run(BATCH, keys["orders"], keys["items"])
+    assert p.keys("validated/orders/") == ["validated/orders/2025-07-10/orders_part1.csv"]
+
+    retry = p.run(BATCH, keys["orders"], keys["items"])
+    # The files are applied already: nothing is re-read, the pending dates are served.
+    assert retry.files_applied == [] and retry.recovered_dates == ["2025-07-10", "2025-07-11", "2025-07-12"]
+    assert retry.touched_dates == ["2025-07-10", "2025-07-11", "2025-07-12"]
+    assert_matches_oracle(p)
+    assert len(p.silver(SILVER_ORDERS, "order_id", "_source_file")) == 2
     before = p.daily(), p.category()
 
     # Byte-identical re-upload: same raw ETag, so the run applies and recomputes nothing.
-    p.put("orders/2025-07-10/orders_part1.csv", ORDERS_0710)
+    p.put("orders/2025-07-10/orders_part1.csv", CORRECTED)
     same = p.run(BATCH, keys["orders"], keys["items"])
     assert same.files_applied == [] and same.touched_dates == [] and same.commits == []
     assert same.files_skipped["orders/2025-07-10/orders_part1.csv"] == "this version is already applied"
-    assert same.files_archived == ["orders/2025-07-10/orders_part1.csv", "products/products.csv"]
     assert (p.daily(), p.category()) == before  # not even updated_at / run_id changed
 
 

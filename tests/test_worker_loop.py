@@ -75,7 +75,9 @@ class Pipeline:
             },
         )
 
-    def worker(self, runner: Any, heartbeat_seconds: float = 0.2, max_batches: int = 50) -> Worker:
+    def worker(
+        self, runner: Any, heartbeat_seconds: float = 0.2, max_batches: int = 50, prepare: Any = None
+    ) -> Worker:
         """A worker on this queue whose jobs are ``runner`` (it must never start Spark here)."""
         settings = WorkerSettings(
             queue_url=self.queue_url,
@@ -92,10 +94,11 @@ class Pipeline:
             base_env={"LAKE_PATH": "s3a://lake/x", "AWS_REGION": "us-east-1"},
             worker_id="test-worker",
             runner=runner,
+            prepare=prepare,
         )
 
-    def serve(self, runner: Runner, tasks: int) -> Worker:
-        worker = self.worker(runner)
+    def serve(self, runner: Runner, tasks: int, prepare: Any = None) -> Worker:
+        worker = self.worker(runner, prepare=prepare)
         for _ in range(tasks):
             messages = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=10).get(
                 "Messages", []
@@ -160,6 +163,23 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
     assert runner.calls[1][1].daily_kpis_table.startswith("DailyKPIs-")
     output = json.loads(done["output"])
     assert output["validation"]["ExitCodes"] == [0] and output["transformation"]["ExitCodes"] == [0]
+
+
+def test_after_answering_a_transformation_the_worker_prepares_its_lake(pipeline: Pipeline) -> None:
+    """Idle-time work (building the lake's new table states) runs once the workflow has its answer,
+    for the lake the transformation wrote (tests/test_job_budget.py: what it saves the next run)."""
+    arn = pipeline.start("prepared")
+    seen: list[tuple[str, str, bool]] = []
+
+    def prepare(config: PipelineConfig, interrupted: Any) -> dict[str, Any]:
+        status = pipeline.executor.wait(arn, timeout=10)["status"]  # answered before this runs
+        seen.append((config.lake_path, status, interrupted()))
+        return {"tables": []}
+
+    runner = Runner({})
+    pipeline.serve(runner, tasks=2, prepare=prepare)
+    assert [c for c, _ in runner.calls] == ["validate", "transform"]
+    assert seen == [("s3a://lake/x", "SUCCEEDED", False)]  # once, after the transformation only
 
 
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:

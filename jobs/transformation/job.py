@@ -9,9 +9,10 @@ uninterrupted run would:
 4. commit silver: products, items, orders, then ``applied_files`` (from here the files count as
    applied; the journal still names their dates);
 5. recompute the journal's dates, write them to DynamoDB (what the dashboards read: first), then to
-   gold, then clear the journal (when the plan only appends, the KPIs are computed between 3 and 4,
-   from the stored rows plus the plan's: the same numbers, without reading back what 4 wrote;
-   they are still served only after 4);
+   gold, then clear the journal. When the plan only appends (a new day, as a rule), the KPIs are
+   computed between 3 and 4, from the stored rows plus the plan's (the same numbers, without
+   reading back what 4 wrote), and served before 4: the journal already names their dates, so a
+   run that dies before its commits is run again and serves the same numbers (``_Run._serve``);
 6. move the files to ``processed/``; release the lock; log and summary go to S3 in any case.
 
 A run may serve several batches at once (``also``): the warm worker hands it every transformation
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -109,6 +111,34 @@ def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
     # checkpoint (at most 9 JSON files here); writing it cost ~0.2 s per commit on the emulator
     # (in process, 100k items: silver 3.5-3.6 s instead of 3.9-4.4 s, bench/README.md session 10).
     spark.conf.set("spark.databricks.delta.writeChecksumFile.enabled", "false")
+
+
+# What the next run reads first, in that order: the plan's lookups, then the recompute, then gold.
+WARM_TABLES = (SILVER_ORDERS, SILVER_ITEMS, SILVER_PRODUCTS, GOLD_DAILY, GOLD_CATEGORY)
+
+
+def warm_lake(
+    config: PipelineConfig, spark: SparkSession, interrupted: Callable[[], bool] = lambda: False
+) -> dict[str, Any]:
+    """Build the lake's current table states for the next run (a warm worker, between tasks).
+
+    Every run's commits give the tables new versions, whose state Delta rebuilds on first read:
+    ~1.5 s of the next run's plan and ~1.5 s of its gold stage at 100k items a day (bench/README.md
+    session 13). Building them while idle takes them out of the next batch's latency; ``interrupted``
+    is asked before each table, so a task that arrives waits for at most one table's build.
+    """
+    started = time.perf_counter()
+    tune_delta(spark, config)
+    lake = Lake(spark, config.lake_path)
+    outcome: dict[str, Any] = {"lake": config.lake_path, "tables": []}
+    for table in WARM_TABLES:
+        if interrupted():
+            outcome["interrupted_before"] = table
+            break
+        if lake.warm(table):
+            outcome["tables"].append(table)
+    outcome["seconds"] = round(time.perf_counter() - started, 3)
+    return outcome
 
 
 def batch_bytes(store: S3Store, configs: Sequence[PipelineConfig]) -> int:
@@ -292,35 +322,25 @@ class _Run:
             )
 
         dates = set(recovered).union(*(c.recompute_dates for c in self.configs))
+        served = False
         kpis: tuple[list[Row], list[Row]] | None = None
         if to_apply:
             plan = self._plan(
                 spark, lake, to_apply, replaced=any(f.rel in applied for f in to_apply) or bool(recovered)
             )
             dates |= plan.dates
-            if plan.additive and dates:  # the KPIs of the state the commits leave, before them
+            if plan.additive and dates:
+                # The KPIs of the state the commits will leave, served before them (see _serve).
                 kpis = self._recompute(lake, dates, plan)
+                self._serve(dates, *kpis)
+                served = True
             self._commit_silver(spark, lake, to_apply, plan)
         result.touched_dates = sorted(dates)
 
         if dates:
             daily, category = kpis if kpis is not None else self._recompute(lake, dates, None)
-            with self.log.stage("serve") as s:
-                self.lock.ensure_held()
-                served = serve(
-                    self.dynamodb,
-                    config.daily_kpis_table,
-                    config.category_kpis_table,
-                    dates,
-                    [r.asDict() for r in daily],
-                    [r.asDict() for r in category],
-                    run_id=config.run_id,
-                    updated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    writer=BatchWriter(self.dynamodb),
-                )
-                result.dynamodb = {k: v for k, v in asdict(served).items() if isinstance(v, int)}
-                s.update(**result.dynamodb, deleted_categories=served.deleted_categories)
-            self.checkpoint("serving")
+            if not served:
+                self._serve(dates, daily, category)
             # Gold after serving: both are derived from silver (the journal keeps the dates until
             # both are written, so a crash between them is recomputed), and the dashboards read
             # DynamoDB, so the KPIs are visible without waiting for two Delta commits.
@@ -342,6 +362,35 @@ class _Run:
                 left=archived.left,
                 staging_objects_deleted=archived.staging_objects_deleted,
             )
+
+    def _serve(self, dates: set[str], daily: list[Row], category: list[Row]) -> None:
+        """Write the dates' KPIs to DynamoDB (what the dashboards read).
+
+        An appending plan's KPIs are served before its silver commits: they are exactly the KPIs of
+        the state those commits leave (computed from the stored rows plus the plan's), and the
+        dashboards see a new day ~2 s sooner (bench/README.md session 13). The journal already names
+        the dates, so a run that dies before its commits is retried (same files, same plan, same
+        KPIs served again), and any later run recomputes the journal's dates from silver: DynamoDB
+        may briefly lead the lake, never disagree with it once runs succeed. Any other plan (it
+        deletes, moves or re-flags stored rows) is served after its commits, from silver.
+        """
+        config, result = self.config, self.result
+        with self.log.stage("serve") as s:
+            self.lock.ensure_held()
+            served = serve(
+                self.dynamodb,
+                config.daily_kpis_table,
+                config.category_kpis_table,
+                dates,
+                [r.asDict() for r in daily],
+                [r.asDict() for r in category],
+                run_id=config.run_id,
+                updated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                writer=BatchWriter(self.dynamodb),
+            )
+            result.dynamodb = {k: v for k, v in asdict(served).items() if isinstance(v, int)}
+            s.update(**result.dynamodb, deleted_categories=served.deleted_categories)
+        self.checkpoint("serving")
 
     def _recompute(self, lake: Lake, dates: set[str], plan: RunPlan | None) -> tuple[list[Row], list[Row]]:
         """KPIs of ``dates``: from the stored rows plus an additive ``plan``'s (before its commits),

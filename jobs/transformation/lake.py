@@ -194,6 +194,24 @@ class Lake:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(table))
 
+    def warm(self, table: str) -> bool:
+        """Build the current snapshot's file list (and parsed statistics) of ``table`` now.
+
+        Delta rebuilds a table's state (checkpoint + commits -> file list, then the statistics it
+        skips files with) with Spark jobs the first time a new version is read: after every commit.
+        Done while a warm worker waits for its next task, the next run's plan and recompute find it
+        built. The lookup names a key no file holds, so the statistics (or the partition values)
+        skip every file and nothing is read. False when the table does not exist.
+        """
+        if not self.exists(table):
+            return False
+        df = self.read(table)
+        columns = STATS_COLUMNS.get(table) or PARTITIONS[table]
+        if columns:
+            df = df.where(F.col(columns[0]).cast("string") == F.lit(""))
+        df.select(F.lit(1)).limit(1).collect()
+        return True
+
     # --- writes: each returns the commit's metrics -----------------------------------------------
 
     def append(self, table: str, df: DataFrame) -> Commit:
