@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -40,7 +41,14 @@ from jobs.transformation.lake import (
     sql_dates,
 )
 from jobs.transformation.sources import SourceFile, read_new_rows
-from jobs.transformation.versions import FINAL_DATE, IDENTITY, TablePlan, materialize, plan_versions
+from jobs.transformation.versions import (
+    FINAL_DATE,
+    IDENTITY,
+    TablePlan,
+    materialize,
+    materialize_observed,
+    plan_versions,
+)
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
 # broadcast hint: a forced broadcast of a large day's item keys ran a small driver out of memory
@@ -81,11 +89,6 @@ def _in_range(col: str, low: str | None, high: str | None) -> Column:
     return F.col(col).between(F.lit(low), F.lit(high))
 
 
-def order_states_placeholder(spark: SparkSession) -> DataFrame:
-    """An empty (order_id, old_date, new_date) frame for runs without new orders."""
-    return spark.createDataFrame([], "order_id string, old_date date, new_date date")
-
-
 def plan_products(
     spark: SparkSession, lake: Lake, plan: RunPlan, new: DataFrame, rels: Sequence[str]
 ) -> None:
@@ -117,21 +120,44 @@ def plan_products(
     plan.product_dates = {r[ORDER_DATE].isoformat() for r in hit.select(ORDER_DATE).distinct().collect()}
 
 
+def moved_metrics() -> dict[str, Column]:
+    """What the items' lookups need of the orders a run re-ranks whose date changes ("moved"): their
+    old dates, whether any was pending, their id range (observed while the states are computed)."""
+    moved = ~F.col("old_date").eqNullSafe(F.col("new_date"))
+    return {
+        "m_dates": F.collect_set(F.when(moved, F.date_format("old_date", "yyyy-MM-dd"))),
+        "m_pending": F.max(F.when(moved, F.col("old_date").isNull().cast("int"))),
+        "m_low": F.min(F.when(moved, F.col("order_id"))),
+        "m_high": F.max(F.when(moved, F.col("order_id"))),
+    }
+
+
 def plan_orders(
-    spark: SparkSession, lake: Lake, plan: RunPlan, new: DataFrame, etags: dict[str, str], old_rows: bool
+    spark: SparkSession,
+    lake: Lake,
+    plan: RunPlan,
+    new: DataFrame,
+    etags: dict[str, str],
+    old_rows: bool,
+    bounds: tuple[str | None, str | None],
 ) -> DataFrame:
-    """Plan silver_orders; returns (order_id, old_date, new_date) for every order it re-ranks."""
+    """Plan silver_orders; returns (order_id, old_date, new_date) for every order it re-ranks.
+
+    ``bounds``: min/max ``order_id`` of ``new`` (observed when it was materialized).
+    """
     silver = lake.read(SILVER_ORDERS)
     keys = new.select("order_id")
-    if old_rows:  # rows of the replaced versions: their orders must be re-ranked without them
-        keys = materialize(
-            keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id"))
-        )
-    keys = keys.where(F.col("order_id").isNotNull()).distinct()
-    bounds = keys.agg(F.min("order_id"), F.max("order_id")).first()
-    assert bounds is not None  # a global aggregate has exactly one row
     low, high = bounds
-    existing = silver.where(_in_range("order_id", low, high)).join(keys, "order_id", "left_semi")
+    if old_rows:  # rows of the replaced versions: their orders must be re-ranked without them
+        keys, seen = materialize_observed(
+            keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id")),
+            low=F.min("order_id"),
+            high=F.max("order_id"),
+        )
+        low, high = seen["low"], seen["high"]
+    existing = silver.where(_in_range("order_id", low, high)).join(
+        keys.where(F.col("order_id").isNotNull()), "order_id", "left_semi"
+    )
     actions, states = plan_versions(
         SILVER_ORDERS,
         "order_id",
@@ -151,62 +177,76 @@ def plan_items(
     etags: dict[str, str],
     old_rows: bool,
     order_states: DataFrame | None,
+    moved_stats: dict[str, Any] | None = None,
 ) -> None:
-    """Plan silver_order_items: new rows at their order's date, superseded versions, moved orders."""
+    """Plan silver_order_items: new rows at their order's date, superseded versions, moved orders.
+
+    ``new``: the new files' rows (lazy: read once, here, dated by the re-ranked orders in the same
+    job); ``order_states``: the orders this run re-ranks (None: the run has no orders);
+    ``moved_stats``: :func:`moved_metrics` of them, as observed when they were computed (else one
+    query here).
+    """
     silver = lake.read(SILVER_ITEMS)
     producer_key = ~F.col(ITEM_KEY).startswith(ROW_KEY_PREFIX)
     replaced = silver.where(F.col(SOURCE_FILE).isin(sorted(etags))) if old_rows else None
-    keys = new.select(ITEM_KEY)
-    if replaced is not None:
-        keys = materialize(keys.unionByName(replaced.select(ITEM_KEY)))
-    keys = keys.where(producer_key).distinct()
-    # One job for every range the lookups need: new items' orders, item keys, orders that moved.
-    moved = None
+    # Where the orders of the new items are now: re-ranked in this run, else ("orphans") their
+    # current row in silver, looked up below (none when a day's orders came with its items).
     if order_states is not None:
+        ranked = order_states.select(
+            "order_id", F.col("new_date").alias(ORDER_DATE), F.lit(True).alias("_ranked")
+        )
+        joined = new.join(ranked, "order_id", "left")
+    else:
+        joined = new.select(
+            "*", F.lit(None).cast("date").alias(ORDER_DATE), F.lit(None).cast("boolean").alias("_ranked")
+        )
+    orphan = F.col("_ranked").isNull()
+    # Materialized (the planner reads it twice: the solo keys and the colliding ones), with the
+    # ranges the lookups need observed by the same job.
+    dated, seen = materialize_observed(
+        joined,
+        o_low=F.min(F.when(orphan, F.col("order_id"))),
+        o_high=F.max(F.when(orphan, F.col("order_id"))),
+        k_low=F.min(F.when(producer_key, F.col(ITEM_KEY))),
+        k_high=F.max(F.when(producer_key, F.col(ITEM_KEY))),
+    )
+    keys = dated.select(ITEM_KEY)
+    if replaced is not None:
+        keys, seen_keys = materialize_observed(
+            keys.unionByName(replaced.select(ITEM_KEY)).where(producer_key),
+            k_low=F.min(ITEM_KEY),
+            k_high=F.max(ITEM_KEY),
+        )
+        seen.update(seen_keys)
+    keys = keys.where(producer_key)
+    if order_states is not None and moved_stats is None:
+        first = order_states.agg(*[c.alias(n) for n, c in moved_metrics().items()]).first()
+        moved_stats = first.asDict() if first is not None else None
+    m = moved_stats or {"m_low": None}
+    moved = None
+    if order_states is not None and m["m_low"] is not None:
         moved = order_states.where(~F.col("old_date").eqNullSafe(F.col("new_date")))
-    moved_stats = (moved if moved is not None else order_states_placeholder(spark)).agg(
-        F.collect_set(F.date_format("old_date", "yyyy-MM-dd")).alias("m_dates"),
-        F.max(F.col("old_date").isNull().cast("int")).alias("m_pending"),
-        F.min("order_id").alias("m_low"),
-        F.max("order_id").alias("m_high"),
-    )
-    # Items whose order this run does not re-rank: only their orders are looked up in silver.
-    orphans = (
-        new if order_states is None else new.join(order_states.select("order_id"), "order_id", "left_anti")
-    )
-    m = (  # o_*: orphan items' order ids, k_*: item keys, m_*: moved orders
-        orphans.agg(F.min("order_id").alias("o_low"), F.max("order_id").alias("o_high"))
-        .crossJoin(keys.agg(F.min(ITEM_KEY).alias("k_low"), F.max(ITEM_KEY).alias("k_high")))
-        .crossJoin(moved_stats)
-        .first()
-    )
-    assert m is not None  # global aggregates, cross-joined: exactly one row
-    if m["m_low"] is None:
-        moved = None
     if moved is None and not etags:
         return  # no new items and no order changed date: nothing to do for items
 
-    # Where the orders of the new items are now: re-ranked in this run, else their current row
-    # (looked up only for orphans: none when the day's orders came with its items, as a rule).
-    order_dates = spark.createDataFrame([], f"order_id string, {ORDER_DATE} date")
-    if m["o_low"] is not None:
-        order_dates = (
+    if seen["o_low"] is not None:
+        found = (
             lake.read(SILVER_ORDERS)
-            .where(F.col(IS_CURRENT) & _in_range("order_id", m["o_low"], m["o_high"]))
-            .join(orphans.select("order_id").distinct(), "order_id", "left_semi")
-            .select("order_id", ORDER_DATE)
+            .where(F.col(IS_CURRENT) & _in_range("order_id", seen["o_low"], seen["o_high"]))
+            .join(dated.where(orphan).select("order_id").distinct(), "order_id", "left_semi")
+            .select("order_id", F.col(ORDER_DATE).alias("_found"))
         )
-    if order_states is not None:
-        order_dates = order_dates.unionByName(
-            order_states.select("order_id", F.col("new_date").alias(ORDER_DATE))
+        dated = materialize(
+            dated.join(found, "order_id", "left")
+            .withColumn(ORDER_DATE, F.coalesce(F.col(ORDER_DATE), F.col("_found")))
+            .drop("_found")
         )
-    # Materialized: the planner reads it twice (the solo keys and the colliding ones).
-    new_dated = materialize(new.join(order_dates, "order_id", "left"))
+    new_dated = dated.drop("_ranked")
 
     parts: list[DataFrame] = []
-    if m["k_low"] is not None:
+    if seen["k_low"] is not None:
         parts.append(
-            silver.where(_in_range(ITEM_KEY, m["k_low"], m["k_high"])).join(keys, ITEM_KEY, "left_semi")
+            silver.where(_in_range(ITEM_KEY, seen["k_low"], seen["k_high"])).join(keys, ITEM_KEY, "left_semi")
         )
     if replaced is not None:
         parts.append(replaced)
@@ -254,17 +294,24 @@ def plan_run(
         new = read_new_rows(spark, PRODUCTS, sources[PRODUCTS]).select("*", stamp)
         plan_products(spark, lake, plan, new, [s.rel for s in sources[PRODUCTS]])
 
-    states = None
+    states, moved = None, None
     if sources.get(ORDERS):
         etags = {s.rel: s.raw_etag for s in sources[ORDERS]}
         # Read once (staging rows: already typed, dated and numbered) and reused by every lookup.
-        new = materialize(read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp))
+        new, seen = materialize_observed(
+            read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp),
+            low=F.min("order_id"),
+            high=F.max("order_id"),
+        )
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
-        states = materialize(plan_orders(spark, lake, plan, new, etags, old_rows))
+        states, moved = materialize_observed(
+            plan_orders(spark, lake, plan, new, etags, old_rows, (seen["low"], seen["high"])),
+            **moved_metrics(),
+        )
 
     if sources.get(ORDER_ITEMS) or states is not None:
         item_sources = sources.get(ORDER_ITEMS, [])
         etags = {s.rel: s.raw_etag for s in item_sources}
-        new = materialize(read_new_rows(spark, ORDER_ITEMS, item_sources).select("*", stamp))
-        plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states)
+        new = read_new_rows(spark, ORDER_ITEMS, item_sources).select("*", stamp)
+        plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states, moved)
     return plan
