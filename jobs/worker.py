@@ -70,6 +70,7 @@ PRECHECK_LISTS = ("ORDERS_KEYS", "ORDER_ITEMS_KEYS")  # the key lists prechecks 
 PRECHECK_GATHER_LIMIT = 100  # messages one precheck run may take
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
+PREPARE_AFTER_SECONDS = 1  # an empty queue for this long starts idle-time work (_prepare_pending)
 # What differs between two transformation tasks that may share a run: the batch and its inputs.
 PER_BATCH_VARIABLES = frozenset(
     {
@@ -452,6 +453,7 @@ class Worker:
         self._spark: SparkSession | None = None
         self._stopping = threading.Event()
         self._warm: dict[str, Any] = {}
+        self._unprepared: dict[str, PipelineConfig] = {}  # lake path -> config: see _prepare_pending
 
     @property
     def spark(self) -> SparkSession:
@@ -496,26 +498,47 @@ class Worker:
                 self._warm.update(warm_up(self.spark, _log, self.config(), self._work_waiting))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
-        if not messages and self.config().bucket:
-            self._prepare(self.config())
+        if self.config().bucket:
+            self._prepare_later(self.config())
         return messages
 
-    def _prepare(self, config: PipelineConfig) -> None:
-        """Idle-time work for the next run on ``config``'s lake; it yields to any task that arrives."""
-        if self.prepare is None:
-            return
-        try:
-            _log("lake.prepared", **self.prepare(config, self._work_waiting))
-        except Exception as exc:  # an optimisation: the next run builds what is missing itself
-            _log("lake.prepare.failed", level="WARN", error=f"{type(exc).__name__}: {exc}")
+    def _prepare_later(self, config: PipelineConfig) -> None:
+        """Note ``config``'s lake for idle-time work before the next run on it (``_prepare_pending``)."""
+        if self.prepare is not None and config.lake_path:
+            self._unprepared[config.lake_path] = config
+
+    def _prepare_pending(self) -> None:
+        """Idle-time work for the next runs on the noted lakes, while no message waits.
+
+        A message that arrives (a task, or a precheck of the next day's first parts) goes first; the
+        preparation resumes the next time the queue is empty, so it is never lost to a busy queue.
+        """
+        while self._unprepared and self.prepare is not None:
+            path, config = next(iter(self._unprepared.items()))
+            try:
+                outcome = dict(self.prepare(config, self._work_waiting))
+            except Exception as exc:  # an optimisation: the next run builds what is missing itself
+                _log("lake.prepare.failed", level="WARN", lake=path, error=f"{type(exc).__name__}: {exc}")
+                del self._unprepared[path]
+                continue
+            _log("lake.prepared", **outcome)
+            if "interrupted_before" in outcome:
+                return
+            del self._unprepared[path]
 
     def serve(self) -> int:
         _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())
         pending = self._first_look()
         idle_since = time.monotonic()
         while not self._stopping.is_set():
-            messages, pending = pending or self._receive(), []
+            # With idle-time work noted, a short poll first: a task that follows the one just done
+            # (the transformation after a validation) comes within it and goes first.
+            wait = PREPARE_AFTER_SECONDS if self._unprepared else self.settings.poll_seconds
+            messages, pending = pending or self._receive(wait), []
             if not messages:
+                if self._unprepared:
+                    self._prepare_pending()
+                    continue
                 idle = self.settings.idle_exit_seconds
                 if idle and time.monotonic() - idle_since >= idle:
                     _log("idle.exit", batches=self.batches)
@@ -537,11 +560,11 @@ class Worker:
         ).get("Attributes", {})
         return int(attributes.get("ApproximateNumberOfMessages", "0")) > 0
 
-    def _receive(self) -> list[MessageTypeDef]:
+    def _receive(self, wait: int) -> list[MessageTypeDef]:
         return self.sqs.receive_message(
             QueueUrl=self.settings.queue_url,
             MaxNumberOfMessages=1,
-            WaitTimeSeconds=self.settings.poll_seconds,
+            WaitTimeSeconds=wait,
         ).get("Messages", [])
 
     def recycle_reason(self) -> str | None:
@@ -668,7 +691,7 @@ class Worker:
             if not abandoned:
                 self._answer_task(task, exit_code, error)
         if lead.command == "transform":
-            self._prepare(self.config(lead.environment))
+            self._prepare_later(self.config(lead.environment))
 
     def _precheck(self, environment: Mapping[str, str], receipt: str) -> None:
         """Validate parts of a day still being uploaded; nobody waits for the answer.

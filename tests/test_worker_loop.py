@@ -165,21 +165,32 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
     assert output["validation"]["ExitCodes"] == [0] and output["transformation"]["ExitCodes"] == [0]
 
 
-def test_after_answering_a_transformation_the_worker_prepares_its_lake(pipeline: Pipeline) -> None:
+def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle(pipeline: Pipeline) -> None:
     """Idle-time work (building the lake's new table states) runs once the workflow has its answer,
-    for the lake the transformation wrote (tests/test_job_budget.py: what it saves the next run)."""
+    for the lake the transformation wrote; interrupted by a message, it resumes when the queue is
+    empty again, and ends once complete (tests/test_job_budget.py: what it saves the next run)."""
     arn = pipeline.start("prepared")
-    seen: list[tuple[str, str, bool]] = []
+    seen: list[tuple[str, str]] = []
+    worker: Worker | None = None
 
     def prepare(config: PipelineConfig, interrupted: Any) -> dict[str, Any]:
         status = pipeline.executor.wait(arn, timeout=10)["status"]  # answered before this runs
-        seen.append((config.lake_path, status, interrupted()))
-        return {"tables": []}
+        seen.append((config.lake_path, status))
+        if len(seen) == 1:
+            return {"tables": [], "interrupted_before": "silver_orders"}  # as if a message came
+        assert worker is not None
+        worker.stop()
+        return {"tables": ["silver_orders"]}
 
     runner = Runner({})
-    pipeline.serve(runner, tasks=2, prepare=prepare)
+    worker = pipeline.worker(runner, prepare=prepare)
+    thread = threading.Thread(target=worker.serve)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
-    assert seen == [("s3a://lake/x", "SUCCEEDED", False)]  # once, after the transformation only
+    # Not after the validation; after the transformation, then once more to finish.
+    assert seen == [("s3a://lake/x", "SUCCEEDED"), ("s3a://lake/x", "SUCCEEDED")]
 
 
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
