@@ -134,12 +134,16 @@ def _train(dump_to: str) -> None:
         server.stop()
 
 
+KEEP = 3  # archives kept in the directory, the one just built included
+
+
 def build(jars: Sequence[str], setting: str = "", force: bool = False, timeout: float = 600.0) -> Path | None:
     """Build this class path's archive unless it exists; returns its path (None when disabled).
 
     The dump happens when the training JVM exits, into a temporary name renamed into place, so a
-    session starting meanwhile never maps a half-written file. Older archives in the directory are
-    removed (each is ~190 MB and no class path uses them any more).
+    session starting meanwhile never maps a half-written file. Only the ``KEEP`` newest archives of
+    the directory stay (each is ~220 MB): two checkouts on one machine (each venv is a class path of
+    its own) then do not remove each other's, and archives of old jar sets go.
     """
     path = archive_path(jars, setting)
     if path is None:
@@ -164,9 +168,11 @@ def build(jars: Sequence[str], setting: str = "", force: bool = False, timeout: 
         print(f"class archive: not built (exit {done.returncode}); sessions start without it\n{tail}")
         return None
     os.replace(partial, path)
-    for old in path.parent.glob(f"{PREFIX}*.jsa"):
-        if old != path:
-            old.unlink(missing_ok=True)
+    others = sorted(
+        (p for p in path.parent.glob(f"{PREFIX}*.jsa") if p != path), key=lambda p: p.stat().st_mtime
+    )
+    for old in others[: max(0, len(others) - (KEEP - 1))]:
+        old.unlink(missing_ok=True)
     print(
         f"class archive: built in {time.perf_counter() - started:.0f} s, {path.stat().st_size / 1e6:.0f} MB"
     )

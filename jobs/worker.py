@@ -516,9 +516,13 @@ class Worker:
         while self._unprepared and self.prepare is not None:
             path, config = next(iter(self._unprepared.items()))
             try:
-                outcome = dict(self.prepare(config, self._work_waiting))
+                outcome = dict(self.prepare(config, self._interrupted))
             except Exception as exc:  # an optimisation: the next run builds what is missing itself
-                _log("lake.prepare.failed", level="WARN", lake=path, error=f"{type(exc).__name__}: {exc}")
+                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+                level = "INFO" if self._stopping.is_set() else "WARN"  # stopped: Spark went first
+                _log(
+                    "lake.prepare.failed", level=level, lake=path, error=f"{type(exc).__name__}: {first_line}"
+                )
                 del self._unprepared[path]
                 continue
             _log("lake.prepared", **outcome)
@@ -552,6 +556,9 @@ class Worker:
                 return EXIT_OK
         _log("stopped", batches=self.batches)
         return EXIT_OK
+
+    def _interrupted(self) -> bool:
+        return self._stopping.is_set() or self._work_waiting()
 
     def _work_waiting(self) -> bool:
         """A task waits in the queue (SQS's approximate count: a late answer costs one warm-up step)."""

@@ -102,3 +102,29 @@ def test_building_is_skipped_when_disabled_or_present(jars: list[str], tmp_path:
     path.parent.mkdir(parents=True)
     path.write_bytes(b"archive")
     assert jvm_archive.build(jars, str(tmp_path / "a")) == path  # no JVM started: it is there
+
+
+def test_a_new_archive_keeps_the_newest_others(
+    jars: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two checkouts on one machine (two class paths) must not remove each other's archive; archives
+    of jar sets nobody uses any more go, oldest first. The training JVM is stood in for (a minute of
+    Spark): it leaves its dump at the path it was given, as -XX:ArchiveClassesAtExit does."""
+    folder = tmp_path / "cds"
+    folder.mkdir()
+    olds = []
+    for n in range(4):
+        old = folder / f"{jvm_archive.PREFIX}old{n}.jsa"
+        old.write_bytes(b"old")
+        os.utime(old, (1_000_000 + n, 1_000_000 + n))
+        olds.append(old)
+
+    def train(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        Path(command[-1]).write_bytes(b"new archive")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(jvm_archive.subprocess, "run", train)
+    built = jvm_archive.build(jars, str(folder))
+    assert built is not None and built.read_bytes() == b"new archive"
+    kept = sorted(p.name for p in folder.glob("*.jsa"))
+    assert kept == sorted([built.name, *(p.name for p in olds[-(jvm_archive.KEEP - 1) :])])
