@@ -103,8 +103,14 @@ class TransformResult:
 
 def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
     """Session settings that cut Delta's fixed cost per operation on a small driver."""
-    # Table state is rebuilt with this many tasks (default 50: mostly scheduling overhead here).
-    spark.conf.set("spark.databricks.delta.snapshotPartitions", str(config.shuffle_partitions))
+    # Table state (the log's actions, thousands at most for these tables) is rebuilt with this many
+    # tasks after every new version. Delta's default is 50; in local mode one task does it and the
+    # shuffle partitions only add scheduling on the same cores (in process, 3 x 100k-item days on
+    # an unprepared lake: plan, recompute and gold ~1-1.5 s less per run, bench/README.md session
+    # 13). A cluster keeps the shuffle partitions.
+    local = (spark.sparkContext.master or "").startswith("local")
+    partitions = 1 if local else config.shuffle_partitions
+    spark.conf.set("spark.databricks.delta.snapshotPartitions", str(partitions))
     # Gold rows are built for exactly the replaced dates: no need for a job re-checking that.
     spark.conf.set("spark.databricks.delta.replaceWhere.constraintCheck.enabled", "false")
     # The per-commit checksum file (.crc) only lets a reader skip replaying the log since the last
