@@ -253,6 +253,18 @@ def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession
     return EXIT_OK
 
 
+def error_summary(exc: BaseException, lines: int = 2) -> str:
+    """The exception's type and its first message lines, without a JVM stack trace.
+
+    A Py4JJavaError's first line only names the py4j call ("An error occurred while calling
+    o123.collectToPython."); the Java exception that says what went wrong is the next one.
+    """
+    text = [
+        line.strip() for line in str(exc).splitlines() if line.strip() and not line.lstrip().startswith("at ")
+    ]
+    return f"{type(exc).__name__}: {' '.join(text[:lines])[:500]}"
+
+
 def prepare_lake(
     config: PipelineConfig, spark: SparkSession, interrupted: Callable[[], bool]
 ) -> Mapping[str, Any]:
@@ -498,8 +510,9 @@ class Worker:
                 self._warm.update(warm_up(self.spark, _log, self.config(), self._work_waiting))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
-        if self.config().bucket:
-            self._prepare_later(self.config())
+        config = self.config()
+        if config.bucket:
+            self._prepare_later(config)
         return messages
 
     def _prepare_later(self, config: PipelineConfig) -> None:
@@ -518,11 +531,8 @@ class Worker:
             try:
                 outcome = dict(self.prepare(config, self._interrupted))
             except Exception as exc:  # an optimisation: the next run builds what is missing itself
-                first_line = (str(exc).strip().splitlines() or [""])[0][:300]
                 level = "INFO" if self._stopping.is_set() else "WARN"  # stopped: Spark went first
-                _log(
-                    "lake.prepare.failed", level=level, lake=path, error=f"{type(exc).__name__}: {first_line}"
-                )
+                _log("lake.prepare.failed", level=level, lake=path, error=error_summary(exc))
                 del self._unprepared[path]
                 continue
             _log("lake.prepared", **outcome)

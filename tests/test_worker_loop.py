@@ -530,3 +530,19 @@ def test_a_precheck_whose_days_validation_already_waits_is_dropped(
     pipeline.serve(runner, tasks=2)
     assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
+
+
+def test_a_failed_preparation_is_logged_with_the_java_cause_not_its_stack() -> None:
+    from jobs.worker import error_summary
+
+    class Py4JJavaError(Exception):
+        pass
+
+    java = Py4JJavaError(
+        "An error occurred while calling o12.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job 360 cancelled because SparkContext was shut down\n"
+        "\tat org.apache.spark.scheduler.DAGScheduler.stop(DAGScheduler.scala:3307)\n"
+    )
+    summary = error_summary(java)
+    assert "SparkContext was shut down" in summary and "DAGScheduler.scala" not in summary
+    assert error_summary(ValueError("no lake")) == "ValueError: no lake"
