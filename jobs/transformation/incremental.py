@@ -133,7 +133,6 @@ def moved_metrics() -> dict[str, Column]:
 
 
 def plan_orders(
-    spark: SparkSession,
     lake: Lake,
     plan: RunPlan,
     new: DataFrame,
@@ -305,7 +304,7 @@ def plan_run(
         )
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
         states, moved = materialize_observed(
-            plan_orders(spark, lake, plan, new, etags, old_rows, (seen["low"], seen["high"])),
+            plan_orders(lake, plan, new, etags, old_rows, (seen["low"], seen["high"])),
             **moved_metrics(),
         )
 
