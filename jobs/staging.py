@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
@@ -43,7 +44,6 @@ SUCCESS_MARKER = "_SUCCESS"
 RAW_ETAG = "_raw_etag"
 ORDER_DATE = "order_date"
 ITEM_KEY = "item_key"
-_POSITION = "__position"
 
 
 def bookkeeping_schema() -> list[StructField]:
@@ -95,25 +95,53 @@ def staging_prefix(rel: str, raw_etag: str) -> str:
     return f"{STAGING}/{FORMAT_VERSION}/{dataset_of(rel)}/{digest}"
 
 
-def stage_rows(frame: DataFrame, version: FileVersion) -> DataFrame:
-    """One file's rows (names and values normalised, in file order) as staging rows.
+# monotonically_increasing_id(): "the partition ID in the upper 31 bits, and the record number
+# within each partition in the lower 33 bits" (its documentation).
+_RECORD_BITS = (1 << 33) - 1
 
-    Rows are numbered by a window ordered by ``monotonically_increasing_id``, whose documented
-    guarantee (increasing in scan order) is all this relies on. The window puts the file's rows in
-    one task, which sorts them: exact whatever the split layout, but the costliest part of staging
-    (bench/README.md "Session 7": per-partition numbering was tried and gained nothing).
+
+def partition_rows(frame: DataFrame) -> tuple[int, ...]:
+    """Rows per scan partition of ``frame``, in partition order (one small aggregation)."""
+    per_partition = frame.select(F.spark_partition_id().alias("p")).groupBy("p").count()
+    counts: dict[int, int] = {row["p"]: row["count"] for row in per_partition.collect()}
+    return tuple(counts.get(p, 0) for p in range(frame.rdd.getNumPartitions()))
+
+
+def row_numbers(frame: DataFrame, rows_per_partition: Sequence[int] | None = None) -> Column:
+    """Each row's 1-based position in ``frame``'s scan order, without moving a row.
+
+    A row's number is the rows of the scan partitions before its own plus its record number within
+    its partition (``monotonically_increasing_id``'s documented bit layout). The scan order is the
+    file order: the same guarantee a window ordered by ``monotonically_increasing_id`` relies on,
+    without the window's shuffle of the whole file into one task and its sort (1.5-1.7 s instead
+    of 2.4-2.6 s for a 600k-row file, bench/README.md "Session 14"). ``rows_per_partition``: what
+    :func:`partition_rows` gives, when a pass over ``frame`` counted them already (validation's
+    shape check does); else it is counted now. Evaluate the column on ``frame`` itself (cached, or
+    a deterministic scan): the counts describe its partitions.
     """
+    counts = partition_rows(frame) if rows_per_partition is None else rows_per_partition
+    offsets, before = [], 0
+    for rows in counts:
+        offsets.append(before)
+        before += rows
+    first = F.array(*[F.lit(o).cast("long") for o in offsets])[F.spark_partition_id()]
+    return first + F.monotonically_increasing_id().bitwiseAND(F.lit(_RECORD_BITS)) + F.lit(1)
+
+
+def stage_rows(
+    frame: DataFrame, version: FileVersion, rows_per_partition: Sequence[int] | None = None
+) -> DataFrame:
+    """One file's rows (names and values normalised, in file order) as staging rows, numbered by
+    :func:`row_numbers` (which counts the partitions now unless ``rows_per_partition`` is given)."""
     dataset = version.dataset
     present = set(frame.columns)
-    positioned = frame.select(
+    rows = frame.select(
         *[(F.col(c) if c in present else F.lit(None).cast("string")).alias(c) for c in COLUMNS[dataset]],
         F.lit(version.rel).alias(SOURCE_FILE),
         F.lit(version.raw_etag).alias(RAW_ETAG),
         F.lit(version.arrived_ms).cast("long").alias(INGEST_SEQ),
-        F.monotonically_increasing_id().alias(_POSITION),
+        row_numbers(frame, rows_per_partition).alias(ROW_NUM),
     )
-    in_file = Window.partitionBy(SOURCE_FILE).orderBy(_POSITION)
-    rows = positioned.withColumn(ROW_NUM, F.row_number().over(in_file).cast("long")).drop(_POSITION)
     if dataset == ORDERS:
         rows = with_order_date(rows, target=ORDER_DATE)
     elif dataset == ORDER_ITEMS:
@@ -124,7 +152,8 @@ def stage_rows(frame: DataFrame, version: FileVersion) -> DataFrame:
 def parse_file(
     spark: SparkSession, uri: str, version: FileVersion, header: tuple[str, ...] | None = None
 ) -> DataFrame:
-    """A CSV file's staging rows straight from the file (lazy): for files without staging rows.
+    """A CSV file's staging rows straight from the file: for files without staging rows (the
+    rows are lazy; numbering them counts the file's rows per split now).
 
     ``header``: the file's raw header when already known; otherwise its first line is read. A
     header name repeated after normalisation keeps its first column, as validation requires.

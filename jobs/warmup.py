@@ -101,12 +101,12 @@ class WarmUp:
         frame, _ = with_columns_present(frame, COLUMNS[dataset])
         checked = add_check_columns(dataset, frame, self._ids if dataset == ORDER_ITEMS else None).cache()
         try:
-            file_shape(checked, header)
+            shape = file_shape(checked, header)
             self._gx.validate(dataset, checked.drop(CORRUPT_RECORD), _rel(dataset))
             if dataset == PRODUCTS:
                 self._ids = product_id_set(checked).localCheckpoint()
             version = FileVersion(rel=_rel(dataset), raw_etag=RUN_ID, arrived_ms=1)
-            write_staged(stage_rows(checked, version), self.staged_uri(dataset))
+            write_staged(stage_rows(checked, version, shape.partition_rows), self.staged_uri(dataset))
         finally:
             checked.unpersist()
 

@@ -84,6 +84,36 @@ def test_rows_are_numbered_by_line_across_splits_and_dated(spark: Any, tmp_path:
 
 
 @pytest.mark.spark
+def test_the_validation_shape_counts_number_a_cached_multi_split_file_by_line(
+    spark: Any, tmp_path: Path
+) -> None:
+    """Validation numbers its cached frame from the shape check's per-partition counts (no job of
+    its own): the same numbers as counting, and each row's line, whatever the split layout."""
+    from jobs.csv_files import read_csv
+    from jobs.staging import partition_rows, stage_rows
+    from jobs.validation.reading import file_shape
+
+    ids = [*range(700, 0, -1)]
+    _write(tmp_path / "c.csv", ids, HEADER)
+    before = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "3000")
+    try:
+        frame = read_csv(spark, str(tmp_path / "c.csv"), tuple(HEADER)).cache()
+        shape = file_shape(frame, tuple(HEADER))
+        assert shape.rows == 700 and len(shape.partition_rows) > 5
+        assert shape.partition_rows == partition_rows(frame) and sum(shape.partition_rows) == 700
+        version = FileVersion("orders/2025-07-10/c.csv", "ec", 5)
+        given = stage_rows(frame, version, shape.partition_rows).collect()
+        counted = stage_rows(frame, version).collect()
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", before)
+        frame.unpersist()
+    assert _by_line(given, version.rel, "order_id") == [str(i) for i in ids]
+    assert sorted(r[ROW_NUM] for r in given) == list(range(1, 701))
+    assert sorted(given) == sorted(counted)
+
+
+@pytest.mark.spark
 def test_written_rows_read_back_unchanged_and_replace_the_parse(spark: Any, tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text(

@@ -32,6 +32,9 @@ class FileShape:
 
     rows: int
     findings: tuple[Finding, ...]
+    # Rows per scan partition of the frame, in partition order: what numbers the staging rows
+    # (jobs.staging.row_numbers) without a job of its own.
+    partition_rows: tuple[int, ...] = ()
 
 
 def _row_text(columns: tuple[str, ...]) -> Column:
@@ -41,7 +44,9 @@ def _row_text(columns: tuple[str, ...]) -> Column:
 def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
     """Count rows, ragged rows and rows with undecodable bytes in one pass over the (cached) frame.
 
-    Samples are fetched only for a file that has such rows, so a good file costs one action.
+    Counted per scan partition: the same single aggregation then also gives the rows of each
+    partition, which the staging rows are numbered from. Samples are fetched only for a file that
+    has such rows, so a good file costs one action.
     """
     text = _row_text(columns)
     undecodable = text.contains(REPLACEMENT_CHAR) | F.coalesce(
@@ -49,17 +54,23 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
     )
     ragged = F.col(CORRUPT_RECORD).isNotNull()
     try:
-        counts = frame.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.count(F.when(ragged, 1)).alias("ragged"),
-            F.count(F.when(undecodable, 1)).alias("undecodable"),
-        ).first()
+        per_partition = (
+            frame.groupBy(F.spark_partition_id().alias("partition"))
+            .agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.count(F.when(ragged, 1)).alias("ragged"),
+                F.count(F.when(undecodable, 1)).alias("undecodable"),
+            )
+            .collect()
+        )
     except Exception as exc:  # Spark cannot read such a file at all: a verdict, not a broken task
         if _TOO_LONG not in str(exc):
             raise
         message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
         return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
-    assert counts is not None  # an aggregate without grouping always returns one row
+    counts = {k: sum(int(r[k]) for r in per_partition) for k in ("rows", "ragged", "undecodable")}
+    rows_of = {int(r["partition"]): int(r["rows"]) for r in per_partition}
+    partition_rows = tuple(rows_of.get(p, 0) for p in range(frame.rdd.getNumPartitions()))
     findings: list[Finding] = []
     if counts["ragged"]:
         samples = [r[0] for r in frame.where(ragged).select(CORRUPT_RECORD).limit(MAX_SAMPLES).collect()]
@@ -89,4 +100,4 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
                 samples=samples,
             )
         )
-    return FileShape(rows=int(counts["rows"]), findings=tuple(findings))
+    return FileShape(rows=counts["rows"], findings=tuple(findings), partition_rows=partition_rows)

@@ -76,7 +76,7 @@ class SparkCheck:
             if t.dataset == ORDER_ITEMS and self._product_ids.note:
                 notes.append(self._product_ids.note)
             if not any(f.rejects for f in findings):
-                self._stage(t, raw, checked)
+                self._stage(t, raw, checked, shape.partition_rows)
         finally:
             checked.unpersist()
         # Items were checked against the master the ids came from: their verdict names its version.
@@ -104,11 +104,12 @@ class SparkCheck:
         ids = self._product_ids.lookup() if dataset == ORDER_ITEMS else None
         return add_check_columns(dataset, frame, ids), missing | absent_optional
 
-    def _stage(self, t: Target, raw: ObjectInfo, checked: DataFrame) -> None:
+    def _stage(self, t: Target, raw: ObjectInfo, checked: DataFrame, partition_rows: tuple[int, ...]) -> None:
         """Leave the parsed rows for the transformation (before the verdict is recorded and the file
         placed: a file in ``validated/`` whose verdict is recorded always has them)."""
         from jobs.staging import FileVersion, stage_rows, write_staged
 
         version = FileVersion(rel=t.rel, raw_etag=raw.etag, arrived_ms=raw.last_modified_ms)
         with self._log.stage("staging", file=raw.key, prefix=version.prefix):
-            write_staged(stage_rows(checked, version), self._store.uri(version.prefix), self._store)
+            rows = stage_rows(checked, version, partition_rows)
+            write_staged(rows, self._store.uri(version.prefix), self._store)
