@@ -9,7 +9,9 @@ docker/entrypoint.sh in a subprocess (a fresh JVM per task, included in the task
 Upload pattern (``upload``): ``burst`` puts a day's files back to back, so in worker mode the
 prechecks of the earlier parts are still running when the last part lands (the worst case);
 ``spaced`` waits until the stack is idle before the last part, as when a producer's parts arrive
-minutes apart, so the earlier parts were prechecked and the figure pays the last part's validation.
+minutes apart, so the earlier parts were prechecked and the figure pays the last part's validation;
+idle includes the worker's idle-time work (the lake preparation after each transformation, a few
+seconds), which such a producer's pauses always leave time for.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def run(
                 for rel, path in day[:-1]:
                     s3.put_object(Bucket=settings.bucket, Key=f"raw/{rel}", Body=path.read_bytes())
                 if upload == "spaced":
-                    stack.wait_idle(timeout=timeout, settle=1.0)
+                    stack.wait_idle(timeout=timeout, settle=1.0, worker_too=True)
                 body = day[-1][1].read_bytes()
                 t_put = time.time()  # just before the PutObject of the last file
                 s3.put_object(Bucket=settings.bucket, Key=f"raw/{day[-1][0]}", Body=body)

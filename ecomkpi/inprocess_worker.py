@@ -24,7 +24,7 @@ import boto3
 
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from ecomkpi.thread_lines import lines_of_this_thread
-from ecomkpi.worker_supervisor import container_output, is_warm
+from ecomkpi.worker_supervisor import container_output, is_warm, note_idle_work
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -52,6 +52,7 @@ class InProcessWorker(threading.Thread):
         self.starts = 0
         self.exits: list[int] = []
         self.ready = threading.Event()
+        self.preparing = threading.Event()  # idle-time work left (note_idle_work)
         self._stopping = threading.Event()
         self._worker: Worker | None = None
 
@@ -83,6 +84,7 @@ class InProcessWorker(threading.Thread):
 
     def _line(self, line: str) -> None:
         self.on_output(container_output(line, "stdout", os.getpid()))
+        note_idle_work(line, self.preparing)
         if is_warm(line):
             self.ready.set()
             self.on_event("worker: ready (on this process's SparkSession)")

@@ -395,12 +395,17 @@ class LocalStack:
         )["Attributes"]
         return any(int(v) for v in attributes.values())
 
-    def wait_idle(self, timeout: float = 900.0, settle: float = 2.0) -> bool:
-        """Until no event is queued or in flight and no execution runs, for ``settle`` seconds."""
+    def wait_idle(self, timeout: float = 900.0, settle: float = 2.0, worker_too: bool = False) -> bool:
+        """Until no event is queued or in flight and no execution runs, for ``settle`` seconds.
+
+        ``worker_too``: and the worker has no idle-time work left (it prepares a lake after each
+        transformation, a few seconds): what a stack whose producer's parts arrive minutes apart
+        has. Without it (a demo's waves), the next upload may interrupt that work, as any may.
+        """
         deadline = time.monotonic() + timeout
         quiet_since: float | None = None
         while time.monotonic() < deadline:
-            if self.busy():
+            if self.busy() or (worker_too and self.worker_preparing()):
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = time.monotonic()
@@ -408,6 +413,10 @@ class LocalStack:
                 return True
             time.sleep(0.5)
         return False
+
+    def worker_preparing(self) -> bool:
+        """The worker has idle-time work left (ecomkpi.worker_supervisor.note_idle_work)."""
+        return self.worker is not None and self.worker.preparing.is_set()
 
     def wait_worker_ready(self, timeout: float = 120.0) -> bool:
         """Until the worker has started Spark (what a running ``ecomkpi up`` has long done)."""

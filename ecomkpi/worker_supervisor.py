@@ -59,6 +59,7 @@ class WorkerSupervisor(threading.Thread):
         self.exits: list[int] = []
         self.process: subprocess.Popen[str] | None = None
         self.ready = threading.Event()  # the current worker finished its warm-up
+        self.preparing = threading.Event()  # ... and has idle-time work left (note_idle_work)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -88,6 +89,7 @@ class WorkerSupervisor(threading.Thread):
             self.process = proc
             self.starts += 1
             self.ready.clear()
+            self.preparing.clear()
         self.on_event(f"worker: started (pid {proc.pid})")
         write_lock = threading.Lock()
 
@@ -99,6 +101,7 @@ class WorkerSupervisor(threading.Thread):
             if is_warm(line):
                 self.ready.set()
                 self.on_event(f"worker: ready ({ready_detail(line)})")
+            note_idle_work(line, self.preparing)
             self.on_output(container_output(line, name, proc.pid))
 
         readers = read_lines(proc, on_line)
@@ -146,6 +149,15 @@ class WorkerSupervisor(threading.Thread):
 def is_warm(line: str) -> bool:
     """The worker's "warm" line: it has paid its start-up costs and serves the queue now."""
     return '"step": "warm"' in line
+
+
+def note_idle_work(line: str, preparing: threading.Event) -> None:
+    """Follow the worker's idle-time work (jobs/worker.py PREPARE_PENDING / PREPARE_DONE) in
+    ``preparing``: set while a lake waits to be prepared, cleared once nothing is left."""
+    if '"step": "lake.prepare.pending"' in line:
+        preparing.set()
+    elif '"step": "lake.prepare.done"' in line:
+        preparing.clear()
 
 
 def ready_detail(line: str) -> str:

@@ -70,7 +70,11 @@ PRECHECK_LISTS = ("ORDERS_KEYS", "ORDER_ITEMS_KEYS")  # the key lists prechecks 
 PRECHECK_GATHER_LIMIT = 100  # messages one precheck run may take
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
-PREPARE_AFTER_SECONDS = 1  # an empty queue for this long starts idle-time work (_prepare_pending)
+PREPARE_AFTER_SECONDS = 1
+# Log steps that bracket idle-time work: a lake noted for preparation, and nothing left to prepare
+# (ecomkpi.worker_supervisor reads them: a stack whose worker still prepares is not idle yet).
+PREPARE_PENDING = "lake.prepare.pending"
+PREPARE_DONE = "lake.prepare.done"  # an empty queue for this long starts idle-time work (_prepare_pending)
 # What differs between two transformation tasks that may share a run: the batch and its inputs.
 PER_BATCH_VARIABLES = frozenset(
     {
@@ -519,6 +523,7 @@ class Worker:
         """Note ``config``'s lake for idle-time work before the next run on it (``_prepare_pending``)."""
         if self.prepare is not None and config.lake_path:
             self._unprepared[config.lake_path] = config
+            _log(PREPARE_PENDING, lake=config.lake_path)
 
     def _prepare_pending(self) -> None:
         """Idle-time work for the next runs on the noted lakes, while no message waits.
@@ -539,6 +544,7 @@ class Worker:
             if "interrupted_before" in outcome:
                 return
             del self._unprepared[path]
+        _log(PREPARE_DONE)
 
     def serve(self) -> int:
         _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())

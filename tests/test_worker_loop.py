@@ -20,9 +20,10 @@ import pytest
 
 from ecomkpi.sfn_local import Executor, serve
 from ecomkpi.sfn_local.tasks import default_handlers
+from ecomkpi.worker_supervisor import note_idle_work
 from ecomkpi.workflow_modes import WORKER_DEFINITION
 from jobs.config import ConfigError, PipelineConfig
-from jobs.worker import TaskMessage, Worker, WorkerSettings, make_visible
+from jobs.worker import PREPARE_DONE, PREPARE_PENDING, TaskMessage, Worker, WorkerSettings, make_visible
 from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
 
@@ -165,10 +166,13 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
     assert output["validation"]["ExitCodes"] == [0] and output["transformation"]["ExitCodes"] == [0]
 
 
-def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle(pipeline: Pipeline) -> None:
+def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Idle-time work (building the lake's new table states) runs once the workflow has its answer,
     for the lake the transformation wrote; interrupted by a message, it resumes when the queue is
-    empty again, and ends once complete (tests/test_job_budget.py: what it saves the next run)."""
+    empty again, and ends once complete (tests/test_job_budget.py: what it saves the next run).
+    Its log lines tell a supervisor whether work is left (a stack waiting for idle asks)."""
     arn = pipeline.start("prepared")
     seen: list[tuple[str, str]] = []
     worker: Worker | None = None
@@ -191,6 +195,21 @@ def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
     # Not after the validation; after the transformation, then once more to finish.
     assert seen == [("s3a://lake/x", "SUCCEEDED"), ("s3a://lake/x", "SUCCEEDED")]
+    steps = [json.loads(line)["step"] for line in capsys.readouterr().out.splitlines() if '"step"' in line]
+    idle_work = [s for s in steps if s.startswith("lake.") or s == "task.end"]
+    assert idle_work == [
+        "task.end",  # the validation: nothing noted
+        "task.end",
+        PREPARE_PENDING,
+        "lake.prepared",  # interrupted: work left
+        "lake.prepared",
+        PREPARE_DONE,
+    ]
+    preparing, states = threading.Event(), []
+    for step in idle_work:
+        note_idle_work(json.dumps({"step": step}), preparing)
+        states.append(preparing.is_set())
+    assert states == [False, False, True, True, True, False]
 
 
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
