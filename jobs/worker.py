@@ -238,8 +238,17 @@ def token_of(body: str) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession) -> int:
-    """Run one job in this process on the warm session; the exit code a container would have."""
+def run_job(
+    command: str,
+    configs: Sequence[PipelineConfig],
+    spark: SparkSession,
+    after_answer: list[Callable[[], None]] | None = None,
+) -> int:
+    """Run one job in this process on the warm session; the exit code a container would have.
+
+    ``after_answer``: where a validation task leaves the work that may follow its answer (its
+    Data Docs), which the worker runs once it has answered.
+    """
     config, *others = configs
     if command == PRECHECK:
         from jobs.validation.job import run as validate
@@ -250,7 +259,7 @@ def run_job(command: str, configs: Sequence[PipelineConfig], spark: SparkSession
 
         if others:
             raise ValueError("validation tasks are not coalesced")
-        return validate(config, spark).exit_code
+        return validate(config, spark, after_answer=after_answer).exit_code
     from jobs.transformation.job import run as transform
 
     transform(config, spark, also=others)
@@ -461,7 +470,10 @@ class Worker:
         self.spark_factory = spark_factory
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.worker_id = worker_id or f"{os.uname().nodename}-{os.getpid()}"
-        self.runner: Runner = runner or (lambda command, configs: run_job(command, configs, self.spark))
+        self._after_answer: list[Callable[[], None]] = []  # see run_job
+        self.runner: Runner = runner or (
+            lambda command, configs: run_job(command, configs, self.spark, self._after_answer)
+        )
         self.prepare: Prepare | None = prepare
         if prepare is None and runner is None:
             self.prepare = lambda config, interrupted: prepare_lake(config, self.spark, interrupted)
@@ -553,9 +565,13 @@ class Worker:
         while not self._stopping.is_set():
             # With idle-time work noted, a short poll first: a task that follows the one just done
             # (the transformation after a validation) comes within it and goes first.
-            wait = PREPARE_AFTER_SECONDS if self._unprepared else self.settings.poll_seconds
+            idle_work = self._after_answer or self._unprepared
+            wait = PREPARE_AFTER_SECONDS if idle_work else self.settings.poll_seconds
             messages, pending = pending or self._receive(wait), []
             if not messages:
+                if self._after_answer:
+                    self._run_after_answer()
+                    continue
                 if self._unprepared:
                     self._prepare_pending()
                     continue
@@ -568,8 +584,10 @@ class Worker:
             idle_since = time.monotonic()
             reason = self.recycle_reason()
             if reason:
+                self._run_after_answer()
                 _log("recycle", reason=reason, batches=self.batches)
                 return EXIT_OK
+        self._run_after_answer()
         _log("stopped", batches=self.batches)
         return EXIT_OK
 
@@ -715,6 +733,16 @@ class Worker:
                 self._answer_task(task, exit_code, error)
         if lead.command == "transform":
             self._prepare_later(self.config(lead.environment))
+
+    def _run_after_answer(self) -> None:
+        """What a task's run left for after its answer (run_job), run when the queue is empty:
+        the transformation that follows a validation goes first, nobody waits for this."""
+        while self._after_answer:
+            work = self._after_answer.pop(0)
+            try:
+                work()
+            except Exception as exc:  # the answer is given: this is for people, never a verdict
+                _log("after_answer.failed", level="WARN", error=error_summary(exc))
 
     def _precheck(self, environment: Mapping[str, str], receipt: str) -> None:
         """Validate parts of a day still being uploaded; nobody waits for the answer.

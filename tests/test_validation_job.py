@@ -34,6 +34,7 @@ from tests.support.validation import (
     order_row,
     orders_csv,
     put,
+    s3,
     snapshot,
 )
 
@@ -322,6 +323,31 @@ def test_run_summary_log_and_data_docs(first: Run) -> None:
     for rule in files[f"{ITM}/bad_values.csv"]["failed_rules"]:
         assert f"rule '{rule['rule']}'" in rejections
     assert f"{ORD}/good.csv" not in rejections
+
+
+def test_a_worker_takes_the_data_docs_for_after_its_answer(moto_endpoint: str, spark) -> None:
+    """With ``after_answer`` the run ends without rendering its Data Docs (the warm worker answers
+    first); the work it leaves publishes them at the key the summary and reports name, and adds
+    its lines to the run's log once."""
+    bucket = f"ecomkpi-docs-{uuid.uuid4().hex[:8]}"
+    key = f"raw/{ORD}/later.csv"
+    config = make_config(moto_endpoint, bucket, orders=[key], run_id="run-later")
+    create_bucket(config)
+    put(config, PRODUCTS_KEY, PRODUCTS_CSV)
+    put(config, key, orders_csv(order_row(1)))
+    later: list = []
+    result = run(config, spark, after_answer=later)
+    prefix = "logs/validation/2025-07-10/run-later"
+    assert result.exit_code == 0 and result.data_docs_key == f"{prefix}/data_docs/index.html"
+    assert get_json(config, f"{prefix}/summary.json")["data_docs"] == result.data_docs_key
+    listed = s3(config).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data_docs/")
+    assert listed["KeyCount"] == 0 and len(later) == 1
+
+    later[0]()
+    assert "orders" in get(config, result.data_docs_key).decode()
+    steps = [json.loads(line)["step"] for line in get(config, f"{prefix}.log").decode().splitlines()]
+    assert steps.count("validation.end") == 1 and steps.count("data_docs.end") == 1
+    assert steps.index("validation.end") < steps.index("data_docs.end")
 
 
 @pytest.fixture(scope="module")

@@ -212,6 +212,46 @@ def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle
     assert states == [False, False, True, True, True, False]
 
 
+def test_what_a_validation_leaves_for_after_its_answer_runs_once_the_queue_is_empty(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A validation's Data Docs (run_job's ``after_answer``) wait until the worker is idle: the
+    workflow has its answer and the transformation that follows has run first; a failure there is
+    logged, never an answer."""
+    arn = pipeline.start("docs-later")
+    seen: list[tuple[list[str], str]] = []
+    worker: Worker | None = None
+
+    class Leaves(Runner):
+        def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
+            code = super().__call__(command, configs)
+            assert worker is not None
+            if command == "validate":
+                worker._after_answer.append(self.docs)
+                worker._after_answer.append(self.broken_docs)
+            return code
+
+        def docs(self) -> None:
+            seen.append(([c for c, _ in self.calls], pipeline.executor.wait(arn, timeout=10)["status"]))
+
+        def broken_docs(self) -> None:
+            assert worker is not None
+            worker.stop()
+            raise RuntimeError("the renderer broke")
+
+    runner = Leaves({})
+    worker = pipeline.worker(runner, prepare=lambda config, interrupted: {"tables": []})
+    thread = threading.Thread(target=worker.serve)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert seen == [(["validate", "transform"], "SUCCEEDED")]
+    failed = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if "after_answer.failed" in line
+    ]
+    assert [f["error"] for f in failed] == ["RuntimeError: the renderer broke"]
+
+
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
     arn = pipeline.start("rejected")
     runner = Runner({"validate": 2})

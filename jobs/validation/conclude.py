@@ -140,7 +140,7 @@ class Concluder:
                 "run_report": loc.run_report_key(batch, run, t.rel),
                 "log": loc.run_log_key(batch, run),
                 "summary": loc.summary_key(batch, run),
-                "data_docs": f"{loc.data_docs_prefix(batch, run)}/index.html",
+                "data_docs": loc.data_docs_index(batch, run),
                 "suite": f"expectations/{t.dataset}.json" if t.dataset else None,
             },
         )

@@ -71,3 +71,8 @@ def rejections_key(batch_id: str, run_id: str) -> str:
 
 def data_docs_prefix(batch_id: str, run_id: str) -> str:
     return f"{run_prefix(batch_id, run_id)}/data_docs"
+
+
+def data_docs_index(batch_id: str, run_id: str) -> str:
+    """The Data Docs site's index (GX writes it at the top of the prefix): what reports link to."""
+    return f"{data_docs_prefix(batch_id, run_id)}/index.html"
