@@ -8,7 +8,9 @@ itself) and reads the count at its end.
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -31,3 +33,37 @@ class JobGroup:
         # None (no group before) removes the property: SparkContext.setLocalProperty passes it to
         # the JVM, whose null means "unset"; pyspark annotates the value as str only.
         self.spark.sparkContext.setLocalProperty(JOB_GROUP, self._previous)  # type: ignore[arg-type]
+
+
+class CancelWhen(threading.Thread):
+    """Cancel ``group``'s jobs once ``condition()`` holds (asked every ``every`` seconds, first at
+    once), and from then on every job the group starts, until ``stop``.
+
+    For work that must yield the moment something else needs the engine (the warm worker's
+    idle-time preparation when a task arrives): the thread running it gets an exception from the
+    job in progress instead of finishing it. A ``condition`` that raises counts as not yet.
+    """
+
+    def __init__(
+        self, spark: SparkSession, group: str, condition: Callable[[], bool], every: float = 0.2
+    ) -> None:
+        super().__init__(name=f"cancel-when-{group}", daemon=True)
+        self.spark, self.group, self.condition, self.every = spark, group, condition, every
+        self.fired = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            if not self.fired.is_set():
+                try:
+                    if self.condition():
+                        self.fired.set()
+                except Exception:  # asking failed (a network blip): ask again next time
+                    pass
+            if self.fired.is_set():
+                self.spark.sparkContext.cancelJobGroup(self.group)
+            self._stopped.wait(self.every / 20 if self.fired.is_set() else self.every)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=5)

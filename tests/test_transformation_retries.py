@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -25,7 +27,7 @@ from jobs.transformation.lake import (
 )
 from jobs.transformation.serving import BatchWriter
 from tests.support.transformation import Crash, FlakyDynamoDB, Pipeline, crash_at, orders_csv
-from tests.test_transformation_batches import assert_matches_oracle, load_batch_0710
+from tests.test_transformation_batches import assert_matches_oracle, load_batch_0710, load_batch_0711
 
 D = Decimal
 BATCH = "2025-07-10"
@@ -77,6 +79,38 @@ def test_dynamodb_down_before_an_appending_plan_commits_then_retry(pipeline, mon
     assert_matches_oracle(p)
     assert len(p.silver(SILVER_ORDERS, "order_id", "_source_file")) == 3
     assert len(p.silver(SILVER_ITEMS, ITEM_KEY)) == 4
+
+
+def test_a_lake_preparation_cancelled_mid_table_leaves_the_next_runs_right(pipeline, monkeypatch):
+    """The worker's idle-time preparation yields to an arriving task by cancelling the table's Spark
+    jobs in progress (jobs.spark_jobs.CancelWhen): read-only work, so a later preparation and the
+    next runs end exactly as the oracle does."""
+    p = pipeline
+    keys = load_batch_0710(p)
+    p.run(BATCH, keys["orders"], keys["items"])  # its commits leave silver_orders' state to build
+    config = p.config("2025-07-11", [], [])
+    main, in_table = threading.current_thread(), threading.Event()
+    warm = Lake.warm
+
+    def slow_start(self: Lake, table: str) -> bool:
+        in_table.set()
+        time.sleep(0.5)  # the watcher (every 0.2 s) sees the task arrive while the table is begun
+        return warm(self, table)
+
+    monkeypatch.setattr(Lake, "warm", slow_start)
+    # Only the watching thread sees the task, and only once a table is begun: the preparation can
+    # only stop by its jobs being cancelled.
+    cancelled = job.warm_lake(
+        config, p.spark, lambda: in_table.is_set() and threading.current_thread() is not main
+    )
+    monkeypatch.setattr(Lake, "warm", warm)
+    assert cancelled["cancelled"] is True and cancelled["interrupted_before"] == job.WARM_TABLES[0]
+    assert p.spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the thread is untagged
+
+    assert job.warm_lake(config, p.spark)["tables"] == list(job.WARM_TABLES)
+    day = load_batch_0711(p)
+    assert p.run("2025-07-11", day["orders"], day["items"]).status == "ok"
+    assert_matches_oracle(p)
 
 
 def test_retry_after_lake_commit_and_identical_reupload_change_nothing(pipeline, monkeypatch):
