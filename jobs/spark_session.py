@@ -203,6 +203,11 @@ def session_conf(
     conf["spark.sql.codegen.cache.maxEntries"] = str(CODEGEN_CACHE_ENTRIES)
     if py_files:
         conf["spark.submit.pyFiles"] = py_files
+    # PySpark 4 records the Python call site of every Column and function call in the JVM, for its
+    # error messages: about five Py4J round trips each, over half of a transformation run's ~11,000
+    # (bench/README.md, session 15). Errors still name the failing expression and Python's
+    # traceback the line; SPARK_EXTRA_CONF may turn it back on for debugging.
+    conf["spark.python.sql.dataFrameDebugging.enabled"] = "false"
     conf.update(dict(config.extra_spark_conf))
     conf.update(spark_conf(config))
     return conf

@@ -37,12 +37,20 @@ from tests.support.validation import orders_csv as raw_orders_csv
 # 70 before discovery kept applied_files at the version it last saw (no read while it is current:
 # -3) and items whose orders come in the same run stopped looking them up in silver: -1;
 # 66 before the plan's key ranges were observed while its inputs were materialized (no range
-# queries: -9) and the items were read, dated and materialized in one job: -5.)
-TRANSFORMATION_NEW_DAY_JOBS = 52
+# queries: -9) and the items were read, dated and materialized in one job: -5; 52 before the
+# colliding keys were counted by the job that materializes them (no isEmpty: -1 per table) and an
+# inserts-only plan was summarized from what was observed of its rows (no aggregation of the
+# actions: -2 per table).)
+TRANSFORMATION_NEW_DAY_JOBS = 46
 TRANSFORMATION_NEW_DAY_COMMITS = 5
 # The same run after the worker prepared the lake while idle (warm_lake): the snapshot states of the
-# tables it reads and writes are built already (9 jobs fewer).
-TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 43
+# tables it reads and writes are built already (9 jobs fewer; 43 before the change above).
+TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 37
+# Py4J round trips of that prepared run: 4,177 measured; 6,558 with PySpark 4's DataFrame debugging
+# on (a call-site capture around every Column and function call, ~4 round trips each), which
+# jobs.spark_session turns off; 11,364 with it and before conform() became one selectExpr. The
+# count walks the run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
+TRANSFORMATION_NEW_DAY_PY4J_CALLS = 4_260
 # Validation: Spark starts for the first file that needs it; each further file costs the same
 # (10 before it wrote the staging rows: +1 job for the numbering shuffle, +1 for the write; 12
 # before the rows were numbered from the shape check's per-partition counts: no numbering shuffle).
@@ -89,15 +97,36 @@ def test_a_new_day_stays_within_its_job_and_commit_budget(
     assert interrupted["tables"] == [] and interrupted["interrupted_before"] == "silver_orders"
     warmed = warm_lake(config, spark)
     assert warmed["tables"] == list(WARM_TABLES)
-    day3 = p.run(
-        "2025-07-12",
-        [p.put("orders/2025-07-12/o.csv", orders_csv(("4", "8", "Complete", "2025-07-12 09:00:00")))],
-        [p.put("order_items/2025-07-12/i.csv", items_csv(("41", "4", "1", "3.00")))],
-    )
+    orders3 = p.put("orders/2025-07-12/o.csv", orders_csv(("4", "8", "Complete", "2025-07-12 09:00:00")))
+    items3 = p.put("order_items/2025-07-12/i.csv", items_csv(("41", "4", "1", "3.00")))
+    with Py4JCalls(spark) as calls:
+        day3 = p.run("2025-07-12", [orders3], [items3])
     assert day3.status == "ok" and day3.touched_dates == ["2025-07-12"]
     assert day3.spark_jobs is not None and day3.spark_jobs <= TRANSFORMATION_NEW_DAY_PREPARED_JOBS, (
         day3.spark_jobs
     )
+    assert calls.count <= TRANSFORMATION_NEW_DAY_PY4J_CALLS, calls.count
+
+
+class Py4JCalls:
+    """Count the Python -> JVM round trips made in the block (each is a socket exchange: ~0.1-1 ms)."""
+
+    def __init__(self, spark: Any) -> None:
+        self.client = spark.sparkContext._gateway._gateway_client
+        self.count = 0
+
+    def __enter__(self) -> Py4JCalls:
+        send = self.client.send_command
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return send(*args, **kwargs)
+
+        self.client.send_command = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.client.send_command  # the class's method again
 
 
 def test_validation_costs_a_fixed_number_of_jobs_per_file(moto_endpoint: str, names: Any, spark: Any) -> None:

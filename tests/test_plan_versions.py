@@ -15,7 +15,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from jobs.transformation.lake import SCHEMAS, SILVER_ORDERS
-from jobs.transformation.versions import ACTION, FINAL_DATE, MATCH_DATE, plan_versions
+from jobs.transformation.versions import (
+    ACTION,
+    FINAL_DATE,
+    MATCH_DATE,
+    TablePlan,
+    arrival_metrics,
+    materialize_observed,
+    plan_table,
+    plan_versions,
+)
 
 D1, D2 = date(2025, 7, 10), date(2025, 7, 11)
 
@@ -112,3 +121,37 @@ def test_a_stored_version_is_flagged_off_and_the_new_one_takes_over(spark: Any) 
         ignore_nullable=True,
     )
     assert sorted(tuple(r) for r in states.collect()) == [("1", D1, D2), ("2", None, D2)]
+
+
+def test_an_inserts_only_plan_is_summarized_from_what_was_observed_of_its_rows(spark: Any) -> None:
+    """``plan_table`` with the rows' observed metrics gives the summary a query of the actions gives,
+    pending (null-date) rows included; when keys collide it summarizes the actions themselves."""
+    rows = [
+        ("1", "a.csv", "e1", 100, 1, D1),
+        ("2", "a.csv", "e1", 100, 2, D2),
+        ("3", "a.csv", "e1", 100, 3, None),
+    ]
+    new, seen = materialize_observed(orders(spark, rows), **arrival_metrics())
+    planned, _ = plan_table(SILVER_ORDERS, "order_id", new, empty_existing(spark), {"a.csv": "e1"}, seen)
+    queried = TablePlan(SILVER_ORDERS, planned.actions).summarize()
+    assert (planned.counts, planned.dates, planned.pending_partition) == (
+        {"insert": 3},
+        {"2025-07-10", "2025-07-11"},
+        True,
+    )
+    assert (planned.counts, planned.dates, planned.pending_partition) == (
+        queried.counts,
+        queried.dates,
+        queried.pending_partition,
+    )
+
+    # A repeated key: ranked, and summarized by a query (the observed counts would be wrong: one
+    # of the two rows is stored as not current, but both are inserts, and "1" is flagged once).
+    repeated, seen = materialize_observed(
+        orders(spark, [*rows, ("1", "b.csv", "e2", 200, 1, D2)]), **arrival_metrics()
+    )
+    ranked, _ = plan_table(
+        SILVER_ORDERS, "order_id", repeated, empty_existing(spark), {"a.csv": "e1", "b.csv": "e2"}, seen
+    )
+    assert ranked.counts == TablePlan(SILVER_ORDERS, ranked.actions).summarize().counts == {"insert": 4}
+    assert not TablePlan.of_inserts(SILVER_ORDERS, new.limit(0), {**seen, "_arrived_rows": 0}).counts

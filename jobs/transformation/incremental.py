@@ -45,9 +45,10 @@ from jobs.transformation.versions import (
     FINAL_DATE,
     IDENTITY,
     TablePlan,
+    arrival_metrics,
     materialize,
     materialize_observed,
-    plan_versions,
+    plan_table,
 )
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
@@ -138,33 +139,34 @@ def plan_orders(
     new: DataFrame,
     etags: dict[str, str],
     old_rows: bool,
-    bounds: tuple[str | None, str | None],
+    seen: dict[str, Any],
 ) -> DataFrame:
     """Plan silver_orders; returns (order_id, old_date, new_date) for every order it re-ranks.
 
-    ``bounds``: min/max ``order_id`` of ``new`` (observed when it was materialized).
+    ``seen``: what was observed when ``new`` was materialized: min/max ``order_id`` (``low``,
+    ``high``) and :func:`arrival_metrics`.
     """
     silver = lake.read(SILVER_ORDERS)
     keys = new.select("order_id")
-    low, high = bounds
+    low, high = seen["low"], seen["high"]
     if old_rows:  # rows of the replaced versions: their orders must be re-ranked without them
-        keys, seen = materialize_observed(
+        keys, seen_keys = materialize_observed(
             keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id")),
             low=F.min("order_id"),
             high=F.max("order_id"),
         )
-        low, high = seen["low"], seen["high"]
+        low, high = seen_keys["low"], seen_keys["high"]
     existing = silver.where(_in_range("order_id", low, high)).join(
         keys.where(F.col("order_id").isNotNull()), "order_id", "left_semi"
     )
-    actions, states = plan_versions(
+    plan.orders, states = plan_table(
         SILVER_ORDERS,
         "order_id",
         new,
         existing.withColumn(FINAL_DATE, F.col(ORDER_DATE)),
         etags,
+        seen,
     )
-    plan.orders = TablePlan(SILVER_ORDERS, actions).summarize()
     return states
 
 
@@ -208,6 +210,7 @@ def plan_items(
         o_high=F.max(F.when(orphan, F.col("order_id"))),
         k_low=F.min(F.when(producer_key, F.col(ITEM_KEY))),
         k_high=F.max(F.when(producer_key, F.col(ITEM_KEY))),
+        **arrival_metrics(),
     )
     keys = dated.select(ITEM_KEY)
     if replaced is not None:
@@ -235,11 +238,13 @@ def plan_items(
             .join(dated.where(orphan).select("order_id").distinct(), "order_id", "left_semi")
             .select("order_id", F.col(ORDER_DATE).alias("_found"))
         )
-        dated = materialize(
+        dated, seen_dated = materialize_observed(
             dated.join(found, "order_id", "left")
             .withColumn(ORDER_DATE, F.coalesce(F.col(ORDER_DATE), F.col("_found")))
-            .drop("_found")
+            .drop("_found"),
+            **arrival_metrics(),
         )
+        seen.update(seen_dated)
     new_dated = dated.drop("_ranked")
 
     parts: list[DataFrame] = []
@@ -270,8 +275,7 @@ def plan_items(
         )
     else:
         existing = existing.withColumn(FINAL_DATE, F.col(ORDER_DATE))
-    actions, _ = plan_versions(SILVER_ITEMS, ITEM_KEY, new_dated, existing, etags)
-    plan.items = TablePlan(SILVER_ITEMS, actions).summarize()
+    plan.items, _ = plan_table(SILVER_ITEMS, ITEM_KEY, new_dated, existing, etags, seen)
 
 
 def plan_run(
@@ -301,10 +305,11 @@ def plan_run(
             read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp),
             low=F.min("order_id"),
             high=F.max("order_id"),
+            **arrival_metrics(),
         )
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
         states, moved = materialize_observed(
-            plan_orders(lake, plan, new, etags, old_rows, (seen["low"], seen["high"])),
+            plan_orders(lake, plan, new, etags, old_rows, seen),
             **moved_metrics(),
         )
 

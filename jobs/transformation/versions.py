@@ -14,6 +14,7 @@ plain append when they are all inserts; applying the same plan twice changes not
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,17 @@ class TablePlan:
     def empty(self) -> bool:
         return not self.counts
 
+    @classmethod
+    def of_inserts(cls, table: str, actions: DataFrame, seen: Mapping[str, Any]) -> TablePlan:
+        """A plan whose actions are exactly the rows ``seen`` describes (:func:`arrival_metrics`, observed
+        when they were materialized), each inserted at its ``order_date``: no query to summarize it."""
+        plan = cls(table, actions)
+        if seen[ARRIVED_ROWS]:
+            plan.counts[INSERT] = int(seen[ARRIVED_ROWS])
+            plan.dates = set(seen[ARRIVED_DATES] or ())
+            plan.pending_partition = bool(seen[ARRIVED_PENDING])
+        return plan
+
     def summarize(self) -> TablePlan:
         for row in self.actions.groupBy(ACTION, MATCH_DATE).count().collect():
             self.counts[row[ACTION]] = self.counts.get(row[ACTION], 0) + int(row["count"])
@@ -62,6 +74,20 @@ class TablePlan:
             else:
                 self.dates.add(row[MATCH_DATE].isoformat())
         return self
+
+
+ARRIVED_ROWS, ARRIVED_DATES, ARRIVED_PENDING = "_arrived_rows", "_arrived_dates", "_arrived_pending"
+
+
+def arrival_metrics() -> dict[str, Column]:
+    """What :meth:`TablePlan.of_inserts` needs of a table's new rows: observe them when the rows are
+    materialized, and a plan that turns out to insert them all is summarized with no query (an
+    aggregation of the actions is two adaptive stages: two Spark jobs per table)."""
+    return {
+        ARRIVED_ROWS: F.count(F.lit(1)),
+        ARRIVED_DATES: F.collect_set(F.date_format(ORDER_DATE, "yyyy-MM-dd")),
+        ARRIVED_PENDING: F.max(F.col(ORDER_DATE).isNull().cast("int")),
+    }
 
 
 def silver_columns(table: str) -> list[str]:
@@ -87,6 +113,25 @@ def materialize_observed(df: DataFrame, **metrics: Column) -> tuple[DataFrame, d
     return done, observation.get
 
 
+def plan_table(
+    table: str,
+    key: str,
+    new: DataFrame,
+    existing: DataFrame,
+    applying: dict[str, str],
+    seen: Mapping[str, Any] | None = None,
+) -> tuple[TablePlan, DataFrame]:
+    """:func:`plan_versions` as a summarized :class:`TablePlan`, plus the re-ranked keys' states.
+
+    ``seen``: :func:`arrival_metrics` of ``new``, observed when it was materialized; when no key
+    collides the plan is those rows' inserts, and is summarized from them instead of by a query.
+    """
+    actions, states, inserts_only = _plan_versions(table, key, new, existing, applying)
+    if inserts_only and seen is not None:
+        return TablePlan.of_inserts(table, actions, seen), states
+    return TablePlan(table, actions).summarize(), states
+
+
 def plan_versions(
     table: str, key: str, new: DataFrame, existing: DataFrame, applying: dict[str, str]
 ) -> tuple[DataFrame, DataFrame]:
@@ -109,11 +154,22 @@ def plan_versions(
     The colliding rows are ranked with window functions over one union (no self-joins); the scored
     union is materialized once and the actions are cheap filters of it that stay lazy.
     """
+    actions, states, _ = _plan_versions(table, key, new, existing, applying)
+    return actions, states
+
+
+def _plan_versions(
+    table: str, key: str, new: DataFrame, existing: DataFrame, applying: dict[str, str]
+) -> tuple[DataFrame, DataFrame, bool]:
+    """:func:`plan_versions`, and whether its actions are ``new``'s inserts alone (no key collides)."""
     cols = [c for c in silver_columns(table) if c != IS_CURRENT]
     repeated = new.groupBy(key).count().where(F.col("count") > 1).select(key)
     # ``existing`` stays lazy: a new day reads its (range-limited) lookup once, here; only when keys
     # collide is it read a second time, by the ranking below.
-    colliding = materialize(repeated.unionByName(existing.select(key)).distinct())
+    # Counted by the job that materializes them (an isEmpty() afterwards is one more job).
+    colliding, found = materialize_observed(
+        repeated.unionByName(existing.select(key)).distinct(), keys=F.count(F.lit(1))
+    )
 
     def arrivals(solo: DataFrame) -> tuple[DataFrame, DataFrame]:
         """Solo keys: inserted where they belong, current, from nowhere (what ranking would conclude)."""
@@ -128,8 +184,8 @@ def plan_versions(
         )
         return inserts, states
 
-    if colliding.isEmpty():  # a new day, as a rule: no ranking at all
-        return arrivals(new)
+    if not found["keys"]:  # a new day, as a rule: no ranking at all
+        return (*arrivals(new), True)
     # A null key never equals anything in a join: such rows (validation rejects them) stay ranked.
     solo_inserts, solo_states = arrivals(
         new.where(F.col(key).isNotNull()).join(F.broadcast(colliding), key, "left_anti")
@@ -199,7 +255,7 @@ def plan_versions(
             F.max(F.when(~is_gone & F.col(IS_CURRENT), final)).alias("new_date"),
         )
     )
-    return solo_inserts.unionByName(actions), solo_states.unionByName(states)
+    return solo_inserts.unionByName(actions), solo_states.unionByName(states), False
 
 
 def apply_plan(lake: Lake, plan: TablePlan) -> Commit | None:
