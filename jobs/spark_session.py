@@ -204,9 +204,9 @@ def session_conf(
     if py_files:
         conf["spark.submit.pyFiles"] = py_files
     # PySpark 4 records the Python call site of every Column and function call in the JVM, for its
-    # error messages: about five Py4J round trips each, over half of a transformation run's ~11,000
-    # (bench/README.md, session 15). Errors still name the failing expression and Python's
-    # traceback the line; SPARK_EXTRA_CONF may turn it back on for debugging.
+    # error messages: ~4 Py4J round trips each; a new day's transformation run made 6,558 with it and
+    # 4,177 without (tests/test_job_budget.py, bench/README.md session 15). Errors still name the
+    # failing expression and Python's traceback the line; SPARK_EXTRA_CONF may turn it back on.
     conf["spark.python.sql.dataFrameDebugging.enabled"] = "false"
     conf.update(dict(config.extra_spark_conf))
     conf.update(spark_conf(config))

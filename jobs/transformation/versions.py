@@ -30,6 +30,8 @@ ACTION, MATCH_DATE = "_action", "_match_date"
 INSERT, UPDATE, DELETE, FLAG = "insert", "update", "delete", "flag"
 IDENTITY = (SOURCE_FILE, RAW_ETAG, ROW_NUM)  # one row of one file version
 FINAL_DATE = "_final_date"  # where an existing row must end up (its partition unless it moves)
+# What arrival_metrics() observes of a table's new rows.
+ARRIVED_ROWS, ARRIVED_DATES, ARRIVED_PENDING = "_arrived_rows", "_arrived_dates", "_arrived_pending"
 
 
 def latest_first() -> list[Column]:
@@ -74,9 +76,6 @@ class TablePlan:
             else:
                 self.dates.add(row[MATCH_DATE].isoformat())
         return self
-
-
-ARRIVED_ROWS, ARRIVED_DATES, ARRIVED_PENDING = "_arrived_rows", "_arrived_dates", "_arrived_pending"
 
 
 def arrival_metrics() -> dict[str, Column]:
