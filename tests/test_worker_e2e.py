@@ -123,7 +123,13 @@ def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
         assert [e["status"] for e in executions] == ["SUCCEEDED"]
         history = stack.executor.get_execution_history(executions[0]["executionArn"])
         timed_out = [e for e in history if e.type == "TaskTimedOut"]
-        assert [e.details["error"] for e in timed_out] == ["States.HeartbeatTimeout"]
+        # The kill shows as a heartbeat timeout. The retry (1.2 s later at this scale) waits in the
+        # queue while the replacement worker starts its JVM and, finding no work yet, runs its warm-up
+        # batch; where that outlasts the test's shortened heartbeat (300 s x 0.04 = 12 s; a slow run of
+        # the CI machine took longer), the retry times out once more and the next attempt succeeds, as
+        # it would in AWS: the state allows two retries.
+        errors = [e.details["error"] for e in timed_out]
+        assert errors and set(errors) == {"States.HeartbeatTimeout"}, errors
         assert stack.worker is not None and stack.worker.starts == 2
         ddb = stack.client("dynamodb")
         daily = scan_all(ddb, settings.daily_table)
