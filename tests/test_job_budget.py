@@ -48,8 +48,8 @@ TRANSFORMATION_NEW_DAY_COMMITS = 5
 TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 37
 # Py4J round trips of that prepared run: 4,177 measured; 6,558 with PySpark 4's DataFrame debugging
 # on (a call-site capture around every Column and function call, ~4 round trips each), which
-# jobs.spark_session turns off; 11,364 with it and before conform() became one selectExpr. The
-# count walks the run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
+# jobs.spark_session turns off (conform() as one selectExpr in both figures). The count walks the
+# run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
 TRANSFORMATION_NEW_DAY_PY4J_CALLS = 4_260
 # Validation: Spark starts for the first file that needs it; each further file costs the same
 # (10 before it wrote the staging rows: +1 job for the numbering shuffle, +1 for the write; 12
