@@ -168,7 +168,9 @@ def ready_detail(line: str) -> str:
         return "warm"
     parts = [f"Spark session {record.get('session_seconds', '?')} s"]
     if "batch_seconds" in record:
-        parts.append(f"warm-up batch {record['batch_seconds']} s")
+        stopped = record.get("interrupted_during") or record.get("interrupted_before")
+        until = f" (stopped at {stopped}: work arrived)" if stopped else ""
+        parts.append(f"warm-up batch {record['batch_seconds']} s{until}")
     elif record.get("work_waiting"):
         parts.append("work was waiting: no warm-up batch")
     return ", ".join(parts)

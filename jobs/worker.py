@@ -512,8 +512,9 @@ class Worker:
         The warm-up batch (jobs/warmup.py: both jobs once on a one-row batch of its own) pays the
         code paths' first-use costs, ~25 s on a fresh JVM, about twice what they add to a first
         real batch: worth it only while nothing waits (a stack started before its uploads), not
-        when work is already queued (a demo), and it stops between two of its steps when a task
-        arrives (a worker that replaces a dead one, whose batch comes back with its retry). Then
+        when work is already queued (a demo), and it cancels the Spark job in progress when a task
+        arrives (a worker that replaces a dead one, whose batch comes back with its retry) or the
+        worker is told to stop. Then
         "warm" is logged: what a supervisor waits for as "ready".
         """
         messages: list[MessageTypeDef] = []
@@ -523,7 +524,7 @@ class Worker:
             ).get("Messages", [])
             if not messages:
                 started = time.perf_counter()
-                self._warm.update(warm_up(self.spark, _log, self.config(), self._work_waiting))
+                self._warm.update(warm_up(self.spark, _log, self.config(), self._interrupted))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
         config = self.config()
@@ -595,7 +596,7 @@ class Worker:
         return self._stopping.is_set() or self._work_waiting()
 
     def _work_waiting(self) -> bool:
-        """A task waits in the queue (SQS's approximate count: a late answer costs one warm-up step)."""
+        """A task waits in the queue (SQS's approximate count: a late answer costs one more ask)."""
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.settings.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
         ).get("Attributes", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +56,47 @@ def _with_fake(monkeypatch: pytest.MonkeyPatch, broken: str | None = None) -> li
 
 
 def test_a_failing_step_is_logged_and_ends_the_warm_up_in_a_folder_that_goes_away(
-    monkeypatch: pytest.MonkeyPatch,
+    spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = _with_fake(monkeypatch, broken="plan")
     logged: list[tuple[str, dict[str, Any]]] = []
-    outcome = warm_up(None, lambda step, **fields: logged.append((step, fields)))  # type: ignore[arg-type]
+    outcome = warm_up(spark, lambda step, **fields: logged.append((step, fields)))
     assert outcome["error"] == "plan: RuntimeError: no disk" and outcome["steps"] == 1
     assert made[0].ran == ["validation.products"]  # gold needs the plan: not attempted
     assert logged == [("warm.step.failed", {"level": "WARN", "stage": "plan", "error": outcome["error"]})]
     assert not made[0].folder.exists()
 
 
-def test_work_arriving_stops_the_warm_up_between_two_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_work_arriving_stops_the_warm_up_between_two_steps(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     made = _with_fake(monkeypatch)
-    answers = iter([False, True])
-    outcome = warm_up(None, lambda *a, **k: None, work_waiting=lambda: next(answers))  # type: ignore[arg-type]
+    # Asked before each step; the watch thread asks too, but only once a step has run.
+    outcome = warm_up(
+        spark, lambda *a, **k: None, work_waiting=lambda: made[0].ran == ["validation.products"]
+    )
     assert made[0].ran == ["validation.products"]
     assert outcome["interrupted_before"] == "plan" and outcome["steps"] == 1
+
+
+def test_work_arriving_cancels_the_spark_job_of_the_step_in_progress(
+    spark: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step is not waited for: its job is cancelled (uncancelled, its cross join of 2.25 x 10^10
+    rows runs ~50 s here and the step completes)."""
+    arrived = threading.Event()
+    logged: list[Any] = []
+
+    class LongStep(FakeBatch):
+        def steps(self) -> list[tuple[str, Any]]:
+            return [("plan", self.plan), ("gold", lambda: self.run("gold"))]
+
+        def plan(self) -> None:
+            threading.Timer(1.0, arrived.set).start()  # a task lands while the job runs
+            spark.sql("SELECT count(*) FROM range(150000) a CROSS JOIN range(150000) b").collect()
+
+    monkeypatch.setattr(warmup, "WarmUp", lambda spark, folder, config: LongStep(folder))
+    outcome = warm_up(spark, lambda *a, **k: logged.append(a), work_waiting=arrived.is_set, every=0.1)
+    assert outcome == {"steps": 0, "interrupted_during": "plan"}
+    assert logged == []  # a cancelled step is no failure
+    assert spark.range(3).count() == 3  # the engine serves the task next

@@ -464,6 +464,10 @@ def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     assert ready_detail(warmed) == "Spark session 10.9 s, warm-up batch 24.6 s"
     busy = json.dumps({"step": "warm", "session_seconds": 11.0, "work_waiting": True})
     assert ready_detail(busy) == "Spark session 11.0 s, work was waiting: no warm-up batch"
+    cut = json.dumps(
+        {"step": "warm", "session_seconds": 9.0, "batch_seconds": 3.2, "interrupted_during": "plan"}
+    )
+    assert ready_detail(cut) == "Spark session 9.0 s, warm-up batch 3.2 s (stopped at plan: work arrived)"
     assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
 
 
