@@ -168,8 +168,13 @@ def ready_detail(line: str) -> str:
         return "warm"
     parts = [f"Spark session {record.get('session_seconds', '?')} s"]
     if "batch_seconds" in record:
-        stopped = record.get("interrupted_during") or record.get("interrupted_before")
-        until = f" (stopped at {stopped}: work arrived)" if stopped else ""
+        # Cut short for a task that arrived (or a stop): the step it was in, or the one it did not start.
+        if record.get("interrupted_during"):
+            until = f" (cut short during {record['interrupted_during']})"
+        elif record.get("interrupted_before"):
+            until = f" (cut short before {record['interrupted_before']})"
+        else:
+            until = ""
         parts.append(f"warm-up batch {record['batch_seconds']} s{until}")
     elif record.get("work_waiting"):
         parts.append("work was waiting: no warm-up batch")

@@ -514,8 +514,7 @@ class Worker:
         real batch: worth it only while nothing waits (a stack started before its uploads), not
         when work is already queued (a demo), and it cancels the Spark job in progress when a task
         arrives (a worker that replaces a dead one, whose batch comes back with its retry) or the
-        worker is told to stop. Then
-        "warm" is logged: what a supervisor waits for as "ready".
+        worker is told to stop. Then "warm" is logged: what a supervisor waits for as "ready".
         """
         messages: list[MessageTypeDef] = []
         if self.settings.warm_batch:

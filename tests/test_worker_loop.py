@@ -467,7 +467,7 @@ def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     cut = json.dumps(
         {"step": "warm", "session_seconds": 9.0, "batch_seconds": 3.2, "interrupted_during": "plan"}
     )
-    assert ready_detail(cut) == "Spark session 9.0 s, warm-up batch 3.2 s (stopped at plan: work arrived)"
+    assert ready_detail(cut) == "Spark session 9.0 s, warm-up batch 3.2 s (cut short during plan)"
     assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
 
 
