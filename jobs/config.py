@@ -101,6 +101,7 @@ class _Overrides(TypedDict, total=False):
 
     max_file_bytes: int
     short_jvm_max_bytes: int
+    validation_threads: int
     run_id: str
     jars_dir: Path
     executor_jars_dir: Path
@@ -148,6 +149,8 @@ class PipelineConfig:
     # SPARK_CLASS_ARCHIVE: where the driver's class-data archive lives ("" = beside the jar cache,
     # "off" = never use one); jobs/jvm_archive.py.
     class_archive: str = ""
+    # VALIDATION_THREADS: files of one validation run checked at once (jobs/validation/job.py).
+    validation_threads: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -181,6 +184,11 @@ class PipelineConfig:
                     f"SHORT_JVM_MAX_BYTES must be a number of bytes (0: never), got {short_jvm!r}"
                 )
             kwargs["short_jvm_max_bytes"] = int(short_jvm)
+        threads = env.get("VALIDATION_THREADS", "").strip()
+        if threads:
+            if not threads.isdigit() or int(threads) < 1:
+                raise ConfigError(f"VALIDATION_THREADS must be a positive integer, got {threads!r}")
+            kwargs["validation_threads"] = int(threads)
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from jobs.config import PipelineConfig
 from jobs.validation import EXIT_REJECTED, ValidationResult, run
 from jobs.validation import structural as st
 from jobs.validation.locations import META_ARRIVED_MS, META_RAW_ETAG
@@ -150,7 +151,7 @@ ITEMS_PREFIX = "order_items/"
 
 @dataclass(frozen=True)
 class Run:
-    config: object
+    config: PipelineConfig
     result: ValidationResult
     after: Snapshot
 
@@ -158,22 +159,65 @@ class Run:
 @pytest.fixture(scope="module")
 def first(moto_endpoint: str, spark) -> Run:
     """Upload the whole battery and validate it in ONE job run."""
+    config = _battery_config(moto_endpoint)
+    _upload_battery(config)
+    result = run(config, spark)
+    return Run(config, result, snapshot(config))
+
+
+def _battery_config(moto_endpoint: str, **extra: str) -> PipelineConfig:
+    """The whole battery in a bucket of its own: ``first``'s inputs, as the workflow passes them."""
     bucket = f"ecomkpi-valjob-{uuid.uuid4().hex[:8]}"
     orders = [c.key for c in CASES if c.rel.startswith("orders/")]
     orders[1] = orders[1].replace("raw/", "validated/", 1)  # any stage prefix names the same file
     orders.append("raw/misc/stray.csv")
     items = [c.key for c in CASES if c.rel.startswith(ITEMS_PREFIX)]
-    config = make_config(
-        moto_endpoint, bucket, orders=orders, items=items, run_id="run-1", MAX_FILE_BYTES=MAX_BYTES
+    return make_config(
+        moto_endpoint, bucket, orders=orders, items=items, run_id="run-1", MAX_FILE_BYTES=MAX_BYTES, **extra
     )
+
+
+def _upload_battery(config: PipelineConfig) -> None:
     create_bucket(config)
     put(config, PRODUCTS_KEY, PRODUCTS_CSV)
     put(config, "raw/misc/stray.csv", orders_csv(order_row(1)))
     for c in CASES:
         if c.body is not None:
             put(config, c.key, c.body)
-    result = run(config, spark)
-    return Run(config, result, snapshot(config))
+
+
+def test_files_checked_two_at_a_time_end_as_they_do_one_after_the_other(
+    first: Run, moto_endpoint: str, spark
+) -> None:
+    """``first`` checked its files on two threads (the default); one thread must give the same
+    verdicts, findings, reports, staging rows and places, and the same count of Spark jobs (the
+    threads' jobs are the run's)."""
+    config = _battery_config(moto_endpoint, VALIDATION_THREADS="1")
+    _upload_battery(config)
+    one = run(config, spark)
+    assert first.config.validation_threads == 2 and config.validation_threads == 1
+    assert one.files == first.result.files
+    assert one.spark_jobs == first.result.spark_jobs > 0
+    after = snapshot(config)
+    assert _places(after) == _places(first.after)
+    assert _content(after.reports) == _content(first.after.reports)
+
+
+def _content(reports: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+    """The reports without what differs between two runs by design: when the file landed and was
+    decided, and the links (Data Docs' timestamped folder)."""
+    when = ("arrived_ms", "decided_at", "links")
+    return {k: {f: v for f, v in r.items() if f not in when} for k, r in reports.items()}
+
+
+def _places(snap: Snapshot) -> set[str]:
+    """The bucket's keys up to what differs between two runs by design: the staging files' names
+    (Spark's part-<uuid>: their folder names the file version) and Data Docs' timestamped folder."""
+    return {
+        k.rsplit("/", 1)[0] + "/" if k.startswith("staging/") else k
+        for k in snap.keys
+        if "/data_docs/" not in k
+    }
 
 
 def test_exit_code_and_spark_used(first: Run) -> None:

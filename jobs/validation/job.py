@@ -16,6 +16,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -112,11 +113,41 @@ class ValidationJob:
         if pending:
             self.engine.batch_bytes = sum(raw.size for _, raw, _ in pending)
             self.engine.start_gx()
+            # The products master first: the items' check uses the ids it gives.
             for t, raw, inspection in pending:
-                outcomes[t.rel] = self._file(t, partial(self.spark_check.validate, t, raw, inspection))
+                if t.master:
+                    outcomes[t.rel] = self._file(t, partial(self.spark_check.validate, t, raw, inspection))
+            outcomes.update(self._validate_at_once([p for p in pending if not p[0].master]))
             self._data_docs()
             self.product_ids.release()
         return [outcomes[t.rel] for t in targets if t.rel in outcomes]
+
+    def _validate_at_once(
+        self, files: list[tuple[Target, ObjectInfo, HeadInspection]]
+    ) -> dict[str, FileOutcome]:
+        """Check ``files`` with Spark, ``config.validation_threads`` at a time.
+
+        A small file's check is mostly driver-side waits (Py4J, job scheduling, S3 requests) between
+        short jobs, so a second file's jobs fill the other core meanwhile (bench/README.md session 16).
+        What the files share is settled first, on this thread: the session and the run's job group
+        (the checking threads inherit it: their jobs count as the run's) and the products master's
+        ids; GX's context is used by one file at a time (``SparkCheck``).
+        """
+
+        def check(item: tuple[Target, ObjectInfo, HeadInspection]) -> tuple[str, FileOutcome]:
+            t, raw, inspection = item
+            return t.rel, self._file(t, partial(self.spark_check.validate, t, raw, inspection))
+
+        threads = min(self.config.validation_threads, len(files))
+        if threads <= 1:
+            return dict(map(check, files))
+        from pyspark.util import inheritable_thread_target
+
+        self.engine.spark()
+        if any(t.dataset == ORDER_ITEMS for t, _, _ in files):
+            self.product_ids.lookup()
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="validate-file") as pool:
+            return dict(pool.map(inheritable_thread_target(check), files))
 
     def _data_docs(self) -> None:
         """Publish the run's Data Docs now, or after the worker's answer when it takes them.

@@ -9,6 +9,7 @@ leaves its parsed rows as staging Parquet before its verdict is recorded.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,9 @@ class SparkCheck:
         self._product_ids = product_ids
         self._concluder = concluder
         self._suite_json: dict[str, dict[str, Any]] = {d: load_suite_json(d) for d in DATASETS}
+        # GX's context (its stores, the batch definitions) is not made for concurrent use: the run's
+        # files may be checked on several threads (ValidationJob), their suites one at a time.
+        self._gx_lock = threading.Lock()
 
     def validate(self, t: Target, raw: ObjectInfo, inspection: HeadInspection) -> FileOutcome:
         """Check one file with Spark and GX, stage its rows if it passes, then conclude its verdict."""
@@ -59,7 +63,8 @@ class SparkCheck:
             findings = list(shape.findings)
             read_seconds = time.perf_counter() - started
             if not findings:  # misaligned rows would only make the suite's results noise
-                result = self._engine.gx().validate(t.dataset, checked.drop(CORRUPT_RECORD), t.rel)
+                with self._gx_lock:
+                    result = self._engine.gx().validate(t.dataset, checked.drop(CORRUPT_RECORD), t.rel)
                 findings = findings_from_suite_result(result, inspection.columns, absent)
             self._log.event(
                 "file.spark",
