@@ -34,6 +34,8 @@ def test_reads_the_workflow_variables():
         == 1024
     )
     assert PipelineConfig.from_env({"INPUTS_KEY": " control/x.json "}).inputs_key == "control/x.json"
+    assert config.validation_threads == 2
+    assert PipelineConfig.from_env({"VALIDATION_THREADS": " 3 "}).validation_threads == 3
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,7 @@ def test_reads_the_workflow_variables():
         ({"RECOMPUTE_DATES": "2025-02-30"}, "not a YYYY-MM-DD date"),
         ({"MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES must be a positive number of bytes"),
         ({"SHORT_JVM_MAX_BYTES": "-1"}, "SHORT_JVM_MAX_BYTES must be a number of bytes"),
+        ({"VALIDATION_THREADS": "0"}, "VALIDATION_THREADS must be a positive integer, got '0'"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
