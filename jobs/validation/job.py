@@ -127,8 +127,10 @@ class ValidationJob:
     ) -> dict[str, FileOutcome]:
         """Check ``files`` with Spark, ``config.validation_threads`` at a time.
 
-        A small file's check is mostly driver-side waits (Py4J, job scheduling, S3 requests) between
-        short jobs, so a second file's jobs fill the other core meanwhile (bench/README.md session 16).
+        A small file's check is mostly driver-side waits (Py4J, job scheduling, S3 requests, and on a
+        cold JVM class loading and compilation) between short jobs, which a second file's jobs can fill:
+        measured ~3 s less on a fresh worker's first day of ``make run``, within noise once the JVM is
+        warm (bench/README.md session 16; ``VALIDATION_THREADS=1``: one at a time).
         What the files share is settled first, on this thread: the session and the run's job group
         (the checking threads inherit it: their jobs count as the run's) and the products master's
         ids; GX's context is used by one file at a time (``SparkCheck``).
