@@ -46,11 +46,12 @@ TRANSFORMATION_NEW_DAY_COMMITS = 5
 # The same run after the worker prepared the lake while idle (warm_lake): the snapshot states of the
 # tables it reads and writes are built already (9 jobs fewer; 43 before the change above).
 TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 37
-# Py4J round trips of that prepared run: 4,177 measured; 6,558 with PySpark 4's DataFrame debugging
-# on (a call-site capture around every Column and function call, ~4 round trips each), which
-# jobs.spark_session turns off (conform() as one selectExpr in both figures). The count walks the
-# run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
-TRANSFORMATION_NEW_DAY_PY4J_CALLS = 4_260
+# Py4J round trips of that prepared run, without Py4J's releases of dead references (Py4JCalls):
+# 3,317 measured (4,148 with them when run alone, 4,328 in a full test session: why they are left
+# out); with them, 4,177 against 6,558 with PySpark 4's DataFrame debugging on (a call-site capture
+# around every Column and function call, ~4 round trips each), which jobs.spark_session turns off.
+# The count walks the run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
+TRANSFORMATION_NEW_DAY_PY4J_CALLS = 3_380
 # Validation: Spark starts for the first file that needs it; each further file costs the same
 # (10 before it wrote the staging rows: +1 job for the numbering shuffle, +1 for the write; 12
 # before the rows were numbered from the shape check's per-partition counts: no numbering shuffle).
@@ -109,17 +110,27 @@ def test_a_new_day_stays_within_its_job_and_commit_budget(
 
 
 class Py4JCalls:
-    """Count the Python -> JVM round trips made in the block (each is a socket exchange: ~0.1-1 ms)."""
+    """Count the Python -> JVM round trips made in the block (each is a socket exchange: ~0.1-1 ms).
+
+    Py4J's releases of Python references that died (``m d`` commands) are not counted: a thread
+    sends them whenever the garbage collector gets to them, so they follow what ran before in the
+    test session (CI counted 180 more calls than the same run alone), not the run's own work.
+    """
 
     def __init__(self, spark: Any) -> None:
         self.client = spark.sparkContext._gateway._gateway_client
         self.count = 0
 
     def __enter__(self) -> Py4JCalls:
+        from py4j import protocol
+
         send = self.client.send_command
+        release = protocol.MEMORY_COMMAND_NAME + protocol.MEMORY_DEL_SUBCOMMAND_NAME
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self.count += 1
+            command = args[0] if args else kwargs.get("command", "")
+            if not (isinstance(command, str) and command.startswith(release)):
+                self.count += 1
             return send(*args, **kwargs)
 
         self.client.send_command = counted
