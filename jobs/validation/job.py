@@ -114,9 +114,7 @@ class ValidationJob:
             self.engine.batch_bytes = sum(raw.size for _, raw, _ in pending)
             self.engine.start_gx()
             # The products master first: the items' check uses the ids it gives.
-            for t, raw, inspection in pending:
-                if t.master:
-                    outcomes[t.rel] = self._file(t, partial(self.spark_check.validate, t, raw, inspection))
+            outcomes.update(self._check(p) for p in pending if p[0].master)
             outcomes.update(self._validate_at_once([p for p in pending if not p[0].master]))
             self._data_docs()
             self.product_ids.release()
@@ -136,20 +134,21 @@ class ValidationJob:
         ids; GX's context is used by one file at a time (``SparkCheck``).
         """
 
-        def check(item: tuple[Target, ObjectInfo, HeadInspection]) -> tuple[str, FileOutcome]:
-            t, raw, inspection = item
-            return t.rel, self._file(t, partial(self.spark_check.validate, t, raw, inspection))
-
         threads = min(self.config.validation_threads, len(files))
         if threads <= 1:
-            return dict(map(check, files))
+            return dict(map(self._check, files))
         from pyspark.util import inheritable_thread_target
 
         self.engine.spark()
         if any(t.dataset == ORDER_ITEMS for t, _, _ in files):
             self.product_ids.lookup()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="validate-file") as pool:
-            return dict(pool.map(inheritable_thread_target(check), files))
+            return dict(pool.map(inheritable_thread_target(self._check), files))
+
+    def _check(self, item: tuple[Target, ObjectInfo, HeadInspection]) -> tuple[str, FileOutcome]:
+        """One readable file checked with Spark and GX: (its relative key, its outcome)."""
+        t, raw, inspection = item
+        return t.rel, self._file(t, partial(self.spark_check.validate, t, raw, inspection))
 
     def _data_docs(self) -> None:
         """Publish the run's Data Docs now, or after the worker's answer when it takes them.
