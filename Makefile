@@ -49,13 +49,14 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The JVM tests and the tests without a JVM as two pytest processes at once (scripts/test_in_two.sh);
+# The shared-session JVM tests, the tests with JVMs of their own and the tests without a JVM as three
+# pytest processes at once (scripts/test_in_lanes.sh);
 # PYTEST_SERIAL=1: one pytest process, one test after the other.
 test: setup browser lint
 ifeq ($(PYTEST_SERIAL),1)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
-	scripts/test_in_two.sh $(BIN)/python $(PYTEST_ARGS)
+	scripts/test_in_lanes.sh $(BIN)/python $(PYTEST_ARGS)
 endif
 
 # Every test that needs no JVM and is not marked slow (~2 minutes): the loop before a small change.

@@ -109,14 +109,21 @@ _JVM_MODULES = {
     "test_demo_e2e",
     "test_worker_e2e",
 }
+# Of those, the modules whose time goes to JVMs of their own (worker processes, notebook kernels,
+# spark-submit, a standalone cluster): `make test` runs them in a lane of their own beside the
+# shared-session tests (scripts/test_in_lanes.sh). The lane opens its own shared session if a test
+# asks for one (an oracle), which costs one JVM start.
+_OWN_JVM_MODULES = {"test_validation_cli", "test_notebooks", "test_spark_cluster", "test_worker_e2e"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs a JVM ``spark``: ``make test`` runs them one after the other and
-    the others beside them (scripts/test_in_two.sh). ``slow`` is a separate mark: a slow test without
+    the others beside them (scripts/test_in_lanes.sh). ``slow`` is a separate mark: a slow test without
     a JVM (hundreds of emulated DynamoDB writes) runs beside the JVM tests, but not in the fast loop
     (``pytest -m "not spark and not slow"``, ``make test-fast``)."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if "spark" in getattr(item, "fixturenames", ()) or module in _JVM_MODULES:
             item.add_marker(pytest.mark.spark)
+        if module in _OWN_JVM_MODULES:
+            item.add_marker(pytest.mark.own_jvms)
