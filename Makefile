@@ -49,7 +49,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The shared-session JVM tests, the tests with JVMs of their own and the tests without a JVM as three
+# The JVM tests on the shared session, the end-to-end tests and the tests without a JVM as three
 # pytest processes at once (scripts/test_in_lanes.sh);
 # PYTEST_SERIAL=1: one pytest process, one test after the other.
 test: setup browser lint
