@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pyspark.sql import SparkSession
 
@@ -67,3 +68,22 @@ class CancelWhen(threading.Thread):
     def stop(self) -> None:
         self._stopped.set()
         self.join(timeout=5)
+
+
+@contextmanager
+def cancelled_when(
+    spark: SparkSession, name: str, condition: Callable[[], bool], every: float = 0.2
+) -> Iterator[CancelWhen]:
+    """Run the block's Spark jobs in a group of their own that ``condition`` cancels (CancelWhen).
+
+    The block reads ``fired`` on what it yields to tell a cancellation from a failure; the watch
+    is stopped and this thread's previous group restored however the block ends.
+    """
+    group = JobGroup(spark, name)
+    watch = CancelWhen(spark, group.group, condition, every)
+    watch.start()
+    try:
+        yield watch
+    finally:
+        watch.stop()
+        group.close()

@@ -166,32 +166,28 @@ def warm_up(
     step (a cold JVM's plan step took 10-12 s). A step that fails otherwise ends the warm-up too (the
     later ones need it), logged as a warning.
     """
-    from jobs.spark_jobs import CancelWhen, JobGroup
+    from jobs.spark_jobs import cancelled_when
 
     outcome: dict[str, Any] = {"steps": 0}
-    with tempfile.TemporaryDirectory(prefix="ecomkpi-warm-up-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="ecomkpi-warm-up-") as tmp,
+        cancelled_when(spark, "warm-up", work_waiting, every) as watch,
+    ):
         batch = WarmUp(spark, Path(tmp), config)
-        group = JobGroup(spark, "warm-up")
-        watch = CancelWhen(spark, group.group, work_waiting, every)
-        watch.start()
-        try:
-            for name, step in batch.steps():
-                if watch.fired.is_set() or work_waiting():
-                    outcome["interrupted_before"] = name
+        for name, step in batch.steps():
+            if watch.fired.is_set() or work_waiting():
+                outcome["interrupted_before"] = name
+                break
+            started = time.perf_counter()
+            try:
+                step()
+            except Exception as exc:  # warming is an optimisation: the worker serves without it
+                if watch.fired.is_set():  # cancelled for a task: not a failure
+                    outcome["interrupted_during"] = name
                     break
-                started = time.perf_counter()
-                try:
-                    step()
-                except Exception as exc:  # warming is an optimisation: the worker serves without it
-                    if watch.fired.is_set():  # cancelled for a task: not a failure
-                        outcome["interrupted_during"] = name
-                        break
-                    outcome["error"] = f"{name}: {type(exc).__name__}: {exc}"
-                    log("warm.step.failed", level="WARN", stage=name, error=outcome["error"])
-                    break
-                outcome[f"{name}_seconds"] = round(time.perf_counter() - started, 3)
-                outcome["steps"] += 1
-        finally:
-            watch.stop()
-            group.close()
+                outcome["error"] = f"{name}: {type(exc).__name__}: {exc}"
+                log("warm.step.failed", level="WARN", stage=name, error=outcome["error"])
+                break
+            outcome[f"{name}_seconds"] = round(time.perf_counter() - started, 3)
+            outcome["steps"] += 1
     return outcome

@@ -135,16 +135,13 @@ def warm_lake(
     table's Spark jobs are cancelled (read-only work: the next build starts it again), so a task that
     arrives waits a fraction of a second, not a table's build (up to ~1 s seen).
     """
-    from jobs.spark_jobs import CancelWhen, JobGroup
+    from jobs.spark_jobs import cancelled_when
 
     started = time.perf_counter()
     tune_delta(spark, config)
     lake = Lake(spark, config.lake_path)
     outcome: dict[str, Any] = {"lake": config.lake_path, "tables": []}
-    group = JobGroup(spark, "lake-prepare")
-    watch = CancelWhen(spark, group.group, interrupted)
-    watch.start()
-    try:
+    with cancelled_when(spark, "lake-prepare", interrupted) as watch:
         for table in WARM_TABLES:
             if watch.fired.is_set() or interrupted():
                 outcome["interrupted_before"] = table
@@ -158,9 +155,6 @@ def warm_lake(
                 break
             if warmed:
                 outcome["tables"].append(table)
-    finally:
-        watch.stop()
-        group.close()
     outcome["seconds"] = round(time.perf_counter() - started, 3)
     return outcome
 
