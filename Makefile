@@ -49,8 +49,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The JVM tests on the shared session, the end-to-end tests and the tests without a JVM as three
-# pytest processes at once (scripts/test_in_lanes.sh);
+# The JVM tests on the shared session, the tests with JVMs of their own and the tests without a JVM
+# as three pytest processes at once (scripts/test_in_lanes.sh);
 # PYTEST_SERIAL=1: one pytest process, one test after the other.
 test: setup browser lint
 ifeq ($(PYTEST_SERIAL),1)
