@@ -58,3 +58,37 @@ def test_a_new_day_reads_and_rewrites_only_that_day(moto_endpoint, spark, tmp_pa
     assert {d: daily[d]["run_id"] for d in served_before} == served_before  # days 1-3 not rewritten
     assert daily["2025-07-04"]["run_id"] == run.run_id and daily["2025-07-04"]["total_items_sold"] == 6
     assert p.served() == p.expected()
+
+
+def test_ids_passing_a_power_of_ten_still_skip_the_history(moto_endpoint, spark, tmp_path):
+    """Ids are strings: a day whose ids go from 2 to 3 digits has the lexicographic range
+    ["100", "99"], which holds nearly every 2-digit id stored. The lookups use one range per length
+    when the ids are all integers, so the history is still skipped by file statistics."""
+    p = Pipeline(moto_endpoint, spark, tmp_path)
+    p.put("products/products.csv", PRODUCTS_V1)
+    history = (
+        p.put(
+            "orders/2025-07-01/orders.csv",
+            orders_csv(*[(str(n), "u1", "Complete", "2025-07-01 10:00:00") for n in (11, 12, 13)]),
+        ),
+        p.put(
+            "order_items/2025-07-01/items.csv",
+            items_csv(*[(str(40 + n), str(11 + n % 3), "p1", "1.00") for n in range(6)]),
+        ),
+    )
+    p.run("2025-07-01", [history[0]], [history[1]])
+
+    orders = p.put(
+        "orders/2025-07-02/orders.csv",
+        orders_csv(*[(str(n), "u2", "Complete", "2025-07-02 10:00:00") for n in (98, 99, 100)]),
+    )
+    items = p.put(
+        "order_items/2025-07-02/items.csv",
+        items_csv(*[(str(n), ("98", "99", "100")[n % 3], "p2", "2.00") for n in (97, 98, 99, 100, 101, 102)]),
+    )
+    run = p.run("2025-07-02", [orders], [items])
+
+    assert run.touched_dates == ["2025-07-02"]
+    assert run.rows_read_by_table[SILVER_ORDERS] == 0
+    assert run.rows_read_by_table[SILVER_ITEMS] == 0
+    assert p.served() == p.expected()

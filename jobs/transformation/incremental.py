@@ -20,8 +20,10 @@ What a plan reads from silver (each intermediate result is materialized once, be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import or_
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -56,6 +58,7 @@ from jobs.transformation.versions import (
 # (bench/README.md). Adaptive execution still broadcasts them at run time when they turn out small.
 ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
 ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
+INTEGER_ID = r"^(0|[1-9][0-9]*)$"  # ids whose numeric order is (length, string) order
 
 
 @dataclass
@@ -85,9 +88,43 @@ class RunPlan:
         return dates
 
 
-def _in_range(col: str, low: str | None, high: str | None) -> Column:
-    """A literal range predicate: what lets Delta skip files by their min/max statistics."""
-    return F.col(col).between(F.lit(low), F.lit(high))
+def key_range(name: str, key: str, where: str | None = None) -> dict[str, Column]:
+    """What a range lookup of column ``key`` needs observed (``where``, a SQL condition: of those
+    rows only): its lexicographic min/max, and, when every key is an integer without leading zeros,
+    its min/max in numeric order, as (length, key) structs (see :func:`_in_range`).
+
+    SQL text, not Column calls: each Column call is a Py4J round trip, and a plan observes five
+    ranges (the job budget counts them, tests/test_job_budget.py)."""
+    k = key if where is None else f"CASE WHEN {where} THEN {key} END"
+    by_number = f"CASE WHEN {k} IS NOT NULL THEN named_struct('length', length({k}), 'key', {k}) END"
+    return {
+        f"{name}_low": F.expr(f"min({k})"),
+        f"{name}_high": F.expr(f"max({k})"),
+        f"{name}_nlow": F.expr(f"min({by_number})"),
+        f"{name}_nhigh": F.expr(f"max({by_number})"),
+        f"{name}_integers": F.expr(f"min(CASE WHEN {k} IS NOT NULL THEN {k} RLIKE '{INTEGER_ID}' END)"),
+    }
+
+
+def _in_range(col: str, seen: Mapping[str, Any], name: str) -> Column:
+    """A literal range predicate on ``col`` for the keys observed as ``name`` (:func:`key_range`):
+    what lets Delta skip files by their min/max statistics.
+
+    Keys are strings, so integer ids of several lengths have a lexicographic range that spans every
+    shorter id above the first digit: a day whose ids pass from 99 to 100 has ["100", "99"], which
+    holds nearly all of the 2-digit history. For integers, one range per length instead.
+    """
+    low, high = seen[f"{name}_nlow"], seen[f"{name}_nhigh"]
+    if not seen[f"{name}_integers"] or low is None or low["length"] == high["length"]:
+        return F.col(col).between(F.lit(seen[f"{name}_low"]), F.lit(seen[f"{name}_high"]))
+    ranges = [
+        F.col(col).between(
+            F.lit(low["key"] if length == low["length"] else "1" + "0" * (length - 1)),
+            F.lit(high["key"] if length == high["length"] else "9" * length),
+        )
+        for length in range(low["length"], high["length"] + 1)
+    ]
+    return reduce(or_, ranges)
 
 
 def plan_products(
@@ -128,8 +165,7 @@ def moved_metrics() -> dict[str, Column]:
     return {
         "m_dates": F.collect_set(F.when(moved, F.date_format("old_date", "yyyy-MM-dd"))),
         "m_pending": F.max(F.when(moved, F.col("old_date").isNull().cast("int"))),
-        "m_low": F.min(F.when(moved, F.col("order_id"))),
-        "m_high": F.max(F.when(moved, F.col("order_id"))),
+        **key_range("m", "order_id", "NOT (old_date <=> new_date)"),
     }
 
 
@@ -143,20 +179,18 @@ def plan_orders(
 ) -> DataFrame:
     """Plan silver_orders; returns (order_id, old_date, new_date) for every order it re-ranks.
 
-    ``seen``: what was observed when ``new`` was materialized: min/max ``order_id`` (``low``,
-    ``high``) and :func:`arrival_metrics`.
+    ``seen``: what was observed when ``new`` was materialized: the range of ``order_id``
+    (:func:`key_range` ``o``) and :func:`arrival_metrics`.
     """
     silver = lake.read(SILVER_ORDERS)
     keys = new.select("order_id")
-    low, high = seen["low"], seen["high"]
+    ids = seen
     if old_rows:  # rows of the replaced versions: their orders must be re-ranked without them
-        keys, seen_keys = materialize_observed(
+        keys, ids = materialize_observed(
             keys.unionByName(silver.where(F.col(SOURCE_FILE).isin(sorted(etags))).select("order_id")),
-            low=F.min("order_id"),
-            high=F.max("order_id"),
+            **key_range("o", "order_id"),
         )
-        low, high = seen_keys["low"], seen_keys["high"]
-    existing = silver.where(_in_range("order_id", low, high)).join(
+    existing = silver.where(_in_range("order_id", ids, "o")).join(
         keys.where(F.col("order_id").isNotNull()), "order_id", "left_semi"
     )
     plan.orders, states = plan_table(
@@ -206,18 +240,15 @@ def plan_items(
     # ranges the lookups need observed by the same job.
     dated, seen = materialize_observed(
         joined,
-        o_low=F.min(F.when(orphan, F.col("order_id"))),
-        o_high=F.max(F.when(orphan, F.col("order_id"))),
-        k_low=F.min(F.when(producer_key, F.col(ITEM_KEY))),
-        k_high=F.max(F.when(producer_key, F.col(ITEM_KEY))),
+        **key_range("orphan", "order_id", "_ranked IS NULL"),
+        **key_range("k", ITEM_KEY, f"NOT startswith({ITEM_KEY}, '{ROW_KEY_PREFIX}')"),
         **arrival_metrics(),
     )
     keys = dated.select(ITEM_KEY)
     if replaced is not None:
         keys, seen_keys = materialize_observed(
             keys.unionByName(replaced.select(ITEM_KEY)).where(producer_key),
-            k_low=F.min(ITEM_KEY),
-            k_high=F.max(ITEM_KEY),
+            **key_range("k", ITEM_KEY),
         )
         seen.update(seen_keys)
     keys = keys.where(producer_key)
@@ -231,10 +262,10 @@ def plan_items(
     if moved is None and not etags:
         return  # no new items and no order changed date: nothing to do for items
 
-    if seen["o_low"] is not None:
+    if seen["orphan_low"] is not None:
         found = (
             lake.read(SILVER_ORDERS)
-            .where(F.col(IS_CURRENT) & _in_range("order_id", seen["o_low"], seen["o_high"]))
+            .where(F.col(IS_CURRENT) & _in_range("order_id", seen, "orphan"))
             .join(dated.where(orphan).select("order_id").distinct(), "order_id", "left_semi")
             .select("order_id", F.col(ORDER_DATE).alias("_found"))
         )
@@ -249,9 +280,7 @@ def plan_items(
 
     parts: list[DataFrame] = []
     if seen["k_low"] is not None:
-        parts.append(
-            silver.where(_in_range(ITEM_KEY, seen["k_low"], seen["k_high"])).join(keys, ITEM_KEY, "left_semi")
-        )
+        parts.append(silver.where(_in_range(ITEM_KEY, seen, "k")).join(keys, ITEM_KEY, "left_semi"))
     if replaced is not None:
         parts.append(replaced)
     if moved is not None:
@@ -260,7 +289,7 @@ def plan_items(
             where.append(f"{ORDER_DATE} IS NULL")
         parts.append(
             silver.where(" OR ".join(where))
-            .where(_in_range("order_id", m["m_low"], m["m_high"]))
+            .where(_in_range("order_id", m, "m"))
             .join(moved.select("order_id"), "order_id", "left_semi")
         )
     existing = lake.empty(SILVER_ITEMS)
@@ -303,8 +332,7 @@ def plan_run(
         # Read once (staging rows: already typed, dated and numbered) and reused by every lookup.
         new, seen = materialize_observed(
             read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp),
-            low=F.min("order_id"),
-            high=F.max("order_id"),
+            **key_range("o", "order_id"),
             **arrival_metrics(),
         )
         # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
