@@ -7,8 +7,9 @@ dates of the items of those products. Only those dates are recomputed.
 
 What a plan reads from silver (each intermediate result is materialized once, before anything is written):
 * versions of the ``order_id`` / ``item_key`` values in the new files: a lookup limited to the
-  keys' min/max range, so Delta's per-file statistics skip history files outside it (monotonic ids:
-  nothing but the newest files), then a semi-join for the exact keys;
+  keys' min/max range (one per length for integer ids: :func:`key_range`), so Delta's per-file
+  statistics skip history files outside it (monotonic ids: nothing but the newest files), then a
+  semi-join for the exact keys;
 * the current date of the orders that new items belong to, when this run does not re-rank them
   (same range lookup; none when a day's orders and items arrive together);
 * rows of file versions being replaced, by ``_source_file`` statistics (only when a file is
