@@ -18,6 +18,7 @@ from ecomkpi.sfn_local import Executor, serve
 from ecomkpi.sfn_local.definition import SQS_SEND_MESSAGE_WAIT
 from ecomkpi.sfn_local.errors import DefinitionError
 from ecomkpi.sfn_local.tasks import default_handlers
+from tests.support.queues import next_message
 
 
 def definition(heartbeat: int | None = 2, retries: int = 1) -> dict[str, Any]:
@@ -64,18 +65,9 @@ class Stack:
         )
 
     def receive(self, timeout: float = 60) -> dict[str, Any]:
-        """The next task message (an execution's thread sends it on its own time: on a loaded
-        machine, over 10 s was seen)."""
-        deadline = time.monotonic() + timeout
-        messages: list[dict[str, Any]] = []
-        while not messages and time.monotonic() < deadline:
-            wait = max(1, min(10, round(deadline - time.monotonic())))
-            messages = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=wait
-            ).get("Messages", [])
-        assert messages, f"no task message arrived in {timeout} s"
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
-        return json.loads(messages[0]["Body"])
+        message = next_message(self.sqs, self.queue_url, timeout)
+        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return json.loads(message["Body"])
 
 
 def make_stack(

@@ -26,6 +26,7 @@ from jobs.config import ConfigError, PipelineConfig
 from jobs.worker import PREPARE_DONE, PREPARE_PENDING, TaskMessage, Worker, WorkerSettings, make_visible
 from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
+from tests.support.queues import next_message
 
 ACCOUNT = "123456789012"
 
@@ -99,15 +100,7 @@ class Pipeline:
         )
 
     def next_task(self, timeout: float = 60) -> Any:
-        """The next message in the queue. An execution's thread sends its task on its own time: on a
-        loaded machine (the CI runs three test processes on two cores) that took over 10 s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            wait = max(1, min(10, round(deadline - time.monotonic())))
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=wait).get("Messages")
-            if messages:
-                return messages[0]
-        raise AssertionError(f"the workflow sent no task in {timeout} s")
+        return next_message(self.sqs, self.queue_url, timeout)
 
     def serve(self, runner: Runner, tasks: int, prepare: Any = None) -> Worker:
         worker = self.worker(runner, prepare=prepare)
