@@ -60,6 +60,10 @@ from jobs.transformation.versions import (
 ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
 ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
 INTEGER_ID = r"^(0|[1-9][0-9]*)$"  # ids whose numeric order is (length, string) order
+# Conditions as SQL text, for key_range's observed metrics and, through F.expr, as filters.
+MOVED = "NOT (old_date <=> new_date)"  # a re-ranked order whose date changes
+PRODUCER_KEY = f"NOT startswith({ITEM_KEY}, '{ROW_KEY_PREFIX}')"  # an item key the producer gave
+ORPHAN = "_ranked IS NULL"  # a new item whose order this run does not re-rank
 
 
 @dataclass
@@ -162,11 +166,11 @@ def plan_products(
 def moved_metrics() -> dict[str, Column]:
     """What the items' lookups need of the orders a run re-ranks whose date changes ("moved"): their
     old dates, whether any was pending, their id range (observed while the states are computed)."""
-    moved = ~F.col("old_date").eqNullSafe(F.col("new_date"))
+    moved = F.expr(MOVED)
     return {
         "m_dates": F.collect_set(F.when(moved, F.date_format("old_date", "yyyy-MM-dd"))),
         "m_pending": F.max(F.when(moved, F.col("old_date").isNull().cast("int"))),
-        **key_range("m", "order_id", "NOT (old_date <=> new_date)"),
+        **key_range("m", "order_id", MOVED),
     }
 
 
@@ -223,7 +227,7 @@ def plan_items(
     query here).
     """
     silver = lake.read(SILVER_ITEMS)
-    producer_key = ~F.col(ITEM_KEY).startswith(ROW_KEY_PREFIX)
+    producer_key = F.expr(PRODUCER_KEY)
     replaced = silver.where(F.col(SOURCE_FILE).isin(sorted(etags))) if old_rows else None
     # Where the orders of the new items are now: re-ranked in this run, else ("orphans") their
     # current row in silver, looked up below (none when a day's orders came with its items).
@@ -236,13 +240,13 @@ def plan_items(
         joined = new.select(
             "*", F.lit(None).cast("date").alias(ORDER_DATE), F.lit(None).cast("boolean").alias("_ranked")
         )
-    orphan = F.col("_ranked").isNull()
+    orphan = F.expr(ORPHAN)
     # Materialized (the planner reads it twice: the solo keys and the colliding ones), with the
     # ranges the lookups need observed by the same job.
     dated, seen = materialize_observed(
         joined,
-        **key_range("orphan", "order_id", "_ranked IS NULL"),
-        **key_range("k", ITEM_KEY, f"NOT startswith({ITEM_KEY}, '{ROW_KEY_PREFIX}')"),
+        **key_range("orphan", "order_id", ORPHAN),
+        **key_range("k", ITEM_KEY, PRODUCER_KEY),
         **arrival_metrics(),
     )
     keys = dated.select(ITEM_KEY)
@@ -259,7 +263,7 @@ def plan_items(
     m = moved_stats or {"m_low": None}
     moved = None
     if order_states is not None and m["m_low"] is not None:
-        moved = order_states.where(~F.col("old_date").eqNullSafe(F.col("new_date")))
+        moved = order_states.where(MOVED)
     if moved is None and not etags:
         return  # no new items and no order changed date: nothing to do for items
 
