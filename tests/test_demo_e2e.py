@@ -150,3 +150,7 @@ def test_run_report_is_written(demo):
     report = json.loads((demo.out / "run_report.json").read_text())
     assert report["executions"] and report["files"]
     assert all(e["states"] for e in report["executions"])
+    # The pipeline's part runs from the first upload to the last execution's end: it holds each one.
+    timings = report["timings"]
+    assert timings["setup_seconds"] > 0
+    assert timings["pipeline_seconds"] >= max(e["seconds"] for e in report["executions"]) - 0.1
