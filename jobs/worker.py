@@ -246,14 +246,15 @@ def run_job(
 ) -> int:
     """Run one job in this process on the warm session; the exit code a container would have.
 
-    ``after_answer``: where a validation task leaves the work that may follow its answer (its
-    Data Docs), which the worker runs once it has answered.
+    ``after_answer``: where a validation task or a precheck leaves the work that may follow its
+    answer (its Data Docs), which the worker runs once it is idle. A precheck has nobody waiting
+    for its answer, but the day's task queued behind it does wait for it to end.
     """
     config, *others = configs
     if command == PRECHECK:
         from jobs.validation.job import run as validate
 
-        return validate(config, spark, precheck=True).exit_code
+        return validate(config, spark, precheck=True, after_answer=after_answer).exit_code
     if command == "validate":
         from jobs.validation.job import run as validate
 

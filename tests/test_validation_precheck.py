@@ -28,6 +28,7 @@ from tests.support.validation import (
     order_row,
     orders_csv,
     put,
+    s3,
     snapshot,
 )
 
@@ -152,3 +153,23 @@ def test_runs_of_one_process_read_a_master_version_once(moto_endpoint: str, spar
     third, third_ids = items_part("run-c", product=777)
     assert [e.get("reused", False) for e in third_ids] == [False]  # a new version is read
     assert third.outcome(f"{ITM}/run-c.csv").warnings == []
+
+
+def test_a_workers_precheck_leaves_its_data_docs_for_when_it_is_idle(moto_endpoint: str, spark) -> None:
+    """Nobody waits for a precheck's answer, but the day's task queued behind it waits for it to end:
+    the worker's precheck (run_job) leaves its Data Docs to ``after_answer`` as a task does."""
+    from jobs.worker import PRECHECK, run_job
+
+    config = make_config(
+        moto_endpoint, f"ecomkpi-precheck-{uuid.uuid4().hex[:8]}", orders=[f"raw/{GOOD}"], run_id="p-docs"
+    )
+    create_bucket(config)
+    put(config, PRODUCTS_KEY, PRODUCTS_CSV)
+    put(config, f"raw/{GOOD}", orders_csv(order_row(1)))
+    later: list = []
+    assert run_job(PRECHECK, [config], spark, later) == 0
+    prefix = "logs/validation/2025-07-10/p-docs/data_docs/"
+    listed = s3(config).list_objects_v2(Bucket=config.bucket, Prefix=prefix)
+    assert listed["KeyCount"] == 0 and len(later) == 1
+    later[0]()
+    assert get(config, f"{prefix}index.html")
