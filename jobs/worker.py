@@ -570,11 +570,14 @@ class Worker:
             wait = PREPARE_AFTER_SECONDS if idle_work else self.settings.poll_seconds
             messages, pending = pending or self._receive(wait), []
             if not messages:
-                if self._after_answer:
-                    self._run_after_answer()
-                    continue
+                # The lake first: the next run's latency depends on it, and it yields to a message
+                # at once. Then what answers left (Data Docs, for people), one piece per look at
+                # the queue: a task that arrives waits for one rendering at most.
                 if self._unprepared:
                     self._prepare_pending()
+                    continue
+                if self._after_answer:
+                    self._run_after_answer(limit=1)
                     continue
                 idle = self.settings.idle_exit_seconds
                 if idle and time.monotonic() - idle_since >= idle:
@@ -735,10 +738,13 @@ class Worker:
         if lead.command == "transform":
             self._prepare_later(self.config(lead.environment))
 
-    def _run_after_answer(self) -> None:
-        """What a task's run left for after its answer (run_job), run when the queue is empty:
-        the transformation that follows a validation goes first, nobody waits for this."""
-        while self._after_answer:
+    def _run_after_answer(self, limit: int | None = None) -> None:
+        """What a task's run left for after its answer (run_job), run when the queue is empty and
+        the lake is prepared (the transformation that follows a validation goes first, nobody waits
+        for this): ``limit`` pieces, or all of them (the worker stopping or recycling)."""
+        done = 0
+        while self._after_answer and (limit is None or done < limit):
+            done += 1
             work = self._after_answer.pop(0)
             try:
                 work()

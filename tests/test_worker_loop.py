@@ -252,6 +252,40 @@ def test_what_a_validation_leaves_for_after_its_answer_runs_once_the_queue_is_em
     assert [f["error"] for f in failed] == ["RuntimeError: the renderer broke"]
 
 
+def test_idle_time_prepares_the_lake_before_rendering_what_answers_left(pipeline: Pipeline) -> None:
+    """After a transformation, the lake's preparation (the next run's latency; it yields to a message)
+    goes before the validations' Data Docs (for people), which render one piece per look at the queue."""
+    pipeline.start("lake-first")
+    order: list[str] = []
+    worker: Worker | None = None
+
+    class Leaves(Runner):
+        def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
+            code = super().__call__(command, configs)
+            assert worker is not None
+            if command == "validate":
+                worker._after_answer += [lambda: order.append("docs 1"), self.last_docs]
+            return code
+
+        def last_docs(self) -> None:
+            order.append("docs 2")
+            assert worker is not None
+            worker.stop()
+
+    def prepare(config: PipelineConfig, interrupted: Any) -> dict[str, Any]:
+        order.append("lake")
+        return {"tables": ["silver_orders"]}
+
+    runner = Leaves({})
+    worker = pipeline.worker(runner, prepare=prepare)
+    thread = threading.Thread(target=worker.serve)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert [c for c, _ in runner.calls] == ["validate", "transform"]
+    assert order == ["lake", "docs 1", "docs 2"]
+
+
 def test_exit_2_is_a_data_rejection_not_a_retry(pipeline: Pipeline) -> None:
     arn = pipeline.start("rejected")
     runner = Runner({"validate": 2})
