@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,22 @@ class Runner:
         code = self.exit_codes.get(command, 0)
         if code == 1:
             raise RuntimeError(f"{command} broke on purpose")
+        return code
+
+
+@dataclass
+class Leaving(Runner):
+    """A Runner whose validations leave ``work`` for after their answer, as run_job leaves Data Docs
+    (``worker``: set once the worker exists)."""
+
+    work: list[Callable[[], None]] = field(default_factory=list)
+    worker: Worker | None = None
+
+    def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
+        code = super().__call__(command, configs)
+        if command == "validate":
+            assert self.worker is not None
+            self.worker._after_answer.extend(self.work)
         return code
 
 
@@ -101,6 +117,14 @@ class Pipeline:
 
     def next_task(self, timeout: float = 60) -> Any:
         return next_message(self.sqs, self.queue_url, timeout)
+
+    @staticmethod
+    def serve_until_stopped(worker: Worker, timeout: float = 30) -> None:
+        """``worker.serve()`` on a thread until something the test gave it calls ``worker.stop()``."""
+        thread = threading.Thread(target=worker.serve)
+        thread.start()
+        thread.join(timeout)
+        assert not thread.is_alive(), f"the worker still serves after {timeout} s"
 
     def serve(self, runner: Runner, tasks: int, prepare: Any = None) -> Worker:
         worker = self.worker(runner, prepare=prepare)
@@ -188,10 +212,7 @@ def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle
 
     runner = Runner({})
     worker = pipeline.worker(runner, prepare=prepare)
-    thread = threading.Thread(target=worker.serve)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive()
+    pipeline.serve_until_stopped(worker)
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
     # Not after the validation; after the transformation, then once more to finish.
     assert seen == [("s3a://lake/x", "SUCCEEDED"), ("s3a://lake/x", "SUCCEEDED")]
@@ -220,31 +241,17 @@ def test_what_a_validation_leaves_for_after_its_answer_runs_once_the_queue_is_em
     logged, never an answer."""
     arn = pipeline.start("docs-later")
     seen: list[tuple[list[str], str]] = []
-    worker: Worker | None = None
 
-    class Leaves(Runner):
-        def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
-            code = super().__call__(command, configs)
-            assert worker is not None
-            if command == "validate":
-                worker._after_answer.append(self.docs)
-                worker._after_answer.append(self.broken_docs)
-            return code
+    def docs() -> None:
+        seen.append(([c for c, _ in runner.calls], pipeline.executor.wait(arn, timeout=10)["status"]))
 
-        def docs(self) -> None:
-            seen.append(([c for c, _ in self.calls], pipeline.executor.wait(arn, timeout=10)["status"]))
+    def broken_docs() -> None:
+        worker.stop()
+        raise RuntimeError("the renderer broke")
 
-        def broken_docs(self) -> None:
-            assert worker is not None
-            worker.stop()
-            raise RuntimeError("the renderer broke")
-
-    runner = Leaves({})
-    worker = pipeline.worker(runner, prepare=lambda config, interrupted: {"tables": []})
-    thread = threading.Thread(target=worker.serve)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive()
+    runner = Leaving({}, work=[docs, broken_docs])
+    worker = runner.worker = pipeline.worker(runner, prepare=lambda config, interrupted: {"tables": []})
+    pipeline.serve_until_stopped(worker)
     assert seen == [(["validate", "transform"], "SUCCEEDED")]
     failed = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if "after_answer.failed" in line
@@ -257,31 +264,18 @@ def test_idle_time_prepares_the_lake_before_rendering_what_answers_left(pipeline
     goes before the validations' Data Docs (for people), which render one piece per look at the queue."""
     pipeline.start("lake-first")
     order: list[str] = []
-    worker: Worker | None = None
 
-    class Leaves(Runner):
-        def __call__(self, command: str, configs: Sequence[PipelineConfig]) -> int:
-            code = super().__call__(command, configs)
-            assert worker is not None
-            if command == "validate":
-                worker._after_answer += [lambda: order.append("docs 1"), self.last_docs]
-            return code
-
-        def last_docs(self) -> None:
-            order.append("docs 2")
-            assert worker is not None
-            worker.stop()
+    def last_docs() -> None:
+        order.append("docs 2")
+        worker.stop()
 
     def prepare(config: PipelineConfig, interrupted: Any) -> dict[str, Any]:
         order.append("lake")
         return {"tables": ["silver_orders"]}
 
-    runner = Leaves({})
-    worker = pipeline.worker(runner, prepare=prepare)
-    thread = threading.Thread(target=worker.serve)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive()
+    runner = Leaving({}, work=[lambda: order.append("docs 1"), last_docs])
+    worker = runner.worker = pipeline.worker(runner, prepare=prepare)
+    pipeline.serve_until_stopped(worker)
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
     assert order == ["lake", "docs 1", "docs 2"]
 
