@@ -32,6 +32,7 @@ from jobs.contract import COLUMNS, INGEST_SEQ, ORDER_ITEMS, ORDERS, ROW_NUM, SOU
 from jobs.csv_files import CORRUPT_RECORD, read_csv, read_header
 from jobs.keys import dataset_of, literal_path
 from jobs.kpis import item_identity
+from jobs.local_frames import local_frame
 from jobs.normalize import normalize_columns, normalize_header, with_order_date
 from jobs.s3_store import S3Store
 
@@ -160,7 +161,7 @@ def parse_file(
     """
     raw_header = header if header is not None else read_header(spark, uri)
     if not raw_header:
-        return spark.createDataFrame([], staging_schema(version.dataset))
+        return local_frame(spark, [], staging_schema(version.dataset))
     frame = read_csv(spark, uri, raw_header).drop(CORRUPT_RECORD)
     first: dict[str, str] = {}
     for column, name in zip(frame.columns, raw_header, strict=True):
@@ -197,7 +198,7 @@ def write_staged(rows: DataFrame, uri: str, store: S3Store | None = None) -> Non
 def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:
     """Every given version's staging rows as one frame: one scan, schema declared (no footers read for it)."""
     if not uris:
-        return spark.createDataFrame([], staging_schema(dataset))
+        return local_frame(spark, [], staging_schema(dataset))
     return spark.read.schema(staging_schema(dataset)).parquet(*[literal_path(u) for u in uris])
 
 

@@ -33,6 +33,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS, SOURCE_FILE, UNKNOWN_CATEGORY
 from jobs.kpis import prepare_products
+from jobs.local_frames import local_frame
 from jobs.staging import ITEM_KEY, ORDER_DATE
 from jobs.transformation.lake import (
     IS_CURRENT,
@@ -158,7 +159,7 @@ def plan_products(
     else:
         schema = StructType([StructField("product_id", StringType())])
         hit = items.join(
-            F.broadcast(spark.createDataFrame([(i,) for i in ids], schema)), "product_id", "left_semi"
+            F.broadcast(local_frame(spark, [(i,) for i in ids], schema)), "product_id", "left_semi"
         )
     plan.product_dates = {r[ORDER_DATE].isoformat() for r in hit.select(ORDER_DATE).distinct().collect()}
 

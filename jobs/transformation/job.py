@@ -40,6 +40,7 @@ from jobs import aws
 from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.local_frames import local_frame
 from jobs.run_log import RunLog
 from jobs.s3_store import S3Store
 from jobs.spark_session import get_spark, is_short_lived
@@ -51,6 +52,7 @@ from jobs.transformation.lake import (
     APPLIED_FILES,
     GOLD_CATEGORY,
     GOLD_DAILY,
+    SCHEMAS,
     SILVER_ITEMS,
     SILVER_ORDERS,
     SILVER_PRODUCTS,
@@ -456,7 +458,7 @@ class _Run:
             lake.append(
                 APPLIED_FILES,
                 # One small file per run: a process without the cache reads them all.
-                spark.createDataFrame(rows, lake.empty(APPLIED_FILES).schema).coalesce(1),
+                local_frame(spark, rows, SCHEMAS[APPLIED_FILES]).coalesce(1),
             )
             _remember_applied(lake, rows)
             self.checkpoint(APPLIED_FILES)

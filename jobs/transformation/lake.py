@@ -44,6 +44,7 @@ from jobs.contract import (
     PRODUCTS,
     SOURCE_FILE,
 )
+from jobs.local_frames import local_frame
 from jobs.staging import ITEM_KEY, ORDER_DATE, bookkeeping_schema
 
 SILVER_PRODUCTS = "silver_products"
@@ -172,7 +173,7 @@ class Lake:
         return table in self._known
 
     def empty(self, table: str) -> DataFrame:
-        return self.spark.createDataFrame([], SCHEMAS[table])
+        return local_frame(self.spark, [], SCHEMAS[table])
 
     def version(self, table: str) -> int | None:
         if not self.exists(table):

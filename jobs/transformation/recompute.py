@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
 from jobs.kpis import kpi_rows, prepare_items, prepare_orders, prepare_products
+from jobs.local_frames import local_frame
 from jobs.transformation.lake import (
     GOLD_CATEGORY,
     GOLD_DAILY,
@@ -80,8 +81,6 @@ def write_gold(lake: Lake, dates: Sequence[str], daily: list[Row], category: lis
     where = f"date_key IN ({sql_date_keys(sorted(dates))})"
     spark = lake.spark
     return [
-        lake.overwrite(GOLD_DAILY, spark.createDataFrame(daily, DAILY_KPI_SCHEMA), replace_where=where),
-        lake.overwrite(
-            GOLD_CATEGORY, spark.createDataFrame(category, CATEGORY_KPI_SCHEMA), replace_where=where
-        ),
+        lake.overwrite(GOLD_DAILY, local_frame(spark, daily, DAILY_KPI_SCHEMA), replace_where=where),
+        lake.overwrite(GOLD_CATEGORY, local_frame(spark, category, CATEGORY_KPI_SCHEMA), replace_where=where),
     ]

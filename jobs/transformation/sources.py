@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import COLUMNS
+from jobs.local_frames import local_frame
 from jobs.staging import RAW_ETAG, FileVersion, bookkeeping_schema, parse_file, read_staged
 
 __all__ = ["RAW_ETAG", "SourceFile", "read_files", "read_new_rows", "source_schema"]
@@ -59,6 +60,6 @@ def read_new_rows(spark: SparkSession, dataset: str, sources: Sequence[SourceFil
 def read_files(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
     """Producer files parsed as the pipeline parses them: contract columns + bookkeeping (lazy)."""
     if not sources:
-        return spark.createDataFrame([], source_schema(dataset))
+        return local_frame(spark, [], source_schema(dataset))
     frames = [parse_file(spark, s.uri, s.version) for s in sources]
     return _union(frames).select(*source_schema(dataset).fieldNames())
