@@ -90,13 +90,17 @@ class S3Store:
     def put_json(self, key: str, value: Any) -> None:
         self.put_text(key, json.dumps(value, indent=2, sort_keys=True, default=str), "application/json")
 
-    def read_json(self, key: str) -> Any | None:
+    def read_if_exists(self, key: str) -> bytes | None:
         try:
-            return json.loads(self.read_bytes(key))
+            return self.read_bytes(key)
         except ClientError as exc:
             if _missing(exc):
                 return None
             raise
+
+    def read_json(self, key: str) -> Any | None:
+        body = self.read_if_exists(key)
+        return None if body is None else json.loads(body)
 
     def copy(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> bool:
         """Server-side copy; False when ``src`` does not exist (already moved by an earlier try)."""

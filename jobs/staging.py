@@ -4,7 +4,8 @@ Validation parses every file it accepts (it must, to check it) and writes what i
 the file is placed in ``validated/``; the transformation reads these rows instead of parsing the
 CSV a second time. A file version's rows live under ``staging/v1/<dataset>/<digest>/`` where the
 digest names the relative key and the raw ETag, so a re-upload never reads an older version's rows,
-and a ``_SUCCESS`` marker says the write finished. The transformation deletes a version's rows once
+and a ``_SUCCESS`` marker says the write finished; it holds the file key's :class:`KeySummary` (unique
+within the file, and its range), which lets the planner skip lookups of keys nothing stores. The transformation deletes a version's rows once
 the version is applied and archived; a validated file without them (validated by an older release)
 is parsed with :func:`parse_file`, the same code, so both routes give identical rows.
 
@@ -18,18 +19,20 @@ the file.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from jobs.contract import COLUMNS, INGEST_SEQ, ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
 from jobs.csv_files import CORRUPT_RECORD, read_csv, read_header
+from jobs.key_ranges import KeyRange, key_range
 from jobs.keys import dataset_of, literal_path
 from jobs.kpis import item_identity
 from jobs.local_frames import local_frame
@@ -45,6 +48,15 @@ SUCCESS_MARKER = "_SUCCESS"
 RAW_ETAG = "_raw_etag"
 ORDER_DATE = "order_date"
 ITEM_KEY = "item_key"
+ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
+PRODUCER_KEY = f"NOT startswith({ITEM_KEY}, '{ROW_KEY_PREFIX}')"  # an item key the producer gave
+# The key a silver table ranks its rows' versions by, and (SQL) which of its values another file
+# can share: an item key made of the file's own name and line ("row:...") never is.
+TABLE_KEYS: dict[str, tuple[str, str | None]] = {
+    ORDERS: ("order_id", None),
+    ORDER_ITEMS: (ITEM_KEY, PRODUCER_KEY),
+}
+SUMMARY_FORMAT = 1
 
 
 def bookkeeping_schema() -> list[StructField]:
@@ -170,8 +182,47 @@ def parse_file(
     return stage_rows(normalize_columns(picked), version)
 
 
-def write_staged(rows: DataFrame, uri: str, store: S3Store | None = None) -> None:
+@dataclass(frozen=True)
+class KeySummary:
+    """What a staged version's marker says of its table key (:data:`TABLE_KEYS`): whether each value
+    occurs once in the file (validation rejects a file where one does not), and the range of the
+    values another file can share (None: no such value). The planner needs nothing else to know
+    that the file's keys are new (tests/test_key_ranges.py)."""
+
+    key: str
+    unique: bool
+    range: KeyRange | None
+
+    def as_json(self) -> dict[str, Any]:
+        shared = None if self.range is None else self.range.as_json()
+        return {"summary": SUMMARY_FORMAT, "key": self.key, "unique": self.unique, "range": shared}
+
+    @classmethod
+    def from_marker(cls, body: bytes) -> KeySummary | None:
+        """The summary in a ``_SUCCESS`` marker; None for an empty marker (an older release, or
+        Spark's own) or anything this release did not write."""
+        try:
+            value = json.loads(body)
+            if value.get("summary") != SUMMARY_FORMAT:
+                return None
+            return cls(str(value["key"]), value["unique"] is True, KeyRange.from_json(value["range"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+
+def write_staged(
+    rows: DataFrame,
+    uri: str,
+    store: S3Store | None = None,
+    *,
+    dataset: str | None = None,
+    unique_key: bool = False,
+) -> KeySummary | None:
     """Write one version's rows, ``_SUCCESS`` last (readers check it).
+
+    With ``store`` and the rows' ``dataset`` (one with a table key), the marker holds the rows'
+    :class:`KeySummary`: the key's range is observed by the write itself (no job of its own);
+    ``unique_key`` is the caller's word that every key occurs once (validation's rule passed).
 
     With ``store`` and a local-mode session, the Parquet files are written to a local temporary
     folder and uploaded with one PUT each: Spark's file commit on S3 without an S3 committer
@@ -180,19 +231,43 @@ def write_staged(rows: DataFrame, uri: str, store: S3Store | None = None) -> Non
     or a local path) Spark writes to ``uri`` directly.
     """
     master = rows.sparkSession.sparkContext.master or ""
+    observation = None
+    if store is not None and dataset in TABLE_KEYS:
+        key, where = TABLE_KEYS[dataset]
+        observation = Observation()
+        rows = rows.observe(observation, *[c.alias(n) for n, c in key_range("key", key, where).items()])
+
+    def summary() -> KeySummary | None:
+        if observation is None or dataset is None:
+            return None
+        return KeySummary(TABLE_KEYS[dataset][0], unique_key, KeyRange.observed(observation.get, "key"))
+
     # Read once, by one run: dictionary encoding (much of the write's CPU) buys nothing here.
     writer = rows.write.mode("overwrite").option("parquet.enable.dictionary", "false")
     if store is None or not master.startswith("local"):
         writer.parquet(uri)
-        return
+        written = summary()
+        if store is not None and written is not None:  # Spark's own marker is empty: ours says more
+            prefix = uri.removeprefix(store.uri("")).rstrip("/")
+            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", json.dumps(written.as_json()).encode())
+        return written
     prefix = uri.removeprefix(store.uri("")).rstrip("/")
     with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
         writer.parquet(f"file://{tmp}/rows")
+        written = summary()
         parts = sorted(p for p in Path(tmp, "rows").iterdir() if p.suffix == ".parquet")
         delete_staged(store, prefix)  # an earlier attempt's files (a different split) must not stay
         for part in parts:
             store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
-        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", b"")
+        marker = b"" if written is None else json.dumps(written.as_json()).encode()
+        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
+    return written
+
+
+def read_marker(store: S3Store, prefix: str) -> tuple[bool, KeySummary | None]:
+    """(whether the version's rows are staged, what its marker says of its key): one GET."""
+    body = store.read_if_exists(f"{prefix}/{SUCCESS_MARKER}")
+    return (False, None) if body is None else (True, KeySummary.from_marker(body))
 
 
 def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:

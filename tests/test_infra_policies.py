@@ -610,6 +610,8 @@ TRANSFORMATION_DOES: list[Request] = [
     s3("GetObject", "lake/silver_orders/_delta_log/00000000000000000003.json"),
     s3("GetObject", "lake/_lock.json"),
     s3("GetObject", "lake/_pending_dates.json"),
+    s3("GetObject", "lake/_key_ranges.json"),  # the key ledger
+    s3("PutObject", "lake/_key_ranges.json"),
     s3("GetObject", INPUTS),
     s3("PutObject", "lake/silver_orders/order_date=2025-07-10/part-00000.snappy.parquet"),
     s3("PutObject", "lake/silver_orders/_delta_log/00000000000000000004.json"),
@@ -624,7 +626,7 @@ TRANSFORMATION_DOES: list[Request] = [
     list_prefix(None),
     list_prefix(f"validated/orders/{DAY}/"),  # the batch's folders are swept
     list_prefix("lake/silver_orders/_delta_log/"),
-    s3("GetObject", f"{STAGED}/_SUCCESS"),  # HEAD: are the parsed rows there
+    s3("GetObject", f"{STAGED}/_SUCCESS"),  # are the parsed rows there, what are their keys
     s3("GetObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # the rows it applies
     list_prefix(f"{STAGED}/"),  # the Parquet scan; the clean-up after the archive
     s3("DeleteObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # applied: the rows go

@@ -40,18 +40,21 @@ from tests.support.validation import orders_csv as raw_orders_csv
 # queries: -9) and the items were read, dated and materialized in one job: -5; 52 before the
 # colliding keys were counted by the job that materializes them (no isEmpty: -1 per table) and an
 # inserts-only plan was summarized from what was observed of its rows (no aggregation of the
-# actions: -2 per table).)
-TRANSFORMATION_NEW_DAY_JOBS = 46
+# actions: -2 per table); 46 before the key ledger proved the day's keys new, so that the plan makes
+# none of its three lookups: -13.)
+TRANSFORMATION_NEW_DAY_JOBS = 33
 TRANSFORMATION_NEW_DAY_COMMITS = 5
 # The same run after the worker prepared the lake while idle (warm_lake): the snapshot states of the
-# tables it reads and writes are built already (9 jobs fewer; 43 before the change above).
-TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 37
+# tables it reads and writes are built already (9 jobs fewer; 43 before the change above; 37 before
+# the key ledger).
+TRANSFORMATION_NEW_DAY_PREPARED_JOBS = 24
 # Py4J round trips of that prepared run, without Py4J's releases of dead references (Py4JCalls):
-# 3,317 measured (4,148 with them when run alone, 4,328 in a full test session: why they are left
-# out); with them, 4,177 against 6,558 with PySpark 4's DataFrame debugging on (a call-site capture
-# around every Column and function call, ~4 round trips each), which jobs.spark_session turns off.
-# The count walks the run's SQL executions for its metrics, so ~2 % is left for AQE's plan variations.
-TRANSFORMATION_NEW_DAY_PY4J_CALLS = 3_380
+# 2,523 measured (3,317 before the key ledger spared the plan its lookups; 4,148 with them when run
+# alone, 4,328 in a full test session: why they are left out); with them, 4,177 against 6,558 with
+# PySpark 4's DataFrame debugging on (a call-site capture around every Column and function call, ~4
+# round trips each), which jobs.spark_session turns off. The count walks the run's SQL executions
+# for its metrics, so ~2 % is left for AQE's plan variations.
+TRANSFORMATION_NEW_DAY_PY4J_CALLS = 2_580
 # Validation: Spark starts for the first file that needs it; each further file costs the same
 # (10 before it wrote the staging rows: +1 job for the numbering shuffle, +1 for the write; 12
 # before the rows were numbered from the shape check's per-partition counts: no numbering shuffle).
@@ -88,6 +91,7 @@ def test_a_new_day_stays_within_its_job_and_commit_budget(
     )
     del products
     assert day2.status == "ok" and day2.touched_dates == ["2025-07-11"]
+    assert day2.lookups_skipped == ["stored orders", "items of orders", "stored items"]
     assert len(day2.commits) <= TRANSFORMATION_NEW_DAY_COMMITS, day2.commits
     assert day2.spark_jobs is not None and day2.spark_jobs <= TRANSFORMATION_NEW_DAY_JOBS, day2.spark_jobs
 

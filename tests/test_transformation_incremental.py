@@ -6,6 +6,9 @@ Spark's SQL metrics) and by the Delta commit history (operationMetrics of the go
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 from delta.tables import DeltaTable
 
 from jobs.transformation.lake import GOLD_CATEGORY, GOLD_DAILY, SILVER_ITEMS, SILVER_ORDERS, Lake
@@ -92,3 +95,62 @@ def test_ids_passing_a_power_of_ten_still_skip_the_history(moto_endpoint, spark,
     assert run.rows_read_by_table[SILVER_ORDERS] == 0
     assert run.rows_read_by_table[SILVER_ITEMS] == 0
     assert p.served() == p.expected()
+
+
+NEW_DAY_SKIPS = ["stored orders", "items of orders", "stored items"]
+
+
+def test_the_key_ledger_spares_a_new_day_its_lookups_and_never_a_collision(moto_endpoint, spark, tmp_path):
+    """A new day's ids lie above everything stored: the key ledger (jobs.transformation.key_ledger)
+    proves it and the plan reads no silver table. A file that re-sends a stored order, two parts of
+    one batch sharing an id, items that wait for their order, and a lake whose ledger is gone (an
+    earlier release's) all look up as before, and every state served equals the oracle's."""
+    p = Pipeline(moto_endpoint, spark, tmp_path)
+    p.put("products/products.csv", PRODUCTS_V1)
+    p.run("2025-07-01", *[[f] for f in day_files(p, 1)])
+    ledger_key = "lake/_key_ranges.json"
+    first = json.loads(p.s3.get_object(Bucket=p.bucket, Key=ledger_key)["Body"].read())
+    assert first["complete"] is True and first["ranges"][f"{SILVER_ORDERS}.order_id"]["high"] == "1003"
+
+    new_day = p.run("2025-07-02", *[[f] for f in day_files(p, 2)])
+    assert new_day.lookups_skipped == NEW_DAY_SKIPS
+    assert new_day.rows_read_by_table[SILVER_ORDERS] == 0 and new_day.rows_read_by_table[SILVER_ITEMS] == 0
+    assert p.served() == p.expected()
+
+    # Order 1002 again (now returned) beside a new one: its stored version must be found and ranked.
+    resent = p.put(
+        "orders/2025-07-03/orders.csv",
+        orders_csv(
+            ("1002", "u2", "Returned", "2025-07-01 12:00:00"),
+            ("3001", "u9", "Complete", "2025-07-03 09:00:00"),
+        ),
+    )
+    correction = p.run("2025-07-03", [resent], [])
+    assert "stored orders" not in correction.lookups_skipped
+    assert p.served() == p.expected() and p.daily()["2025-07-01"]["return_rate"] == Decimal("33.33")
+
+    # Two parts of one batch share order 4001: the later part wins, by ranking.
+    parts = [
+        p.put(f"orders/2025-07-04/part{n}.csv", orders_csv(("4001", f"u{n}", status, "2025-07-04 10:00:00")))
+        for n, status in ((1, "Complete"), (2, "Returned"))
+    ]
+    shared = p.run("2025-07-04", parts, [])
+    assert "stored orders" not in shared.lookups_skipped
+    assert p.served() == p.expected() and p.daily()["2025-07-04"]["total_orders"] == 1
+
+    # Items that arrive before their order wait in the pending partition; the order finds them.
+    early = p.put("order_items/2025-07-05/items.csv", items_csv(("50001", "5001", "p1", "9.00")))
+    assert p.run("2025-07-05", [], [early]).touched_dates == []
+    late = p.put(
+        "orders/2025-07-05/orders.csv", orders_csv(("5001", "u5", "Complete", "2025-07-05 10:00:00"))
+    )
+    arrival = p.run("2025-07-05", [late], [])
+    assert "items of orders" not in arrival.lookups_skipped
+    assert p.served() == p.expected() and p.daily()["2025-07-05"]["total_items_sold"] == 1
+
+    # A lake without its ledger (an earlier release made it): complete no more, every lookup made.
+    p.s3.delete_object(Bucket=p.bucket, Key=ledger_key)
+    blind = p.run("2025-07-06", *[[f] for f in day_files(p, 6)])
+    assert blind.lookups_skipped == []
+    assert p.served() == p.expected()
+    assert json.loads(p.s3.get_object(Bucket=p.bucket, Key=ledger_key)["Body"].read())["complete"] is False

@@ -244,7 +244,7 @@ def test_every_accepted_file_leaves_its_parsed_rows_in_staging_and_no_rejected_o
     first: Run, spark
 ) -> None:
     from jobs.contract import ROW_NUM, SOURCE_FILE
-    from jobs.staging import SUCCESS_MARKER, read_staged, staging_prefix
+    from jobs.staging import SUCCESS_MARKER, KeySummary, read_staged, staging_prefix
 
     for case in CASES:
         outcome = first.result.outcome(case.key)
@@ -267,6 +267,13 @@ def test_every_accepted_file_leaves_its_parsed_rows_in_staging_and_no_rejected_o
         (good, meta[META_RAW_ETAG], int(meta[META_ARRIVED_MS]))  # the same version the copy names
     }
     assert all(r["order_date"] is not None for r in got)
+    # Its marker says what the planner needs of its keys: unique (the suite's rule), and their span.
+    summary = KeySummary.from_marker(
+        get(first.config, f"{staging_prefix(good, outcome.etag)}/{SUCCESS_MARKER}")
+    )
+    ids = [r["order_id"] for r in got]
+    assert summary is not None and summary.key == "order_id" and summary.unique
+    assert summary.range is not None and (summary.range.low, summary.range.high) == (min(ids), max(ids))
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.passes], ids=lambda c: c.rel)

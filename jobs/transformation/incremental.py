@@ -17,6 +17,9 @@ What a plan reads from silver (each intermediate result is materialized once, be
 * the items of orders whose current date changes: their old partition and the pending one;
 * on a category change in the products master: the ``product_id``/``order_date`` columns of
   current items (the one full-history read, and only in that case).
+
+A lookup the key ledger proves empty is not made (:func:`fresh_keys`,
+:mod:`jobs.transformation.key_ledger`): a new day's plan reads no silver table at all.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS, SOURCE_FILE, UNKNOWN_CATEGORY
+from jobs.key_ranges import KeyRange, key_range, pairwise_disjoint
 from jobs.kpis import prepare_products
 from jobs.local_frames import local_frame
-from jobs.staging import ITEM_KEY, ORDER_DATE
+from jobs.staging import ITEM_KEY, ORDER_DATE, PRODUCER_KEY
+from jobs.transformation.key_ledger import ITEM_KEYS, ITEM_ORDER_IDS, ORDER_IDS, KeyLedger
 from jobs.transformation.lake import (
     IS_CURRENT,
     RUN_ID,
@@ -52,19 +57,18 @@ from jobs.transformation.versions import (
     arrival_metrics,
     materialize,
     materialize_observed,
+    plan_inserts,
     plan_table,
 )
 
 # Joins with frames that grow with the new files (their keys, the re-ranked orders) carry no
 # broadcast hint: a forced broadcast of a large day's item keys ran a small driver out of memory
 # (bench/README.md). Adaptive execution still broadcasts them at run time when they turn out small.
-ROW_KEY_PREFIX = "row:"  # item keys of items without a producer id (jobs.kpis.item_identity)
 ISIN_LIMIT = 1000  # above this, product ids are semi-joined instead of listed in the filter
-INTEGER_ID = r"^(0|[1-9][0-9]*)$"  # ids whose numeric order is (length, string) order
 # Conditions as SQL text, for key_range's observed metrics and, through F.expr, as filters.
 MOVED = "NOT (old_date <=> new_date)"  # a re-ranked order whose date changes
-PRODUCER_KEY = f"NOT startswith({ITEM_KEY}, '{ROW_KEY_PREFIX}')"  # an item key the producer gave
 ORPHAN = "_ranked IS NULL"  # a new item whose order this run does not re-rank
+NO_MOVES: dict[str, Any] = {"m_low": None}  # moved_metrics() of orders none of whose items is stored
 
 
 @dataclass
@@ -75,6 +79,10 @@ class RunPlan:
     product_dates: set[str] = field(default_factory=set)
     items: TablePlan | None = None
     orders: TablePlan | None = None
+    # Key ledger name -> range of the keys of the rows the plan adds (key_ledger: widened with them
+    # before the commits); the planner's lookups it skipped because the ledger proved them empty.
+    key_ranges: dict[str, KeyRange | None] = field(default_factory=dict)
+    lookups_skipped: list[str] = field(default_factory=list)
 
     @property
     def additive(self) -> bool:
@@ -92,24 +100,6 @@ class RunPlan:
             if plan is not None:
                 dates |= plan.dates
         return dates
-
-
-def key_range(name: str, key: str, where: str | None = None) -> dict[str, Column]:
-    """What a range lookup of column ``key`` needs observed (``where``, a SQL condition: of those
-    rows only): its lexicographic min/max, and, when every key is an integer without leading zeros,
-    its min/max in numeric order, as (length, key) structs (see :func:`_in_range`).
-
-    SQL text, not Column calls: each Column call is a Py4J round trip, and a plan observes five
-    ranges (the job budget counts them, tests/test_job_budget.py)."""
-    k = key if where is None else f"CASE WHEN {where} THEN {key} END"
-    by_number = f"CASE WHEN {k} IS NOT NULL THEN named_struct('length', length({k}), 'key', {k}) END"
-    return {
-        f"{name}_low": F.expr(f"min({k})"),
-        f"{name}_high": F.expr(f"max({k})"),
-        f"{name}_nlow": F.expr(f"min({by_number})"),
-        f"{name}_nhigh": F.expr(f"max({by_number})"),
-        f"{name}_integers": F.expr(f"min(CASE WHEN {k} IS NOT NULL THEN {k} RLIKE '{INTEGER_ID}' END)"),
-    }
 
 
 def _in_range(col: str, seen: Mapping[str, Any], name: str) -> Column:
@@ -219,13 +209,16 @@ def plan_items(
     old_rows: bool,
     order_states: DataFrame | None,
     moved_stats: dict[str, Any] | None = None,
+    ledger: KeyLedger | None = None,
+    sources: Sequence[SourceFile] = (),
 ) -> None:
     """Plan silver_order_items: new rows at their order's date, superseded versions, moved orders.
 
     ``new``: the new files' rows (lazy: read once, here, dated by the re-ranked orders in the same
     job); ``order_states``: the orders this run re-ranks (None: the run has no orders);
     ``moved_stats``: :func:`moved_metrics` of them, as observed when they were computed (else one
-    query here).
+    query here). ``ledger``: the keys silver stores (:mod:`jobs.transformation.key_ledger`), and
+    ``sources`` the item files applied now: a lookup the ledger proves empty is not made.
     """
     silver = lake.read(SILVER_ITEMS)
     producer_key = F.expr(PRODUCER_KEY)
@@ -248,8 +241,13 @@ def plan_items(
         joined,
         **key_range("orphan", "order_id", ORPHAN),
         **key_range("k", ITEM_KEY, PRODUCER_KEY),
+        **key_range("io", "order_id"),
         **arrival_metrics(),
     )
+    plan.key_ranges[ITEM_KEYS] = KeyRange.observed(seen, "k")
+    plan.key_ranges[ITEM_ORDER_IDS] = KeyRange.observed(seen, "io")
+    # Every new key occurs once and none is stored: the items are inserts (unless orders move).
+    fresh = replaced is None and fresh_keys(sources, ledger, ITEM_KEYS, plan.key_ranges[ITEM_KEYS])
     keys = dated.select(ITEM_KEY)
     if replaced is not None:
         keys, seen_keys = materialize_observed(
@@ -268,7 +266,10 @@ def plan_items(
     if moved is None and not etags:
         return  # no new items and no order changed date: nothing to do for items
 
-    if seen["orphan_low"] is not None:
+    orphans = KeyRange.observed(seen, "orphan")
+    if orphans is not None and ledger is not None and ledger.clear_of(ORDER_IDS, orphans):
+        plan.lookups_skipped.append("orders of items")  # none stored: the items stay pending
+    elif orphans is not None:
         found = (
             lake.read(SILVER_ORDERS)
             .where(F.col(IS_CURRENT) & _in_range("order_id", seen, "orphan"))
@@ -283,6 +284,10 @@ def plan_items(
         )
         seen.update(seen_dated)
     new_dated = dated.drop("_ranked")
+    if fresh and moved is None:
+        plan.lookups_skipped.append("stored items")
+        plan.items, _ = plan_inserts(SILVER_ITEMS, ITEM_KEY, new_dated, seen)
+        return
 
     parts: list[DataFrame] = []
     if seen["k_low"] is not None:
@@ -313,17 +318,35 @@ def plan_items(
     plan.items, _ = plan_table(SILVER_ITEMS, ITEM_KEY, new_dated, existing, etags, seen)
 
 
+def fresh_keys(
+    sources: Sequence[SourceFile], ledger: KeyLedger | None, name: str, keys: KeyRange | None
+) -> bool:
+    """True when the files' keys (range ``keys``) occur once each and silver stores none of them:
+    validation recorded every file's key as unique and the files' ranges miss each other (their
+    staging markers, :class:`jobs.staging.KeySummary`), and they miss the ledger's ``name``."""
+    summaries = [s.key_summary for s in sources]
+    return (
+        ledger is not None
+        and all(s is not None and s.unique for s in summaries)
+        and pairwise_disjoint(s.range for s in summaries if s is not None)
+        and ledger.clear_of(name, keys)
+    )
+
+
 def plan_run(
     spark: SparkSession,
     lake: Lake,
     sources: dict[str, list[SourceFile]],
     run_id: str,
     old_rows: bool,
+    ledger: KeyLedger | None = None,
 ) -> RunPlan:
     """Plan products, orders, then items (items need the orders' new dates), reading nothing else.
 
     ``old_rows``: rows of the applied files may already be stored (a file is replaced, or an
     interrupted attempt wrote part of this run), so look for them by ``_source_file``.
+    ``ledger``: the keys silver stores, when known: a lookup it proves empty is skipped (a new
+    day's plan reads no silver table); None looks everything up.
     """
     plan = RunPlan()
     stamp = F.lit(run_id).alias(RUN_ID)
@@ -339,17 +362,29 @@ def plan_run(
         new, seen = materialize_observed(
             read_new_rows(spark, ORDERS, sources[ORDERS]).select("*", stamp),
             **key_range("o", "order_id"),
+            o_nulls=F.expr("count_if(order_id IS NULL)"),
             **arrival_metrics(),
         )
-        # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
-        states, moved = materialize_observed(
-            plan_orders(lake, plan, new, etags, old_rows, seen),
-            **moved_metrics(),
-        )
+        ids = plan.key_ranges[ORDER_IDS] = KeyRange.observed(seen, "o")
+        if not old_rows and not seen["o_nulls"] and fresh_keys(sources[ORDERS], ledger, ORDER_IDS, ids):
+            assert ledger is not None  # fresh_keys holds
+            plan.lookups_skipped.append("stored orders")
+            plan.orders, inserted = plan_inserts(SILVER_ORDERS, "order_id", new, seen)
+            if ledger.clear_of(ITEM_ORDER_IDS, ids):  # no stored item waits for one of these orders
+                plan.lookups_skipped.append("items of orders")
+                states, moved = inserted, NO_MOVES
+            else:
+                states, moved = materialize_observed(inserted, **moved_metrics())
+        else:
+            # Items use the re-ranked orders' dates in several lookups: compute them once (3 columns).
+            states, moved = materialize_observed(
+                plan_orders(lake, plan, new, etags, old_rows, seen), **moved_metrics()
+            )
 
     if sources.get(ORDER_ITEMS) or states is not None:
         item_sources = sources.get(ORDER_ITEMS, [])
         etags = {s.rel: s.raw_etag for s in item_sources}
         new = read_new_rows(spark, ORDER_ITEMS, item_sources).select("*", stamp)
-        plan_items(spark, lake, plan, new, etags, old_rows and bool(item_sources), states, moved)
+        replacing = old_rows and bool(item_sources)
+        plan_items(spark, lake, plan, new, etags, replacing, states, moved, ledger, item_sources)
     return plan

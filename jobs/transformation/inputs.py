@@ -17,7 +17,7 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.staging import SUCCESS_MARKER, staging_prefix
+from jobs.staging import KeySummary, read_marker, staging_prefix
 from jobs.transformation.sources import SourceFile
 
 # Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
@@ -40,6 +40,7 @@ class InputFile:
     object_etag: str  # ETag of the validated copy, for the conditional archive move
     arrived_ms: int  # arrival of the raw version; orders versions of a key, ties broken by rel
     staged: bool = False  # validation left this version's parsed rows in staging/
+    key_summary: KeySummary | None = None  # what their marker says of the file's keys
 
     @property
     def key(self) -> str:
@@ -60,6 +61,7 @@ class InputFile:
             seq=self.arrived_ms,
             raw_etag=self.raw_etag,
             staged_uri=store.uri(self.staging_prefix) if self.staged else None,
+            key_summary=self.key_summary if self.staged else None,
         )
 
     @classmethod
@@ -108,8 +110,8 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
         info = store.head(stage_key(VALIDATED, rel))
         if info is not None:
             found = InputFile.from_object(rel, info)
-            staged = store.exists(f"{found.staging_prefix}/{SUCCESS_MARKER}")
-            inputs.files.append(dataclasses.replace(found, staged=staged))
+            staged, summary = read_marker(store, found.staging_prefix)
+            inputs.files.append(dataclasses.replace(found, staged=staged, key_summary=summary))
         elif store.exists(stage_key(PROCESSED, rel)):
             inputs.skipped[rel] = SKIP_PROCESSED
         elif store.exists(stage_key(INVALID, rel)):

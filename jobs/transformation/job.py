@@ -48,6 +48,7 @@ from jobs.transformation.archive import archive
 from jobs.transformation.incremental import RunPlan, plan_run
 from jobs.transformation.inputs import SKIP_APPLIED, InputFile, Inputs, discover_all, pending
 from jobs.transformation.journal import PendingDates, control_prefix
+from jobs.transformation.key_ledger import LedgerObject
 from jobs.transformation.lake import (
     APPLIED_FILES,
     GOLD_CATEGORY,
@@ -87,6 +88,7 @@ class TransformResult:
     files_archived: list[str] = field(default_factory=list)
     files_left_in_validated: list[str] = field(default_factory=list)
     touched_dates: list[str] = field(default_factory=list)  # recomputed and served by this run
+    lookups_skipped: list[str] = field(default_factory=list)  # proved empty by the key ledger
     recovered_dates: list[str] = field(default_factory=list)  # left pending by an interrupted run
     rows_read_by_table: dict[str, int] = field(default_factory=dict)
     rows_written_by_table: dict[str, int] = field(default_factory=dict)
@@ -276,6 +278,7 @@ class _Run:
         self.dynamodb = dynamodb or aws.client("dynamodb", config)
         self.prefix = control_prefix(config.lake_path, self.store.bucket)
         self.journal = PendingDates(self.store, f"{self.prefix}/_pending_dates.json")
+        self.ledger = LedgerObject(self.store, f"{self.prefix}/_key_ranges.json", config.lake_path)
         self.lock = LeaseLock(
             self.store.client,
             self.store.bucket,
@@ -431,14 +434,24 @@ class _Run:
             for ds in (PRODUCTS, ORDERS, ORDER_ITEMS)
         }
         with self.log.stage("plan", files=[f.rel for f in files], look_for_replaced_rows=replaced) as s:
-            plan: RunPlan = plan_run(spark, lake, sources, self.config.run_id, old_rows=replaced)
+            ledger = self.ledger.read(lake)
+            plan: RunPlan = plan_run(
+                spark, lake, sources, self.config.run_id, old_rows=replaced, ledger=ledger
+            )
             s.update(
                 dates=sorted(plan.dates),
                 product_dates=sorted(plan.product_dates),
                 actions={p.table: p.counts for p in (plan.items, plan.orders) if p is not None},
                 additive=plan.additive,
+                key_ledger_complete=ledger.complete,
+                lookups_skipped=plan.lookups_skipped,
             )
+        self.result.lookups_skipped = list(plan.lookups_skipped)
         self.journal.write(plan.dates | self.journal.read(), self.config.run_id)
+        # Before the first silver commit: the ledger must hold every key silver may store (key_ledger).
+        widened = ledger.widened(plan.key_ranges)
+        if widened != ledger:
+            self.ledger.write(widened)
         return plan
 
     def _commit_silver(self, spark: SparkSession, lake: Lake, files: list[InputFile], plan: RunPlan) -> None:

@@ -17,7 +17,7 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from jobs.contract import COLUMNS
 from jobs.local_frames import local_frame
-from jobs.staging import RAW_ETAG, FileVersion, bookkeeping_schema, parse_file, read_staged
+from jobs.staging import RAW_ETAG, FileVersion, KeySummary, bookkeeping_schema, parse_file, read_staged
 
 __all__ = ["RAW_ETAG", "SourceFile", "read_files", "read_new_rows", "source_schema"]
 
@@ -31,6 +31,7 @@ class SourceFile:
     seq: int  # arrival order; a higher value wins over a lower one for the same key
     raw_etag: str = ""
     staged_uri: str | None = None  # its staging rows, when validation left them
+    key_summary: KeySummary | None = None  # what validation recorded of its keys (with its rows)
 
     @property
     def version(self) -> FileVersion:

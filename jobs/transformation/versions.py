@@ -131,6 +131,30 @@ def plan_table(
     return TablePlan(table, actions).summarize(), states
 
 
+def _arrivals(table: str, key: str, solo: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Keys that collide with nothing: inserted where they belong, current, from nowhere (what
+    ranking would conclude), and their states (no old date)."""
+    cols = [c for c in silver_columns(table) if c != IS_CURRENT]
+    inserts = solo.select(
+        *cols,
+        F.lit(True).alias(IS_CURRENT),
+        F.lit(INSERT).alias(ACTION),
+        F.col(ORDER_DATE).alias(MATCH_DATE),
+    )
+    states = solo.select(key, F.lit(None).cast("date").alias("old_date"), F.col(ORDER_DATE).alias("new_date"))
+    return inserts, states
+
+
+def plan_inserts(
+    table: str, key: str, new: DataFrame, seen: Mapping[str, Any]
+) -> tuple[TablePlan, DataFrame]:
+    """:func:`plan_table` for rows known to collide with nothing (every key occurs once in ``new``
+    and none is stored: the key ledger said so): their inserts, with no query at all. ``seen``:
+    :func:`arrival_metrics` of ``new``, observed when it was materialized."""
+    inserts, states = _arrivals(table, key, new)
+    return TablePlan.of_inserts(table, inserts, seen), states
+
+
 def plan_versions(
     table: str, key: str, new: DataFrame, existing: DataFrame, applying: dict[str, str]
 ) -> tuple[DataFrame, DataFrame]:
@@ -170,24 +194,11 @@ def _plan_versions(
         repeated.unionByName(existing.select(key)).distinct(), keys=F.count(F.lit(1))
     )
 
-    def arrivals(solo: DataFrame) -> tuple[DataFrame, DataFrame]:
-        """Solo keys: inserted where they belong, current, from nowhere (what ranking would conclude)."""
-        inserts = solo.select(
-            *cols,
-            F.lit(True).alias(IS_CURRENT),
-            F.lit(INSERT).alias(ACTION),
-            F.col(ORDER_DATE).alias(MATCH_DATE),
-        )
-        states = solo.select(
-            key, F.lit(None).cast("date").alias("old_date"), F.col(ORDER_DATE).alias("new_date")
-        )
-        return inserts, states
-
     if not found["keys"]:  # a new day, as a rule: no ranking at all
-        return (*arrivals(new), True)
+        return (*_arrivals(table, key, new), True)
     # A null key never equals anything in a join: such rows (validation rejects them) stay ranked.
-    solo_inserts, solo_states = arrivals(
-        new.where(F.col(key).isNotNull()).join(F.broadcast(colliding), key, "left_anti")
+    solo_inserts, solo_states = _arrivals(
+        table, key, new.where(F.col(key).isNotNull()).join(F.broadcast(colliding), key, "left_anti")
     )
     new = new.join(F.broadcast(colliding), key, "left_semi").unionByName(new.where(F.col(key).isNull()))
     gone = F.col(SOURCE_FILE).isin(sorted(applying)) if applying else F.lit(False)

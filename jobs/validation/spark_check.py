@@ -113,8 +113,14 @@ class SparkCheck:
         """Leave the parsed rows for the transformation (before the verdict is recorded and the file
         placed: a file in ``validated/`` whose verdict is recorded always has them)."""
         from jobs.staging import FileVersion, stage_rows, write_staged
+        from jobs.validation.suites import rejects_repeated_keys
 
         version = FileVersion(rel=t.rel, raw_etag=raw.etag, arrived_ms=raw.last_modified_ms)
-        with self._log.stage("staging", file=raw.key, prefix=version.prefix):
+        unique = rejects_repeated_keys(version.dataset, self._suite_json[version.dataset])
+        with self._log.stage("staging", file=raw.key, prefix=version.prefix) as s:
             rows = stage_rows(checked, version, partition_rows)
-            write_staged(rows, self._store.uri(version.prefix), self._store)
+            summary = write_staged(
+                rows, self._store.uri(version.prefix), self._store, dataset=version.dataset, unique_key=unique
+            )
+            if summary is not None:
+                s.update(key_summary=summary.as_json())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import DATASETS
+from jobs.validation.findings import CRITICAL
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
@@ -105,6 +106,24 @@ def check_columns(suite_json: dict[str, Any]) -> tuple[str, ...]:
             for e in suite_json["expectations"]
             if "column" in e.get("kwargs", {}) and e["kwargs"]["column"] != e["meta"]["column"]
         )
+    )
+
+
+# The producer column whose values make a dataset's table key (jobs.staging.TABLE_KEYS): the item
+# key is the item's id when it has one (a row without one gets a key of its own).
+KEY_SOURCE_COLUMNS = {"orders": "order_id", "order_items": "id"}
+
+
+def rejects_repeated_keys(dataset: str, suite_json: dict[str, Any]) -> bool:
+    """Whether the suite rejects a file in which a value of the dataset's key column repeats (a
+    critical uniqueness rule on it): then an accepted file's keys occur once each, which its staging
+    summary records and the planner relies on (jobs.transformation.incremental.fresh_keys)."""
+    column = KEY_SOURCE_COLUMNS.get(dataset)
+    return column is not None and any(
+        e["type"] == "expect_column_values_to_be_unique"
+        and e.get("kwargs", {}).get("column") == column
+        and e.get("severity", CRITICAL) == CRITICAL
+        for e in suite_json["expectations"]
     )
 
 

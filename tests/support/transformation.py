@@ -21,10 +21,13 @@ import boto3
 
 from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, COLUMNS, DAILY_KPI_COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.normalize import normalize_header
+from jobs.s3_store import S3Store
 from jobs.staging import FileVersion, parse_file, write_staged
 from jobs.transformation.job import TransformResult, run
 from jobs.transformation.lock import LockSettings
 from jobs.transformation.serving import create_kpi_tables
+from jobs.validation.suites import KEY_SOURCE_COLUMNS
 
 FAST_LOCK = LockSettings(ttl_seconds=30, wait_seconds=120, poll_seconds=0.2)
 BASE_MS = 1_752_000_000_000  # arrival clock of the simulated producer
@@ -65,6 +68,29 @@ def products_csv(*rows: tuple[str, str]) -> str:
 PRODUCTS_V1 = products_csv(("p1", "Jeans"), ("p2", "Tops"), ("p3", "Shoes"))
 
 
+def keys_unique(dataset: str, text: str) -> bool:
+    """What validation's uniqueness rule would conclude of the file's key column (its staging
+    summary records it): every value present and once (orders), or every present id once (items).
+
+    Python's strip() trims more than Spark's trim(), so distinct here means distinct there too."""
+    column = KEY_SOURCE_COLUMNS.get(dataset)
+    if column is None:
+        return False
+    try:
+        records = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        return False
+    header = [normalize_header(h) for h in records[0]] if records else []
+    if column not in header:
+        return dataset == ORDER_ITEMS  # no id column: every item gets a key of its own
+    at = header.index(column)
+    values = [r[at].strip() if at < len(r) else "" for r in records[1:] if r]
+    present = [v for v in values if v]
+    if dataset == ORDERS and len(present) < len(values):
+        return False
+    return len(set(present)) == len(present)
+
+
 def decimals(item: dict[str, dict[str, str]]) -> dict[str, Any]:
     """A low-level DynamoDB item as plain values; numbers must be stored as N."""
     return {k: Decimal(v["N"]) if "N" in v else v["S"] for k, v in item.items()}
@@ -89,6 +115,7 @@ class Pipeline:
         self.clock = BASE_MS
         self.versions: list[tuple[int, str, Path]] = []  # every validated version, arrival order
         self.runs = 0
+        self.store = S3Store(self.config("setup"), client=self.s3)
 
     # --- the validation job's output -------------------------------------------------------------
 
@@ -113,7 +140,11 @@ class Pipeline:
             scratch.write_bytes(body)
             version = FileVersion(rel=rel, raw_etag=etag, arrived_ms=arrived)
             write_staged(
-                parse_file(self.spark, str(scratch), version), f"s3a://{self.bucket}/{version.prefix}"
+                parse_file(self.spark, str(scratch), version),
+                f"s3a://{self.bucket}/{version.prefix}",
+                self.store,
+                dataset=version.dataset,
+                unique_key=keys_unique(version.dataset, text),
             )
         self.s3.put_object(
             Bucket=self.bucket,
