@@ -5,10 +5,7 @@ the file is placed in ``validated/``; the transformation reads these rows instea
 CSV a second time. A file version's rows live under ``staging/v1/<dataset>/<digest>/`` where the
 digest names the relative key and the raw ETag, so a re-upload never reads an older version's rows,
 and a ``_SUCCESS`` marker says the write finished; it holds the file key's :class:`KeySummary` (unique
-within the file, and its range), which lets the planner skip lookups of keys nothing stores. A warm
-worker holds the rows of the files it validates in memory (:func:`hold_staged`) and writes them when
-it is idle (:func:`flush_held`), unless its transformation applied them first: the day's last file is
-answered without its write, and its transformation reads memory. The transformation deletes a version's rows once
+within the file, and its range), which lets the planner skip lookups of keys nothing stores. The transformation deletes a version's rows once
 the version is applied and archived; a validated file without them (validated by an older release)
 is parsed with :func:`parse_file`, the same code, so both routes give identical rows.
 
@@ -265,60 +262,6 @@ def write_staged(
         marker = b"" if written is None else json.dumps(written.as_json()).encode()
         store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
     return written
-
-
-@dataclass(frozen=True)
-class HeldRows:
-    """A version's staging rows held in this process's memory (materialized: no lineage)."""
-
-    rows: DataFrame
-    summary: KeySummary | None
-
-
-# Staging URI -> rows a warm worker validated and holds until its transformation applies them or it
-# is idle (then they are written, flush_held). Only a caller that answers before its follow-up work
-# holds rows (the worker's after_answer); every other process writes them at once.
-_HELD: dict[str, HeldRows] = {}
-
-
-def hold_staged(rows: DataFrame, uri: str, *, dataset: str, unique_key: bool = False) -> KeySummary | None:
-    """Keep one version's rows in memory under ``uri`` instead of writing them now: what a warm
-    worker's validation does, so that the day's last file is answered without its write (~1 s at
-    100k rows, bench/README.md session 20) and its transformation, on the same worker, reads memory.
-    The rows' :class:`KeySummary` is observed by the materializing job, as the write would."""
-    observation = None
-    if dataset in TABLE_KEYS:
-        key, where = TABLE_KEYS[dataset]
-        observation = Observation()
-        rows = rows.observe(observation, *[c.alias(n) for n, c in key_range("key", key, where).items()])
-    release_held(uri)  # a version validated again: its earlier rows go
-    held = rows.localCheckpoint(eager=True)
-    summary = None
-    if observation is not None:
-        summary = KeySummary(TABLE_KEYS[dataset][0], unique_key, KeyRange.observed(observation.get, "key"))
-    _HELD[uri] = HeldRows(held, summary)
-    return summary
-
-
-def held_rows(uri: str) -> HeldRows | None:
-    return _HELD.get(uri)
-
-
-def release_held(uri: str) -> None:
-    """Forget held rows (their version is applied, or written to staging): Spark's context cleaner
-    drops their blocks once nothing refers to them, as for every materialized frame."""
-    _HELD.pop(uri, None)
-
-
-def flush_held(store: S3Store, uri: str, *, dataset: str, unique_key: bool = False) -> bool:
-    """Write held rows to staging if they are still held (not applied meanwhile), then forget them:
-    from then on any process reads them. False when nothing was held under ``uri``."""
-    held = _HELD.get(uri)
-    if held is None:
-        return False
-    write_staged(held.rows, uri, store, dataset=dataset, unique_key=unique_key)
-    release_held(uri)
-    return True
 
 
 def read_marker(store: S3Store, prefix: str) -> tuple[bool, KeySummary | None]:

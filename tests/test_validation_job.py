@@ -380,8 +380,6 @@ def test_a_worker_takes_the_data_docs_for_after_its_answer(moto_endpoint: str, s
     """With ``after_answer`` the run ends without rendering its Data Docs (the warm worker answers
     first); the work it leaves publishes them at the key the summary and reports name, and adds
     its lines to the run's log once."""
-    from jobs.staging import staging_prefix
-
     bucket = f"ecomkpi-docs-{uuid.uuid4().hex[:8]}"
     key = f"raw/{ORD}/later.csv"
     config = make_config(moto_endpoint, bucket, orders=[key], run_id="run-later")
@@ -394,71 +392,13 @@ def test_a_worker_takes_the_data_docs_for_after_its_answer(moto_endpoint: str, s
     assert result.exit_code == 0 and result.data_docs_key == f"{prefix}/data_docs/index.html"
     assert get_json(config, f"{prefix}/summary.json")["data_docs"] == result.data_docs_key
     listed = s3(config).list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/data_docs/")
-    # Left for later: the two files' staging rows (held in memory till then) and the Data Docs.
-    assert listed["KeyCount"] == 0 and len(later) == 3
-    assert s3(config).list_objects_v2(Bucket=bucket, Prefix="staging/")["KeyCount"] == 0
+    assert listed["KeyCount"] == 0 and len(later) == 1
 
-    for work in later:
-        work()
+    later[0]()
     assert "orders" in get(config, result.data_docs_key).decode()
-    assert get(config, f"{staging_prefix(f'{ORD}/later.csv', result.outcome(key).etag)}/_SUCCESS")
     steps = [json.loads(line)["step"] for line in get(config, f"{prefix}.log").decode().splitlines()]
     assert steps.count("validation.end") == 1 and steps.count("data_docs.end") == 1
     assert steps.index("validation.end") < steps.index("data_docs.end")
-
-
-def test_a_workers_held_rows_feed_its_transformation_or_are_written_when_it_is_idle(
-    moto_endpoint: str, spark, tmp_path
-) -> None:
-    """A warm worker (``after_answer``) holds an accepted file's staging rows in memory: its
-    transformation reads them from there (nothing parsed, nothing left behind) and the write left
-    for later then does nothing; rows not applied by then are written, marker and key summary
-    included, and read back from staging by any process."""
-    from jobs import aws
-    from jobs.staging import KeySummary, held_rows, staging_prefix
-    from jobs.transformation.job import run as transform
-    from jobs.transformation.serving import create_kpi_tables
-    from tests.support.validation import BATCH
-
-    bucket = f"ecomkpi-held-{uuid.uuid4().hex[:8]}"
-    first, second = f"raw/{ORD}/held-1.csv", f"raw/{ORD}/held-2.csv"
-    tables = {"DAILY_KPIS_TABLE": f"D-{bucket}", "CATEGORY_KPIS_TABLE": f"C-{bucket}"}
-    config = make_config(moto_endpoint, bucket, orders=[first], run_id="v-1", **tables)
-    create_bucket(config)
-    create_kpi_tables(aws.client("dynamodb", config), *tables.values())
-    put(config, PRODUCTS_KEY, PRODUCTS_CSV)
-    put(config, first, orders_csv(order_row(1), order_row(2)))
-    later: list = []
-    outcome = run(config, spark, after_answer=later).outcome(first)
-    uri = f"s3a://{bucket}/{staging_prefix(first.removeprefix('raw/'), outcome.etag)}"
-    held = held_rows(uri)
-    assert held is not None and held.summary == KeySummary("order_id", True, held.summary.range)
-    assert held.summary.range is not None and (held.summary.range.low, held.summary.range.high) == ("1", "2")
-
-    applied = transform(make_config(moto_endpoint, bucket, orders=[first], run_id="t-1", **tables), spark)
-    assert applied.status == "ok" and applied.files_parsed == [] and applied.touched_dates == [BATCH]
-    assert held_rows(uri) is None  # applied: released
-    for work in later:
-        work()  # the write left for later finds nothing held: no staging rows for an applied file
-    assert s3(config).list_objects_v2(Bucket=bucket, Prefix="staging/v1/orders/")["KeyCount"] == 0
-
-    put(config, second, orders_csv(order_row(3)))
-    later = []
-    outcome = run(
-        make_config(moto_endpoint, bucket, orders=[second], run_id="v-2", **tables), spark, after_answer=later
-    ).outcome(second)
-    prefix = staging_prefix(second.removeprefix("raw/"), outcome.etag)
-    for work in later:
-        work()  # idle before any transformation: the rows are written and let go
-    assert held_rows(f"s3a://{bucket}/{prefix}") is None
-    marker = KeySummary.from_marker(get(config, f"{prefix}/_SUCCESS"))
-    assert marker is not None and marker.unique and marker.range is not None and marker.range.low == "3"
-    applied = transform(make_config(moto_endpoint, bucket, orders=[second], run_id="t-2", **tables), spark)
-    assert (
-        applied.status == "ok"
-        and applied.files_parsed == []
-        and applied.lookups_skipped[0] == "stored orders"
-    )
 
 
 @pytest.fixture(scope="module")

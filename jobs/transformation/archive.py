@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from jobs.keys import PROCESSED, stage_key
 from jobs.s3_store import S3Store
-from jobs.staging import delete_staged, release_held
+from jobs.staging import delete_staged
 from jobs.transformation.inputs import InputFile, is_products
 
 
@@ -26,12 +26,11 @@ class ArchiveResult:
 
 
 def archive(store: S3Store, files: Iterable[InputFile]) -> ArchiveResult:
-    """Archive every applied version, then drop its staging rows, written or held (silver holds them now)."""
+    """Archive every applied version, then drop its staging rows (silver holds them now)."""
     result = ArchiveResult()
     for f in files:
         _archive_one(store, f, result)
         result.staging_objects_deleted += delete_staged(store, f.staging_prefix)
-        release_held(store.uri(f.staging_prefix))
     return result
 
 

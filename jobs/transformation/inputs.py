@@ -17,7 +17,7 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.staging import KeySummary, held_rows, read_marker, staging_prefix
+from jobs.staging import KeySummary, read_marker, staging_prefix
 from jobs.transformation.sources import SourceFile
 
 # Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
@@ -39,7 +39,7 @@ class InputFile:
     raw_etag: str  # identity of the producer's version (same bytes, same ETag)
     object_etag: str  # ETag of the validated copy, for the conditional archive move
     arrived_ms: int  # arrival of the raw version; orders versions of a key, ties broken by rel
-    staged: bool = False  # validation left this version's parsed rows in staging/ (or in memory)
+    staged: bool = False  # validation left this version's parsed rows in staging/
     key_summary: KeySummary | None = None  # what their marker says of the file's keys
 
     @property
@@ -55,16 +55,13 @@ class InputFile:
         return (self.arrived_ms, self.rel)
 
     def source(self, store: S3Store) -> SourceFile:
-        staged = store.uri(self.staging_prefix) if self.staged else None
-        held = held_rows(staged) if staged is not None else None  # in this worker's memory
         return SourceFile(
             rel=self.rel,
             uri=store.uri(self.key),
             seq=self.arrived_ms,
             raw_etag=self.raw_etag,
-            staged_uri=None if held is not None else staged,
+            staged_uri=store.uri(self.staging_prefix) if self.staged else None,
             key_summary=self.key_summary if self.staged else None,
-            held=None if held is None else held.rows,
         )
 
     @classmethod
@@ -113,10 +110,7 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
         info = store.head(stage_key(VALIDATED, rel))
         if info is not None:
             found = InputFile.from_object(rel, info)
-            held = held_rows(store.uri(found.staging_prefix))
-            staged, summary = (
-                (True, held.summary) if held is not None else read_marker(store, found.staging_prefix)
-            )
+            staged, summary = read_marker(store, found.staging_prefix)
             inputs.files.append(dataclasses.replace(found, staged=staged, key_summary=summary))
         elif store.exists(stage_key(PROCESSED, rel)):
             inputs.skipped[rel] = SKIP_PROCESSED

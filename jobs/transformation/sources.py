@@ -32,7 +32,6 @@ class SourceFile:
     raw_etag: str = ""
     staged_uri: str | None = None  # its staging rows, when validation left them
     key_summary: KeySummary | None = None  # what validation recorded of its keys (with its rows)
-    held: DataFrame | None = None  # its staging rows held in this process (jobs.staging.hold_staged)
 
     @property
     def version(self) -> FileVersion:
@@ -52,13 +51,10 @@ def _union(frames: list[DataFrame]) -> DataFrame:
 
 
 def read_new_rows(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
-    """Staging rows of ``sources`` (lazy): the ones held in memory, one Parquet scan of the others,
-    plus a CSV parse per file without them."""
+    """Staging rows of ``sources`` (lazy): one Parquet scan, plus a CSV parse per file without them."""
     staged = [s.staged_uri for s in sources if s.staged_uri]
-    frames = [s.held for s in sources if s.held is not None]
-    if staged or not sources:
-        frames.append(read_staged(spark, dataset, staged))
-    frames += [parse_file(spark, s.uri, s.version) for s in sources if not s.staged_uri and s.held is None]
+    frames = [read_staged(spark, dataset, staged)] if staged or not sources else []
+    frames += [parse_file(spark, s.uri, s.version) for s in sources if not s.staged_uri]
     return _union(frames)
 
 

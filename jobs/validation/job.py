@@ -83,9 +83,7 @@ class ValidationJob:
         self.book = VerdictBook(store)
         self.rules = rules_fingerprint()  # reads every suite: a missing or malformed one breaks the run
         self.concluder = Concluder(config, store, log, self.book, self.rules, places=not precheck)
-        self.spark_check = SparkCheck(
-            store, log, self.engine, self.product_ids, self.concluder, after_answer=after_answer
-        )
+        self.spark_check = SparkCheck(store, log, self.engine, self.product_ids, self.concluder)
         self.data_docs_key: str | None = None
 
     @property

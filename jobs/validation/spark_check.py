@@ -4,15 +4,13 @@ The file is read once into a cached frame (all columns strings from the known he
 given its absent optional columns as null and the check columns; one aggregation counts rows,
 ragged rows and undecodable bytes; then the dataset's suite runs with GX (skipped when the shape
 already rejects: misaligned rows would only make the suite's results noise). A file that passes
-leaves its parsed rows as staging Parquet before its verdict is recorded; in a warm worker (a caller
-with ``after_answer``) they are held in memory and written once it is idle, unless applied first.
+leaves its parsed rows as staging Parquet before its verdict is recorded.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import DATASETS, ORDER_ITEMS
@@ -39,9 +37,7 @@ class SparkCheck:
         engine: Engine,
         product_ids: ProductIds,
         concluder: Concluder,
-        after_answer: list[Callable[[], None]] | None = None,
     ) -> None:
-        self._after_answer = after_answer
         self._store = store
         self._log = log
         self._engine = engine
@@ -116,26 +112,15 @@ class SparkCheck:
     def _stage(self, t: Target, raw: ObjectInfo, checked: DataFrame, partition_rows: tuple[int, ...]) -> None:
         """Leave the parsed rows for the transformation (before the verdict is recorded and the file
         placed: a file in ``validated/`` whose verdict is recorded always has them)."""
-        from jobs.staging import FileVersion, flush_held, hold_staged, stage_rows, write_staged
+        from jobs.staging import FileVersion, stage_rows, write_staged
         from jobs.validation.suites import rejects_repeated_keys
 
         version = FileVersion(rel=t.rel, raw_etag=raw.etag, arrived_ms=raw.last_modified_ms)
-        dataset, uri = version.dataset, self._store.uri(version.prefix)
-        unique = rejects_repeated_keys(dataset, self._suite_json[dataset])
-        held = self._after_answer is not None
-        with self._log.stage("staging", file=raw.key, prefix=version.prefix, held=held) as s:
+        unique = rejects_repeated_keys(version.dataset, self._suite_json[version.dataset])
+        with self._log.stage("staging", file=raw.key, prefix=version.prefix) as s:
             rows = stage_rows(checked, version, partition_rows)
-            if self._after_answer is not None:
-                # A warm worker: hold the rows, write them once it is idle unless applied first.
-                summary = hold_staged(rows, uri, dataset=dataset, unique_key=unique)
-                store, log = self._store, self._log
-
-                def flush() -> None:
-                    if flush_held(store, uri, dataset=dataset, unique_key=unique):
-                        log.event("staging.flushed", file=raw.key, prefix=version.prefix)
-
-                self._after_answer.append(flush)
-            else:
-                summary = write_staged(rows, uri, self._store, dataset=dataset, unique_key=unique)
+            summary = write_staged(
+                rows, self._store.uri(version.prefix), self._store, dataset=version.dataset, unique_key=unique
+            )
             if summary is not None:
                 s.update(key_summary=summary.as_json())
