@@ -11,10 +11,10 @@ a day whose ids run from 99,990 to 100,020 spans ["100000", "99999"], which hold
 shorter id; in (length, key) order it is [(5, "99990"), (6, "100020")] and stays clear of the
 history below it.
 
-Validation records the range of each accepted file's key in its staging marker
-(:mod:`jobs.staging`); the transformation keeps the union of every stored key's range per silver
-table (:mod:`jobs.transformation.key_ledger`); the planner compares the two before it looks up
-stored versions of the keys it applies (:mod:`jobs.transformation.incremental`).
+The transformation keeps the union of every stored key's range per silver table
+(:mod:`jobs.transformation.key_ledger`); the planner compares it with the ranges it observes as it
+reads the new rows before it looks up stored versions of their keys
+(:mod:`jobs.transformation.incremental`).
 """
 
 from __future__ import annotations

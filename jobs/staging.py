@@ -5,7 +5,7 @@ the file is placed in ``validated/``; the transformation reads these rows instea
 CSV a second time. A file version's rows live under ``staging/v1/<dataset>/<digest>/`` where the
 digest names the relative key and the raw ETag, so a re-upload never reads an older version's rows,
 and a ``_SUCCESS`` marker says the write finished; it holds the file key's :class:`KeySummary` (unique
-within the file, and its range), which lets the planner skip lookups of keys nothing stores. The transformation deletes a version's rows once
+within the file), which helps the planner skip lookups of keys nothing stores. The transformation deletes a version's rows once
 the version is applied and archived; a validated file without them (validated by an older release)
 is parsed with :func:`parse_file`, the same code, so both routes give identical rows.
 
@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
 from jobs.contract import COLUMNS, INGEST_SEQ, ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
 from jobs.csv_files import CORRUPT_RECORD, read_csv, read_header
-from jobs.key_ranges import KeyRange, key_range
 from jobs.keys import dataset_of, literal_path
 from jobs.kpis import item_identity
 from jobs.local_frames import local_frame
@@ -185,17 +184,16 @@ def parse_file(
 @dataclass(frozen=True)
 class KeySummary:
     """What a staged version's marker says of its table key (:data:`TABLE_KEYS`): whether each value
-    occurs once in the file (validation rejects a file where one does not), and the range of the
-    values another file can share (None: no such value). The planner needs nothing else to know
-    that the file's keys are new (tests/test_key_ranges.py)."""
+    occurs once in the file (validation rejects a file where one does not). With the key ranges the
+    planner observes as it reads the rows, that proves a new day's keys new (tests/test_key_ranges.py).
+    No range here: observing one while the rows are written cost ~0.35 s per 100k rows on the
+    validation's answer (bench/README.md session 20), where the plan's read observes it anyway."""
 
     key: str
     unique: bool
-    range: KeyRange | None
 
     def as_json(self) -> dict[str, Any]:
-        shared = None if self.range is None else self.range.as_json()
-        return {"summary": SUMMARY_FORMAT, "key": self.key, "unique": self.unique, "range": shared}
+        return {"summary": SUMMARY_FORMAT, "key": self.key, "unique": self.unique}
 
     @classmethod
     def from_marker(cls, body: bytes) -> KeySummary | None:
@@ -205,7 +203,7 @@ class KeySummary:
             value = json.loads(body)
             if value.get("summary") != SUMMARY_FORMAT:
                 return None
-            return cls(str(value["key"]), value["unique"] is True, KeyRange.from_json(value["range"]))
+            return cls(str(value["key"]), value["unique"] is True)
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -221,8 +219,8 @@ def write_staged(
     """Write one version's rows, ``_SUCCESS`` last (readers check it).
 
     With ``store`` and the rows' ``dataset`` (one with a table key), the marker holds the rows'
-    :class:`KeySummary`: the key's range is observed by the write itself (no job of its own);
-    ``unique_key`` is the caller's word that every key occurs once (validation's rule passed).
+    :class:`KeySummary`; ``unique_key`` is the caller's word that every key occurs once
+    (validation's rule passed).
 
     With ``store`` and a local-mode session, the Parquet files are written to a local temporary
     folder and uploaded with one PUT each: Spark's file commit on S3 without an S3 committer
@@ -231,35 +229,25 @@ def write_staged(
     or a local path) Spark writes to ``uri`` directly.
     """
     master = rows.sparkSession.sparkContext.master or ""
-    observation = None
+    written = None
     if store is not None and dataset in TABLE_KEYS:
-        key, where = TABLE_KEYS[dataset]
-        observation = Observation()
-        rows = rows.observe(observation, *[c.alias(n) for n, c in key_range("key", key, where).items()])
-
-    def summary() -> KeySummary | None:
-        if observation is None or dataset is None:
-            return None
-        return KeySummary(TABLE_KEYS[dataset][0], unique_key, KeyRange.observed(observation.get, "key"))
-
+        written = KeySummary(TABLE_KEYS[dataset][0], unique_key)
+    marker = b"" if written is None else json.dumps(written.as_json()).encode()
     # Read once, by one run: dictionary encoding (much of the write's CPU) buys nothing here.
     writer = rows.write.mode("overwrite").option("parquet.enable.dictionary", "false")
     if store is None or not master.startswith("local"):
         writer.parquet(uri)
-        written = summary()
         if store is not None and written is not None:  # Spark's own marker is empty: ours says more
             prefix = uri.removeprefix(store.uri("")).rstrip("/")
-            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", json.dumps(written.as_json()).encode())
+            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
         return written
     prefix = uri.removeprefix(store.uri("")).rstrip("/")
     with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
         writer.parquet(f"file://{tmp}/rows")
-        written = summary()
         parts = sorted(p for p in Path(tmp, "rows").iterdir() if p.suffix == ".parquet")
         delete_staged(store, prefix)  # an earlier attempt's files (a different split) must not stay
         for part in parts:
             store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
-        marker = b"" if written is None else json.dumps(written.as_json()).encode()
         store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
     return written
 

@@ -64,9 +64,13 @@ def test_files_of_a_batch_are_pairwise_disjoint_or_not() -> None:
 
 
 @pytest.mark.parametrize("value", [ints("1", "100"), strings("a", "b"), None])
-def test_ranges_and_summaries_survive_json(value: KeyRange | None) -> None:
+def test_ranges_survive_json(value: KeyRange | None) -> None:
     assert KeyRange.from_json(json.loads(json.dumps(None if value is None else value.as_json()))) == value
-    summary = KeySummary("order_id", True, value)
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_summaries_survive_their_marker(unique: bool) -> None:
+    summary = KeySummary("order_id", unique)
     assert KeySummary.from_marker(json.dumps(summary.as_json()).encode()) == summary
 
 

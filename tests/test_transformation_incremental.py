@@ -129,14 +129,25 @@ def test_the_key_ledger_spares_a_new_day_its_lookups_and_never_a_collision(moto_
     assert "stored orders" not in correction.lookups_skipped
     assert p.served() == p.expected() and p.daily()["2025-07-01"]["return_rate"] == Decimal("33.33")
 
-    # Two parts of one batch share order 4001: the later part wins, by ranking.
+    # Two parts of one batch with ids of their own: still no lookup (their ranges miss each other).
+    apart = [
+        p.put(
+            f"orders/2025-07-04/apart{n}.csv",
+            orders_csv((f"40{n}0", "u4", "Complete", "2025-07-04 09:00:00")),
+        )
+        for n in (1, 2)
+    ]
+    assert p.run("2025-07-04", apart, []).lookups_skipped[:1] == ["stored orders"]
+    assert p.served() == p.expected()
+
+    # Two parts of one batch share order 4101 (new to the ledger): the later part wins, by ranking.
     parts = [
-        p.put(f"orders/2025-07-04/part{n}.csv", orders_csv(("4001", f"u{n}", status, "2025-07-04 10:00:00")))
+        p.put(f"orders/2025-07-04/part{n}.csv", orders_csv(("4101", f"u{n}", status, "2025-07-04 10:00:00")))
         for n, status in ((1, "Complete"), (2, "Returned"))
     ]
     shared = p.run("2025-07-04", parts, [])
     assert "stored orders" not in shared.lookups_skipped
-    assert p.served() == p.expected() and p.daily()["2025-07-04"]["total_orders"] == 1
+    assert p.served() == p.expected() and p.daily()["2025-07-04"]["total_orders"] == 3
 
     # Items that arrive before their order wait in the pending partition; the order finds them.
     early = p.put("order_items/2025-07-05/items.csv", items_csv(("50001", "5001", "p1", "9.00")))

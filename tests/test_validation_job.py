@@ -267,13 +267,9 @@ def test_every_accepted_file_leaves_its_parsed_rows_in_staging_and_no_rejected_o
         (good, meta[META_RAW_ETAG], int(meta[META_ARRIVED_MS]))  # the same version the copy names
     }
     assert all(r["order_date"] is not None for r in got)
-    # Its marker says what the planner needs of its keys: unique (the suite's rule), and their span.
-    summary = KeySummary.from_marker(
-        get(first.config, f"{staging_prefix(good, outcome.etag)}/{SUCCESS_MARKER}")
-    )
-    ids = [r["order_id"] for r in got]
-    assert summary is not None and summary.key == "order_id" and summary.unique
-    assert summary.range is not None and (summary.range.low, summary.range.high) == (min(ids), max(ids))
+    # Its marker says what the planner needs of its keys: each occurs once (the suite's rule).
+    marker = get(first.config, f"{staging_prefix(good, outcome.etag)}/{SUCCESS_MARKER}")
+    assert KeySummary.from_marker(marker) == KeySummary("order_id", True)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.passes], ids=lambda c: c.rel)

@@ -246,8 +246,6 @@ def plan_items(
     )
     plan.key_ranges[ITEM_KEYS] = KeyRange.observed(seen, "k")
     plan.key_ranges[ITEM_ORDER_IDS] = KeyRange.observed(seen, "io")
-    # Every new key occurs once and none is stored: the items are inserts (unless orders move).
-    fresh = replaced is None and fresh_keys(sources, ledger, ITEM_KEYS, plan.key_ranges[ITEM_KEYS])
     keys = dated.select(ITEM_KEY)
     if replaced is not None:
         keys, seen_keys = materialize_observed(
@@ -284,7 +282,12 @@ def plan_items(
         )
         seen.update(seen_dated)
     new_dated = dated.drop("_ranked")
-    if fresh and moved is None:
+    # Every new key occurs once and none is stored: the items are inserts (unless orders move).
+    if (
+        moved is None
+        and replaced is None
+        and fresh_keys(sources, ledger, ITEM_KEYS, dated, ITEM_KEY, plan.key_ranges[ITEM_KEYS], PRODUCER_KEY)
+    ):
         plan.lookups_skipped.append("stored items")
         plan.items, _ = plan_inserts(SILVER_ITEMS, ITEM_KEY, new_dated, seen)
         return
@@ -319,18 +322,27 @@ def plan_items(
 
 
 def fresh_keys(
-    sources: Sequence[SourceFile], ledger: KeyLedger | None, name: str, keys: KeyRange | None
+    sources: Sequence[SourceFile],
+    ledger: KeyLedger | None,
+    name: str,
+    rows: DataFrame,
+    key: str,
+    keys: KeyRange | None,
+    where: str | None = None,
 ) -> bool:
-    """True when the files' keys (range ``keys``) occur once each and silver stores none of them:
-    validation recorded every file's key as unique and the files' ranges miss each other (their
-    staging markers, :class:`jobs.staging.KeySummary`), and they miss the ledger's ``name``."""
-    summaries = [s.key_summary for s in sources]
-    return (
-        ledger is not None
-        and all(s is not None and s.unique for s in summaries)
-        and pairwise_disjoint(s.range for s in summaries if s is not None)
-        and ledger.clear_of(name, keys)
-    )
+    """True when the new ``rows`` (materialized; their ``key`` values spanning ``keys``, ``where``
+    limits which values count) hold each key once and silver stores none of them: validation
+    recorded every file's key as unique (staging markers, :class:`jobs.staging.KeySummary`), the
+    ledger's ``name`` misses ``keys``, and, with several files, their ranges miss each other (one
+    small query per file set: a single file needs none)."""
+    if ledger is None or not ledger.clear_of(name, keys):
+        return False
+    if not all(s.key_summary is not None and s.key_summary.unique for s in sources):
+        return False
+    if len(sources) < 2:
+        return True
+    per_file = rows.groupBy(SOURCE_FILE).agg(*[c.alias(n) for n, c in key_range("f", key, where).items()])
+    return pairwise_disjoint(KeyRange.observed(r.asDict(), "f") for r in per_file.collect())
 
 
 def plan_run(
@@ -366,7 +378,11 @@ def plan_run(
             **arrival_metrics(),
         )
         ids = plan.key_ranges[ORDER_IDS] = KeyRange.observed(seen, "o")
-        if not old_rows and not seen["o_nulls"] and fresh_keys(sources[ORDERS], ledger, ORDER_IDS, ids):
+        if (
+            not old_rows
+            and not seen["o_nulls"]
+            and fresh_keys(sources[ORDERS], ledger, ORDER_IDS, new, "order_id", ids)
+        ):
             assert ledger is not None  # fresh_keys holds
             plan.lookups_skipped.append("stored orders")
             plan.orders, inserted = plan_inserts(SILVER_ORDERS, "order_id", new, seen)
