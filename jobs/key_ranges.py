@@ -72,10 +72,8 @@ class KeyRange:
     def union(self, other: KeyRange | None) -> KeyRange:
         if other is None:
             return self
-        both = self.integers is not None and other.integers is not None
         integers = None
-        if both:
-            assert self.integers is not None and other.integers is not None
+        if self.integers is not None and other.integers is not None:
             integers = (min(self.integers[0], other.integers[0]), max(self.integers[1], other.integers[1]))
         return KeyRange(min(self.low, other.low), max(self.high, other.high), integers)
 

@@ -61,7 +61,7 @@ class InputFile:
             seq=self.arrived_ms,
             raw_etag=self.raw_etag,
             staged_uri=store.uri(self.staging_prefix) if self.staged else None,
-            key_summary=self.key_summary if self.staged else None,
+            key_summary=self.key_summary,  # None unless staged (read with the marker)
         )
 
     @classmethod
