@@ -19,7 +19,7 @@ from ecomkpi.api_server import ApiServer, serve
 from jobs.transformation.serving import to_item
 from kpi_api.reader import KpiReader, plain
 from lambda_trigger.tracker import BatchFileTracker
-from tests.support.browser import cells, needs_browser, open_page, wait_for
+from tests.support.browser import cells, needs_browser, open_page, read, wait_for
 from tests.support.kpi_tables import seed
 
 pytest.importorskip("selenium.webdriver")
@@ -60,16 +60,21 @@ def test_the_page_shows_dynamodbs_numbers(page: tuple[Any, Any, ApiServer], name
 
 
 def test_a_failed_day_shows_its_cause_as_text(page: tuple[Any, Any, ApiServer]) -> None:
-    from selenium.webdriver.common.by import By
-
     browser, _, _ = page
-    failure = wait_for(browser, '#status-table tr.failure[data-date="2025-07-10"]')
-    assert "ValidateData: Validation.DataRejected" in failure.text
-    cause = failure.find_element(By.CSS_SELECTOR, ".cause")
-    assert cause.text.endswith("<b>x</b>")  # inserted as text: no markup from data
-    assert failure.find_elements(By.TAG_NAME, "b") == []
-    state = browser.find_element(By.CSS_SELECTOR, '#status-table tr[data-date="2025-07-09"]')
-    assert state.get_attribute("data-state") == "running"
+    failure = read(
+        browser,
+        """
+        const row = document.querySelector('#status-table tr.failure[data-date="2025-07-10"]');
+        const other = document.querySelector('#status-table tr[data-date="2025-07-09"]');
+        if (!row || !other) return null;
+        return {text: row.innerText, cause: row.querySelector('.cause').innerText,
+                bold: row.querySelectorAll('b').length, other: other.getAttribute('data-state')};
+        """,
+    )
+    assert "ValidateData: Validation.DataRejected" in failure["text"]
+    assert failure["cause"].endswith("<b>x</b>")  # inserted as text: no markup from data
+    assert failure["bold"] == 0
+    assert failure["other"] == "running"
 
 
 def test_new_kpis_appear_without_a_reload(page: tuple[Any, Any, ApiServer], names: Any) -> None:

@@ -24,7 +24,7 @@ from ecomkpi.kpi_query import format_value
 from ecomkpi.local_stack import LocalStack, StackSettings
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
-from tests.support.browser import CHROMIUM, DRIVER, cells, open_page, wait_for
+from tests.support.browser import CHROMIUM, DRIVER, cells, open_page, read
 
 pytestmark = pytest.mark.slow
 
@@ -74,8 +74,12 @@ def _page_shows(stack: LocalStack, settings: StackSettings, daily: list[dict[str
                     str(item["total_orders"]),
                     f"{item['total_revenue']:.2f}",
                 ]
-            state = wait_for(browser, '#status-table tr[data-state="succeeded"]')
-            assert state.get_attribute("data-date") == max(i["date_key"] for i in daily)
+            latest = read(
+                browser,
+                """const row = document.querySelector('#status-table tr[data-state="succeeded"]');
+                   return row && row.getAttribute('data-date');""",
+            )
+            assert latest == max(i["date_key"] for i in daily)
     finally:
         server.stop()
 

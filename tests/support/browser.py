@@ -53,8 +53,22 @@ def wait_for(browser: Any, css: str) -> Any:
 
 
 def cells(browser: Any, row_css: str) -> list[tuple[str, str]]:
-    """(data-value, shown text) of each cell of the first row matching ``row_css`` (waits for it)."""
-    from selenium.webdriver.common.by import By
+    """(data-value, shown text) of each cell of the first row matching ``row_css`` (waits for it).
 
-    row = wait_for(browser, row_css)
-    return [(td.get_attribute("data-value"), td.text) for td in row.find_elements(By.TAG_NAME, "td")]
+    The page re-renders its tables on every refresh, so a row found by one WebDriver call can be
+    replaced before the next reads its cells (StaleElementReferenceException). The row and its cells
+    are read in one script, inside the page's event loop, so they come from one rendering.
+    """
+    script = """
+        const row = document.querySelector(arguments[0]);
+        if (!row) return null;
+        return Array.from(row.querySelectorAll('td'), td => [td.getAttribute('data-value'), td.innerText]);
+    """
+    return [(value, text) for value, text in read(browser, script, row_css)]
+
+
+def read(browser: Any, script: str, *args: Any) -> Any:
+    """What ``script`` returns once it returns something (waits for it): one read of one rendering."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, WAIT).until(lambda b: b.execute_script(script, *args))
