@@ -39,6 +39,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="latency: comma list of burst (a day's files back to back) and spaced (the stack idle "
         "before the last part, so the earlier parts were prechecked)",
     )
+    p.add_argument(
+        "--latency-warm-days",
+        type=int,
+        default=0,
+        help="latency: days served first and not measured, as a stack that has been up a while has",
+    )
     p.add_argument("--trigger-events", type=int, default=1000)
     p.add_argument("--api-requests", type=int, default=10_000, help="api: GETs against the local server")
     p.add_argument("--repeat", type=int, default=3)
@@ -114,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             for upload in args.latency_upload.split(","):
                 key = "latency" if mode == "worker" else f"latency_{mode}"
                 key += "" if upload == "burst" else f"_{upload}"
-                results[key] = latency.run(args.latency_items, args.repeat, task_mode=mode, upload=upload)
+                key += f"_warm{args.latency_warm_days}" if args.latency_warm_days else ""
+                results[key] = latency.run(
+                    args.latency_items,
+                    args.repeat,
+                    task_mode=mode,
+                    upload=upload,
+                    warm_days=args.latency_warm_days,
+                )
     if "burst" in args.only:
         from bench import burst
 

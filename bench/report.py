@@ -39,7 +39,8 @@ def table(results: dict[str, Any]) -> str:
         lat = results[key]
         lines.append(
             f"latency ({lat.get('task_mode', 'worker')} mode) {lat['order_items_per_batch']:,}-item batch "
-            "(median [min-max]):"
+            + (f"after {lat['warm_days']} warm-up days " if lat.get("warm_days") else "")
+            + "(median [min-max]):"
         )
         for k, v in lat["stages_s"].items():
             lines.append(f"  {k:<32} {_s(v)}")
