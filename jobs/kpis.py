@@ -184,17 +184,21 @@ def money_ratio(amount: Column, count: Column) -> Column:
 def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
     """Both KPI tables in one frame: column ``daily`` or ``category`` holds a row of that table.
 
-    The same numbers as :func:`daily_kpis` and :func:`category_kpis`, from ONE join and one
-    collect: items are joined to their orders and products once and summed per (date, category,
-    order); one aggregation with grouping sets gives the per-(category, date) sums and the per-date
-    revenue and item count (sums of exact decimals); the order counts, returns and distinct
-    customers come from the orders alone (an order without items still counts) and are attached
-    per date. Everything is one query on purpose: two frames derived from the shared join would each
-    re-run it (Spark prunes their inputs differently, so it cannot reuse the exchange). The
-    transformation uses this; the oracle keeps the two separate definitions, and the tests compare
-    one against the other.
+    The same numbers as :func:`daily_kpis` and :func:`category_kpis`, from ONE items-orders join and
+    one collect. Two partial aggregations feed one rollup: items joined to their orders and products
+    are summed per (date, category, order); the orders alone are counted per (date, customer), so
+    that an order without items still counts and each customer is one row (the distinct count
+    becomes a sum). Each kind of row fills its own columns and zeros the other's, so one rollup over
+    their union gives the per-(category, date) sums (level 0; the customer rows' null category is
+    dropped) and the per-date totals (level 1) with plain sums of exact decimals and counts.
+    Everything is one query on purpose: two frames derived from the shared join would each re-run it
+    (Spark prunes their inputs differently, so it cannot reuse the exchange); and a union instead of
+    joining per-date counts to the sums saves the join's two shuffles (2 Spark jobs per run,
+    bench/README.md). The transformation uses this; the oracle keeps the two separate definitions,
+    and the tests compare one against the other.
     """
     o = orders.where(F.col("order_date").isNotNull())
+    none = F.lit(0).cast("long")
     per_order = (
         attach_order_dates(o, items)
         .join(products.select("product_id", "category"), "product_id", "left")
@@ -205,47 +209,74 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
             F.count(F.lit(1)).alias("items"),
             F.max("is_returned").alias("is_returned"),
         )
+        .select(
+            "order_date",
+            "category",
+            "revenue",
+            "items",
+            F.lit(1).cast("long").alias("category_orders"),
+            F.col("is_returned").cast("long").alias("category_returned"),
+            none.alias("orders"),
+            none.alias("returned"),
+            none.alias("customers"),
+        )
     )
-    # Grouping sets (date, category) -> level 0 and (date) -> level 1; the grand total is dropped.
+    per_customer = (
+        o.groupBy("order_date", "user_id")
+        .agg(
+            F.count(F.lit(1)).alias("orders"),
+            F.sum(F.col("is_returned").cast("long")).alias("returned"),
+        )
+        .select(
+            "order_date",
+            F.lit(None).cast("string").alias("category"),
+            F.lit(None).cast("decimal(38,10)").alias("revenue"),
+            none.alias("items"),
+            none.alias("category_orders"),
+            none.alias("category_returned"),
+            "orders",
+            "returned",
+            # countDistinct's rule: orders without a customer count, a null customer does not.
+            F.col("user_id").isNotNull().cast("long").alias("customers"),
+        )
+    )
     sums = (
-        per_order.rollup("order_date", "category")
+        per_order.unionByName(per_customer)
+        .rollup("order_date", "category")  # (date, category) -> level 0, (date) -> 1, () dropped
         .agg(
             F.sum("revenue").alias("revenue"),
             F.sum("items").alias("items"),
-            F.count(F.lit(1)).alias("orders"),
-            F.count(F.when(F.col("is_returned"), 1)).alias("returned_orders"),
+            F.sum("category_orders").alias("category_orders"),
+            F.sum("category_returned").alias("category_returned"),
+            F.sum("orders").alias("total_orders"),
+            F.sum("returned").alias("returned_today"),
+            F.sum("customers").alias("unique_customers"),
             F.grouping_id().alias("_level"),
         )
         .where(F.col("order_date").isNotNull())
     )
-    per_date = o.groupBy("order_date").agg(
-        F.count(F.lit(1)).alias("total_orders"),
-        F.sum(F.col("is_returned").cast("long")).alias("returned_today"),
-        F.countDistinct("user_id").alias("unique_customers"),
-    )
-    # A date with orders but no items has no `sums` row: the full join keeps it (level null).
-    rows = sums.join(per_date, "order_date", "full")
     zero = F.lit(0).cast("decimal(38,10)")
-    revenue = F.coalesce(F.col("revenue"), zero)
+    revenue = F.coalesce(F.col("revenue"), zero)  # a date whose orders have no items
     date_key = F.date_format("order_date", "yyyy-MM-dd")
     category = F.struct(
         F.col("category").alias("category_id"),
         date_key.alias("date_key"),
         F.round(revenue, 2).cast(MONEY_OUT).alias("daily_revenue"),
-        money_ratio(revenue, F.col("orders")).alias("avg_order_value"),
-        percentage(F.col("returned_orders"), F.col("orders")).alias("avg_return_rate"),
+        money_ratio(revenue, F.col("category_orders")).alias("avg_order_value"),
+        percentage(F.col("category_returned"), F.col("category_orders")).alias("avg_return_rate"),
     ).cast(CATEGORY_KPI_SCHEMA)
     daily = F.struct(
         date_key.alias("date_key"),
         F.col("total_orders").cast("long").alias("total_orders"),
         F.round(revenue, 2).cast(MONEY_OUT).alias("total_revenue"),
-        F.coalesce(F.col("items"), F.lit(0)).cast("long").alias("total_items_sold"),
+        F.col("items").cast("long").alias("total_items_sold"),
         percentage(F.col("returned_today"), F.col("total_orders")).alias("return_rate"),
         F.col("unique_customers").cast("long").alias("unique_customers"),
     ).cast(DAILY_KPI_SCHEMA)
-    is_daily = F.col("_level").isNull() | (F.col("_level") == 1)
-    return rows.where(F.col("total_orders").isNotNull()).select(
-        F.when(is_daily, daily).alias("daily"), F.when(F.col("_level") == 0, category).alias("category")
+    is_daily = F.col("_level") == 1
+    is_category = (F.col("_level") == 0) & F.col("category").isNotNull()
+    return sums.where(is_daily | is_category).select(
+        F.when(is_daily, daily).alias("daily"), F.when(is_category, category).alias("category")
     )
 
 
