@@ -215,7 +215,7 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
             "revenue",
             "items",
             F.lit(1).cast("long").alias("category_orders"),
-            F.col("is_returned").cast("long").alias("category_returned"),
+            F.when(F.col("is_returned"), 1).otherwise(0).cast("long").alias("category_returned"),
             none.alias("orders"),
             none.alias("returned"),
             none.alias("customers"),

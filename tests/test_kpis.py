@@ -241,6 +241,46 @@ def test_rounding_is_half_up_and_exact(spark):
     )
 
 
+def test_one_join_form_counts_customers_and_returns_like_the_two_definitions(spark):
+    """``kpi_rows`` turns the distinct-customer count into a sum over (date, customer) rows: a null
+    customer, a customer with two orders and one whose order has no items must count as
+    ``countDistinct`` does; a null returned flag (never made by ``prepare_orders``, possible in a
+    hand-built frame) as ``count(when(...))`` and ``sum`` do in the two definitions."""
+    day = F.to_date(F.lit("2025-07-10"))
+    orders = spark.createDataFrame(
+        [
+            ("o1", "u1", True),
+            ("o2", "u1", False),  # u1's second order: one customer
+            ("o3", None, False),  # no customer: an order, not a customer
+            ("o4", "u2", None),  # returned unknown
+            ("o5", "u3", False),  # no items: counts in the day only
+        ],
+        "order_id string, user_id string, is_returned boolean",
+    ).withColumn("order_date", day)
+    items = spark.createDataFrame(
+        [
+            ("i1", "o1", "p1", D("10.00")),
+            ("i2", "o2", "p1", D("5.00")),
+            ("i3", "o3", "p1", D("2.50")),
+            ("i4", "o4", "p2", D("1.00")),
+            ("i5", "o4", "p2", None),
+        ],
+        "item_key string, order_id string, product_id string, sale_price decimal(38,10)",
+    )
+    products = prepare_products(products_df(spark))
+    daily, category = daily_kpis(orders, items), category_kpis(orders, items, products)
+    one_daily, one_category = kpis_from_one_join(orders, items, products)
+    assert_df_equality(one_daily, daily, ignore_row_order=True, ignore_nullable=True)
+    assert_df_equality(one_category, category, ignore_row_order=True, ignore_nullable=True)
+    d = one_daily.first()
+    # 5 orders, 3 customers (u1, u2, u3), 5 items, 18.50; 1 of 5 returned (o4 unknown) -> 20.00
+    assert (d["total_orders"], d["unique_customers"], d["total_items_sold"]) == (5, 3, 5)
+    assert (d["total_revenue"], d["return_rate"]) == (D("18.50"), D("20.00"))
+    # Tops holds o4 alone, whose returned flag is unknown: 0 of 1 returned, as count(when(...)) says.
+    tops = one_category.where("category_id = 'Tops'").first()
+    assert (tops["daily_revenue"], tops["avg_return_rate"]) == (D("1.00"), D("0.00"))
+
+
 def test_header_normalisation_and_trimming(spark):
     raw = spark.createDataFrame(
         [(" o1 ", "u1", "2025-07-10 10:00:00", "  ")],
