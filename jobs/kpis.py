@@ -198,7 +198,7 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
     and the tests compare one against the other.
     """
     o = orders.where(F.col("order_date").isNotNull())
-    none = F.lit(0).cast("long")
+    zero_count = F.lit(0).cast("long")  # the other row kind's counts
     per_order = (
         attach_order_dates(o, items)
         .join(products.select("product_id", "category"), "product_id", "left")
@@ -216,9 +216,9 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
             "items",
             F.lit(1).cast("long").alias("category_orders"),
             F.when(F.col("is_returned"), 1).otherwise(0).cast("long").alias("category_returned"),
-            none.alias("orders"),
-            none.alias("returned"),
-            none.alias("customers"),
+            zero_count.alias("orders"),
+            zero_count.alias("returned"),
+            zero_count.alias("customers"),
         )
     )
     per_customer = (
@@ -231,9 +231,9 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
             "order_date",
             F.lit(None).cast("string").alias("category"),
             F.lit(None).cast("decimal(38,10)").alias("revenue"),
-            none.alias("items"),
-            none.alias("category_orders"),
-            none.alias("category_returned"),
+            zero_count.alias("items"),
+            zero_count.alias("category_orders"),
+            zero_count.alias("category_returned"),
             "orders",
             "returned",
             # countDistinct's rule: orders without a customer count, a null customer does not.
