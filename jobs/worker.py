@@ -416,27 +416,43 @@ class Heartbeat(threading.Thread):
         self.keeper = keeper
         self.done = threading.Event()
         self.lost_tokens: set[str] = set()
+        # Held while one token's beat is sent: release() waits for it, so no beat follows an answer.
+        self._sending = threading.Lock()
 
     @property
     def lost(self) -> bool:
-        return len(self.lost_tokens) == len(self.tokens)
+        return bool(self.tokens) and all(t in self.lost_tokens for t in self.tokens)
+
+    def release(self, token: str) -> None:
+        """Stop beating ``token`` (it is about to be answered); the others keep beating meanwhile.
+
+        A run's tasks are answered one after the other: when an answer is slow (a busy emulator took
+        5 s), the tasks not answered yet must not miss their heartbeat. A beat sent after the answer
+        would find the token closed, so the token leaves the list before its answer goes out.
+        """
+        with self._sending:
+            if token in self.tokens:
+                self.tokens.remove(token)
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            for token in self.tokens:
-                if token in self.lost_tokens:
-                    continue
-                try:
-                    self.sfn.send_task_heartbeat(taskToken=token)
-                except Exception as exc:
-                    code = _error_code(exc)
+            for token in list(self.tokens):
+                with self._sending:
+                    if token in self.lost_tokens or token not in self.tokens:
+                        continue
+                    try:
+                        self.sfn.send_task_heartbeat(taskToken=token)
+                        continue
+                    except Exception as exc:
+                        code, error = _error_code(exc), f"{type(exc).__name__}: {exc}"
                     if code in STALE_TOKEN_ERRORS:
                         self.lost_tokens.add(token)
-                        if self.lost:
-                            self.on_lost(code)
-                            return
-                        continue
-                    _log("heartbeat.error", level="WARN", error=f"{type(exc).__name__}: {exc}")
+                        if not self.lost:
+                            continue
+                if code in STALE_TOKEN_ERRORS:
+                    self.on_lost(code)
+                    return
+                _log("heartbeat.error", level="WARN", error=error)
             if self.keeper is not None and not self.done.is_set():
                 try:
                     self.keeper()
@@ -719,22 +735,23 @@ class Worker:
         beat.start()
         try:
             outcomes = self._execute(tasks, beat)
+            seconds = round(time.perf_counter() - started, 3)
+            for task in tasks:  # beating the tasks not answered yet (Heartbeat.release)
+                exit_code, error = outcomes[task.token]
+                abandoned = task.token in beat.lost_tokens
+                _log(
+                    "task.end",
+                    execution=task.execution,
+                    state=task.state,
+                    exit_code=exit_code,
+                    seconds=seconds,
+                    abandoned=abandoned,
+                )
+                beat.release(task.token)
+                if not abandoned:
+                    self._answer_task(task, exit_code, error)
         finally:
             beat.stop()
-        seconds = round(time.perf_counter() - started, 3)
-        for task in tasks:
-            exit_code, error = outcomes[task.token]
-            abandoned = task.token in beat.lost_tokens
-            _log(
-                "task.end",
-                execution=task.execution,
-                state=task.state,
-                exit_code=exit_code,
-                seconds=seconds,
-                abandoned=abandoned,
-            )
-            if not abandoned:
-                self._answer_task(task, exit_code, error)
         if lead.command == "transform":
             self._prepare_later(self.config(lead.environment))
 
