@@ -45,6 +45,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="latency: days served first and not measured, as a stack that has been up a while has",
     )
+    p.add_argument(
+        "--latency-parts",
+        type=_ints,
+        default=[1],
+        help="latency: comma list of files per dataset and day, e.g. 1,48 (the same rows in 2 and in 96 files)",
+    )
     p.add_argument("--trigger-events", type=int, default=1000)
     p.add_argument("--api-requests", type=int, default=10_000, help="api: GETs against the local server")
     p.add_argument("--repeat", type=int, default=3)
@@ -118,16 +124,19 @@ def main(argv: list[str] | None = None) -> int:
 
         for mode in args.task_modes.split(","):
             for upload in args.latency_upload.split(","):
-                key = "latency" if mode == "worker" else f"latency_{mode}"
-                key += "" if upload == "burst" else f"_{upload}"
-                key += f"_warm{args.latency_warm_days}" if args.latency_warm_days else ""
-                results[key] = latency.run(
-                    args.latency_items,
-                    args.repeat,
-                    task_mode=mode,
-                    upload=upload,
-                    warm_days=args.latency_warm_days,
-                )
+                for parts in args.latency_parts:
+                    key = "latency" if mode == "worker" else f"latency_{mode}"
+                    key += "" if upload == "burst" else f"_{upload}"
+                    key += f"_warm{args.latency_warm_days}" if args.latency_warm_days else ""
+                    key += f"_parts{parts}" if parts != 1 else ""
+                    results[key] = latency.run(
+                        args.latency_items,
+                        args.repeat,
+                        task_mode=mode,
+                        upload=upload,
+                        warm_days=args.latency_warm_days,
+                        parts=parts,
+                    )
     if "burst" in args.only:
         from bench import burst
 

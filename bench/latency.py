@@ -91,12 +91,16 @@ def run(
     task_mode: str = "worker",
     upload: str = "burst",
     warm_days: int = 0,
+    parts: int = 1,
 ) -> dict[str, Any]:
     """Measure ``repeat`` days, after ``warm_days`` days served the same way and not measured.
 
     Warm-up days stand for the days a running ``ecomkpi up`` has already served: a fresh worker's
     first days pay its JVM's just-in-time compilation (bench/README.md, session 21), which a stack
     that has been up for a while has behind it. Both figures are worth reporting.
+
+    ``parts``: files per dataset and day (a day of ``parts`` orders and ``parts`` items files). Each
+    measured day is also computed by DuckDB from the same files (``duckdb_s``), in the same run.
     """
     from ecomkpi.local_stack import LocalStack
 
@@ -104,6 +108,7 @@ def run(
                                  "validation_to_transformation", "transformation_before_serving",
                                  "serving", "after_task_exit")}  # fmt: skip
     task_stats: dict[str, Stat] = {}
+    duck = Stat()
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-lat-") as tmp:
         folder = Path(tmp) / "data"
@@ -112,7 +117,7 @@ def run(
             GeneratorSettings(
                 days=warm_days + repeat,
                 orders_per_day=max(10, round(items / 1.65)),
-                parts=1,
+                parts=parts,
                 seed=5,
                 start=START,
             ),
@@ -167,7 +172,9 @@ def run(
                     job: task_stages(s3, settings.bucket, job, batch, entered)
                     for job, entered in (("validation", v_in), ("transformation", t_in))
                 }
+                duck_s = _duckdb_seconds(products + day, Path(tmp) / f"duck-{batch}")
                 if measured:
+                    duck.add(duck_s)
                     for k, v in split.items():
                         stats[k].add(v)
                     for job, stages in tasks.items():
@@ -178,13 +185,17 @@ def run(
                         "batch": batch,
                         "status": status,
                         "warm_up": not measured,
+                        "files": len(day),
+                        "duckdb_s": duck_s,
                         **split,
                         "task_stages_s": tasks,
                     }
                 )
                 print(
-                    f"[latency {task_mode} {upload}{'' if measured else ' warm-up'}] {batch}: "
+                    f"[latency {task_mode} {upload}{'' if measured else ' warm-up'}] {batch} "
+                    f"({len(day)} files): "
                     + ", ".join(f"{k} {v:.1f}s" for k, v in split.items())
+                    + f"; duckdb {duck_s:.2f}s"
                 )
                 for job, stages in tasks.items():
                     print(f"[latency]   {job}: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
@@ -192,6 +203,8 @@ def run(
         "task_mode": task_mode,
         "upload": upload,
         "warm_days": warm_days,
+        "parts": parts,
+        "duckdb_s": duck.as_dict(),
         "order_items_per_batch": summary.order_items // max(1, warm_days + repeat),
         "stages_s": {k: s.as_dict() for k, s in stats.items()},
         "task_stages_s": {k: s.as_dict() for k, s in task_stats.items()},
@@ -201,3 +214,20 @@ def run(
         "the daily item is written, 'after_task_exit' is the rest of the task (archive, log upload); "
         "stages_s covers the measured days only (runs with warm_up true were served before them).",
     }
+
+
+def _duckdb_seconds(files: list[tuple[str, Path]], folder: Path) -> float:
+    """DuckDB's validation and KPIs over the same files (products and the day's parts), in seconds."""
+    import shutil
+
+    from bench.duckdb_baseline import compute
+
+    for rel, path in files:
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    started = time.perf_counter()
+    compute(folder)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(folder, ignore_errors=True)
+    return seconds

@@ -39,11 +39,14 @@ def table(results: dict[str, Any]) -> str:
         lat = results[key]
         lines.append(
             f"latency ({lat.get('task_mode', 'worker')} mode) {lat['order_items_per_batch']:,}-item batch "
+            + f"in {2 * lat.get('parts', 1)} files, {lat.get('upload', 'burst')} upload "
             + (f"after {lat['warm_days']} warm-up days " if lat.get("warm_days") else "")
             + "(median [min-max]):"
         )
         for k, v in lat["stages_s"].items():
             lines.append(f"  {k:<32} {_s(v)}")
+        if lat.get("duckdb_s"):
+            lines.append(f"  {'duckdb, same files':<32} {_s(lat['duckdb_s'])}")
         if lat.get("task_stages_s"):
             lines.append("  inside the tasks (their run logs):")
             for k, v in lat["task_stages_s"].items():

@@ -102,6 +102,7 @@ class _Overrides(TypedDict, total=False):
     max_file_bytes: int
     short_jvm_max_bytes: int
     validation_threads: int
+    validation_one_pass: bool
     run_id: str
     jars_dir: Path
     executor_jars_dir: Path
@@ -149,8 +150,11 @@ class PipelineConfig:
     # SPARK_CLASS_ARCHIVE: where the driver's class-data archive lives ("" = beside the jar cache,
     # "off" = never use one); jobs/jvm_archive.py.
     class_archive: str = ""
-    # VALIDATION_THREADS: files of one validation run checked at once (jobs/validation/job.py).
+    # VALIDATION_THREADS: files checked at once when they are checked one by one (jobs/validation/job.py).
     validation_threads: int = 2
+    # VALIDATION_ONE_PASS: "0" checks every file on its own with GX (the reference the one pass is
+    # tested against, and the A/B of `python -m bench --only many-parts`); jobs/validation/dataset_check.py.
+    validation_one_pass: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -189,6 +193,11 @@ class PipelineConfig:
             if not threads.isdigit() or int(threads) < 1:
                 raise ConfigError(f"VALIDATION_THREADS must be a positive integer, got {threads!r}")
             kwargs["validation_threads"] = int(threads)
+        one_pass = env.get("VALIDATION_ONE_PASS", "").strip().lower()
+        if one_pass:
+            if one_pass not in ("0", "1", "true", "false"):
+                raise ConfigError(f"VALIDATION_ONE_PASS must be 1 or 0, got {one_pass!r}")
+            kwargs["validation_one_pass"] = one_pass in ("1", "true")
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):

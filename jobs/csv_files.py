@@ -14,6 +14,7 @@ corrupt record column that Spark fills for a row with more or fewer fields than 
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StringType, StructField, StructType
@@ -44,8 +45,11 @@ CSV_READ_OPTIONS: dict[str, str] = {
 }
 
 
-def read_csv(spark: SparkSession, uri: str, header: tuple[str, ...]) -> DataFrame:
+def read_csv(spark: SparkSession, uri: str | Sequence[str], header: tuple[str, ...]) -> DataFrame:
     """The file's rows as strings under the header's own names, plus the corrupt record column.
+
+    ``uri``: one file, or several files that share this exact header (one scan reads them all;
+    ``_metadata.file_path`` tells their rows apart).
 
     The schema repeats the header exactly (so Spark's header check stays quiet); the names are
     normalised afterwards by ``jobs.normalize.normalize_columns``, like everywhere else. A header
@@ -55,7 +59,8 @@ def read_csv(spark: SparkSession, uri: str, header: tuple[str, ...]) -> DataFram
     distinct = len({normalize_header(h) for h in header}) == len(header) and all(header)
     names = header if distinct else tuple(f"_c{i}" for i in range(len(header)))
     schema = StructType([StructField(c, StringType(), True) for c in (*names, CORRUPT_RECORD)])
-    return spark.read.options(**CSV_READ_OPTIONS).schema(schema).csv(literal_path(uri))
+    uris = [uri] if isinstance(uri, str) else list(uri)
+    return spark.read.options(**CSV_READ_OPTIONS).schema(schema).csv([literal_path(u) for u in uris])
 
 
 def read_header(spark: SparkSession, uri: str) -> tuple[str, ...]:

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,20 +146,82 @@ def stage_rows(
 ) -> DataFrame:
     """One file's rows (names and values normalised, in file order) as staging rows, numbered by
     :func:`row_numbers` (which counts the partitions now unless ``rows_per_partition`` is given)."""
-    dataset = version.dataset
+    return _staged(
+        frame,
+        version.dataset,
+        source=F.lit(version.rel),
+        etag=F.lit(version.raw_etag),
+        arrived=F.lit(version.arrived_ms),
+        row_num=row_numbers(frame, rows_per_partition),
+    )
+
+
+VERSION_INDEX = "__ecomkpi_version"  # which of a write's versions a row is (write_staged_versions)
+
+
+def stage_files_rows(
+    frame: DataFrame,
+    file_column: str,
+    versions: Mapping[str, FileVersion],
+    row_num: Column,
+    order: Sequence[FileVersion] | None = None,
+) -> DataFrame:
+    """Several files' staging rows from one frame: ``file_column`` names each row's file (a key of
+    ``versions``), ``row_num`` its 1-based position in that file. Rows of files not in ``versions``
+    are left out. The rows carry :data:`VERSION_INDEX`, the position of their version in ``order``
+    (default: in ``versions``), which :func:`write_staged_versions` writes them apart by."""
+    if not versions:
+        raise ValueError("no versions to stage")
+    (dataset,) = {v.dataset for v in versions.values()}
+    positions = list(versions.values()) if order is None else list(order)
+    entries = []
+    for name, v in versions.items():
+        i = positions.index(v)
+        value = F.struct(
+            F.lit(v.rel).alias("rel"),
+            F.lit(v.raw_etag).alias("etag"),
+            F.lit(v.arrived_ms).cast("long").alias("arrived"),
+            F.lit(i).alias("index"),
+        )
+        entries.extend([F.lit(name), value])
+    version = F.element_at(F.create_map(*entries), F.col(file_column))
+    picked = frame.where(F.col(file_column).isin(list(versions)))
+    return _staged(
+        picked,
+        dataset,
+        source=version.getField("rel"),
+        etag=version.getField("etag"),
+        arrived=version.getField("arrived"),
+        row_num=row_num,
+        extra=[version.getField("index").alias(VERSION_INDEX)],
+    )
+
+
+def _staged(
+    frame: DataFrame,
+    dataset: str,
+    *,
+    source: Column,
+    etag: Column,
+    arrived: Column,
+    row_num: Column,
+    extra: Sequence[Column] = (),
+) -> DataFrame:
     present = set(frame.columns)
     rows = frame.select(
         *[(F.col(c) if c in present else F.lit(None).cast("string")).alias(c) for c in COLUMNS[dataset]],
-        F.lit(version.rel).alias(SOURCE_FILE),
-        F.lit(version.raw_etag).alias(RAW_ETAG),
-        F.lit(version.arrived_ms).cast("long").alias(INGEST_SEQ),
-        row_numbers(frame, rows_per_partition).alias(ROW_NUM),
+        source.alias(SOURCE_FILE),
+        etag.alias(RAW_ETAG),
+        arrived.cast("long").alias(INGEST_SEQ),
+        row_num.alias(ROW_NUM),
+        *extra,
     )
     if dataset == ORDERS:
         rows = with_order_date(rows, target=ORDER_DATE)
     elif dataset == ORDER_ITEMS:
         rows = rows.withColumn(ITEM_KEY, item_identity(rows))
-    return rows.select(*staging_schema(dataset).fieldNames())
+    names = staging_schema(dataset).fieldNames()
+    return rows.select(*names, *([VERSION_INDEX] if extra else []))
 
 
 def parse_file(
@@ -249,6 +312,48 @@ def write_staged(
         for part in parts:
             store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
         store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
+    return written
+
+
+def write_staged_versions(
+    rows: DataFrame,
+    versions: Sequence[FileVersion],
+    store: S3Store,
+    *,
+    unique_key: bool = False,
+) -> KeySummary | None:
+    """Write several versions' rows (:func:`stage_files_rows`) with one Spark write, each version
+    under its own prefix with its own ``_SUCCESS`` marker, exactly as :func:`write_staged` leaves one.
+
+    In local mode the rows are written once, partitioned by version, to a local folder, and each
+    version's files are uploaded under its prefix (a version without rows gets its marker only: a
+    read of its prefix is empty). Elsewhere each version is written by Spark on its own (executors
+    write; the driver could not upload their files).
+    """
+    (dataset,) = {v.dataset for v in versions} or {""}
+    written = KeySummary(TABLE_KEYS[dataset][0], unique_key) if dataset in TABLE_KEYS else None
+    marker = b"" if written is None else json.dumps(written.as_json()).encode()
+    master = rows.sparkSession.sparkContext.master or ""
+    if not master.startswith("local"):
+        for i, v in enumerate(versions):
+            one = rows.where(F.col(VERSION_INDEX) == i).drop(VERSION_INDEX)
+            write_staged(one, store.uri(v.prefix), store, dataset=dataset, unique_key=unique_key)
+        return written
+    writer = rows.write.mode("overwrite").option("parquet.enable.dictionary", "false")
+    with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
+        writer.partitionBy(VERSION_INDEX).parquet(f"file://{tmp}/rows")
+
+        def upload(item: tuple[int, FileVersion]) -> None:
+            i, version = item
+            folder = Path(tmp, "rows", f"{VERSION_INDEX}={i}")
+            parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+            delete_staged(store, version.prefix)  # an earlier attempt's files must not stay
+            for part in parts:
+                store.client.upload_file(str(part), store.bucket, f"{version.prefix}/{part.name}")
+            store.put_bytes(f"{version.prefix}/{SUCCESS_MARKER}", marker)
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="staging-upload") as pool:
+            list(pool.map(upload, enumerate(versions)))
     return written
 
 

@@ -37,6 +37,7 @@ from tests.support.validation import (
     put,
     s3,
     snapshot,
+    staged_rows,
 )
 
 ORD, ITM = "orders/2025-07-10", "order_items/2025-07-10"
@@ -201,6 +202,26 @@ def test_files_checked_two_at_a_time_end_as_they_do_one_after_the_other(
     after = snapshot(config)
     assert _places(after) == _places(first.after)
     assert _content(after.reports) == _content(first.after.reports)
+
+
+def test_one_pass_over_each_dataset_decides_as_gx_does_file_by_file(
+    first: Run, moto_endpoint: str, spark
+) -> None:
+    """``first`` read each dataset's files as one frame and counted every rule per file in one
+    aggregation (jobs/validation/dataset_check.py). GX run on every file on its own must give the
+    same verdicts, findings (counts and samples), reports, places and staging rows; and GX, asked
+    about the files the counts failed, never found them passing (``rules.disagree``)."""
+    config = _battery_config(moto_endpoint, VALIDATION_ONE_PASS="0")
+    _upload_battery(config)
+    each = run(config, spark)
+    assert first.config.validation_one_pass and not config.validation_one_pass
+    assert each.files == first.result.files
+    after = snapshot(config)
+    assert _places(after) == _places(first.after)
+    assert _content(after.reports) == _content(first.after.reports)
+    assert staged_rows(spark, config) == staged_rows(spark, first.config)
+    log = get(first.config, first.result.log_key).decode()
+    assert '"dataset.spark"' in log and '"rules.disagree"' not in log
 
 
 def _content(reports: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:

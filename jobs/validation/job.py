@@ -123,27 +123,57 @@ class ValidationJob:
     def _validate_at_once(
         self, files: list[tuple[Target, ObjectInfo, HeadInspection]]
     ) -> dict[str, FileOutcome]:
-        """Check ``files`` with Spark, ``config.validation_threads`` at a time.
+        """Check ``files`` with Spark: each dataset's files in one pass (``DatasetCheck``).
 
-        A small file's check is mostly driver-side waits (Py4J, job scheduling, S3 requests, and on a
-        cold JVM class loading and compilation) between short jobs, which a second file's jobs can fill:
-        measured ~3 s less on a fresh worker's first day of ``make run``, within noise once the JVM is
-        warm (bench/README.md session 16; ``VALIDATION_THREADS=1``: one at a time).
-        What the files share is settled first, on this thread: the session and the run's job group
-        (the checking threads inherit it: their jobs count as the run's) and the products master's
-        ids; GX's context is used by one file at a time (``SparkCheck``).
+        What the files share is settled first: the session and the products master's ids. A file
+        whose header Spark cannot read by name (a name repeated after normalisation, read
+        positionally) and the files of a suite holding a rule ``rule_counts`` does not implement
+        are checked one at a time (``SparkCheck``), as every file was before.
         """
+        from jobs.validation.dataset_check import DatasetCheck
+        from jobs.validation.rule_counts import UnsupportedRule
 
-        threads = min(self.config.validation_threads, len(files))
+        outcomes: dict[str, FileOutcome] = {}
+        by_dataset: dict[str, list[tuple[Target, ObjectInfo, HeadInspection]]] = {}
+        one_by_one: list[tuple[Target, ObjectInfo, HeadInspection]] = []
+        for f in files:
+            header = f[2].raw_header
+            readable_by_name = len(set(f[2].columns)) == len(header) and all(header)
+            if f[0].dataset is None or not readable_by_name or not self.config.validation_one_pass:
+                one_by_one.append(f)
+            else:
+                by_dataset.setdefault(f[0].dataset, []).append(f)
+        for dataset, group in by_dataset.items():
+            try:
+                check = DatasetCheck(
+                    self.store,
+                    self.log,
+                    self.engine,
+                    self.product_ids,
+                    self.concluder,
+                    self.spark_check.suite_json(dataset),
+                    self.spark_check.gx_lock,
+                    lambda f: self._check(f)[1],
+                )
+            except UnsupportedRule as exc:
+                self.log.event("dataset.one_by_one", dataset=dataset, files=len(group), reason=str(exc))
+                one_by_one.extend(group)
+                continue
+            outcomes.update(check.validate(dataset, group))
+        threads = min(self.config.validation_threads, len(one_by_one))
         if threads <= 1:
-            return dict(map(self._check, files))
+            outcomes.update(map(self._check, one_by_one))
+            return outcomes
+        # A small file's check is mostly driver-side waits between short jobs, which a second
+        # file's jobs can fill; the checking threads inherit the run's job group.
         from pyspark.util import inheritable_thread_target
 
-        self.engine.spark()
-        if any(t.dataset == ORDER_ITEMS for t, _, _ in files):
-            self.product_ids.lookup()
+        inherit = inheritable_thread_target(self.engine.spark())  # the run's job group and tags
+        if any(t.dataset == ORDER_ITEMS for t, _, _ in one_by_one):
+            self.product_ids.lookup()  # read once, before the threads that use it
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="validate-file") as pool:
-            return dict(pool.map(inheritable_thread_target(self._check), files))
+            outcomes.update(pool.map(inherit(self._check), one_by_one))
+        return outcomes
 
     def _check(self, item: tuple[Target, ObjectInfo, HeadInspection]) -> tuple[str, FileOutcome]:
         """One readable file checked with Spark and GX: (its relative key, its outcome)."""

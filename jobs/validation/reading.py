@@ -41,6 +41,28 @@ def _row_text(columns: tuple[str, ...]) -> Column:
     return F.concat_ws(",", *[F.coalesce(F.col(f"`{c}`"), F.lit("")) for c in columns])
 
 
+def ragged_rows() -> Column:
+    """A row with more or fewer fields than the header (Spark filled the corrupt record column)."""
+    return F.col(CORRUPT_RECORD).isNotNull()
+
+
+def undecodable_rows(columns: tuple[str, ...]) -> Column:
+    """A row holding U+FFFD: Spark's substitute for bytes that are not UTF-8."""
+    return _row_text(columns).contains(REPLACEMENT_CHAR) | F.coalesce(
+        F.col(CORRUPT_RECORD).contains(REPLACEMENT_CHAR), F.lit(False)
+    )
+
+
+def too_long_value(exc: BaseException) -> bool:
+    """Whether a read failed on a value past ``maxCharsPerColumn`` (a verdict, not a broken task)."""
+    return _TOO_LONG in str(exc)
+
+
+def value_too_long() -> FileShape:
+    message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
+    return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
+
+
 def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
     """Count rows, ragged rows and rows with undecodable bytes in one pass over the (cached) frame.
 
@@ -48,56 +70,61 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
     partition, which the staging rows are numbered from. Samples are fetched only for a file that
     has such rows, so a good file costs one action.
     """
-    text = _row_text(columns)
-    undecodable = text.contains(REPLACEMENT_CHAR) | F.coalesce(
-        F.col(CORRUPT_RECORD).contains(REPLACEMENT_CHAR), F.lit(False)
-    )
-    ragged = F.col(CORRUPT_RECORD).isNotNull()
     try:
         per_partition = (
             frame.groupBy(F.spark_partition_id().alias("partition"))
             .agg(
                 F.count(F.lit(1)).alias("rows"),
-                F.count(F.when(ragged, 1)).alias("ragged"),
-                F.count(F.when(undecodable, 1)).alias("undecodable"),
+                F.count(F.when(ragged_rows(), 1)).alias("ragged"),
+                F.count(F.when(undecodable_rows(columns), 1)).alias("undecodable"),
             )
             .collect()
         )
     except Exception as exc:  # Spark cannot read such a file at all: a verdict, not a broken task
-        if _TOO_LONG not in str(exc):
+        if not too_long_value(exc):
             raise
-        message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
-        return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
+        return value_too_long()
     counts = {k: sum(int(r[k]) for r in per_partition) for k in ("rows", "ragged", "undecodable")}
     rows_of = {int(r["partition"]): int(r["rows"]) for r in per_partition}
     partition_rows = tuple(rows_of.get(p, 0) for p in range(frame.rdd.getNumPartitions()))
+    findings = shape_findings(frame, columns, counts["ragged"], counts["undecodable"])
+    return FileShape(rows=counts["rows"], findings=findings, partition_rows=partition_rows)
+
+
+def shape_findings(
+    frame: DataFrame, columns: tuple[str, ...], ragged: int, undecodable: int
+) -> tuple[Finding, ...]:
+    """The findings of a file with ``ragged`` / ``undecodable`` rows; samples are read from
+    ``frame`` (that file's rows) only when there are such rows."""
     findings: list[Finding] = []
-    if counts["ragged"]:
-        samples = [r[0] for r in frame.where(ragged).select(CORRUPT_RECORD).limit(MAX_SAMPLES).collect()]
+    if ragged:
+        samples = [
+            r[0] for r in frame.where(ragged_rows()).select(CORRUPT_RECORD).limit(MAX_SAMPLES).collect()
+        ]
         findings.append(
             structural(
                 RULE_FIELDS,
-                f"{counts['ragged']} row(s) do not have the header's {len(columns)} "
+                f"{ragged} row(s) do not have the header's {len(columns)} "
                 "fields (a missing or extra separator, or an unbalanced quote)",
-                failing_rows=counts["ragged"],
+                failing_rows=ragged,
                 samples=samples,
             )
         )
-    if counts["undecodable"]:
+    if undecodable:
         samples = [
             r[0]
-            for r in frame.where(undecodable)
-            .select(F.coalesce(F.col(CORRUPT_RECORD), text))
+            for r in frame.where(undecodable_rows(columns))
+            .select(F.coalesce(F.col(CORRUPT_RECORD), _row_text(columns)))
             .limit(MAX_SAMPLES)
             .collect()
         ]
         findings.append(
             structural(
                 RULE_UTF8,
-                f"{counts['undecodable']} row(s) contain bytes that are not valid UTF-8 "
+                f"{undecodable} row(s) contain bytes that are not valid UTF-8 "
                 "(shown as \ufffd); re-export the file as UTF-8",
-                failing_rows=counts["undecodable"],
+                failing_rows=undecodable,
                 samples=samples,
             )
         )
-    return FileShape(rows=counts["rows"], findings=tuple(findings), partition_rows=partition_rows)
+    return tuple(findings)

@@ -46,7 +46,10 @@ class SparkCheck:
         self._suite_json: dict[str, dict[str, Any]] = {d: load_suite_json(d) for d in DATASETS}
         # GX's context (its stores, the batch definitions) is not made for concurrent use: the run's
         # files may be checked on several threads (ValidationJob), their suites one at a time.
-        self._gx_lock = threading.Lock()
+        self.gx_lock = threading.Lock()
+
+    def suite_json(self, dataset: str) -> dict[str, Any]:
+        return self._suite_json[dataset]
 
     def validate(self, t: Target, raw: ObjectInfo, inspection: HeadInspection) -> FileOutcome:
         """Check one file with Spark and GX, stage its rows if it passes, then conclude its verdict."""
@@ -63,7 +66,7 @@ class SparkCheck:
             findings = list(shape.findings)
             read_seconds = time.perf_counter() - started
             if not findings:  # misaligned rows would only make the suite's results noise
-                with self._gx_lock:
+                with self.gx_lock:
                     result = self._engine.gx().validate(t.dataset, checked.drop(CORRUPT_RECORD), t.rel)
                 findings = findings_from_suite_result(result, inspection.columns, absent)
             self._log.event(

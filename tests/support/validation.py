@@ -123,3 +123,19 @@ def snapshot(config: PipelineConfig) -> Snapshot:
     }
     reports = {k: get_json(config, k) for k in keys if k.endswith(".report.json") or "/reports/" in k}
     return Snapshot(frozenset(keys), metadata, reports, etags)
+
+
+def staged_rows(spark: Any, config: PipelineConfig) -> dict[str, list[tuple[Any, ...]]]:
+    """Every dataset's staging rows in the bucket, without the arrival time (two uploads differ in it)."""
+    from pyspark.errors import AnalysisException
+
+    from jobs.contract import DATASETS, INGEST_SEQ
+
+    out = {}
+    for dataset in DATASETS:
+        try:
+            frame = spark.read.parquet(f"s3a://{config.bucket}/staging/v1/{dataset}/*")
+        except AnalysisException:  # nothing staged for the dataset
+            continue
+        out[dataset] = sorted((tuple(r) for r in frame.drop(INGEST_SEQ).collect()), key=repr)
+    return out
