@@ -19,7 +19,7 @@ reads the new rows before it looks up stored versions of their keys
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,9 +110,3 @@ class KeyRange:
 def disjoint(a: KeyRange | None, b: KeyRange | None) -> bool:
     """True when the key sets certainly share no key (an empty set shares none)."""
     return a is None or b is None or not a.meets(b)
-
-
-def pairwise_disjoint(ranges: Iterable[KeyRange | None]) -> bool:
-    """True when no two of the key sets can share a key (pair by pair: a run's files are few)."""
-    present = [r for r in ranges if r is not None]
-    return all(disjoint(a, b) for i, a in enumerate(present) for b in present[i + 1 :])

@@ -65,6 +65,10 @@ def spark_conf(config: PipelineConfig) -> dict[str, str]:
         # A CSV read probes its path for a streaming sink's _spark_metadata folder and logs a WARN
         # with a stack trace when the path is a file with glob characters escaped; none is written.
         "spark.sql.streaming.fileStreamSink.ignoreMetadata": "true",
+        # A day in many parts is read as one scan of many paths (validation's CSVs, the plan's staged
+        # versions); above 32 paths Spark lists them with a Spark job of its own, which costs more
+        # than the driver's own listing up to about a thousand paths.
+        "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
         "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         "spark.hadoop.fs.s3a.endpoint.region": config.region,
         "spark.hadoop.fs.s3a.fast.upload": "true",

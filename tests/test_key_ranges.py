@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from jobs.key_ranges import KeyRange, disjoint, pairwise_disjoint
+from jobs.key_ranges import KeyRange, disjoint
 from jobs.staging import KeySummary
 from jobs.transformation.key_ledger import ITEM_KEYS, ORDER_IDS, KeyLedger
 from jobs.validation.suites import load_suite_json, rejects_repeated_keys
@@ -58,12 +58,6 @@ def test_union_keeps_integer_bounds_only_while_both_sides_have_them() -> None:
     assert ints("7").union(None) == ints("7")
 
 
-def test_files_of_a_batch_are_pairwise_disjoint_or_not() -> None:
-    assert pairwise_disjoint([ints("1", "9"), ints("10", "19"), None, ints("20", "99")])
-    assert not pairwise_disjoint([ints("1", "9"), ints("20", "99"), ints("5", "6")])
-
-
-@pytest.mark.parametrize("value", [ints("1", "100"), strings("a", "b"), None])
 def test_ranges_survive_json(value: KeyRange | None) -> None:
     assert KeyRange.from_json(json.loads(json.dumps(None if value is None else value.as_json()))) == value
 

@@ -95,31 +95,50 @@ def batch_folders(batch_id: str) -> list[str]:
     return [f"{VALIDATED}/{ds}/{batch_id}/" for ds in (ORDERS, ORDER_ITEMS)]
 
 
+DISCOVERY_THREADS = 8  # a file's discovery is one to three S3 requests; many parts wait on them together
+
+
 def discover(config: PipelineConfig, store: S3Store) -> Inputs:
-    """Head every requested key in ``validated/`` and sweep the batch's folders there."""
+    """Head every requested key in ``validated/`` (with its staging marker) and sweep the batch's
+    folders there; the keys are looked at several at a time, since a day in many parts would
+    otherwise wait on one round trip after the other."""
     rels = requested_rels(config)
     for prefix in batch_folders(config.batch_id):
         rels.extend(relative_key(o.key) for o in store.list(prefix) if o.key.endswith(".csv"))
+    unique = list(dict.fromkeys(rels))
     inputs = Inputs()
-    for rel in dict.fromkeys(rels):
-        try:
-            dataset_of(rel)
-        except ValueError:
-            inputs.skipped[rel] = "not a products/, orders/ or order_items/ key"
-            continue
-        info = store.head(stage_key(VALIDATED, rel))
-        if info is not None:
-            found = InputFile.from_object(rel, info)
-            staged, summary = read_marker(store, found.staging_prefix)
-            inputs.files.append(dataclasses.replace(found, staged=staged, key_summary=summary))
-        elif store.exists(stage_key(PROCESSED, rel)):
-            inputs.skipped[rel] = SKIP_PROCESSED
-        elif store.exists(stage_key(INVALID, rel)):
-            inputs.skipped[rel] = SKIP_INVALID
+    if len(unique) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=DISCOVERY_THREADS, thread_name_prefix="discover") as pool:
+            found = list(pool.map(lambda rel: _discover_one(rel, store), unique))
+    else:
+        found = [_discover_one(rel, store) for rel in unique]
+    for rel, file, skipped in found:
+        if file is not None:
+            inputs.files.append(file)
         else:
-            inputs.skipped[rel] = SKIP_MISSING
+            inputs.skipped[rel] = skipped
     inputs.files.sort(key=lambda f: f.order)
     return inputs
+
+
+def _discover_one(rel: str, store: S3Store) -> tuple[str, InputFile | None, str]:
+    """(rel, the version waiting in validated/ or None, why it is skipped otherwise)."""
+    try:
+        dataset_of(rel)
+    except ValueError:
+        return rel, None, "not a products/, orders/ or order_items/ key"
+    info = store.head(stage_key(VALIDATED, rel))
+    if info is not None:
+        found = InputFile.from_object(rel, info)
+        staged, summary = read_marker(store, found.staging_prefix)
+        return rel, dataclasses.replace(found, staged=staged, key_summary=summary), ""
+    if store.exists(stage_key(PROCESSED, rel)):
+        return rel, None, SKIP_PROCESSED
+    if store.exists(stage_key(INVALID, rel)):
+        return rel, None, SKIP_INVALID
+    return rel, None, SKIP_MISSING
 
 
 def discover_all(configs: Iterable[PipelineConfig], store: S3Store) -> Inputs:

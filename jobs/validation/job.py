@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
@@ -59,6 +59,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 JOB = "validation"
+_A = TypeVar("_A")
+_T = TypeVar("_T")
 
 
 class ValidationJob:
@@ -97,12 +99,18 @@ class ValidationJob:
         targets = plan(self.config)
         self.log.event("plan", bucket=self.store.bucket, files=len(targets), keys=[t.key for t in targets])
         resolutions = self._resolve(targets)
+        to_inspect = [(t, r.raw) for t in targets if (r := resolutions[t.rel]).kind == VALIDATE and r.raw]
+
+        def head_check(item: tuple[Target, ObjectInfo]) -> tuple[str, HeadInspection]:
+            return item[0].rel, inspect(self.store, item[0], item[1], self.config.max_file_bytes)
+
+        inspections = dict(_each(head_check, to_inspect))
         outcomes: dict[str, FileOutcome] = {}
         pending: list[tuple[Target, ObjectInfo, HeadInspection]] = []
         for t in targets:
             r = resolutions[t.rel]
             if r.kind == VALIDATE and r.raw is not None:
-                inspection = inspect(self.store, t, r.raw, self.config.max_file_bytes)
+                inspection = inspections[t.rel]
                 if inspection.readable:
                     pending.append((t, r.raw, inspection))
                     continue
@@ -210,17 +218,17 @@ class ValidationJob:
                 master.append(self.product_ids.current_version())
             return master[0]
 
+        def resolved(t: Target) -> Resolution:
+            return resolve(
+                self.store,
+                self.book,
+                t.rel,
+                self.rules,
+                products_version if t.dataset == ORDER_ITEMS else None,
+            )
+
         with self.log.stage("resolve") as end:
-            resolutions = {
-                t.rel: resolve(
-                    self.store,
-                    self.book,
-                    t.rel,
-                    self.rules,
-                    products_version if t.dataset == ORDER_ITEMS else None,
-                )
-                for t in targets
-            }
+            resolutions = dict(zip([t.rel for t in targets], _each(resolved, targets), strict=True))
             end["kinds"] = {
                 k: sum(r.kind == k for r in resolutions.values())
                 for k in (VALIDATE, RECORDED, PASSED_EARLIER, REJECTED_EARLIER, MISSING)
@@ -239,6 +247,17 @@ class ValidationJob:
                 result=summary_line(outcome.findings),
             )
         return outcome
+
+
+S3_THREADS = 8  # a file's resolution or head check is a few S3 requests; many parts wait on them together
+
+
+def _each(work: Callable[[_A], _T], items: Sequence[_A]) -> list[_T]:
+    """``work`` of every item, in order, several at a time (S3 round trips, no Spark)."""
+    if len(items) <= 1:
+        return [work(i) for i in items]
+    with ThreadPoolExecutor(max_workers=S3_THREADS, thread_name_prefix="s3-lookups") as pool:
+        return list(pool.map(work, items))
 
 
 def _save_log(store: S3Store, log: RunLog, since: int = 0) -> None:
