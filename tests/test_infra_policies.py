@@ -1282,3 +1282,23 @@ def test_the_trigger_cannot_list_the_bucket_without_a_prefix(template: dict[str,
     role = policy(template, "TriggerFunctionRole")
     check(role, [list_prefix(None), list_prefix(""), list_prefix("lake/"), list_prefix("logs/")], False)
     check(role, [list_prefix("raw/"), list_prefix(f"invalid/orders/{DAY}/o.csv")], True)
+
+
+def test_only_the_workflow_the_trigger_and_operators_may_send_work(
+    template: dict[str, Any], mode: str
+) -> None:
+    """The worker runs what a work message says: nobody else in the account may write one."""
+    if mode != "worker":
+        assert "WorkQueuePolicy" not in template["Resources"]
+        return
+    props = concrete(template, template["Resources"]["WorkQueuePolicy"]["Properties"])
+    assert props["Queues"] == [physical(template, "WorkQueue")]
+    queue = physical(template, "WorkQueue", "Arn")
+    for sender in ("StateMachineRole", "TriggerFunctionRole"):
+        assert not _queue_denies(
+            props["PolicyDocument"], queue, **{"aws:PrincipalArn": physical(template, sender, "Arn")}
+        )
+    operator = f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-operator-{ENV}"
+    assert not _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": operator})
+    for stranger in (f"arn:aws:iam::{ACCOUNT}:role/WorkerTaskRole", f"arn:aws:iam::{ACCOUNT}:user/admin"):
+        assert _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": stranger}), stranger

@@ -52,6 +52,7 @@ ECS_ONLY_SUBSTITUTIONS = {
 }
 WORKER_RESOURCES = {
     "WorkQueue",
+    "WorkQueuePolicy",
     "WorkQueueDeadLetterQueue",
     "WorkQueueDeadLetterAlarm",
     "WorkerLogGroup",
