@@ -643,7 +643,8 @@ class BatchFileTracker:
         """Take a day that owes nothing out of the open-days index and let it expire.
 
         One conditional write: only if the day is neither dirty nor running, so an upload or a claim
-        racing it keeps (or sets again) the marker. True when the day was closed by this call.
+        racing it keeps (or sets again) the marker. A day written before the marker existed gets its
+        ``expires_at`` here too (the one-off full sweep). True when the condition held.
         """
         expires = expiry(now, retention_days)
         expression = "REMOVE #shard"
@@ -656,7 +657,7 @@ class BatchFileTracker:
                 batch_id,
                 expression,
                 values,
-                condition="attribute_exists(#shard) AND "
+                condition="attribute_exists(BatchId) AND "
                 "(attribute_not_exists(dirty) OR dirty <> :true) AND "
                 "(attribute_not_exists(running) OR running <> :true)",
                 names={"#shard": SWEEP_SHARD, **({"#ttl": TTL_ATTRIBUTE} if expires is not None else {})},
