@@ -180,9 +180,28 @@ class BatchCoordinator:
                 f"No date partition found in key {arrival.key}. Assigning current UTC date "
                 f"{info.batch_id} as Daily Batch ID."
             )
-        state = self.tracker.record_data_file(
-            info.batch_id, info.kind, arrival.key, arrival.token, arrival.bucket, self._now(), arrival.etag
-        )
+        try:
+            state = self.tracker.record_data_file(
+                info.batch_id,
+                info.kind,
+                arrival.key,
+                arrival.token,
+                arrival.bucket,
+                self._now(),
+                arrival.etag,
+            )
+        except ClientError as exc:
+            if not _is_item_too_large(exc):
+                raise
+            # DynamoDB's 400 KB item limit: the day cannot hold another distinct key. The file is set
+            # aside with a report instead of failing (and dead-lettering) its event on every retry.
+            self._set_aside(
+                arrival,
+                "day_key_limit",
+                f"Daily Batch ID {info.batch_id} holds as many distinct keys as its tracker item can "
+                "(DynamoDB's 400 KB item limit); send fewer, larger parts",
+            )
+            return
         if state is not None and not info.dated:
             self.tracker.remember_undated(arrival.key, info.batch_id, self._now(), self.retention_days)
         if state is None:
@@ -599,6 +618,11 @@ class BatchCoordinator:
             self.reconcile(state.batch_id)
             return SweepOutcome.RECONCILED
         return SweepOutcome.IDLE
+
+
+def _is_item_too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "size" in str(error.get("Message", "")).lower()
 
 
 def _claimed_at(description: DescribeExecutionOutputTypeDef) -> str | None:

@@ -284,3 +284,29 @@ def test_the_raw_listing_is_bounded_and_resumes(stack: Stack, monkeypatch: pytes
     assert lambda_handler(RECONCILE, None)["reconcile"]["unannounced"] == 2
     assert lambda_handler(RECONCILE, None)["reconcile"]["unannounced"] == 1
     assert sorted(stack.item(DAY)["orders_keys"]) == keys
+
+
+def test_a_day_at_dynamodbs_item_limit_sets_the_next_key_aside(stack: Stack) -> None:
+    # A day that already holds ~390 KB of keys (about 400 keys of S3's maximum 1,024 bytes), filled
+    # in one write here; then parts keep coming.
+    stack.ddb.update_item(
+        TableName=stack.table,
+        Key={"BatchId": {"S": DAY}},
+        UpdateExpression="SET earlier_keys = :pad",
+        ExpressionAttributeValues={":pad": {"S": "k" * 390_000}},
+    )
+    keys = [f"raw/orders/{DAY}/{'p' * 900}{i:04d}.csv" for i in range(30)]
+    for key in keys:
+        stack.put(key)
+        assert lambda_handler(s3_event(stack.bucket, key), None) == {"status": "ok"}
+    # (moto applies the ADD before it refuses the item's size, so the item itself cannot tell;
+    # DynamoDB's write is atomic. What the producer sees is where each file went.)
+    refused = [k for k in keys if not stack.exists(k)]
+    assert 0 < len(refused) < len(keys) and refused == keys[-len(refused) :]  # the first ones fit
+    for key in refused:
+        report = json.loads(
+            stack.s3.get_object(
+                Bucket=stack.bucket, Key="invalid/unrecognised/" + key.removeprefix("raw/") + ".report.json"
+            )["Body"].read()
+        )
+        assert report["failures"][0]["rule"] == "day_key_limit"
