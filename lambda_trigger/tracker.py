@@ -14,7 +14,8 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``order_items_files_arrived``   BOOL  at least one order_items file arrived
 ``product_file_arrived``        BOOL  products master data is known to be present
 ``products_key``                S     the products key the executions read
-``u#<digest of key>``           S     digest of the key's last counted upload token (dedup)
+``u#<digest of key>``           S     digest of the key's last counted upload token (dedup),
+                                      then ``|<ETag>`` of that upload when the event had one
 ``arrival_count``               N     number of distinct uploads counted
 ``withdrawn_count``             N     keys withdrawn (deleted before processing, or ``ecomkpi withdraw``)
 ``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
