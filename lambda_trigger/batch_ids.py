@@ -8,8 +8,8 @@ The rules mirror the bucket layout in docs/design.md:
   without date folders still gets daily batches);
 * ``raw/manifests/YYYY-MM-DD.json`` -> the manifest of that date.
 
-Everything else (outside ``raw/``, not ``.csv``, ``..`` anywhere, an impossible date, deeper
-folders) is rejected with a reason, because a key we cannot place would either pollute a batch or
+Everything else (outside ``raw/``, not ``.csv``, ``..`` anywhere, control characters, an impossible
+date, deeper folders) is rejected with a reason, because a key we cannot place would either pollute a batch or
 make a job read outside its prefix.
 """
 
@@ -30,6 +30,9 @@ DATA_TABLES: tuple[DataTable, ...] = ("orders", "order_items")
 Kind = Literal["products", "manifest"] | DataTable
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Control characters (C0, DEL, C1, the Unicode line separators): a key holding them forges log
+# lines and report fields downstream, and no producer names a file that way on purpose.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _MANIFEST_RE = re.compile(r"raw/manifests/(\d{4}-\d{2}-\d{2})\.json")
 
 
@@ -76,6 +79,8 @@ def is_batch_date(value: str) -> bool:
 
 def classify_key(key: str, *, today: date, products_key: str = DEFAULT_PRODUCTS_KEY) -> KeyInfo:
     """Place a decoded S3 key into its batch, or raise :class:`IgnoredKey` with the reason."""
+    if _CONTROL_RE.search(key):
+        raise IgnoredKey("no_control_characters", "key contains control characters (newline, tab, escape...)")
     if ".." in key:
         raise IgnoredKey("no_dot_segments", "key contains '..'")
     if not key.startswith(RAW_PREFIX):

@@ -32,12 +32,13 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from lambda_trigger import log, s3_errors, unrecognised, withdrawal
+from lambda_trigger import log, s3_errors, unannounced, unrecognised, withdrawal
 from lambda_trigger.batch_ids import DEFAULT_PRODUCTS_KEY, IgnoredKey, KeyInfo, classify_key, is_batch_date
 from lambda_trigger.events import ExecutionEnd, FileArrival
 from lambda_trigger.inputs_object import write_inputs
 from lambda_trigger.manifest import ManifestError, read_manifest
 from lambda_trigger.prechecks import KEYS_VARIABLES, Prechecks
+from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import TERMINAL_STATUSES, ExecutionStatus, SweepOutcome
 from lambda_trigger.tracker import BatchFileTracker, BatchState
 
@@ -80,6 +81,9 @@ class BatchCoordinator:
         bucket: str | None = None,
         cloudwatch_client: CloudWatchClient | None = None,
         prechecks: Prechecks | None = None,
+        retention_days: int | None = None,
+        unannounced_after_minutes: float = unannounced.DEFAULT_AGE_MINUTES,
+        raw_listing_limit: int = unannounced.DEFAULT_LISTING_LIMIT,
     ) -> None:
         self.tracker = tracker
         self.prechecks = prechecks
@@ -92,6 +96,11 @@ class BatchCoordinator:
         # always name this bucket. None (tests, old deployments) trusts the event's bucket.
         self.bucket = bucket
         self.cloudwatch = cloudwatch_client
+        # Finished days (and undated keys' day notes) expire this many days after they went idle
+        # (DynamoDB TTL on ``expires_at``); None keeps them forever.
+        self.retention_days = retention_days
+        self.unannounced_after_minutes = unannounced_after_minutes
+        self.raw_listing_limit = raw_listing_limit
 
     def _now(self) -> str:
         return _iso(self.clock())
@@ -171,9 +180,30 @@ class BatchCoordinator:
                 f"No date partition found in key {arrival.key}. Assigning current UTC date "
                 f"{info.batch_id} as Daily Batch ID."
             )
-        state = self.tracker.record_data_file(
-            info.batch_id, info.kind, arrival.key, arrival.token, arrival.bucket, self._now()
-        )
+        try:
+            state = self.tracker.record_data_file(
+                info.batch_id,
+                info.kind,
+                arrival.key,
+                arrival.token,
+                arrival.bucket,
+                self._now(),
+                arrival.etag,
+            )
+        except ClientError as exc:
+            if not _is_item_too_large(exc):
+                raise
+            # DynamoDB's 400 KB item limit: the day cannot hold another distinct key. The file is set
+            # aside with a report instead of failing (and dead-lettering) its event on every retry.
+            self._set_aside(
+                arrival,
+                "day_key_limit",
+                f"Daily Batch ID {info.batch_id} holds as many distinct keys as its tracker item can "
+                "(DynamoDB's 400 KB item limit); send fewer, larger parts",
+            )
+            return
+        if state is not None and not info.dated:
+            self.tracker.remember_undated(arrival.key, info.batch_id, self._now(), self.retention_days)
         if state is None:
             log.info(f"Duplicate event for {arrival.key} ({arrival.token}); already counted.")
         elif state.triggered_generation:
@@ -195,7 +225,14 @@ class BatchCoordinator:
 
     # -- withdrawals ----------------------------------------------------------------------------
     def handle_removal(self, removal: FileArrival) -> None:
-        """``s3:ObjectRemoved`` on raw/: a withdrawal only if the producer deleted an unprocessed file."""
+        """``s3:ObjectRemoved`` on raw/: a withdrawal only if the producer deleted an unprocessed file.
+
+        The pipeline deletes a raw key itself once it copied it to a stage, so a stage copy made
+        from the key's last counted upload means "moved, not withdrawn". A copy made from an older
+        upload (the first, rejected version still in invalid/ while its re-upload was deleted) does
+        not: the stage copy's raw ETag (``ecomkpi-raw-etag``) is compared with the ETag the tracker
+        recorded for the key's last upload (when both are known).
+        """
         if self.bucket and removal.bucket != self.bucket:
             return
         info = self._data_key(removal.key)
@@ -203,7 +240,13 @@ class BatchCoordinator:
             return
         copy = withdrawal.stage_copy(self.s3, removal.bucket, removal.key)
         if copy is not None:
-            return  # the pipeline moved it (to validated/ or invalid/), or it was processed
+            last = self.tracker.upload_etag(info.batch_id, removal.key)
+            if copy.raw_etag is None or last is None or copy.raw_etag == last:
+                return  # the pipeline moved it (to validated/ or invalid/), or it was processed
+            log.info(
+                f"{removal.key}: {copy.key} holds an older upload ({copy.raw_etag}); the deleted one "
+                f"({last}) was never placed."
+            )
         if withdrawal.exists(self.s3, removal.bucket, removal.key):
             log.info(f"{removal.key} was deleted and uploaded again; the new upload counts.")
             return
@@ -235,8 +278,12 @@ class BatchCoordinator:
             info = classify_key(key, today=self.clock().date(), products_key=self.products_key)
         except IgnoredKey:
             return None
-        if info.kind not in ("orders", "order_items") or not info.dated:
-            return None  # products stay; an undated key's day is not known from the key alone
+        if info.kind not in ("orders", "order_items"):
+            return None  # products stay
+        if not info.dated:
+            # An undated key's day is its upload date: the tracker noted it when the upload counted.
+            day = self.tracker.undated_day(key)
+            return KeyInfo(key, info.kind, day, dated=False) if day else None
         return info
 
     def _withdraw(self, batch_id: str, table: str, key: str, reason: str) -> None:
@@ -263,8 +310,13 @@ class BatchCoordinator:
             raise failures[0]
 
     # -- execution ends -------------------------------------------------------------------------
-    def handle_execution_end(self, end: ExecutionEnd) -> None:
-        """Close generation n of a batch and start n+1 if uploads arrived meanwhile."""
+    def handle_execution_end(self, end: ExecutionEnd, *, verified: bool = False) -> None:
+        """Close generation n of a batch and start n+1 if uploads arrived meanwhile.
+
+        The event is only a hint: anyone able to send to the trigger's queue could write one. The
+        execution's own status, read with DescribeExecution (of this state machine, by name), is
+        what ends a generation; ``verified`` when the caller just read it.
+        """
         match = _EXECUTION_NAME_RE.fullmatch(end.name)
         if match is None or not is_batch_date(match.group("batch")):
             log.info(f"Ignoring status event of execution {end.name!r}: not a batch execution name.")
@@ -275,6 +327,11 @@ class BatchCoordinator:
         if self.state_machine_arn and end.state_machine_arn and not self._is_ours(end.state_machine_arn):
             log.info(f"Ignoring status event of execution {end.name} of another state machine.")
             return
+        if not verified:
+            confirmed = self._described_end(end)
+            if confirmed is None:
+                return
+            end = confirmed
         batch_id, generation = match.group("batch"), int(match.group("generation"))
         state = self.tracker.mark_ended(batch_id, generation, end.status, end.execution_arn, self._now())
         if state is None:
@@ -285,7 +342,33 @@ class BatchCoordinator:
             log.info(f"Generation {generation} of Daily Batch ID {batch_id} ended with status {end.status}.")
             if end.status == ExecutionStatus.SUCCEEDED and not state.dirty:
                 self._archive_manifest(state, end.input.get("bucket"))
-        self.reconcile(batch_id, state, fallback_bucket=end.input.get("bucket"))
+        started = self.reconcile(batch_id, state, fallback_bucket=end.input.get("bucket"))
+        if not started:
+            self.tracker.close_if_idle(batch_id, self._now(), self.retention_days)
+
+    def _described_end(self, end: ExecutionEnd) -> ExecutionEnd | None:
+        """The end as Step Functions reports it, or None when the execution has not ended (or is
+        not this state machine's): a forged or misrouted event changes nothing."""
+        arn = execution_arn_for(self.state_machine_arn, end.name)
+        try:
+            description = self.sfn.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+                raise
+            log.warn(
+                f"Ignoring {end.status} status event of {end.name}: no such execution of this state machine."
+            )
+            return None
+        status = str(description.get("status"))
+        if status not in TERMINAL_STATUSES:
+            log.warn(
+                f"Ignoring {end.status} status event of {end.name}: the execution is {status} "
+                "(DescribeExecution); its own end event or the sweep closes it."
+            )
+            return None
+        if status != end.status:
+            log.warn(f"Status event of {end.name} said {end.status}; DescribeExecution says {status}.")
+        return _end_of(description)
 
     def _archive_manifest(self, state: BatchState, fallback_bucket: str | None) -> None:
         """The day ran with its manifest and owes nothing: move it to processed/manifests/.
@@ -299,9 +382,12 @@ class BatchCoordinator:
             return
         destination = "processed/" + state.manifest_key.removeprefix("raw/")
         try:
-            # HEAD first: moto ignores CopySourceIfMatch (S3 honours it; both checks stay).
-            current = self.s3.head_object(Bucket=bucket, Key=state.manifest_key)["ETag"].strip('"')
-            if current != state.manifest_etag:
+            # Looked up first: moto ignores CopySourceIfMatch (S3 honours it; both checks stay).
+            found = lookup(self.s3, bucket, state.manifest_key)
+            if found is None:
+                log.info(f"Manifest {state.manifest_key} is gone; nothing to archive.")
+                return
+            if found.etag != state.manifest_etag:
                 log.info(f"Manifest {state.manifest_key} was uploaded again; left in raw/ for its own event.")
                 return
             self.s3.copy_object(
@@ -416,7 +502,9 @@ class BatchCoordinator:
             log.info(f"Execution {name} already exists (an earlier attempt of this claim started it).")
             self.tracker.confirm_start(state.batch_id, state.triggered_generation, execution_arn, self._now())
             if existing.get("status") in TERMINAL_STATUSES:
-                self.handle_execution_end(_end_of(existing))  # its status event may be long gone
+                self.handle_execution_end(
+                    _end_of(existing), verified=True
+                )  # its status event may be long gone
             return
         self.tracker.confirm_start(state.batch_id, state.triggered_generation, execution_arn, self._now())
 
@@ -443,20 +531,69 @@ class BatchCoordinator:
         self._start(skipped, fallback_bucket, attempts=attempts - 1)
 
     # -- the scheduled sweep --------------------------------------------------------------------
-    def sweep(self) -> dict[SweepOutcome, int]:
-        """Bring every batch whose events were lost to where its events would have brought it."""
+    def sweep(self, *, full: bool = False) -> dict[SweepOutcome, int]:
+        """Bring every batch whose events were lost to where its events would have brought it.
+
+        Reads the open days only (the tracker's sparse ``open-days`` index); ``full`` scans every
+        day (once, after an upgrade from a table whose items carry no open marker). Then a bounded
+        listing of raw/ feeds in the files whose event never arrived (:meth:`find_unannounced`).
+        """
         counts = dict.fromkeys(SweepOutcome, 0)
-        for state in self.tracker.scan_batches():
+        states = self.tracker.scan_batches() if full else self.tracker.open_batches()
+        for state in states:
             try:
-                counts[self._sweep_one(state)] += 1
+                outcome = self._sweep_one(state)
+                if outcome == SweepOutcome.IDLE:
+                    self.tracker.close_if_idle(state.batch_id, self._now(), self.retention_days)
+                counts[outcome] += 1
             except Exception as exc:  # one broken batch must not stop the sweep of the others
                 counts[SweepOutcome.FAILED] += 1
                 log.error(f"Reconcile of Daily Batch ID {state.batch_id} failed: {exc!r}")
+        try:
+            counts[SweepOutcome.UNANNOUNCED] = self.find_unannounced()
+        except Exception as exc:  # the listing is a safety net of its own; the days above are done
+            counts[SweepOutcome.FAILED] += 1
+            log.error(f"Listing raw/ for unannounced files failed: {exc!r}")
         if any(
             n for outcome, n in counts.items() if outcome not in (SweepOutcome.IDLE, SweepOutcome.RUNNING)
         ):
             log.info(f"Reconcile sweep: {json.dumps(counts)}")  # quiet when nothing needed repair
         return counts
+
+    def find_unannounced(self) -> int:
+        """Files in raw/ older than ``unannounced_after_minutes`` that no event told the tracker
+        about (or whose last upload it never counted) are fed in as arrivals; returns how many.
+
+        Bounded: at most ``raw_listing_limit`` keys per sweep, resumed from a cursor kept in the
+        tracker, so a bucket with a large raw/ is covered over several sweeps within the Lambda's
+        timeout. The count goes to ``ecomkpi/UnannouncedKeys`` (alarmed in the stack).
+        """
+        bucket = self.bucket
+        if not bucket or self.raw_listing_limit <= 0:
+            return 0
+        listing = unannounced.list_raw(
+            self.s3, bucket, self.tracker.raw_listing_cursor(), self.raw_listing_limit
+        )
+        self.tracker.set_raw_listing_cursor(listing.resume_after, self._now())
+        cutoff = self.clock() - unannounced.age(self.unannounced_after_minutes)
+        known = unannounced.KnownUploads(self.tracker, self.products_key, self.clock().date())
+        fed = 0
+        for entry in listing.entries:
+            if entry.last_modified is None or entry.last_modified > cutoff or known.has(entry):
+                continue
+            log.warn(
+                f"s3://{bucket}/{entry.key} has been in raw/ since {_iso(entry.last_modified)} and no event "
+                "announced it: treating it as an arrival."
+            )
+            try:
+                self.handle_arrival(unannounced.arrival_of(bucket, entry))
+            except Exception as exc:  # the next sweep finds it again
+                log.error(f"Feeding unannounced s3://{bucket}/{entry.key} failed: {exc!r}")
+                continue
+            fed += 1
+        if self.cloudwatch is not None:
+            unannounced.count(self.cloudwatch, bucket, fed)
+        return fed
 
     def _sweep_one(self, state: BatchState) -> SweepOutcome:
         if state.running and state.start_confirmed:
@@ -475,12 +612,17 @@ class BatchCoordinator:
             log.warn(
                 f"Execution {state.execution_name} ended {existing.get('status')} but the tracker missed it."
             )
-            self.handle_execution_end(_end_of(existing))
+            self.handle_execution_end(_end_of(existing), verified=True)
             return SweepOutcome.FINISHED
         if state.running or state.dirty:
             self.reconcile(state.batch_id)
             return SweepOutcome.RECONCILED
         return SweepOutcome.IDLE
+
+
+def _is_item_too_large(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "size" in str(error.get("Message", "")).lower()
 
 
 def _claimed_at(description: DescribeExecutionOutputTypeDef) -> str | None:

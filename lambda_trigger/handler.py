@@ -8,6 +8,10 @@ Environment:
 * ``S3_BUCKET`` -- the pipeline bucket; events of other buckets are refused (unset: trust events);
 * ``PRECHECK_QUEUE_URL`` -- the warm worker's work queue: parts are sent there to be validated as
   they land (``lambda_trigger/prechecks.py``); unset (per-batch task mode): no prechecks;
+* ``TRACKER_RETENTION_DAYS`` -- finished days expire from the tracker this many days after they went
+  idle (DynamoDB TTL); unset or 0: kept forever;
+* ``UNANNOUNCED_AFTER_MINUTES`` -- the sweep feeds in raw/ files this old that no event announced
+  (default 15); ``RAW_LISTING_LIMIT`` -- raw/ keys listed per sweep (default 5000, 0: no listing);
 * ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS;
 * ``AWS_REGION`` -- set by the Lambda runtime.
 
@@ -23,7 +27,7 @@ import traceback
 from typing import Any
 
 from jobs import aws
-from lambda_trigger import batch_ids, log
+from lambda_trigger import batch_ids, log, unannounced
 from lambda_trigger.coordinator import BatchCoordinator
 from lambda_trigger.events import (
     MalformedEvent,
@@ -62,13 +66,27 @@ def build_coordinator() -> BatchCoordinator:
         prechecks=Prechecks(aws.client("sqs", retries=aws.REQUEST_RETRIES), precheck_queue)
         if precheck_queue
         else None,
+        retention_days=int(_number("TRACKER_RETENTION_DAYS", 0)) or None,
+        unannounced_after_minutes=_number("UNANNOUNCED_AFTER_MINUTES", unannounced.DEFAULT_AGE_MINUTES),
+        raw_listing_limit=int(_number("RAW_LISTING_LIMIT", unannounced.DEFAULT_LISTING_LIMIT)),
     )
+
+
+def _number(name: str, default: float) -> float:
+    """A non-negative number from the environment; a wrong value fails the invocation loudly."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    value = float(text)
+    if value < 0:
+        raise RuntimeError(f"{name} must not be negative: {text!r}")
+    return value
 
 
 def _process(event: dict[str, Any], coordinator: BatchCoordinator) -> None:
     """Handle one non-SQS event: an S3 notification, an S3 test event or an SFN status change."""
     if is_reconcile_event(event):
-        coordinator.sweep()
+        coordinator.sweep(full=event.get("full") is True)
         return
     if is_withdraw_event(event):
         _withdraw(event, coordinator)
@@ -128,7 +146,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     if is_sqs_event(event):
         return _process_sqs(event, coordinator)
     if is_reconcile_event(event):
-        return {"status": "ok", "reconcile": coordinator.sweep()}
+        return {"status": "ok", "reconcile": coordinator.sweep(full=event.get("full") is True)}
     if is_withdraw_event(event):
         _withdraw(event, coordinator)
         return {"status": "ok"}

@@ -53,6 +53,7 @@ class SweepOutcome(StrEnum):
     LOST = "lost"
     RECONCILED = "reconciled"
     FAILED = "failed"
+    UNANNOUNCED = "unannounced"  # files in raw/ no event told about, fed in as arrivals
 
 
 class Verdict(StrEnum):

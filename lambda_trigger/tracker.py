@@ -14,7 +14,8 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``order_items_files_arrived``   BOOL  at least one order_items file arrived
 ``product_file_arrived``        BOOL  products master data is known to be present
 ``products_key``                S     the products key the executions read
-``u#<digest of key>``           S     digest of the key's last counted upload token (dedup)
+``u#<digest of key>``           S     digest of the key's last counted upload token (dedup),
+                                      then ``|<ETag>`` of that upload when the event had one
 ``arrival_count``               N     number of distinct uploads counted
 ``withdrawn_count``             N     keys withdrawn (deleted before processing, or ``ecomkpi withdraw``)
 ``expected_keys``               SS    keys from the day's manifest (absent: no manifest)
@@ -28,6 +29,10 @@ Date item (``BatchId`` = ``YYYY-MM-DD``):
 ``execution_name``/``execution_arn``/``triggered_at``  S  of the claimed generation
 ``ended_generation``/``last_execution_status``       of the last ended generation
 ``waiting_for_products``        BOOL  complete but waiting for products (informational)
+``sweep_shard``                 S     ``open`` while the day is dirty or running: the key of the
+                                      sparse ``open-days`` index the sweep queries (absent = idle)
+``expires_at``                  N     epoch seconds: DynamoDB TTL deletes the finished day then
+                                      (set when the day goes idle, removed by its next upload)
 ``bucket``, ``status``, ``created_at``, ``last_updated``
 ==============================  ====  =====================================================
 
@@ -42,6 +47,19 @@ extra generation over the same files (idempotent), never a lost arrival.
 WAITING_FOR_PRODUCTS, TRIGGERED, SUCCEEDED, FAILED) and is also written by the workflow itself; no
 decision reads it.
 
+Open days and retention: every write that makes a day owe or run a generation (an upload, a
+withdrawal, a claim, a lost execution) also sets ``sweep_shard = open`` and removes ``expires_at``;
+:meth:`BatchFileTracker.close_if_idle` removes the marker, conditional on the day being neither dirty
+nor running, and sets ``expires_at`` to the retention (``TRACKER_RETENTION_DAYS``). The sweep reads
+the ``open-days`` index (only items holding the marker are in it) instead of scanning every day,
+and finished days leave the table after the retention. A day that comes back after it expired
+starts at generation 1 again; the execution names it finds taken move it to the next free number
+(``coordinator._skip_taken_name``).
+
+Undated keys (``BatchId`` = ``undated#<key>``): ``batch_id``, the day the key's last upload was
+counted in (an undated key's day is its upload date, not in the key), so a delete or a withdrawal
+of the key finds its day; expires with the retention like the days.
+
 Calendar item (``BatchId`` = ``_calendar``): ``days`` (SS), every day that claimed a generation.
 
 Products item (``BatchId`` = ``products_master_data``): ``product_file_arrived``, ``products_key``,
@@ -55,8 +73,9 @@ miss a waiting batch (one GetItem-free update instead of a Scan over the table).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer
@@ -70,6 +89,14 @@ if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
 
 PARTITION_KEY = "BatchId"
+# The sparse index of open days: only items holding ``sweep_shard`` are in it, all under one value.
+OPEN_INDEX = "open-days"
+SWEEP_SHARD = "sweep_shard"
+OPEN = "open"
+TTL_ATTRIBUTE = "expires_at"
+UNDATED_PREFIX = "undated#"
+# The cursor of the bounded raw/ listing (``coordinator.find_unannounced``).
+RAW_LISTING_ID = "_raw_listing"
 # One item lists every day that ever started a generation (``days`` SS), so a dashboard can find
 # the days with data by key, without a Scan (kpi_api reads it).
 CALENDAR_ID = "_calendar"
@@ -105,8 +132,30 @@ def upload_attribute(key: str) -> str:
     return "u#" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def upload_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+def upload_digest(token: str, etag: str | None = None) -> str:
+    """The ``u#`` value: a digest of the upload token, then ``|<ETag>`` when the event had one.
+
+    The ETag tells a stage copy made from this upload from one made from an older upload of the
+    same key (``coordinator.handle_removal``); a duplicate delivery has both equal, so it still
+    fails ``#upload <> :token``.
+    """
+    digest = hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+    return f"{digest}|{etag.strip(chr(34))}" if etag else digest
+
+
+def etag_of_upload(value: str | None) -> str | None:
+    """The ETag part of a ``u#`` value (None for values written without one)."""
+    if not value or "|" not in value:
+        return None
+    return value.split("|", 1)[1] or None
+
+
+def expiry(now: str, retention_days: int | None) -> int | None:
+    """Epoch seconds ``retention_days`` after ``now`` (ISO), or None to keep the item forever."""
+    if not retention_days or retention_days <= 0:
+        return None
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    return int(moment.timestamp()) + retention_days * 86_400
 
 
 def execution_name(batch_id: str, generation: int) -> str:
@@ -279,7 +328,7 @@ class BatchFileTracker:
 
     # -- arrivals -------------------------------------------------------------------------------
     def record_data_file(
-        self, batch_id: str, table: str, key: str, token: str, bucket: str, now: str
+        self, batch_id: str, table: str, key: str, token: str, bucket: str, now: str, etag: str | None = None
     ) -> BatchState | None:
         """Count one orders/order_items upload and mark the batch dirty.
 
@@ -290,15 +339,17 @@ class BatchFileTracker:
             batch_id,
             "ADD #keys :key, arrival_count :one "
             "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, #upload = :token, "
-            "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now)",
+            "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now), "
+            "#shard = :open REMOVE #ttl",
             {
                 ":key": _ss([key]),
-                ":token": _s(upload_digest(token)),
+                ":token": _s(upload_digest(token, etag)),
                 ":one": _n(1),
                 ":true": TRUE,
                 ":bucket": _s(bucket),
                 ":now": _s(now),
                 ":pending": _s(BatchStatus.PENDING),
+                ":open": _s(OPEN),
             },
             condition="attribute_not_exists(#upload) OR #upload <> :token",
             names={
@@ -307,6 +358,8 @@ class BatchFileTracker:
                 "#arrived": f"{table}_files_arrived",
                 "#status": "status",
                 "#bucket": "bucket",
+                "#shard": SWEEP_SHARD,
+                "#ttl": TTL_ATTRIBUTE,
             },
         )
         return BatchState.from_item(attributes) if attributes is not None else None
@@ -319,8 +372,9 @@ class BatchFileTracker:
         """
         attributes = self._update(
             batch_id,
-            "DELETE #keys :key, expected_keys :key REMOVE #upload "
-            "SET dirty = :true, last_updated = :now, withdrawn_count = if_not_exists(withdrawn_count, :zero) + :one",
+            "DELETE #keys :key, expected_keys :key REMOVE #upload, #ttl "
+            "SET dirty = :true, last_updated = :now, withdrawn_count = if_not_exists(withdrawn_count, :zero) + :one, "
+            "#shard = :open",
             {
                 ":key": _ss([key]),
                 ":k": _s(key),
@@ -328,9 +382,15 @@ class BatchFileTracker:
                 ":now": _s(now),
                 ":zero": _n(0),
                 ":one": _n(1),
+                ":open": _s(OPEN),
             },
             condition="contains(#keys, :k) OR contains(expected_keys, :k)",
-            names={"#keys": f"{table}_keys", "#upload": upload_attribute(key)},
+            names={
+                "#keys": f"{table}_keys",
+                "#upload": upload_attribute(key),
+                "#shard": SWEEP_SHARD,
+                "#ttl": TTL_ATTRIBUTE,
+            },
         )
         if attributes is None:
             return None
@@ -484,10 +544,11 @@ class BatchFileTracker:
             state.batch_id,
             "SET triggered_generation = :g, running = :true, start_confirmed = :false, dirty = :false, "
             "step_function_triggered = :true, #status = :triggered, triggered_at = :now, "
-            "execution_name = :name, waiting_for_products = :false, last_updated = :now",
-            values,
+            "execution_name = :name, waiting_for_products = :false, last_updated = :now, #shard = :open "
+            "REMOVE #ttl",
+            {**values, ":open": _s(OPEN)},
             condition=" AND ".join(conditions),
-            names={"#status": "status"},
+            names={"#status": "status", "#shard": SWEEP_SHARD, "#ttl": TTL_ATTRIBUTE},
         )
         return BatchState.from_item(attributes) if attributes is not None else None
 
@@ -533,7 +594,7 @@ class BatchFileTracker:
         attributes = self._update(
             batch_id,
             "SET running = :false, dirty = :true, ended_generation = :g, last_execution_status = :lost, "
-            "#status = :failed, last_updated = :now",
+            "#status = :failed, last_updated = :now, #shard = :open REMOVE #ttl",
             {
                 ":g": _n(generation),
                 ":true": TRUE,
@@ -541,20 +602,134 @@ class BatchFileTracker:
                 ":lost": _s(LOST),
                 ":failed": _s(BatchStatus.FAILED),
                 ":now": _s(now),
+                ":open": _s(OPEN),
             },
             condition="triggered_generation = :g AND running = :true",
-            names={"#status": "status"},
+            names={"#status": "status", "#shard": SWEEP_SHARD, "#ttl": TTL_ATTRIBUTE},
         )
         return BatchState.from_item(attributes) if attributes is not None else None
 
     def scan_batches(self) -> list[BatchState]:
-        """Every date item (the reconcile sweep; one item per day, so a Scan stays small)."""
+        """Every date item: a full, consistent Scan (``{"ecomkpi": "reconcile", "full": true}``, once
+        after an upgrade from a table without the open-days marker; the schedule uses
+        :meth:`open_batches`)."""
         states = []
         for page in self._ddb.get_paginator("scan").paginate(TableName=self.table_name, ConsistentRead=True):
             for item in page.get("Items", []):
                 if is_batch_date(item.get(PARTITION_KEY, {}).get("S", "")):  # not products, not the calendar
                     states.append(BatchState.from_item(item))
         return states
+
+    def open_batches(self) -> Iterator[BatchState]:
+        """The days that are dirty or running: a Query of the sparse ``open-days`` index.
+
+        Finished days are not in the index, so the sweep's cost follows the open days, not the
+        table. The index is eventually consistent: a day just closed may still show up (its
+        reconcile re-reads it consistently and finds nothing to do) and a day just opened is swept
+        next time (its own event is handling it now).
+        """
+        pages = self._ddb.get_paginator("query").paginate(
+            TableName=self.table_name,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression="#shard = :open",
+            ExpressionAttributeNames={"#shard": SWEEP_SHARD},
+            ExpressionAttributeValues={":open": _s(OPEN)},
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                if is_batch_date(item.get(PARTITION_KEY, {}).get("S", "")):
+                    yield BatchState.from_item(item)
+
+    def close_if_idle(self, batch_id: str, now: str, retention_days: int | None) -> bool:
+        """Take a day that owes nothing out of the open-days index and let it expire.
+
+        One conditional write: only if the day is neither dirty nor running, so an upload or a claim
+        racing it keeps (or sets again) the marker. A day written before the marker existed gets its
+        ``expires_at`` here too (the one-off full sweep). True when the condition held.
+        """
+        expires = expiry(now, retention_days)
+        expression = "REMOVE #shard"
+        values: dict[str, Any] = {":true": TRUE}
+        if expires is not None:
+            expression = "SET #ttl = :expires " + expression
+            values[":expires"] = _n(expires)
+        return (
+            self._update(
+                batch_id,
+                expression,
+                values,
+                condition="attribute_exists(BatchId) AND "
+                "(attribute_not_exists(dirty) OR dirty <> :true) AND "
+                "(attribute_not_exists(running) OR running <> :true)",
+                names={"#shard": SWEEP_SHARD, **({"#ttl": TTL_ATTRIBUTE} if expires is not None else {})},
+            )
+            is not None
+        )
+
+    def remember_undated(self, key: str, batch_id: str, now: str, retention_days: int | None) -> None:
+        """Note the day an undated key's last upload was counted in (for its delete or withdrawal)."""
+        expires = expiry(now, retention_days)
+        values: dict[str, Any] = {":day": _s(batch_id), ":now": _s(now)}
+        expression = "SET batch_id = :day, last_updated = :now"
+        if expires is not None:
+            expression += ", #ttl = :expires"
+            values[":expires"] = _n(expires)
+        self._update(
+            UNDATED_PREFIX + key,
+            expression,
+            values,
+            names={"#ttl": TTL_ATTRIBUTE} if expires is not None else None,
+        )
+
+    def undated_day(self, key: str) -> str | None:
+        """The day an undated key was last counted in (None: never counted, or expired)."""
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key={PARTITION_KEY: _s(UNDATED_PREFIX + key)}, ConsistentRead=True
+        ).get("Item")
+        day = _plain(item).get("batch_id") if item else None
+        return day if isinstance(day, str) and is_batch_date(day) else None
+
+    def upload_etag(self, batch_id: str, key: str) -> str | None:
+        """The ETag of ``key``'s last counted upload in the day (None: unknown or not counted)."""
+        item = self._ddb.get_item(
+            TableName=self.table_name,
+            Key={PARTITION_KEY: _s(batch_id)},
+            ConsistentRead=True,
+            ProjectionExpression="#upload",
+            ExpressionAttributeNames={"#upload": upload_attribute(key)},
+        ).get("Item")
+        value = _plain(item).get(upload_attribute(key)) if item else None
+        return etag_of_upload(value if isinstance(value, str) else None)
+
+    def upload_etags(self, batch_id: str) -> dict[str, str | None] | None:
+        """Every ``u#`` value's ETag of the day (keyed by attribute name); None when no such day."""
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key={PARTITION_KEY: _s(batch_id)}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return None
+        return {
+            name: etag_of_upload(value.get("S"))
+            for name, value in item.items()
+            if name.startswith("u#") and isinstance(value, dict)
+        }
+
+    def raw_listing_cursor(self) -> str | None:
+        item = self._ddb.get_item(
+            TableName=self.table_name, Key={PARTITION_KEY: _s(RAW_LISTING_ID)}, ConsistentRead=True
+        ).get("Item")
+        cursor = _plain(item).get("start_after") if item else None
+        return cursor if isinstance(cursor, str) and cursor else None
+
+    def set_raw_listing_cursor(self, start_after: str | None, now: str) -> None:
+        if start_after:
+            self._update(
+                RAW_LISTING_ID,
+                "SET start_after = :c, last_updated = :now",
+                {":c": _s(start_after), ":now": _s(now)},
+            )
+        else:
+            self._update(RAW_LISTING_ID, "REMOVE start_after SET last_updated = :now", {":now": _s(now)})
 
     def mark_ended(
         self, batch_id: str, generation: int, sfn_status: str, execution_arn: str | None, now: str
@@ -588,15 +763,29 @@ class BatchFileTracker:
 
 
 def create_tracker_table(dynamodb_client: DynamoDBClient, name: str) -> str:
-    """Create the tracker table (on-demand, ``BatchId`` S) if missing and wait until it is ACTIVE.
+    """Create the tracker table (on-demand, ``BatchId`` S, the sparse ``open-days`` index, TTL on
+    ``expires_at``) if missing and wait until it is ACTIVE.
 
-    Used by the local stack and the tests; in AWS the table comes from infra/.
+    Used by the local stack and the tests; in AWS the table comes from infra/ (the same shape).
     """
     try:
         dynamodb_client.create_table(
             TableName=name,
-            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
+            AttributeDefinitions=[
+                {"AttributeName": PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": SWEEP_SHARD, "AttributeType": "S"},
+            ],
             KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": OPEN_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": SWEEP_SHARD, "KeyType": "HASH"},
+                        {"AttributeName": PARTITION_KEY, "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
             BillingMode="PAY_PER_REQUEST",
         )
     except ClientError as exc:
@@ -605,4 +794,9 @@ def create_tracker_table(dynamodb_client: DynamoDBClient, name: str) -> str:
     dynamodb_client.get_waiter("table_exists").wait(
         TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
+    ttl = dynamodb_client.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb_client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
     return name

@@ -9,7 +9,8 @@ versioned in AWS, so nothing is lost) and counts it in the ``ecomkpi/Unrecognise
 which has an alarm.
 
 Idempotent: a redelivered event finds the raw key gone and the copy present, and only re-counts
-nothing. A re-upload of the same wrong key is moved again (its report is rewritten).
+nothing. The copy and the delete are conditional on the ETag listed first: a corrected upload that
+lands while a wrong one moves is never deleted with it. A re-upload of the same wrong key is moved again (its report is rewritten).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
-from lambda_trigger.s3_errors import is_missing
+from lambda_trigger.s3_errors import code, is_changed, is_missing
+from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import Verdict
 
 if TYPE_CHECKING:
@@ -85,29 +87,52 @@ def report(key: str, rule: str, reason: str, *, destination: str, now: str, even
 def move_unrecognised(
     s3: S3Client, bucket: str, key: str, rule: str, reason: str, *, now: str, event: dict[str, Any]
 ) -> Moved | None:
-    """Move ``key`` out of ``raw/``; None when it is already gone (a redelivered event)."""
+    """Move ``key`` out of ``raw/``; None when it is already gone (a redelivered event) or was
+    uploaded again while it moved.
+
+    Only the upload that was looked at moves: the copy is conditional on its ETag and so is the
+    delete (as ``coordinator._archive_manifest`` does), so a corrected re-upload landing between the
+    copy and the delete stays in ``raw/`` for its own event instead of being deleted unseen.
+    """
     destination = destination_of(key)
     report_key = f"{destination}.report.json"
+    current = lookup(s3, bucket, key)
+    if current is None:
+        log.info(f"s3://{bucket}/{key} is already gone (moved earlier or deleted); nothing to move.")
+        return None
+    match = f'"{current.etag}"'
     try:
         s3.copy_object(
             Bucket=bucket,
             Key=destination,
             CopySource={"Bucket": bucket, "Key": key},
+            CopySourceIfMatch=match,
             MetadataDirective="COPY",
         )
     except ClientError as exc:
-        if is_missing(exc):
-            log.info(f"s3://{bucket}/{key} is already gone (moved earlier or deleted); nothing to move.")
+        if is_missing(exc) or is_changed(exc):
+            log.info(
+                f"s3://{bucket}/{key} changed or is gone while moving it ({code(exc)}); left for its own event."
+            )
             return None
         raise
-    body = report(key, rule, reason, destination=destination, now=now, event=event)
+    body = report(key, rule, reason, destination=destination, now=now, event={**event, "etag": current.etag})
     s3.put_object(
         Bucket=bucket,
         Key=report_key,
         Body=body.encode("utf-8"),
         ContentType="application/json; charset=utf-8",
     )
-    s3.delete_object(Bucket=bucket, Key=key)
+    try:
+        s3.delete_object(Bucket=bucket, Key=key, IfMatch=match)
+    except ClientError as exc:
+        if not (is_missing(exc) or is_changed(exc)):
+            raise
+        log.warn(
+            f"s3://{bucket}/{key} was uploaded again while it moved to {destination}: the new upload stays "
+            f"in raw/ for its own event ({code(exc)})."
+        )
+        return Moved(key, destination, report_key)
     log.warn(f"Moved unrecognised s3://{bucket}/{key} to {destination} ({reason}); report {report_key}.")
     return Moved(key, destination, report_key)
 

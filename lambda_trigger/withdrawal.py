@@ -7,7 +7,10 @@ when the rest is ready.
 
 * ``s3:ObjectRemoved`` on ``raw/``: the pipeline deletes raw keys itself after copying them to
   ``validated/`` or ``invalid/``, so a removal counts as a withdrawal only when no stage holds a copy
-  (the producer deleted the file before it was processed) and the key was not uploaded again.
+  of the key's last counted upload (the producer deleted the file before it was processed; a copy
+  of an *older* upload, e.g. its rejection in ``invalid/``, does not count) and the key was not
+  uploaded again. Undated keys (``raw/<table>/<file>.csv``) are found in the day the tracker
+  recorded them in.
 * ``{"ecomkpi": "withdraw", "key": ..., "reason": ...}`` (what ``ecomkpi withdraw`` sends through the
   trigger's queue): the operator's way out of a day with a rejected file. Any unprocessed copy
   (``raw/``, ``validated/``, ``invalid/`` with its report) moves to ``invalid/withdrawn/`` with a report
@@ -18,6 +21,7 @@ when the rest is ready.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
@@ -25,6 +29,7 @@ from botocore.exceptions import ClientError
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import is_missing
+from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import Verdict
 
 if TYPE_CHECKING:
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 WITHDRAWN_PREFIX = "invalid/withdrawn/"
 UNPROCESSED_STAGES = ("raw", "validated", "invalid")
 COPY_STAGES = ("validated", "processed", "invalid")
+# The metadata validation writes on every copy it places: the ETag of the raw upload it copied.
+RAW_ETAG_METADATA = "ecomkpi-raw-etag"
 
 
 def relative(key: str) -> str:
@@ -40,21 +47,35 @@ def relative(key: str) -> str:
 
 
 def exists(s3: S3Client, bucket: str, key: str) -> bool:
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_missing(exc):
-            return False
-        raise
-    return True
+    return lookup(s3, bucket, key) is not None
 
 
-def stage_copy(s3: S3Client, bucket: str, key: str) -> str | None:
-    """The stage key that holds a copy of ``key`` placed by the pipeline, if any."""
+@dataclass(frozen=True)
+class StageCopy:
+    """A copy the pipeline placed, and which raw upload it was made from (None: not recorded)."""
+
+    key: str
+    raw_etag: str | None
+
+
+def stage_copy(s3: S3Client, bucket: str, key: str) -> StageCopy | None:
+    """The stage key that holds a copy of ``key`` placed by the pipeline, if any.
+
+    Validation records the raw upload's ETag in the copy's metadata (``ecomkpi-raw-etag``,
+    jobs/validation/locations.py), which tells an older upload's copy from this one's.
+    """
     rel = relative(key)
     for stage in COPY_STAGES:
-        if exists(s3, bucket, f"{stage}/{rel}"):
-            return f"{stage}/{rel}"
+        found = lookup(s3, bucket, f"{stage}/{rel}")
+        if found is None:
+            continue
+        try:
+            metadata = s3.head_object(Bucket=bucket, Key=found.key).get("Metadata", {})
+        except ClientError as exc:
+            if not is_missing(exc):
+                raise
+            continue  # moved on meanwhile (validated/ -> processed/): the next stage has it
+        return StageCopy(found.key, metadata.get(RAW_ETAG_METADATA) or None)
     return None
 
 

@@ -423,7 +423,11 @@ def test_tables_have_design_keys(stack: dict[str, Any]) -> None:
     ddb = boto3.client("dynamodb", **stack["kw"])
     env = stack["params"]["EnvironmentName"]
     want = {
-        "BatchTrackerTableName": (f"BatchFileTracker-{env}", [("BatchId", "HASH")], {"BatchId": "S"}),
+        "BatchTrackerTableName": (
+            f"BatchFileTracker-{env}",
+            [("BatchId", "HASH")],
+            {"BatchId": "S", "sweep_shard": "S"},  # the open-days index's key
+        ),
         "CategoryKpisTableName": (
             f"CategoryKPIs-{env}",
             [("category_id", "HASH"), ("date_key", "RANGE")],
@@ -486,6 +490,7 @@ def test_bucket_encrypted_and_raw_events_reach_the_queue(stack: dict[str, Any]) 
     template = stack["template"]
     refs = {**stack["params"], "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
     refs["S3LogsExpirationDays"] = str(template["Parameters"]["S3LogsExpirationDays"]["Default"])
+    refs["OperatorRoleNamePattern"] = str(template["Parameters"]["OperatorRoleNamePattern"]["Default"])
     refs["RawEventsQueue"] = queue_url
     attrs = {"RawEventsQueue.Arn": queue_arn}
     props = resolve(template["Resources"]["PipelineBucket"]["Properties"], refs, attrs)

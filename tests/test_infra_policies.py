@@ -292,14 +292,18 @@ def condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
         base, if_exists = (
             (operator[: -len("IfExists")], True) if operator.endswith("IfExists") else (operator, False)
         )
+        negated = base in {"StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
         for key, wanted in tests.items():
             present = {k.lower(): v for k, v in context.items()}
             if key.lower() not in present:
-                if if_exists:
+                if if_exists or negated:  # a negated operator holds for a key the request lacks
                     continue
                 return False
             got = present[key.lower()]
-            if base in {"StringEquals", "ArnEquals"}:
+            if negated:
+                matcher = glob if base.endswith("Like") else (lambda w, g: w == g)
+                ok = not any(matcher(w, got) for w in as_list(wanted))
+            elif base in {"StringEquals", "ArnEquals"}:
                 ok = any(got == w for w in as_list(wanted))
             elif base in {"StringLike", "ArnLike"}:
                 ok = any(glob(w, got) for w in as_list(wanted))
@@ -540,14 +544,46 @@ def test_state_machine_role_covers_the_workflows_integrations(template: dict[str
 
 def test_resource_policies(template: dict[str, Any]) -> None:
     queue_policy = template["Resources"]["RawEventsQueuePolicy"]["Properties"]["PolicyDocument"]
-    (st,) = queue_policy["Statement"]
-    assert st["Principal"] == {"Service": "s3.amazonaws.com"}
-    assert st["Action"] == "sqs:SendMessage"
-    assert st["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+    allow, deny = queue_policy["Statement"]
+    assert allow["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Condition"]["ArnEquals"]["aws:SourceArn"] == {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"
     }
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", "*", "sqs:SendMessage")
     bucket_policy = template["Resources"]["PipelineBucketPolicy"]["Properties"]["PolicyDocument"]
     assert all(s["Effect"] == "Deny" for s in bucket_policy["Statement"])
+
+
+def _queue_denies(doc: dict[str, Any], queue_arn: str, **context: str) -> bool:
+    """Whether the queue policy's Deny statements refuse a SendMessage with this request context
+    (an identity policy elsewhere in the account may allow it; an explicit Deny still wins)."""
+    denies = [st for st in as_list(doc["Statement"]) if st["Effect"] == "Deny"]
+    return any(
+        any(glob(a, "sqs:SendMessage", case_sensitive=False) for a in as_list(st["Action"]))
+        and condition_holds(st.get("Condition", {}), context)
+        and any(glob(r, queue_arn) for r in as_list(st["Resource"]))
+        for st in denies
+    )
+
+
+def test_only_the_bucket_and_operators_may_send_to_the_raw_events_queue(template: dict[str, Any]) -> None:
+    """Arrivals, withdrawals and status changes reach the trigger through this queue: a forged one
+    must come from somewhere the policy names (issue #38)."""
+    doc = concrete(template, template["Resources"]["RawEventsQueuePolicy"]["Properties"]["PolicyDocument"])
+    queue = physical(template, "RawEventsQueue", "Arn")
+    bucket_events = {"aws:SourceArn": BUCKET_ARN, "aws:SourceAccount": ACCOUNT}
+    assert resource_policy_allows(doc, "s3.amazonaws.com", "sqs:SendMessage", queue, **bucket_events)
+    assert not _queue_denies(doc, queue, **bucket_events)
+    operator = f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-operator-{ENV}"
+    assert not _queue_denies(doc, queue, **{"aws:PrincipalArn": operator})
+    for stranger in (
+        {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/some-app"},
+        {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/admin"},
+        {"aws:SourceArn": "arn:aws:s3:::another-bucket"},
+        {},
+    ):
+        assert _queue_denies(doc, queue, **stranger), stranger
 
 
 # ---------------------------------------------------------------- what each job may do, by example
@@ -789,7 +825,14 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         s3("PutObject", "invalid/unrecognised/orders/orders_2025-07-10.xlsx.report.json"),
         s3("DeleteObject", "raw/orders/orders_2025-07-10.xlsx"),
         s3("PutObject", INPUTS),  # the execution's key list, before StartExecution
-        list_prefix(None),  # a key already moved answers NoSuchKey, not AccessDenied
+        # "is it there, which upload": a listing under the key itself (lambda_trigger/s3_objects.py)
+        list_prefix(f"raw/orders/{DAY}/orders_part1.csv"),
+        list_prefix(f"validated/orders/{DAY}/orders_part1.csv"),
+        list_prefix(f"processed/orders/{DAY}/orders_part1.csv"),
+        list_prefix(f"invalid/orders/{DAY}/orders_part1.csv"),
+        list_prefix("raw/"),  # the sweep's listing of files no event announced
+        # the sweep reads the open days through the sparse index (lambda_trigger/tracker.py)
+        ("dynamodb:Query", physical(template, "BatchTrackerTable", "Arn") + "/index/open-days", {}),
         # a raw removal is a withdrawal only without a stage copy; `ecomkpi withdraw` moves unprocessed
         # copies to invalid/withdrawn/ (lambda_trigger/withdrawal.py)
         s3("GetObject", f"validated/orders/{DAY}/orders_part1.csv"),
@@ -830,6 +873,10 @@ def trigger_never_does(template: dict[str, Any]) -> list[Request]:
         s3("DeleteObject", INPUTS),
         s3("GetObject", "lake/_lock.json"),
         list_prefix("lake/"),
+        list_prefix(None),  # the whole bucket: it lists its own prefixes only (StringLike, issue #38)
+        list_prefix(""),
+        list_prefix("control/"),
+        ("dynamodb:Query", physical(template, "BatchTrackerTable", "Arn"), {}),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "AWS/Lambda"}),
         ("cloudwatch:PutMetricData", "*", {}),
         # EventBridge, not the function, writes the events DLQ; the raw-events queue is S3's
@@ -1191,3 +1238,67 @@ def test_kpi_api_role_allows_what_the_api_code_does(
     # It read each of the three tables (so the check above covered them).
     daily, category, _, tracker = kpi_api_tables(template)
     assert {r.split("/index/")[0] for _, r, _ in requests} == {daily, category, tracker}
+
+
+# ---------------------------------------------------------------- s3:ListBucket, role by role (issue #38)
+# Every ListBucket grant of the stack with its condition operator and prefixes. The trigger lists its
+# own prefixes only (StringLike: a listing without a prefix is denied); it finds out whether a key
+# is there with a listing under the key (lambda_trigger/s3_objects.py), never with a HEAD that
+# needs an unprefixed grant to answer 404. The job roles keep ...IfExists: their code
+# (jobs/s3_store.py, jobs/transformation/lock.py) and s3a's existence probes tell a missing key by
+# HEAD's 404, which S3 returns only to a caller whose ListBucket grant holds without a prefix.
+VALIDATION_LISTS = ["raw/*", "validated/*", "staging/*", "raw", "validated"]
+TRANSFORMATION_LISTS = ["validated/*", "lake/*", "staging/*", "validated", "lake"]
+
+
+def _list_grants(template: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    found = []
+    for name, res in template["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        for st in role_statements(template, name):
+            if "s3:ListBucket" in as_list(st.get("Action", [])):
+                ((operator, tests),) = st["Condition"].items()
+                found.append((name, operator, list(tests["s3:prefix"])))
+    return found
+
+
+def test_list_bucket_grants_are_the_listed_ones(template: dict[str, Any], mode: str) -> None:
+    grants = _list_grants(template)
+    expected = [
+        ("TriggerFunctionRole", "StringLike", ["raw/*", "raw", "validated/*", "processed/*", "invalid/*"]),
+        ("ValidationTaskRole", "StringLikeIfExists", VALIDATION_LISTS),
+        ("TransformationTaskRole", "StringLikeIfExists", TRANSFORMATION_LISTS),
+    ]
+    if mode == "worker":
+        expected += [
+            ("WorkerTaskRole", "StringLikeIfExists", VALIDATION_LISTS),
+            ("WorkerTaskRole", "StringLikeIfExists", TRANSFORMATION_LISTS),
+        ]
+    assert sorted(grants) == sorted(expected)
+
+
+def test_the_trigger_cannot_list_the_bucket_without_a_prefix(template: dict[str, Any]) -> None:
+    role = policy(template, "TriggerFunctionRole")
+    check(role, [list_prefix(None), list_prefix(""), list_prefix("lake/"), list_prefix("logs/")], False)
+    check(role, [list_prefix("raw/"), list_prefix(f"invalid/orders/{DAY}/o.csv")], True)
+
+
+def test_only_the_workflow_the_trigger_and_operators_may_send_work(
+    template: dict[str, Any], mode: str
+) -> None:
+    """The worker runs what a work message says: nobody else in the account may write one."""
+    if mode != "worker":
+        assert "WorkQueuePolicy" not in template["Resources"]
+        return
+    props = concrete(template, template["Resources"]["WorkQueuePolicy"]["Properties"])
+    assert props["Queues"] == [physical(template, "WorkQueue")]
+    queue = physical(template, "WorkQueue", "Arn")
+    for sender in ("StateMachineRole", "TriggerFunctionRole"):
+        assert not _queue_denies(
+            props["PolicyDocument"], queue, **{"aws:PrincipalArn": physical(template, sender, "Arn")}
+        )
+    operator = f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-operator-{ENV}"
+    assert not _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": operator})
+    for stranger in (f"arn:aws:iam::{ACCOUNT}:role/WorkerTaskRole", f"arn:aws:iam::{ACCOUNT}:user/admin"):
+        assert _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": stranger}), stranger

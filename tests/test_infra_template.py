@@ -52,6 +52,7 @@ ECS_ONLY_SUBSTITUTIONS = {
 }
 WORKER_RESOURCES = {
     "WorkQueue",
+    "WorkQueuePolicy",
     "WorkQueueDeadLetterQueue",
     "WorkQueueDeadLetterAlarm",
     "WorkerLogGroup",
@@ -377,6 +378,9 @@ def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
         "S3_BUCKET": {"Ref": "BucketName"},
         # worker mode: parts go to the warm worker's queue to be validated as they land
         **({"PRECHECK_QUEUE_URL": {"Ref": "WorkQueue"}} if mode == "worker" else {}),
+        # finished days expire after the retention; the sweep feeds in unannounced raw/ files
+        "TRACKER_RETENTION_DAYS": {"Ref": "TrackerRetentionDays"},
+        "UNANNOUNCED_AFTER_MINUTES": {"Ref": "UnannouncedAfterMinutes"},
     }
     rule = props(template, "ExecutionStatusRule")
     pattern = rule["EventPattern"]
@@ -1028,6 +1032,7 @@ def expected_alert_alarms(mode: str) -> dict[str, tuple[str, str, dict[str, Any]
             {"RuleName": {"Ref": "ReconcileScheduleRule"}},
         ),
         "UnrecognisedKeysAlarm": ("ecomkpi", "UnrecognisedKeys", {"Bucket": {"Ref": "BucketName"}}),
+        "UnannouncedKeysAlarm": ("ecomkpi", "UnannouncedKeys", {"Bucket": {"Ref": "BucketName"}}),
         "DeadLetterQueueAlarm": (
             "AWS/SQS",
             "ApproximateNumberOfMessagesVisible",
@@ -1613,3 +1618,38 @@ def test_a_driver_security_group_needs_its_vpc_and_a_cluster_master(template: di
         pattern = template["Parameters"][name]["AllowedPattern"]
         assert re.fullmatch(pattern, "") and re.fullmatch(pattern, SPARK_CLUSTER[name])
         assert not re.fullmatch(pattern, SPARK_CLUSTER[name].upper())
+
+
+# ---------------------------------------------------------------- the tracker and the sweep (issue #38)
+def test_tracker_table_has_the_open_days_index_and_ttl_the_trigger_uses(template: dict[str, Any]) -> None:
+    """The sparse index the sweep queries and the TTL attribute finished days get are the names
+    lambda_trigger/tracker.py writes (and creates locally with create_tracker_table)."""
+    tracker = pytest.importorskip("lambda_trigger.tracker")
+    table = props(template, "BatchTrackerTable")
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == tracker.OPEN_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": tracker.SWEEP_SHARD, "KeyType": "HASH"},
+        {"AttributeName": tracker.PARTITION_KEY, "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}  # the sweep needs whole items
+    assert {"AttributeName": tracker.SWEEP_SHARD, "AttributeType": "S"} in table["AttributeDefinitions"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": tracker.TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_unannounced_keys_alarm_watches_what_the_sweep_publishes(template: dict[str, Any]) -> None:
+    unannounced = pytest.importorskip("lambda_trigger.unannounced")
+    calls: list[dict[str, Any]] = []
+
+    class RecordingCloudWatch:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            calls.append(kwargs)
+
+    unannounced.count(RecordingCloudWatch(), "the-bucket", 2)
+    ((call,),) = [calls]
+    (datum,) = call["MetricData"]
+    alarm = props(template, "UnannouncedKeysAlarm")
+    assert (call["Namespace"], datum["MetricName"]) == (alarm["Namespace"], alarm["MetricName"])
+    assert {d["Name"]: d["Value"] for d in datum["Dimensions"]} == {"Bucket": "the-bucket"}
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"Bucket": {"Ref": "BucketName"}}
+    assert alarm["Statistic"] == "Sum" and breaches(alarm, 1.0) and not breaches(alarm, 0.0)

@@ -137,9 +137,24 @@ def stack(moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch) -> St
     return Stack(names.bucket, names.tracker_table, sfn_arn, s3, ddb, sfn, sqs)
 
 
-def end_event(stack: Stack, name: str, status: str = "SUCCEEDED") -> dict[str, Any]:
-    """The EventBridge "Step Functions Execution Status Change" event of one execution."""
+def set_execution_status(stack: Stack, name: str, status: str) -> None:
+    """Make moto's execution ``name`` report ``status`` (moto records executions without running
+    them, so they stay RUNNING): the trigger believes an end only from DescribeExecution."""
+    from moto.core.utils import utcnow
+    from moto.stepfunctions.models import stepfunctions_backends
+
     arn = stack.sfn_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    execution = stepfunctions_backends["123456789012"]["us-east-1"].describe_execution(arn)
+    execution.status = status
+    execution.stop_date = None if status == "RUNNING" else utcnow()
+
+
+def end_event(stack: Stack, name: str, status: str = "SUCCEEDED", *, ended: bool = True) -> dict[str, Any]:
+    """The EventBridge "Step Functions Execution Status Change" event of one execution, which (when
+    ``ended``) has ended with ``status`` as far as DescribeExecution is concerned."""
+    arn = stack.sfn_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    if ended:
+        set_execution_status(stack, name, status)
     return {
         "version": "0",
         "id": "e1",
