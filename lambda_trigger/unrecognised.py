@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import is_missing
@@ -89,12 +90,7 @@ def move_unrecognised(
     destination = destination_of(key)
     report_key = f"{destination}.report.json"
     try:
-        s3.copy_object(
-            Bucket=bucket,
-            Key=destination,
-            CopySource={"Bucket": bucket, "Key": key},
-            MetadataDirective="COPY",
-        )
+        aws.copy_object(s3, bucket, key, destination)  # in parts when large (S3: <= 5 GiB per copy)
     except ClientError as exc:
         if is_missing(exc):
             log.info(f"s3://{bucket}/{key} is already gone (moved earlier or deleted); nothing to move.")
