@@ -10,6 +10,10 @@ with DynamoDB).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 REFRESH_SECONDS = 2
 TREND_DAYS = 30
 
@@ -225,6 +229,7 @@ function renderStatus(status) {
       const td = el("td", {colspan: 4});
       td.appendChild(el("div", {}, (d.failed_state || "") + ": " + (d.failure_error || "failed")));
       if (d.failure_cause) td.appendChild(el("p", {class: "cause"}, d.failure_cause));
+      if (d.failure_reference) td.appendChild(el("div", {class: "muted reference"}, "reference: " + d.failure_reference));
       for (const [name, link] of Object.entries(d.links || {})) td.appendChild(el("div", {class: "muted"}, name.replace("_", " ") + ": " + link));
       detail.appendChild(td);
       body.appendChild(detail);
@@ -283,3 +288,28 @@ setInterval(tickFreshness, 1000);
 
 def page_html(refresh_seconds: float = REFRESH_SECONDS) -> str:
     return _PAGE.replace("__REFRESH__", f"{refresh_seconds:g}").replace("__TREND_DAYS__", str(TREND_DAYS))
+
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+
+def content_security_policy(html: str) -> str:
+    """The page's policy: its own inline script and style (by hash) and requests to its own API,
+    nothing else; so an injected tag or handler would not run even if one slipped past ``textContent``."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii")
+        hashes[kind].append(f"'sha256-{digest}'")
+    script, style = (" ".join(hashes[kind]) or "'none'" for kind in ("script", "style"))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {script}",
+            f"style-src {style}",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
