@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.csv_files import CORRUPT_RECORD, MAX_CHARS_PER_VALUE, read_csv
 from jobs.validation.findings import MAX_SAMPLES, Finding, structural
-from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
+from jobs.validation.structural import MAX_FIELDS, RULE_FIELDS, RULE_UTF8, too_many_fields
 
 __all__ = ["CORRUPT_RECORD", "RULE_VALUE_LENGTH", "FileShape", "file_shape", "read_csv"]
 
@@ -24,6 +24,8 @@ REPLACEMENT_CHAR = "\ufffd"
 RULE_VALUE_LENGTH = f"every value is at most {MAX_CHARS_PER_VALUE:,} characters"
 # univocity's message when a value passes maxCharsPerColumn (Spark fails the read with it).
 _TOO_LONG = "exceeds the maximum number of characters"
+# ... and when a record has more fields than its maxColumns (structural.MAX_FIELDS).
+_TOO_WIDE = f"Index {MAX_FIELDS} out of bounds for length {MAX_FIELDS}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
             .collect()
         )
     except Exception as exc:  # Spark cannot read such a file at all: a verdict, not a broken task
+        if _TOO_WIDE in str(exc):  # a record past the head check's 64 KiB
+            return FileShape(rows=0, findings=(too_many_fields(MAX_FIELDS + 1, "a row"),))
         if _TOO_LONG not in str(exc):
             raise
         message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
