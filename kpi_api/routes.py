@@ -18,7 +18,8 @@ Routes (GET only, JSON, UTF-8):
 
 Money and rates are strings with their contract scale (``"1234.50"``, exact: DynamoDB numbers are
 read as Decimal and never pass through a float); counts are integers. Every row carries its
-``run_id`` and ``updated_at``. A range is at most ``MAX_RANGE_DAYS`` days; a bad date, an
+``run_id``, ``updated_at`` and ``rejected_files`` (0, or how many of its day's files were rejected:
+the KPIs of a day served partly). A range is at most ``MAX_RANGE_DAYS`` days; a bad date, an
 unknown or missing parameter, or a reversed range is a 400 that says which parameter and why.
 """
 
@@ -55,6 +56,8 @@ DAILY_COLUMNS = (
 )
 CATEGORY_COLUMNS = ("category_id", "date_key", "daily_revenue", "avg_order_value", "avg_return_rate")
 ROW_META = ("run_id", "updated_at")
+# jobs/contract.py REJECTED_FILES (this zip does not ship jobs/contract.py; a test keeps them equal).
+REJECTED_FILES = "rejected_files"
 JSON_TYPE = "application/json; charset=utf-8"
 
 
@@ -138,7 +141,12 @@ def number(column: str, value: Any) -> Any:
 
 
 def present(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    return {c: number(c, row.get(c)) for c in (*columns, *ROW_META)}
+    """A row as served; ``rejected_files`` > 0: the day's KPIs leave out that many rejected files."""
+    return {c: number(c, row.get(c)) for c in (*columns, *ROW_META)} | {REJECTED_FILES: rejected_files(row)}
+
+
+def rejected_files(row: Mapping[str, Any] | None) -> int:
+    return int((row or {}).get(REJECTED_FILES) or 0)
 
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -268,6 +276,7 @@ def day_status(
         "links": links,
         "kpis_updated_at": (kpis or {}).get("updated_at"),
         "kpis_run_id": (kpis or {}).get("run_id"),
+        "rejected_files": rejected_files(kpis),  # > 0: its KPIs were served without those files
         "seconds_since_kpi_update": _age_seconds((kpis or {}).get("updated_at"), now),
     }
 

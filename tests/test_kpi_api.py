@@ -75,6 +75,7 @@ def test_daily_range_exact_values_with_their_run(api: Api) -> None:
     assert body["rows"][0] == {
         "date_key": "2025-07-08", "total_orders": 3, "total_revenue": "120.50", "total_items_sold": 5,
         "return_rate": "33.33", "unique_customers": 3, "run_id": "2025-07-08-g1", "updated_at": UPDATED,
+        "rejected_files": 0,
     }  # fmt: skip
     assert body["rows"][1]["total_revenue"] == "98765.40" and body["rows"][1]["return_rate"] == "0.00"
 
