@@ -11,7 +11,8 @@ Per message (one batch at a time, except that waiting transformations share a ru
    state timed out and was retried while the message waited) answers ``TaskTimedOut``, and the
    message is dropped, since the retry owns the batch now;
 2. the job runs in this process with the task definition's environment plus the message's
-   ``Environment`` (exactly the container overrides of the per-batch mode), while a thread sends
+   ``Environment`` (exactly the container overrides of the per-batch mode; only the variables the
+   workflows send, ``TASK_VARIABLES``: a message that sets another one is refused), while a thread sends
    ``SendTaskHeartbeat``; if the state gives up on the token, the running Spark jobs are cancelled;
 3. the answer has the shape of a stopped ECS task (``Containers[].Name/ExitCode``), so the workflow
    decides the same way in both modes: exit 0 and 2 (data rejected) are ``SendTaskSuccess``; a
