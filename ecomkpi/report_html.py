@@ -51,8 +51,17 @@ def _status_class(status: str) -> str:
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    with _plain_text():  # tick labels are made while drawing
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plain_text() -> Any:
+    """Every text of a chart as written: a category named ``Sale $\\frac{1}$`` is a label, not
+    mathtext (which fails on it and would fail the whole report)."""
+    from matplotlib import rc_context
+
+    return rc_context({"text.parse_math": False, "text.usetex": False})
 
 
 def revenue_chart(daily_rows: Sequence[dict[str, Any]]) -> str | None:
@@ -117,15 +126,16 @@ def category_chart(category_rows: Sequence[dict[str, Any]]) -> str | None:
 
     labels = [name for name, _ in reversed(mix)]
     shares = [float(100 * v / total) for _, v in reversed(mix)]
-    fig = Figure(figsize=(6.4, 0.6 + 0.28 * len(mix)))
-    ax = fig.add_subplot()
-    bars = ax.barh(labels, shares, color="#3b9c8f")
-    ax.bar_label(bars, labels=[f"{s:.1f}%" for s in shares], fontsize=8, padding=2)
-    ax.set_xlabel("share of revenue (%)")
-    ax.set_title("Category revenue mix (all dates)")
-    ax.set_xlim(0, max(shares) * 1.18)
-    fig.tight_layout()
-    return _png(fig)
+    with _plain_text():
+        fig = Figure(figsize=(6.4, 0.6 + 0.28 * len(mix)))
+        ax = fig.add_subplot()
+        bars = ax.barh(labels, shares, color="#3b9c8f")
+        ax.bar_label(bars, labels=[f"{s:.1f}%" for s in shares], fontsize=8, padding=2)
+        ax.set_xlabel("share of revenue (%)")
+        ax.set_title("Category revenue mix (all dates)")
+        ax.set_xlim(0, max(shares) * 1.18)
+        fig.tight_layout()
+        return _png(fig)
 
 
 def _fate_kind(fate: str) -> str:

@@ -23,9 +23,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal, Protocol, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from types_boto3_events import EventBridgeClient
     from types_boto3_logs import CloudWatchLogsClient
     from types_boto3_s3 import S3Client, S3ServiceResource
+    from types_boto3_s3.type_defs import CopySourceTypeDef
     from types_boto3_sns import SNSClient
     from types_boto3_sqs import SQSClient
     from types_boto3_stepfunctions import SFNClient
@@ -179,3 +181,58 @@ def resource(
     """The cached boto3 resource of ``service`` (same rules as :func:`client`)."""
     where = Location.from_env() if config is None else config
     return _resource(service, where.region, endpoint_for(service, where), retries)
+
+
+# S3 refuses a CopyObject whose source is over 5 GiB, and a single copy of a few GiB is one long
+# request that a Lambda's or a task's timeout may cut. From this size on, objects are copied in parts
+# (UploadPartCopy, boto3's managed copy); 256 MiB parts keep a 5 GiB object at 20 requests. Module
+# constants read at call time, so a test can lower them to a few MiB against the emulator.
+MULTIPART_COPY_THRESHOLD = 512 * 1024 * 1024
+MULTIPART_COPY_PART_SIZE = 256 * 1024 * 1024
+# What a single CopyObject keeps of the source (MetadataDirective COPY); a multipart copy is a new
+# upload, which gets what CreateMultipartUpload is given.
+_KEPT_HEADERS = ("ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage", "CacheControl")
+
+
+def copy_object(
+    s3: S3Client,
+    bucket: str,
+    source: str,
+    destination: str,
+    *,
+    if_match: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Server-side copy of any size, the one every move of the pipeline uses (jobs and trigger).
+
+    ``if_match`` (an ETag, quoted or not): copy only that version of ``source``, else S3 answers
+    412. ``metadata``: replace the copy's user metadata; without it the source's is kept, as a
+    single CopyObject keeps it. Errors are S3's own ``ClientError``: a missing source is a 404
+    (``NoSuchKey`` or ``404``), a changed one a 412, so callers tell them apart as before.
+    """
+    if if_match:
+        head = s3.head_object(Bucket=bucket, Key=source, IfMatch=_quoted(if_match))
+    else:
+        head = s3.head_object(Bucket=bucket, Key=source)
+    copy_source: CopySourceTypeDef = {"Bucket": bucket, "Key": source}
+    extra: dict[str, Any] = {"CopySourceIfMatch": _quoted(if_match)} if if_match else {}
+    if int(head.get("ContentLength", 0)) < MULTIPART_COPY_THRESHOLD:
+        if metadata is not None:
+            extra.update({"Metadata": dict(metadata), "MetadataDirective": "REPLACE"})
+        s3.copy_object(Bucket=bucket, Key=destination, CopySource=copy_source, **extra)
+        return
+    # The parts are copied from the version the HEAD saw, even without if_match (boto3 conditions
+    # each part on that ETag): a re-upload during the copy fails it instead of mixing two versions.
+    # What to keep is said explicitly (REPLACE with the source's own values): s3transfer before 0.19
+    # (the Lambda runtime's boto3 may be older than the pinned one) drops it in a multipart copy.
+    extra["Metadata"] = dict(head.get("Metadata", {}) if metadata is None else metadata)
+    extra["MetadataDirective"] = "REPLACE"
+    extra.update({name: head[name] for name in _KEPT_HEADERS if head.get(name)})  # type: ignore[literal-required]
+    transfer = TransferConfig(
+        multipart_threshold=MULTIPART_COPY_THRESHOLD, multipart_chunksize=MULTIPART_COPY_PART_SIZE
+    )
+    s3.copy(copy_source, bucket, destination, ExtraArgs=extra, Config=transfer)
+
+
+def _quoted(etag: str) -> str:
+    return etag if etag.startswith('"') else f'"{etag}"'

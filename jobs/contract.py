@@ -10,6 +10,7 @@ from pyspark.sql.types import DecimalType, LongType, StringType, StructField, St
 
 PRODUCTS, ORDERS, ORDER_ITEMS = "products", "orders", "order_items"
 DATASETS = (PRODUCTS, ORDERS, ORDER_ITEMS)
+TRANSACTION_DATASETS = (ORDERS, ORDER_ITEMS)  # the ones with a folder per day (<dataset>/<date>/)
 
 # Column layout of the public TheLook eCommerce data set.
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -70,6 +71,9 @@ CATEGORY_KPI_SCHEMA = StructType(
 )
 DAILY_KPI_COLUMNS = tuple(DAILY_KPI_SCHEMA.fieldNames())
 CATEGORY_KPI_COLUMNS = tuple(CATEGORY_KPI_SCHEMA.fieldNames())
+# Served rows of a date some of whose day files (orders/<date>/, order_items/<date>/) are rejected
+# carry this count: the KPIs are then those of the files that passed, not the whole day. Absent: none.
+REJECTED_FILES = "rejected_files"
 
 # Bookkeeping columns the ingestion adds to every row (never part of a producer's file).
 SOURCE_FILE = "_source_file"  # relative key of the file the row came from

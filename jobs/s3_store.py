@@ -103,14 +103,10 @@ class S3Store:
         return None if body is None else json.loads(body)
 
     def copy(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> bool:
-        """Server-side copy; False when ``src`` does not exist (already moved by an earlier try)."""
-        kwargs: dict[str, Any] = {}
-        if metadata is not None:
-            kwargs = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
+        """Server-side copy (in parts above ``aws.MULTIPART_COPY_THRESHOLD``: S3 copies at most 5 GiB in
+        one request); False when ``src`` does not exist (already moved by an earlier try)."""
         try:
-            self.client.copy_object(
-                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src}, **kwargs
-            )
+            aws.copy_object(self.client, self.bucket, src, dst, metadata=metadata)
         except ClientError as exc:
             if _missing(exc):
                 return False
@@ -140,13 +136,8 @@ class S3Store:
 
         False when ``src`` is gone or has changed (412); any other error is raised.
         """
-        kwargs: dict[str, Any] = {"CopySourceIfMatch": f'"{etag}"'}
-        if metadata is not None:
-            kwargs.update({"Metadata": metadata, "MetadataDirective": "REPLACE"})
         try:
-            self.client.copy_object(
-                Bucket=self.bucket, Key=dst, CopySource={"Bucket": self.bucket, "Key": src}, **kwargs
-            )
+            aws.copy_object(self.client, self.bucket, src, dst, if_match=etag, metadata=metadata)
         except ClientError as exc:
             if _missing(exc) or _precondition_failed(exc):
                 return False

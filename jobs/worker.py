@@ -11,7 +11,8 @@ Per message (one batch at a time, except that waiting transformations share a ru
    state timed out and was retried while the message waited) answers ``TaskTimedOut``, and the
    message is dropped, since the retry owns the batch now;
 2. the job runs in this process with the task definition's environment plus the message's
-   ``Environment`` (exactly the container overrides of the per-batch mode), while a thread sends
+   ``Environment`` (exactly the container overrides of the per-batch mode; only the variables the
+   workflows send, ``TASK_VARIABLES``: a message that sets another one is refused), while a thread sends
    ``SendTaskHeartbeat``; if the state gives up on the token, the running Spark jobs are cancelled;
 3. the answer has the shape of a stopped ECS task (``Containers[].Name/ExitCode``), so the workflow
    decides the same way in both modes: exit 0 and 2 (data rejected) are ``SendTaskSuccess``; a
@@ -88,6 +89,24 @@ PER_BATCH_VARIABLES = frozenset(
         "RECOMPUTE_DATES",
     }
 )
+# The variables a work message may set: those the workflow's Task states send (stepfunctions/*.asl.json;
+# a test derives them from both definitions) and the key lists of the trigger's prechecks
+# (lambda_trigger/prechecks.py). The endpoint, the lake, credentials and Spark's settings come from
+# the worker's own task definition only: a message that sets anything else is refused, not run.
+TASK_VARIABLES = frozenset(
+    {
+        "S3_BUCKET",
+        "PRODUCTS_KEY",
+        "INPUTS_KEY",
+        "BATCH_ID",
+        "BATCH_GENERATION",
+        "RUN_ID",
+        "PIPELINE_BATCH_TRACKER_TABLE",
+        "DAILY_KPIS_TABLE",
+        "CATEGORY_KPIS_TABLE",
+        *PRECHECK_LISTS,
+    }
+)
 
 # runner(command, configs) -> exit code; several configs only for a coalesced transformation.
 Runner = Callable[[str, Sequence[PipelineConfig]], int]
@@ -98,6 +117,12 @@ Prepare = Callable[[PipelineConfig, Callable[[], bool]], Mapping[str, Any]]
 def _log(step: str, level: str = "INFO", **fields: Any) -> None:
     record = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "level": level, "job": JOB}
     print(json.dumps({**record, "step": step, **fields}, default=str), flush=True)
+
+
+def _log_traceback(command: str) -> None:
+    """The traceback of a broken run as one JSON record, not raw lines: its messages name keys, which
+    producers choose, and a key holding ``\n[ERROR] ...`` would otherwise forge a log line."""
+    _log("task.traceback", level="ERROR", command=command, traceback=traceback.format_exc())
 
 
 def _positive(env: Mapping[str, str], name: str, default: float) -> float:
@@ -166,6 +191,7 @@ class TaskMessage:
         data = json.loads(body)
         if not isinstance(data, dict):
             raise ValueError("the message body is not a JSON object")
+        environment = environment_of(data)  # first: a refused precheck says why, not "no TaskToken"
         token = data.get("TaskToken")
         if not isinstance(token, str) or not token:
             raise ValueError("the message has no TaskToken")
@@ -178,7 +204,7 @@ class TaskMessage:
             container=str(data.get("Container") or command[0]),
             execution=str(data.get("Execution") or ""),
             state=str(data.get("State") or ""),
-            environment=environment_of(data),
+            environment=environment,
         )
 
     def shares_run_with(self, other: TaskMessage) -> bool:
@@ -202,7 +228,14 @@ def environment_of(data: Mapping[str, Any]) -> dict[str, str]:
         for e in env_list
     ):
         raise ValueError("Environment must be a list of {Name, Value} strings")
-    return {e["Name"]: e["Value"] for e in env_list}
+    environment = {e["Name"]: e["Value"] for e in env_list}
+    refused = sorted(set(environment) - TASK_VARIABLES)
+    if refused:  # repr: a name is the sender's text, shown escaped
+        raise ValueError(
+            f"Environment sets {', '.join(map(repr, refused))}, which a work message may not set "
+            f"(it may set {', '.join(sorted(TASK_VARIABLES))})"
+        )
+    return environment
 
 
 def precheck_environment(body: str) -> dict[str, str] | None:
@@ -802,6 +835,10 @@ class Worker:
             hold(self.sqs, self.settings.queue_url, receipts, seconds)
             return keeper.keep()
 
+        # Held at once, for three beats: received with the queue's (or _waiting's) 30 s, the
+        # messages would become visible to another worker before the first beat held them, and the
+        # same parts would run twice into the same staging folder.
+        hold(self.sqs, self.settings.queue_url, receipts, seconds)
         beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keep)
         beat.start()
         try:
@@ -864,7 +901,7 @@ class Worker:
             configs = [self.config(env) for env in environments]
             return self.runner(command, configs), ""
         except Exception as exc:
-            traceback.print_exc()
+            _log_traceback(command)
             return EXIT_BROKEN, f"{type(exc).__name__}: {exc}"
 
     def _execute(self, tasks: list[TaskMessage], beat: Heartbeat) -> dict[str, tuple[int, str]]:

@@ -10,6 +10,10 @@ with DynamoDB).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 REFRESH_SECONDS = 2
 TREND_DAYS = 30
 
@@ -46,6 +50,7 @@ _PAGE = """<!doctype html>
   .cause { color:var(--bad); font-size:12px; white-space:pre-wrap; word-break:break-word; margin:4px 0 0; }
   tr.failure td { white-space:normal; word-break:break-word; text-align:left; }
   .muted { color:var(--muted); }
+  .partial { margin-left:6px; border-radius:999px; padding:1px 8px; font-size:11px; background:#fff4e5; color:var(--warn); white-space:nowrap; }
   select { font:inherit; padding:2px 6px; }
   #error { color:var(--bad); padding:0 20px; }
 </style>
@@ -171,8 +176,9 @@ function renderDaily(rows) {
   const body = document.querySelector("#daily-table tbody");
   body.replaceChildren();
   for (const r of [...rows].reverse()) {
-    const tr = el("tr", {"data-date": r.date_key});
-    cell(tr, fmtDate(r.date_key), r.date_key);
+    const tr = el("tr", {"data-date": r.date_key, "data-rejected-files": String(r.rejected_files || 0)});
+    const day = cell(tr, fmtDate(r.date_key), r.date_key);
+    if (r.rejected_files > 0) day.appendChild(el("span", {class: "partial"}, partialText(r.rejected_files)));
     cell(tr, fmtCount(r.total_orders), r.total_orders);
     cell(tr, fmtMoney(r.total_revenue), r.total_revenue);
     cell(tr, fmtCount(r.total_items_sold), r.total_items_sold);
@@ -192,7 +198,15 @@ function renderDaily(rows) {
     card.appendChild(el("div", {class: "value"}, value));
     cards.appendChild(card);
   }
+  if (last.rejected_files > 0) {
+    const card = el("div", {class: "card partial-day"});
+    card.appendChild(el("div", {class: "label"}, "Served partly"));
+    card.appendChild(el("div", {class: "value partial"}, partialText(last.rejected_files)));
+    cards.appendChild(card);
+  }
 }
+// A day served while some of its files are rejected: its KPIs leave those files out.
+function partialText(n) { return n + (n === 1 ? " file rejected" : " files rejected"); }
 
 function renderCategories(rows) {
   const body = document.querySelector("#category-table tbody");
@@ -218,13 +232,15 @@ function renderStatus(status) {
     if (d.state === "kpis_only") st.title = "orders dated this day arrived in other days' batches";
     st.className = "state " + d.state;
     cell(tr, d.generation === null ? "\\u2013" : "g" + d.generation);
-    cell(tr, d.kpis_updated_at ? ago(d.seconds_since_kpi_update) : "no KPIs");
+    const kpis = cell(tr, d.kpis_updated_at ? ago(d.seconds_since_kpi_update) : "no KPIs");
+    if (d.rejected_files > 0) kpis.appendChild(el("span", {class: "partial"}, partialText(d.rejected_files)));
     body.appendChild(tr);
     if (d.state === "failed") {
       const detail = el("tr", {class: "failure", "data-date": d.date});
       const td = el("td", {colspan: 4});
       td.appendChild(el("div", {}, (d.failed_state || "") + ": " + (d.failure_error || "failed")));
       if (d.failure_cause) td.appendChild(el("p", {class: "cause"}, d.failure_cause));
+      if (d.failure_reference) td.appendChild(el("div", {class: "muted reference"}, "reference: " + d.failure_reference));
       for (const [name, link] of Object.entries(d.links || {})) td.appendChild(el("div", {class: "muted"}, name.replace("_", " ") + ": " + link));
       detail.appendChild(td);
       body.appendChild(detail);
@@ -283,3 +299,28 @@ setInterval(tickFreshness, 1000);
 
 def page_html(refresh_seconds: float = REFRESH_SECONDS) -> str:
     return _PAGE.replace("__REFRESH__", f"{refresh_seconds:g}").replace("__TREND_DAYS__", str(TREND_DAYS))
+
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
+
+
+def content_security_policy(html: str) -> str:
+    """The page's policy: its own inline script and style (by hash) and requests to its own API,
+    nothing else; so an injected tag or handler would not run even if one slipped past ``textContent``."""
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii")
+        hashes[kind].append(f"'sha256-{digest}'")
+    script, style = (" ".join(hashes[kind]) or "'none'" for kind in ("script", "style"))
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {script}",
+            f"style-src {style}",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )

@@ -11,14 +11,15 @@ Routes (GET only, JSON, UTF-8):
 * ``/status?from=&to=`` (default: the 14 days up to the latest day that ran) -- per day: generation,
   state (:class:`DayState`: ``running``, ``succeeded``, ``failed``, ``pending``, ``triggered``,
   ``waiting_for_products``, ``kpis_only`` for a date whose orders all came in other days' batches,
-  ``unknown`` for a tracker status this API does not know), the last failure and its cause, seconds
-  since its KPIs were last written;
+  ``unknown`` for a tracker status this API does not know), the last failure with a short cause and
+  its reference (the execution; kpi_api/causes.py), seconds since its KPIs were last written;
 * ``/days`` -- every day that ran, oldest first (the page starts from the latest);
 * ``/`` -- the live page (kpi_api/page.py).
 
 Money and rates are strings with their contract scale (``"1234.50"``, exact: DynamoDB numbers are
 read as Decimal and never pass through a float); counts are integers. Every row carries its
-``run_id`` and ``updated_at``. A range is at most ``MAX_RANGE_DAYS`` days; a bad date, an
+``run_id``, ``updated_at`` and ``rejected_files`` (0, or how many of its day's files were rejected:
+the KPIs of a day served partly). A range is at most ``MAX_RANGE_DAYS`` days; a bad date, an
 unknown or missing parameter, or a reversed range is a 400 that says which parameter and why.
 """
 
@@ -33,10 +34,15 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote
 
+from kpi_api.causes import short_cause
+from kpi_api.page import content_security_policy
 from kpi_api.reader import KpiReader
 
 MAX_RANGE_DAYS = 366
 STATUS_DEFAULT_DAYS = 14
+# DynamoDB's limit on a partition key (CategoryKPIs' category_id), in bytes of UTF-8; validation
+# rejects longer categories (jobs/validation/checks.py MAX_KEY_BYTES).
+MAX_KEY_BYTES = 2048
 # The KPI contract's output scales (jobs/contract.py; a test keeps them equal): money and rates
 # have 2 decimals, every other number is a count.
 SCALED = frozenset({"total_revenue", "return_rate", "daily_revenue", "avg_order_value", "avg_return_rate"})
@@ -50,6 +56,8 @@ DAILY_COLUMNS = (
 )
 CATEGORY_COLUMNS = ("category_id", "date_key", "daily_revenue", "avg_order_value", "avg_return_rate")
 ROW_META = ("run_id", "updated_at")
+# jobs/contract.py REJECTED_FILES (this zip does not ship jobs/contract.py; a test keeps them equal).
+REJECTED_FILES = "rejected_files"
 JSON_TYPE = "application/json; charset=utf-8"
 
 
@@ -88,11 +96,29 @@ class Response:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": JSON_TYPE})
 
 
+# Sent with every answer: no content sniffing (a JSON body is never run as a script or page), and
+# JSON documents may load nothing and be framed by nobody. The page's own policy: kpi_api/page.py.
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
+
+
 def _json(status: int, value: Any) -> Response:
     return Response(
         status,
         json.dumps(value, ensure_ascii=False, separators=(",", ":")),
-        {"Content-Type": JSON_TYPE, "Cache-Control": "no-store"},
+        {
+            "Content-Type": JSON_TYPE,
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": JSON_POLICY,
+            **NOSNIFF,
+        },
+    )
+
+
+def _page(html: str) -> Response:
+    headers = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    return Response(
+        200, html, {**headers, "Content-Security-Policy": content_security_policy(html), **NOSNIFF}
     )
 
 
@@ -115,7 +141,12 @@ def number(column: str, value: Any) -> Any:
 
 
 def present(row: Mapping[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
-    return {c: number(c, row.get(c)) for c in (*columns, *ROW_META)}
+    """A row as served; ``rejected_files`` > 0: the day's KPIs leave out that many rejected files."""
+    return {c: number(c, row.get(c)) for c in (*columns, *ROW_META)} | {REJECTED_FILES: rejected_files(row)}
+
+
+def rejected_files(row: Mapping[str, Any] | None) -> int:
+    return int((row or {}).get(REJECTED_FILES) or 0)
 
 
 # -- parameters ---------------------------------------------------------------------------------
@@ -182,6 +213,11 @@ def _category(reader: KpiReader, query: Mapping[str, list[str]], category_id: st
     _only(query, ("from", "to"))
     if not category_id.strip():
         raise BadRequest("the category id in the path is empty")
+    size = len(category_id.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:  # DynamoDB would refuse the query: a 400, not the 500 of a read failure
+        raise BadRequest(
+            f"the category id is {size} bytes long; a category id has at most {MAX_KEY_BYTES} bytes"
+        )
     dates = _range(query)
     rows = [present(r, CATEGORY_COLUMNS) for r in reader.category_range(category_id, dates[0], dates[-1])]
     return _json(
@@ -233,10 +269,14 @@ def day_status(
         "finished_at": batch.get("finished_at"),
         "failed_state": batch.get("failed_state") if failed else None,
         "failure_error": batch.get("failure_error") if failed else None,
-        "failure_cause": batch.get("failure_cause") if failed else None,
+        # Short and scrubbed (kpi_api/causes.py): the full cause, with its ARNs and host names, is
+        # for operators, under the reference (the execution) in the alert and the tracker.
+        "failure_cause": short_cause(batch.get("failure_cause")) if failed else None,
+        "failure_reference": last_run if failed else None,
         "links": links,
         "kpis_updated_at": (kpis or {}).get("updated_at"),
         "kpis_run_id": (kpis or {}).get("run_id"),
+        "rejected_files": rejected_files(kpis),  # > 0: its KPIs were served without those files
         "seconds_since_kpi_update": _age_seconds((kpis or {}).get("updated_at"), now),
     }
 
@@ -288,9 +328,7 @@ def handle(
         if path == "/":
             if page is None:
                 return _error(404, "no page here")
-            return Response(
-                200, page(), {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
-            )
+            return _page(page())
         if path == "/kpis/daily":
             return _daily(reader, query)
         if path == "/kpis/categories":

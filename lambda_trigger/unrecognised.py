@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import code, is_changed, is_missing
@@ -102,13 +103,8 @@ def move_unrecognised(
         return None
     match = f'"{current.etag}"'
     try:
-        s3.copy_object(
-            Bucket=bucket,
-            Key=destination,
-            CopySource={"Bucket": bucket, "Key": key},
-            CopySourceIfMatch=match,
-            MetadataDirective="COPY",
-        )
+        # in parts when large (S3 copies at most 5 GiB at once), only the version looked at
+        aws.copy_object(s3, bucket, key, destination, if_match=current.etag)
     except ClientError as exc:
         if is_missing(exc) or is_changed(exc):
             log.info(

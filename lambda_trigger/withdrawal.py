@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
 from lambda_trigger.s3_errors import is_missing
@@ -80,7 +81,7 @@ def stage_copy(s3: S3Client, bucket: str, key: str) -> StageCopy | None:
 
 
 def _move(s3: S3Client, bucket: str, source: str, destination: str) -> None:
-    s3.copy_object(Bucket=bucket, Key=destination, CopySource={"Bucket": bucket, "Key": source})
+    aws.copy_object(s3, bucket, source, destination)  # in parts when large (S3: <= 5 GiB per copy)
     s3.delete_object(Bucket=bucket, Key=source)
 
 

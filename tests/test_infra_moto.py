@@ -1058,7 +1058,11 @@ def test_kpi_api_in_the_emulator(stack: dict[str, Any]) -> None:
         assert "KpiApiJwtAuthorizer" not in res
     for r in res.values():
         if r["Type"] == "AWS::ApiGatewayV2::Route":
-            apigw.create_route(**resolve(r["Properties"], refs, attrs))
+            route = resolve(r["Properties"], refs, attrs)
+            if "AuthorizationScopes" in route:  # JWT: a Fn::Split of JwtKpiScopes / JwtStatusScopes
+                separator, text = route["AuthorizationScopes"]["Fn::Split"]
+                route["AuthorizationScopes"] = text.split(separator)
+            apigw.create_route(**route)
     stage = resolve(res["KpiApiStage"]["Properties"], refs, attrs)
     throttling = stage["DefaultRouteSettings"]
     throttling["ThrottlingRateLimit"] = float(throttling["ThrottlingRateLimit"])
@@ -1070,6 +1074,9 @@ def test_kpi_api_in_the_emulator(stack: dict[str, Any]) -> None:
     for route in routes:
         assert route["AuthorizationType"] == ("JWT" if jwt else "AWS_IAM"), route["RouteKey"]
         assert route.get("AuthorizerId") == refs.get("KpiApiJwtAuthorizer"), route["RouteKey"]
+        scope = "JwtStatusScopes" if route["RouteKey"] == "GET /status" else "JwtKpiScopes"
+        wanted = params.get(scope, defaults[scope]).split(",") if jwt else None
+        assert route.get("AuthorizationScopes") == wanted, route["RouteKey"]
         target = apigw.get_integration(ApiId=api_id, IntegrationId=route["Target"].split("/", 1)[1])
         assert target["IntegrationUri"] == fn["FunctionArn"], route["RouteKey"]
         assert (target["IntegrationType"], target["PayloadFormatVersion"]) == ("AWS_PROXY", "2.0")

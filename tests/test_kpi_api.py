@@ -6,6 +6,8 @@ API reads exactly what the transformation and the trigger leave behind.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ import pytest
 from ecomkpi.api_server import ApiServer, serve
 from jobs.transformation.serving import to_item
 from kpi_api import routes
+from kpi_api.causes import short_cause
 from kpi_api.handler import lambda_handler
 from kpi_api.reader import KpiReader
 from tests.support.kpi_tables import NOW, UPDATED, seed
@@ -72,6 +75,7 @@ def test_daily_range_exact_values_with_their_run(api: Api) -> None:
     assert body["rows"][0] == {
         "date_key": "2025-07-08", "total_orders": 3, "total_revenue": "120.50", "total_items_sold": 5,
         "return_rate": "33.33", "unique_customers": 3, "run_id": "2025-07-08-g1", "updated_at": UPDATED,
+        "rejected_files": 0,
     }  # fmt: skip
     assert body["rows"][1]["total_revenue"] == "98765.40" and body["rows"][1]["return_rate"] == "0.00"
 
@@ -160,6 +164,11 @@ def test_no_request_scans_a_table(api: Api) -> None:
         ("/status?to=2025-07-10&from=2020-01-01", 400, "at most 366"),
         ("/days?x=1", 400, "unknown parameter 'x' (this route takes none)"),
         ("/kpis/weekly", 404, "no route /kpis/weekly"),
+        (
+            "/kpis/categories/" + "%E2%82%AC" * 683 + "?from=2025-07-01&to=2025-07-10",
+            400,
+            "the category id is 2049 bytes long; a category id has at most 2048 bytes",
+        ),
     ],
 )
 def test_parameter_errors_name_the_parameter(api: Api, path: str, status: int, message: str) -> None:
@@ -270,3 +279,74 @@ def test_day_state_is_one_of_a_closed_set(batch: dict[str, Any] | None, state: s
     assert day["state"] == state and isinstance(day["state"], routes.DayState)
     assert (day["failure_error"] is not None) == failed
     assert json.loads(json.dumps(day))["state"] == state
+
+
+ECS_CAUSE = json.dumps(
+    {
+        "TaskArn": "arn:aws:ecs:eu-west-1:123456789012:task/ecomkpi-prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "ClusterArn": "arn:aws:ecs:eu-west-1:123456789012:cluster/ecomkpi-prod",
+        "StoppedReason": "Essential container in task exited",
+        "Containers": [{"Name": "transformation", "ExitCode": 1, "RuntimeId": "0f1e2d3c4b5a-1527"}],
+        "Attachments": [{"Details": [{"Name": "privateDnsName", "Value": "ip-10-0-3-17.eu-west-1.compute.internal"},
+                                     {"Name": "privateIPv4Address", "Value": "10.0.3.17"}]}],
+    }
+)  # fmt: skip
+
+
+def test_status_gives_readers_a_short_cause_and_a_reference_never_the_raw_one(api: Api) -> None:
+    """The raw cause of a broken ECS task names task and cluster ARNs (the account), the private
+    host and its address: readers of /status get the reason, the exit codes and the execution."""
+    api.ddb.update_item(
+        TableName=api.names.tracker_table,
+        Key={"BatchId": {"S": "2025-07-10"}},
+        UpdateExpression="SET failure_cause = :c, failure_error = :e",
+        ExpressionAttributeValues={":c": {"S": ECS_CAUSE}, ":e": {"S": "States.TaskFailed"}},
+    )
+    status, body = api.get("/status")
+    assert status == 200
+    failed = next(d for d in body["days"] if d["date"] == "2025-07-10")
+    assert failed["failure_cause"] == "Essential container in task exited; transformation exited 1"
+    assert failed["failure_reference"] == "2025-07-10-g2"
+    text = json.dumps(body)
+    for secret in ("arn:aws", "123456789012", "compute.internal", "10.0.3.17"):
+        assert secret not in text, secret
+
+
+@pytest.mark.parametrize(
+    ("cause", "short"),
+    [
+        ("worker w-1 on ip-10-0-3-17.eu-west-1.compute.internal (10.0.3.17) died\nTraceback ...",
+         "worker w-1 on <host> (<ip>) died"),
+        ("AccessDenied for arn:aws:iam::123456789012:role/x calling https://sqs.eu-west-1.amazonaws.com/1/q",
+         "AccessDenied for <arn> calling <url>"),
+        ("x" * 500, "x" * 197 + "..."),
+        ("", None),
+    ],
+)  # fmt: skip
+def test_short_causes_are_one_scrubbed_line(cause: str, short: str | None) -> None:
+    assert short_cause(cause) == short
+
+
+def test_every_answer_says_how_a_browser_may_treat_it(api: Api) -> None:
+    for path in ("/", "/status", "/kpis/daily?from=2025-07-01&to=2025-07-10", "/kpis/weekly", "/days?x=1"):
+        try:
+            with urllib.request.urlopen(api.server.url + path.lstrip("/"), timeout=10) as response:
+                headers = response.headers
+        except urllib.error.HTTPError as exc:
+            headers = exc.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        policy = headers["Content-Security-Policy"]
+        assert policy.startswith("default-src 'none'") and "frame-ancestors 'none'" in policy, path
+
+
+def test_the_page_policy_allows_its_own_inline_code_and_nothing_else(api: Api) -> None:
+    with urllib.request.urlopen(api.server.url, timeout=10) as response:
+        html, policy = response.read().decode(), response.headers["Content-Security-Policy"]
+    directives = dict(d.split(" ", 1) for d in policy.split("; "))
+    for kind in ("script", "style"):
+        body = html.split(f"<{kind}>", 1)[1].split(f"</{kind}>", 1)[0]
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert directives[f"{kind}-src"] == f"'sha256-{digest}'"
+    assert directives["connect-src"] == "'self'" and "unsafe" not in policy
+    response = lambda_handler({"rawPath": "/", "requestContext": {"http": {"method": "GET"}}})
+    assert response["headers"]["Content-Security-Policy"] == policy  # the same page, the same policy

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomkpi.report_html import OPEN_ROWS, category_mix, render_report_html, write_report_html
+from ecomkpi.report_html import OPEN_ROWS, category_chart, category_mix, render_report_html, write_report_html
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -528,3 +528,15 @@ def test_category_mix_folds_the_tail():
     assert mix[0] == ("c00", Decimal("101.50"))
     assert mix[-1][0] == "other (11)"
     assert sum(v for _, v in mix) == sum(100 - i for i in range(40)) + Decimal("1.50")
+
+
+@pytest.mark.parametrize("category", ["Sale $\\frac{1}$", "50$ & up $", "$x^{$", "Tools $\\undefined$"])
+def test_category_labels_are_plain_text_not_mathtext(category: str) -> None:
+    """A category with dollar signs is a producer's text: the chart shows it as written instead of
+    failing the report in matplotlib's mathtext parser."""
+    rows = [
+        {"category_id": category, "daily_revenue": "10.00"},
+        {"category_id": "Jeans", "daily_revenue": "5"},
+    ]
+    png = category_chart(rows)
+    assert png is not None and base64.b64decode(png).startswith(b"\x89PNG")

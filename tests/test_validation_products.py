@@ -114,3 +114,30 @@ def test_good_master_is_copied_and_supersedes_the_rejection(phases: dict[str, Ph
     old_etag = before.after.etags[PRODUCTS_KEY]
     assert f"invalid/superseded/{MASTER}.{old_etag}" in phase.after.keys
     assert f"invalid/superseded/{MASTER}.{old_etag}.report.json" in phase.after.keys
+
+
+LONG_CATEGORY = "€" * 700  # 700 characters, 2,100 bytes of UTF-8: over DynamoDB's 2,048-byte key
+UNSAFE_CATEGORIES = (
+    f"id,cost,category,retail_price,sku\n1,1.00,{LONG_CATEGORY},2.00,S1\n"
+    "2,1.00,Sale\tItems,2.00,S2\n3,1.00,\x1b[31mRed,2.00,S3\n4,1.00,Socks,2.00,S4\n"
+).encode()
+
+
+def test_a_category_no_kpi_table_can_key_rejects_the_master(moto_endpoint: str, spark) -> None:
+    """A category is CategoryKPIs' partition key: longer than 2,048 bytes it fails every write of
+    the days that sell it, and control characters forge log lines; both reject the file."""
+    config = make_config(moto_endpoint, f"ecomkpi-valcat-{uuid.uuid4().hex[:8]}")
+    create_bucket(config)
+    put(config, PRODUCTS_KEY, UNSAFE_CATEGORIES)
+
+    result = run(config, spark)
+
+    assert result.exit_code == EXIT_REJECTED
+    report = snapshot(config).reports[f"invalid/{MASTER}.report.json"]
+    failed = {f["rule"]: f for f in report["failures"]}
+    assert set(failed) == {"category is at most 2048 bytes", "category has no control characters"}
+    assert {f["column"] for f in failed.values()} == {"category"}
+    too_long = failed["category is at most 2048 bytes"]
+    assert too_long["failing_rows"] == 1
+    assert too_long["samples"] == ["€" * 64 + "... (2100 bytes)"]  # its start and size, not 2 KB
+    assert sorted(failed["category has no control characters"]["samples"]) == ["\x1b[31mRed", "Sale\tItems"]

@@ -138,3 +138,24 @@ def test_a_single_line_longer_than_the_head_is_a_missing_header() -> None:
     head = b"order_id" + b"x" * (HEAD_BYTES - 8)
     found = inspect_head(head, 2 * 1024**3, "orders")
     assert [f.rule for f in found.findings] == [st.RULE_HEADER] and not found.readable
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        # A complete record: ragged too, but this is the rule that says why Spark cannot read it.
+        (ORDERS_HEADER + ROW + b"2" + b",x" * st.MAX_FIELDS + b"\n" + ROW, "line 3"),
+        # A record the 64 KiB cut ends in: its fields up to the cut are already too many.
+        (ORDERS_HEADER + ROW * 500 + b"2" + b",x" * (HEAD_BYTES // 2) + b"\n", "line 502"),
+    ],
+)
+def test_more_fields_than_the_csv_reader_holds_is_a_rejection(data: bytes, where: str) -> None:
+    (finding,) = inspect(data).findings
+    assert finding.rule == st.RULE_MAX_FIELDS == "rows have at most 20,480 fields"
+    assert finding.message.startswith(f"{where} has ")
+    assert finding.rejects
+
+
+def test_a_wide_record_inside_quotes_is_one_field() -> None:
+    quoted = ORDERS_HEADER + b'1,10,"' + b"," * (st.MAX_FIELDS + 5) + b'",2025-07-10 10:00:00\n'
+    assert rules(quoted) == []

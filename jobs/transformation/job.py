@@ -62,7 +62,7 @@ from jobs.transformation.lake import (
 from jobs.transformation.lock import LeaseLock, LockSettings
 from jobs.transformation.metrics import ScanMetrics
 from jobs.transformation.recompute import recompute, write_gold
-from jobs.transformation.serving import BatchWriter, serve
+from jobs.transformation.serving import BatchWriter, rejected_files_by_day, serve
 from jobs.transformation.versions import apply_plan
 
 if TYPE_CHECKING:
@@ -410,6 +410,7 @@ class _Run:
                 run_id=config.run_id,
                 updated_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                 writer=BatchWriter(self.dynamodb),
+                rejected_files=rejected_files_by_day(self.store, dates),
             )
             result.dynamodb = {k: v for k, v in asdict(served).items() if isinstance(v, int)}
             s.update(**result.dynamodb, deleted_categories=served.deleted_categories)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from botocore.exceptions import ClientError
 
-from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS, REJECTED_FILES, TRANSACTION_DATASETS
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb import DynamoDBClient
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
         CreateTableInputTypeDef,
         WriteRequestOutputTypeDef,
     )
+
+    from jobs.s3_store import S3Store
 
 DATE_INDEX = "date_key-index"
 DAILY_KEY = ("date_key",)
@@ -183,19 +185,29 @@ def serve(
     run_id: str,
     updated_at: str,
     writer: BatchWriter | None = None,
+    rejected_files: Mapping[str, int] | None = None,
 ) -> ServingResult:
-    """Make both tables hold exactly ``daily_rows`` / ``category_rows`` for every date in ``dates``."""
+    """Make both tables hold exactly ``daily_rows`` / ``category_rows`` for every date in ``dates``.
+
+    ``rejected_files`` (date -> files of that day now rejected, ``rejected_files_by_day``) marks
+    the rows of a day served partly; every write of a date sets or clears its mark.
+    """
     writer = writer or BatchWriter(client)
     dates = sorted(set(dates))
     result = ServingResult()
+    marks = {d: n for d, n in (rejected_files or {}).items() if n > 0}
 
-    daily_items = [to_item(r, DAILY_KPI_COLUMNS, run_id, updated_at) for r in daily_rows]
+    def marked(item: Item) -> Item:
+        count = marks.get(str(item["date_key"].get("S")))
+        return {**item, REJECTED_FILES: {"N": str(count)}} if count else item
+
+    daily_items = [marked(to_item(r, DAILY_KPI_COLUMNS, run_id, updated_at)) for r in daily_rows]
     kept_dates = {r["date_key"] for r in daily_rows}
     daily_gone: list[Item] = [{"date_key": {"S": d}} for d in dates if d not in kept_dates]
     writer.write(daily_table, DAILY_KEY, daily_items, daily_gone)
     result.daily_puts, result.daily_deletes = len(daily_items), len(daily_gone)
 
-    category_items = [to_item(r, CATEGORY_KPI_COLUMNS, run_id, updated_at) for r in category_rows]
+    category_items = [marked(to_item(r, CATEGORY_KPI_COLUMNS, run_id, updated_at)) for r in category_rows]
     fresh = {(r["category_id"], r["date_key"]) for r in category_rows}
     stored = stored_categories(client, category_table, dates)
     stale = sorted((c, d) for d in dates for c in stored[d] if (c, d) not in fresh)
@@ -205,6 +217,25 @@ def serve(
     result.deleted_categories = stale
     result.requests = writer.requests_sent
     return result
+
+
+def rejected_files_by_day(store: S3Store, dates: Iterable[str]) -> dict[str, int]:
+    """How many of each date's day files are rejected now (in ``invalid/<dataset>/<date>/``).
+
+    From the bucket, not from this run's inputs: any run that recomputes a date (a later day's
+    batch, a recompute) marks its rows the same way, and a corrected upload that passed moves the
+    rejection to ``invalid/superseded/``, which clears the mark at the date's next write. Two
+    listings per date.
+    """
+    counts: dict[str, int] = {}
+    for day in sorted(set(dates)):
+        counts[day] = sum(
+            1
+            for dataset in TRANSACTION_DATASETS
+            for o in store.list(f"invalid/{dataset}/{day}/")
+            if not o.key.endswith(".report.json")
+        )
+    return counts
 
 
 def create_kpi_tables(dynamodb_client: DynamoDBClient, daily_name: str, category_name: str) -> None:

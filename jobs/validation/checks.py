@@ -53,6 +53,23 @@ def _implausible_created_at(source: str) -> Column:
     return F.when(F.col(_ORDER_DATE).isNotNull() & ((year < low) | (year > high)), F.col(source))
 
 
+# DynamoDB holds at most 2,048 bytes (UTF-8) in a partition key: CategoryKPIs' category_id is one.
+MAX_KEY_BYTES = 2048
+_SAMPLE_CHARS = 64  # of an over-long value in a report: its start and its size, not all of it
+
+
+def _too_long_key(source: str) -> Column:
+    size = F.octet_length(F.col(source))
+    sample = F.concat(F.substring(F.col(source), 1, _SAMPLE_CHARS), F.lit("... ("), size, F.lit(" bytes)"))
+    return F.when(size > MAX_KEY_BYTES, sample)
+
+
+def _control_characters(source: str) -> Column:
+    """Tabs, line breaks, NUL, ESC and the other C0/C1 controls: they would forge lines in logs and
+    reports and break the CSV downloads of every day that sells the product."""
+    return F.when(F.col(source).rlike(r"\p{Cc}"), F.col(source))
+
+
 def _unknown_product(source: str) -> Column:
     return F.when(F.col(source).isNotNull() & F.col(_KNOWN_PRODUCT).isNull(), F.col(source))
 
@@ -61,6 +78,8 @@ def _unknown_product(source: str) -> Column:
 # by ``add_check_columns`` (the parsed order date, the product lookup).
 CHECK_COLUMNS: dict[str, dict[str, tuple[str, Callable[[str], Column]]]] = {
     PRODUCTS: {
+        "category__too_long": ("category", _too_long_key),
+        "category__control_characters": ("category", _control_characters),
         "cost__not_numeric": ("cost", _not_numeric),
         "cost__negative": ("cost", _negative),
         "retail_price__not_numeric": ("retail_price", _not_numeric),

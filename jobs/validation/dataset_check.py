@@ -12,7 +12,7 @@ write, each version under its own prefix (:func:`jobs.staging.write_staged_versi
 file's verdict is concluded (reports, verdict record, placement), several at a time.
 
 The Spark jobs of a run therefore grow with the distinct headers and the failing files, not with
-the files (tests/test_job_budget.py). A group whose read fails on an over-long value is checked
+the files (tests/test_job_budget.py). A group whose read fails on an over-long value or row is checked
 file by file (:class:`jobs.validation.spark_check.SparkCheck`), which names the file.
 """
 
@@ -129,8 +129,8 @@ class DatasetCheck:
             CORRUPT_RECORD,
             ragged_rows,
             shape_findings,
-            too_long_value,
             undecodable_rows,
+            unreadable,
         )
 
         started = time.perf_counter()
@@ -147,7 +147,7 @@ class DatasetCheck:
         try:
             per_span = frame.groupBy(FILE, PART).agg(*aggregates).collect()
         except Exception as exc:
-            if not too_long_value(exc):
+            if unreadable(exc) is None:
                 raise
             self._log.event(
                 "dataset.one_by_one", dataset=dataset, files=len(group.files), reason=str(exc)[:200]

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.csv_files import CORRUPT_RECORD, MAX_CHARS_PER_VALUE, read_csv
 from jobs.validation.findings import MAX_SAMPLES, Finding, structural
-from jobs.validation.structural import RULE_FIELDS, RULE_UTF8
+from jobs.validation.structural import MAX_FIELDS, RULE_FIELDS, RULE_UTF8, too_many_fields
 
 __all__ = ["CORRUPT_RECORD", "RULE_VALUE_LENGTH", "FileShape", "file_shape", "read_csv"]
 
@@ -24,6 +24,8 @@ REPLACEMENT_CHAR = "\ufffd"
 RULE_VALUE_LENGTH = f"every value is at most {MAX_CHARS_PER_VALUE:,} characters"
 # univocity's message when a value passes maxCharsPerColumn (Spark fails the read with it).
 _TOO_LONG = "exceeds the maximum number of characters"
+# ... and when a record has more fields than its maxColumns (structural.MAX_FIELDS).
+_TOO_WIDE = f"Index {MAX_FIELDS} out of bounds for length {MAX_FIELDS}"
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,16 @@ def undecodable_rows(columns: tuple[str, ...]) -> Column:
     )
 
 
-def too_long_value(exc: BaseException) -> bool:
-    """Whether a read failed on a value past ``maxCharsPerColumn`` (a verdict, not a broken task)."""
-    return _TOO_LONG in str(exc)
-
-
-def value_too_long() -> FileShape:
-    message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
-    return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
+def unreadable(exc: BaseException) -> FileShape | None:
+    """The verdict on a file Spark gave up reading (a value past ``maxCharsPerColumn``, a record
+    past ``maxColumns`` beyond the head check's 64 KiB); None when the failure is the task's."""
+    text = str(exc)
+    if _TOO_WIDE in text:
+        return FileShape(rows=0, findings=(too_many_fields(MAX_FIELDS + 1, "a row"),))
+    if _TOO_LONG in text:
+        message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"
+        return FileShape(rows=0, findings=(structural(RULE_VALUE_LENGTH, message),))
+    return None
 
 
 def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
@@ -81,9 +85,10 @@ def file_shape(frame: DataFrame, columns: tuple[str, ...]) -> FileShape:
             .collect()
         )
     except Exception as exc:  # Spark cannot read such a file at all: a verdict, not a broken task
-        if not too_long_value(exc):
+        shape = unreadable(exc)
+        if shape is None:
             raise
-        return value_too_long()
+        return shape
     counts = {k: sum(int(r[k]) for r in per_partition) for k in ("rows", "ragged", "undecodable")}
     rows_of = {int(r["partition"]): int(r["rows"]) for r in per_partition}
     partition_rows = tuple(rows_of.get(p, 0) for p in range(frame.rdd.getNumPartitions()))

@@ -28,6 +28,9 @@ HEAD_BYTES = 64 * 1024
 # (S3 takes at most 5 GiB in one PUT; a producer's day part is far smaller). MAX_FILE_BYTES overrides.
 DEFAULT_MAX_FILE_BYTES = 5 * 1024**3
 UTF8_BOM = codecs.BOM_UTF8
+# Spark's CSV reader (univocity) holds at most this many fields per record (its ``maxColumns``): one
+# record with more fails the whole read, so the file is rejected by this rule instead.
+MAX_FIELDS = 20_480
 
 # Rule names shared by reports, the README table and the tests.
 RULE_NOT_EMPTY = "file is not empty"
@@ -40,6 +43,7 @@ RULE_HEADER_NAMED = "every header column has a name"
 RULE_HEADER_UNIQUE = "header names are unique"
 RULE_HEADER_PLAIN = "header names contain no backtick"
 RULE_FIELDS = "rows have as many fields as the header"
+RULE_MAX_FIELDS = f"rows have at most {MAX_FIELDS:,} fields"
 RULE_ONE_LINE = "one record per line"
 RULE_WELL_FORMED = "file is well-formed CSV"
 
@@ -159,6 +163,9 @@ def inspect_head(
         return HeadInspection(
             findings=(structural(RULE_HEADER, "the first line is empty; a CSV header row must come first"),)
         )
+    too_wide = _too_wide(text)
+    if too_wide:
+        return HeadInspection(findings=(too_wide,))
     body = _complete_lines(text, complete)
     if not body:
         return HeadInspection(
@@ -172,6 +179,29 @@ def inspect_head(
         )
     scope = "in the file" if complete else f"in the first {HEAD_BYTES // 1024} KiB"
     return _inspect_csv(body, dataset, scope)
+
+
+def too_many_fields(fields: int, line: str) -> Finding:
+    return structural(
+        RULE_MAX_FIELDS,
+        f"{line} has {fields:,} fields or more, above the {MAX_FIELDS:,} the CSV reader holds per record",
+        failing_rows=1,
+        samples=[f"{line}: {fields:,} fields"],
+    )
+
+
+def _too_wide(text: str) -> Finding | None:
+    """The first line of the head, even one the 64 KiB cut, with more fields than the reader holds."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.count(",") < MAX_FIELDS:  # fewer separators: fewer fields, whatever the quoting
+            continue
+        try:
+            fields = len(next(csv.reader([line], delimiter=",", quotechar='"', doublequote=True)))
+        except csv.Error:  # a quoted field the cut ends in: its separators may be quoted
+            continue
+        if fields > MAX_FIELDS:
+            return too_many_fields(fields, "the header" if number == 1 else f"line {number}")
+    return None
 
 
 def _inspect_csv(body: str, dataset: str | None, scope: str) -> HeadInspection:
