@@ -124,7 +124,7 @@ def attach_order_dates(orders: DataFrame, items: DataFrame) -> DataFrame:
 
 
 def daily_kpis(orders: DataFrame, items: DataFrame) -> DataFrame:
-    """DailyKPIs per order date over prepared orders and items (see README: KPI contract)."""
+    """DailyKPIs per order date over prepared orders and items (docs/kpi-contract.md)."""
     o = orders.where(F.col("order_date").isNotNull())
     per_order = o.groupBy("order_date").agg(
         F.count(F.lit(1)).alias("total_orders"),

@@ -69,7 +69,7 @@ def spark_conf(config: PipelineConfig) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint.region": config.region,
         "spark.hadoop.fs.s3a.fast.upload": "true",
         "spark.hadoop.fs.s3a.bucket.probe": "0",
-        # Delta on S3: one writer per table at a time is guaranteed by the job's lock (see README).
+        # Delta on S3: the job's lock keeps one writer per table at a time (docs/pipeline.md).
         "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
     }
     if config.endpoint_url:
