@@ -96,7 +96,7 @@ def run(
     """Measure ``repeat`` days, after ``warm_days`` days served the same way and not measured.
 
     Warm-up days stand for the days a running ``ecomkpi up`` has already served: a fresh worker's
-    first days pay its JVM's just-in-time compilation (bench/README.md, session 21), which a stack
+    first days pay its JVM's just-in-time compilation (bench/results/LOG.md, 2026-12-02), which a stack
     that has been up for a while has behind it. Both figures are worth reporting.
 
     ``parts``: files per dataset and day (a day of ``parts`` orders and ``parts`` items files). Each

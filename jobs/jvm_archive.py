@@ -3,9 +3,9 @@
 Why: a JVM this pipeline starts cold (a per-batch Fargate task, the warm worker, a notebook, the test
 session) spends seconds loading and verifying the same tens of thousands of classes from ~300 jars
 before its first batch. JDK 17's dynamic archive (``-XX:ArchiveClassesAtExit`` once, then
-``-XX:SharedArchiveFile``) maps them pre-parsed instead. Measured on the 2-core machine: a session
-started in 4.7 s starts in 2.9 s, and its first Delta write and read take 11.3 s instead of 14.1 s
-(bench/README.md, session 12).
+``-XX:SharedArchiveFile``) maps them pre-parsed instead: a session starts sooner and its first Delta
+write and read take less; `make bench ARGS="--only latency --task-modes ecs"` measures what a cold
+JVM per task costs (bench/results/LOG.md, 2026-12-01).
 
 An archive is only valid for the JVM and the class path it was dumped with. Its file name carries a
 digest of both (the java binary, pyspark's jars, the jar cache's names, sizes and times), so a new

@@ -124,7 +124,7 @@ def attach_order_dates(orders: DataFrame, items: DataFrame) -> DataFrame:
 
 
 def daily_kpis(orders: DataFrame, items: DataFrame) -> DataFrame:
-    """DailyKPIs per order date over prepared orders and items (see README: KPI contract)."""
+    """DailyKPIs per order date over prepared orders and items (docs/kpi-contract.md)."""
     o = orders.where(F.col("order_date").isNotNull())
     per_order = o.groupBy("order_date").agg(
         F.count(F.lit(1)).alias("total_orders"),
@@ -193,8 +193,8 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
     dropped) and the per-date totals (level 1) with plain sums of exact decimals and counts.
     Everything is one query on purpose: two frames derived from the shared join would each re-run it
     (Spark prunes their inputs differently, so it cannot reuse the exchange); and a union instead of
-    joining per-date counts to the sums saves the join's two shuffles (2 Spark jobs per run,
-    bench/README.md). The transformation uses this; the oracle keeps the two separate definitions,
+    joining per-date counts to the sums saves the join's two shuffles (tests/test_job_budget.py counts
+    the jobs; bench/results/LOG.md, 2026-12-02). The transformation uses this; the oracle keeps the two separate definitions,
     and the tests compare one against the other.
     """
     o = orders.where(F.col("order_date").isNotNull())

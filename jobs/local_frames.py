@@ -1,9 +1,9 @@
 """DataFrames of rows the driver holds (a few KPI rows, applied-file records, an empty lookup).
 
 ``spark.createDataFrame(list, schema)`` goes through a Python RDD: every query that reads such a frame
-runs its tasks in Python worker processes, ~0.3 s more per query on the 2-core machine (a join with an
-empty frame: 0.53 s vs 0.23 s; 50 rows counted: 0.40 s vs 0.12 s; bench/README.md session 18), and a
-transformation run reads several (the planner's empty lookups, the gold writes, ``applied_files``).
+runs its tasks in Python worker processes, a fixed cost per query (measured alone and in
+`make bench ARGS="--only latency --task-modes worker --latency-upload spaced"`: bench/results/LOG.md,
+2026-12-01), and a transformation run reads several (the planner's empty lookups, the gold writes, ``applied_files``).
 From a ``pyarrow.Table`` PySpark hands the rows to the JVM as Arrow data in the driver: no Python
 worker, the same schema (nullability included). Naive datetimes are read in the session's time zone
 (UTC, ``jobs.spark_session``), not in the process's local one as the list path would.

@@ -73,7 +73,7 @@ def spark_conf(config: PipelineConfig) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint.region": config.region,
         "spark.hadoop.fs.s3a.fast.upload": "true",
         "spark.hadoop.fs.s3a.bucket.probe": "0",
-        # Delta on S3: one writer per table at a time is guaranteed by the job's lock (see README).
+        # Delta on S3: the job's lock keeps one writer per table at a time (docs/pipeline.md).
         "spark.delta.logStore.s3a.impl": "io.delta.storage.S3SingleDriverLogStore",
     }
     if config.endpoint_url:
@@ -165,8 +165,9 @@ def driver_conf(
 
 
 # A JVM that lives for one small batch spends about half its CPU in the JIT's C2 compiles and G1's
-# threads, on cores the job itself needs: C1 only and the serial collector took a 100k-item day's
-# per-batch path from 66.8 to 58.5 s, and made a 1M-item day 27 % slower (bench/README.md, session 9).
+# threads, on cores the job itself needs: C1 only and the serial collector make a 100k-item day's
+# per-batch path faster and a 1M-item day slower (`make bench ARGS="--only latency --task-modes ecs"`
+# and `--only throughput --sizes 1000000`; bench/results/LOG.md, 2026-11-30).
 SHORT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
@@ -202,14 +203,15 @@ def session_conf(
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     conf.update(driver_conf(master, driver_host, config.driver_port, config.driver_block_manager_port))
     # Compiled query code is cached by its source; Spark's default (100 classes) is less than one
-    # transformation run compiles (~245), so a warm session recompiled every run: ~2 s per 100k-item
-    # day (in process, bench/README.md session 11). A static setting: only a session we start gets it.
+    # transformation run compiles, so a warm session recompiled every run (the worker's latency:
+    # `make bench ARGS="--only latency --task-modes worker"`, bench/results/LOG.md, 2026-11-30).
+    # A static setting: only a session we start gets it.
     conf["spark.sql.codegen.cache.maxEntries"] = str(CODEGEN_CACHE_ENTRIES)
     if py_files:
         conf["spark.submit.pyFiles"] = py_files
     # PySpark 4 records the Python call site of every Column and function call in the JVM, for its
-    # error messages: ~4 Py4J round trips each; a new day's transformation run made 6,558 with it and
-    # 4,177 without (tests/test_job_budget.py, bench/README.md session 15). Errors still name the
+    # error messages: ~4 Py4J round trips each, a third of a new day's transformation run
+    # (tests/test_job_budget.py counts them; bench/results/LOG.md, 2026-12-01). Errors still name the
     # failing expression and Python's traceback the line; SPARK_EXTRA_CONF may turn it back on.
     conf["spark.python.sql.dataFrameDebugging.enabled"] = "false"
     conf.update(dict(config.extra_spark_conf))

@@ -1,8 +1,9 @@
 """The warm worker's first-use costs, paid on a tiny batch of its own before any real batch waits.
 
 A fresh JVM runs each code path slowly the first time: classes load, the JIT has nothing compiled,
-GX builds its metric providers, Delta its log replay. Measured on the local stack, the first 100k
-batch after a worker started took ~16 s longer than the ones after it (bench/README.md). So the
+GX builds its metric providers, Delta its log replay. On the local stack the first 100k batch after a
+worker started takes longer than the ones after it (`make bench ARGS="--only latency --task-modes worker"`;
+bench/results/LOG.md, 2026-11-30). So the
 worker runs the real functions of both jobs, once, on three generated one-row files in a temporary
 folder on local disk: CSV read and checks, the GX suites, staging rows, the plan, silver and gold
 commits of a Delta lake, and the KPI recompute. Nothing touches the pipeline's bucket, lake or tables.

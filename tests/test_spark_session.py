@@ -305,8 +305,8 @@ def test_the_shared_session_loads_delta_and_s3a_with_nothing_shipped(spark: Any)
 
 
 def test_a_session_we_start_keeps_the_compiled_code_of_many_runs(spark: Any) -> None:
-    """Spark's default cache (100 classes) is less than one transformation run compiles (~245): a
-    warm worker would recompile every query of every run (bench/README.md session 11)."""
+    """Spark's default cache (100 classes) is less than one transformation run compiles: a
+    warm worker would recompile every query of every run (bench/results/LOG.md, 2026-11-30)."""
     assert spark.sparkContext.getConf().get("spark.sql.codegen.cache.maxEntries") == str(
         CODEGEN_CACHE_ENTRIES
     )
