@@ -166,7 +166,7 @@ def ready_detail(line: str) -> str:
         record = json.loads(line)
     except ValueError:
         return "warm"
-    parts = [f"Spark session {record.get('session_seconds', '?')} s"]
+    parts = [f"Spark started in {record.get('session_seconds', '?')} s"]
     if "batch_seconds" in record:
         # Cut short for a task that arrived (or a stop): the step it was in, or the one it did not start.
         if record.get("interrupted_during"):

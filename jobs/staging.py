@@ -127,7 +127,7 @@ def row_numbers(frame: DataFrame, rows_per_partition: Sequence[int] | None = Non
     its partition (``monotonically_increasing_id``'s documented bit layout). The scan order is the
     file order: the same guarantee a window ordered by ``monotonically_increasing_id`` relies on,
     without the window's shuffle of the whole file into one task and its sort (1.5-1.7 s instead
-    of 2.4-2.6 s for a 600k-row file, bench/README.md "Session 14"). ``rows_per_partition``: what
+    of 2.4-2.6 s for a 600k-row file, bench/results/LOG.md, 329b9f6). ``rows_per_partition``: what
     :func:`partition_rows` gives, when a pass over ``frame`` counted them already (validation's
     shape check does); else it is counted now. Evaluate the column on ``frame`` itself (cached, or
     a deterministic scan): the counts describe its partitions.
@@ -250,7 +250,7 @@ class KeySummary:
     occurs once in the file (validation rejects a file where one does not). With the key ranges the
     planner observes as it reads the rows, that proves a new day's keys new (tests/test_key_ranges.py).
     No range here: observing one while the rows are written cost ~0.35 s per 100k rows on the
-    validation's answer (bench/README.md session 20), where the plan's read observes it anyway."""
+    validation's answer (bench/results/LOG.md, 50d2942), where the plan's read observes it anyway."""
 
     key: str
     unique: bool

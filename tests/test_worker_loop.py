@@ -491,13 +491,13 @@ def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     warmed = json.dumps(
         {"step": "warm", "session_seconds": 10.9, "batch_seconds": 24.6, "work_waiting": False}
     )
-    assert ready_detail(warmed) == "Spark session 10.9 s, warm-up batch 24.6 s"
+    assert ready_detail(warmed) == "Spark started in 10.9 s, warm-up batch 24.6 s"
     busy = json.dumps({"step": "warm", "session_seconds": 11.0, "work_waiting": True})
-    assert ready_detail(busy) == "Spark session 11.0 s, work was waiting: no warm-up batch"
+    assert ready_detail(busy) == "Spark started in 11.0 s, work was waiting: no warm-up batch"
     cut = json.dumps(
         {"step": "warm", "session_seconds": 9.0, "batch_seconds": 3.2, "interrupted_during": "plan"}
     )
-    assert ready_detail(cut) == "Spark session 9.0 s, warm-up batch 3.2 s (cut short during plan)"
+    assert ready_detail(cut) == "Spark started in 9.0 s, warm-up batch 3.2 s (cut short during plan)"
     assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
 
 

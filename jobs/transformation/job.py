@@ -110,8 +110,8 @@ def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
     # Table state (the log's actions, thousands at most for these tables) is rebuilt with this many
     # tasks after every new version. Delta's default is 50; in local mode one task does it and the
     # shuffle partitions only add scheduling on the same cores (in process, 3 x 100k-item days on
-    # an unprepared lake: plan, recompute and gold ~1-1.5 s less per run, bench/README.md session
-    # 13). A cluster keeps the shuffle partitions.
+    # an unprepared lake: plan, recompute and gold ~1-1.5 s less per run, bench/results/LOG.md,
+    # 8edf865). A cluster keeps the shuffle partitions.
     local = (spark.sparkContext.master or "").startswith("local")
     partitions = 1 if local else config.shuffle_partitions
     spark.conf.set("spark.databricks.delta.snapshotPartitions", str(partitions))
@@ -119,7 +119,7 @@ def tune_delta(spark: SparkSession, config: PipelineConfig) -> None:
     spark.conf.set("spark.databricks.delta.replaceWhere.constraintCheck.enabled", "false")
     # The per-commit checksum file (.crc) only lets a reader skip replaying the log since the last
     # checkpoint (at most 9 JSON files here); writing it cost ~0.2 s per commit on the emulator
-    # (in process, 100k items: silver 3.5-3.6 s instead of 3.9-4.4 s, bench/README.md session 10).
+    # (in process, 100k items: silver 3.5-3.6 s instead of 3.9-4.4 s, bench/results/LOG.md, 978e74e).
     spark.conf.set("spark.databricks.delta.writeChecksumFile.enabled", "false")
 
 
@@ -133,8 +133,8 @@ def warm_lake(
     """Build the lake's current table states for the next run (a warm worker, between tasks).
 
     Every run's commits give the tables new versions, whose state Delta rebuilds on first read:
-    ~1.5 s of the next run's plan and ~1.5 s of its gold stage at 100k items a day (bench/README.md
-    session 13). Building them while idle takes them out of the next batch's latency; ``interrupted``
+    ~1.5 s of the next run's plan and ~1.5 s of its gold stage at 100k items a day (bench/results/LOG.md,
+    8edf865). Building them while idle takes them out of the next batch's latency; ``interrupted``
     is asked before each table and, from a second thread, every 0.2 s during one: when it holds, the
     table's Spark jobs are cancelled (read-only work: the next build starts it again), so a task that
     arrives waits a fraction of a second, not a table's build (up to ~1 s seen).
@@ -207,7 +207,7 @@ class _Applied:
 # Lake table path -> the last snapshot of its applied_files this process read or wrote. A warm
 # worker's runs find it current (their own commits advance it), so discovery costs one listing of
 # the log instead of a Spark read of every small file the table holds (~0.8 s per run at 100k items,
-# bench/README.md session 11). A snapshot is immutable: a cache of the table's current (table id,
+# bench/results/LOG.md, d9f764f). A snapshot is immutable: a cache of the table's current (table id,
 # version) is exactly the table; another writer's commit, or a table deleted and created again,
 # makes them differ, and the table is read again.
 _APPLIED_SEEN: dict[str, _Applied] = {}
@@ -391,7 +391,7 @@ class _Run:
 
         An appending plan's KPIs are served before its silver commits: they are exactly the KPIs of
         the state those commits leave (computed from the stored rows plus the plan's), and the
-        dashboards see a new day ~2 s sooner (bench/README.md session 13). The journal already names
+        dashboards see a new day ~2 s sooner (bench/results/LOG.md, 8edf865). The journal already names
         the dates, so a run that dies before its commits is retried (same files, same plan, same
         KPIs served again), and any later run recomputes the journal's dates from silver: DynamoDB
         may briefly lead the lake, never disagree with it once runs succeed. Any other plan (it

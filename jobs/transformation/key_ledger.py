@@ -4,7 +4,7 @@ The planner looks up the stored versions of every key a run applies (orders by `
 by ``item_key``, the items of orders that arrive by ``order_id``). For a new day those lookups find
 nothing: producers' ids grow, and a new day's ids lie above everything stored. Each lookup still
 costs Delta's file filtering and a few adaptive stages (~2.5 s of a 100k-item day's plan,
-bench/README.md session 20). The ledger lets the planner prove "nothing stored" without reading
+bench/results/LOG.md, 50d2942). The ledger lets the planner prove "nothing stored" without reading
 silver: when the ranges of the run's keys (:mod:`jobs.key_ranges`, observed while its rows are read)
 miss the ledger's, no stored row has one of them.
 

@@ -122,7 +122,7 @@ def conform(df: DataFrame, table: str) -> DataFrame:
     """Exactly the table's declared columns, in order and type (writes never infer or evolve).
 
     One ``selectExpr`` of SQL casts: built as Column objects, a dozen columns cost ~40 Py4J round
-    trips per write (~0.1 s each time in a warm worker, bench/README.md session 15).
+    trips per write (~0.1 s each time in a warm worker, bench/results/LOG.md, bb7579c).
     """
     return df.selectExpr(*_CASTS[table])
 
