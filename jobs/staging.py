@@ -271,6 +271,28 @@ class KeySummary:
             return None
 
 
+def marker_body(summary: KeySummary | None, parts: Sequence[str]) -> bytes:
+    """A ``_SUCCESS`` marker: the version's key summary (if its dataset has a table key) and the
+    names of its Parquet files, so that a reader can tell rows that are gone (staging expires after
+    its lifecycle days, a part deleted by hand) from rows that are all there."""
+    body: dict[str, Any] = {} if summary is None else summary.as_json()
+    body["parts"] = sorted(parts)
+    return json.dumps(body).encode()
+
+
+def marker_parts(body: bytes) -> list[str] | None:
+    """The Parquet files a marker names; None when it names none (an older release, Spark's own)."""
+    try:
+        parts = json.loads(body).get("parts")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return [str(p) for p in parts] if isinstance(parts, list) else None
+
+
+def _parquet_names(store: S3Store, prefix: str) -> list[str]:
+    return [o.key.rsplit("/", 1)[-1] for o in store.list(f"{prefix}/") if o.key.endswith(".parquet")]
+
+
 def write_staged(
     rows: DataFrame,
     uri: str,
@@ -295,14 +317,13 @@ def write_staged(
     written = None
     if store is not None and dataset in TABLE_KEYS:
         written = KeySummary(TABLE_KEYS[dataset][0], unique_key)
-    marker = b"" if written is None else json.dumps(written.as_json()).encode()
     # Read once, by one run: dictionary encoding (much of the write's CPU) buys nothing here.
     writer = rows.write.mode("overwrite").option("parquet.enable.dictionary", "false")
     if store is None or not master.startswith("local"):
         writer.parquet(uri)
-        if store is not None and written is not None:  # Spark's own marker is empty: ours says more
+        if store is not None:  # Spark's own marker is empty: ours says more
             prefix = uri.removeprefix(store.uri("")).rstrip("/")
-            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
+            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, _parquet_names(store, prefix)))
         return written
     prefix = uri.removeprefix(store.uri("")).rstrip("/")
     with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
@@ -311,7 +332,7 @@ def write_staged(
         delete_staged(store, prefix)  # an earlier attempt's files (a different split) must not stay
         for part in parts:
             store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
-        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker)
+        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, [p.name for p in parts]))
     return written
 
 
@@ -332,7 +353,6 @@ def write_staged_versions(
     """
     (dataset,) = {v.dataset for v in versions} or {""}
     written = KeySummary(TABLE_KEYS[dataset][0], unique_key) if dataset in TABLE_KEYS else None
-    marker = b"" if written is None else json.dumps(written.as_json()).encode()
     master = rows.sparkSession.sparkContext.master or ""
     if not master.startswith("local"):
         for i, v in enumerate(versions):
@@ -350,7 +370,8 @@ def write_staged_versions(
             delete_staged(store, version.prefix)  # an earlier attempt's files must not stay
             for part in parts:
                 store.client.upload_file(str(part), store.bucket, f"{version.prefix}/{part.name}")
-            store.put_bytes(f"{version.prefix}/{SUCCESS_MARKER}", marker)
+            body = marker_body(written, [p.name for p in parts])
+            store.put_bytes(f"{version.prefix}/{SUCCESS_MARKER}", body)
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="staging-upload") as pool:
             list(pool.map(upload, enumerate(versions)))
@@ -358,9 +379,16 @@ def write_staged_versions(
 
 
 def read_marker(store: S3Store, prefix: str) -> tuple[bool, KeySummary | None]:
-    """(whether the version's rows are staged, what its marker says of its key): one GET."""
+    """(whether the version's rows are all staged, what its marker says of its key): one GET, and
+    one listing when the marker names its files. A marker whose files are not all there (expired,
+    deleted) counts as no rows: the reader parses the validated file instead of applying part of it."""
     body = store.read_if_exists(f"{prefix}/{SUCCESS_MARKER}")
-    return (False, None) if body is None else (True, KeySummary.from_marker(body))
+    if body is None:
+        return False, None
+    parts = marker_parts(body)
+    if parts is not None and not set(parts) <= set(_parquet_names(store, prefix)):
+        return False, None
+    return True, KeySummary.from_marker(body)
 
 
 def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:

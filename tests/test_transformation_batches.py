@@ -219,3 +219,28 @@ def test_late_parts_early_items_and_a_category_change(pipeline_factory):
     assert fourth.dynamodb["category_deletes"] == 2
     assert_matches_oracle(p)
     assert not [k for k in p.category() if k[0] == "Shoes"]
+
+
+def test_a_version_whose_staging_rows_lost_a_part_is_parsed_again(pipeline_factory):
+    """Staging expires (a lifecycle rule) and parts can be deleted by hand, while the ``_SUCCESS``
+    marker stays: the marker names its Parquet files, so a version missing one is parsed from its
+    validated file, never applied in part."""
+    p = pipeline_factory()
+    b1 = load_batch_0710(p)
+    victim = b1["orders"][0].removeprefix("raw/")
+    prefixes = {
+        k.rsplit("/", 1)[0]
+        for k in p.keys("staging/")
+        if k.endswith(".parquet") and k.startswith(f"staging/v1/{victim.split('/')[0]}/")
+    }
+    marker_of = {
+        prefix: p.s3.get_object(Bucket=p.bucket, Key=f"{prefix}/_SUCCESS")["Body"].read()
+        for prefix in prefixes
+    }
+    (prefix,) = [x for x, body in marker_of.items() if json.loads(body)["parts"]][:1]
+    part = json.loads(marker_of[prefix])["parts"][0]
+    p.s3.delete_object(Bucket=p.bucket, Key=f"{prefix}/{part}")
+    result = p.run("2025-07-10", b1["orders"], b1["items"])
+    assert result.status == "ok"
+    assert len(result.files_parsed) == 1 and result.files_parsed[0].startswith("orders/")
+    assert p.served() == p.expected()
