@@ -166,12 +166,15 @@ class RuleCounts:
             if r.mostly is not None:
                 considered = _col(r.column).isNotNull() if skips_nulls else F.lit(True)
                 out.append(F.count(F.when(considered, 1)).alias(_considered_alias(r.index)))
+        for r in self.unique_rules:  # their failing rows are counted per (file, value) apart
+            if r.mostly is not None and r.column in present:
+                out.append(F.count(_col(r.column)).alias(_considered_alias(r.index)))
         return out
 
     def read_counts(self, row: Mapping[str, Any]) -> tuple[dict[int, int], dict[int, int]]:
         """The failing and considered rows per rule found in one aggregated row (absent: none)."""
         failing, considered = {}, {}
-        for r in self.row_rules:
+        for r in self.rules:
             if _fail_alias(r.index) in row:
                 failing[r.index] = int(row[_fail_alias(r.index)] or 0)
             if _considered_alias(r.index) in row:
