@@ -511,7 +511,8 @@ def test_every_dead_letter_queue_is_alarmed(as_deployed: dict[str, Any], mode: s
 def test_task_mode_parameter_and_conditions(template: dict[str, Any]) -> None:
     param = template["Parameters"]["TaskMode"]
     assert param["Default"] == "worker"
-    assert set(param["AllowedValues"]) == set(MODES)
+    # The third mode has its own tests (tests/test_emr_serverless_stack.py).
+    assert set(param["AllowedValues"]) == {*MODES, "emr-serverless"}
     for mode in MODES:
         conditions = condition_values(template, {"TaskMode": mode})
         assert conditions["IsWorkerMode"] is (mode == "worker")
