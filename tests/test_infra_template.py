@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "ecomkpi-stack.yaml"
 ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
 WORKER_ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.worker.asl.json"
+EMR_ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.emr-serverless.asl.json"
 DESIGN = ROOT / "docs" / "design.md"
 DEPLOY = ROOT / "scripts" / "deploy.sh"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
@@ -801,7 +802,7 @@ def deploy_repo(tmp_path: Path) -> Path:
         (repo / package / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"x")
     (repo / "stepfunctions").mkdir()
     stand_in = '{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}'
-    for path in (ASL, WORKER_ASL):
+    for path in (ASL, WORKER_ASL, EMR_ASL):
         (repo / "stepfunctions" / path.name).write_text(path.read_text() if path.exists() else stand_in)
     return repo
 

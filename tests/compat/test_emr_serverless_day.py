@@ -35,6 +35,10 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A negative sale price: rejected by the order items suite, the day's other files still served.
     bad = root / f"order_items/{DAY}/order_items_bad.csv"
     bad.write_text(f"{header}\n99001,1,1,1,1,Complete,2025-07-10 10:00:00,,,,-5.00\n")
+    # A manifest naming every part: the day runs once, when all are in, in both modes alike.
+    keys = [f"raw/{p.relative_to(root).as_posix()}" for p in sorted(root.glob(f"order*/{DAY}/*.csv"))]
+    (root / "manifests").mkdir()
+    (root / "manifests" / f"{DAY}.json").write_text(json.dumps({"batch_id": DAY, "expected_keys": keys}))
     return root
 
 
