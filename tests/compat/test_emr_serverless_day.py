@@ -54,8 +54,14 @@ def kpis(out: Path) -> dict[str, list[dict[str, str]]]:
     return tables
 
 
-def outcome(result: Any) -> list[tuple[str, str, str]]:
-    return sorted((e["name"], e["status"], e.get("error") or "") for e in result.report["executions"])
+def outcome(result: Any) -> set[tuple[str, str]]:
+    """How the day's executions ended (their generation numbers are not compared: a second local
+    stack in one process was seen to number its day's executions after the first stack's)."""
+    return {(e["status"], e.get("error") or "") for e in result.report["executions"]}
+
+
+def fates(result: Any) -> dict[str, str]:
+    return {f["key"]: f["fate"] for f in result.report["files"]}
 
 
 def test_a_day_as_emr_serverless_job_runs_serves_what_worker_mode_serves(
@@ -71,17 +77,16 @@ def test_a_day_as_emr_serverless_job_runs_serves_what_worker_mode_serves(
     settings = StackSettings(bucket="ecomkpi-compat-emr", task_mode="emr-serverless")
     emr_result = run_demo([day], tmp_path / "emr", settings, timeout=600)
 
-    assert outcome(worker) == outcome(emr_result)
-    assert ("2025-07-10-g1", "FAILED", "Validation.DataRejected") in outcome(emr_result)
+    assert outcome(worker) == outcome(emr_result) == {("FAILED", "Validation.DataRejected")}
+    assert fates(worker) == fates(emr_result)
+    assert fates(emr_result)[f"raw/order_items/{DAY}/order_items_bad.csv"].startswith("invalid/")
     served = kpis(tmp_path / "emr")
     assert served["daily_kpis"] and served["category_kpis"]
     assert served == kpis(tmp_path / "worker")
 
     # The job runs: one per task, each a spark-submit of Spark 4.0 with the stack's parameters.
-    runs = json.loads((tmp_path / "emr" / "run_report.json").read_text())
-    assert runs["executions"]
     logs = sorted((tmp_path / "emr" / ".stack" / "emr-job-runs").rglob("driver.log"))
-    assert [p.parent.name for p in logs] == ["TransformData-1", "ValidateData-1"]
+    assert {p.parent.name for p in logs} == {"TransformData-1", "ValidateData-1"}  # no retry
     text = "\n".join(p.read_text() for p in logs)
     assert "emr_serverless_entry: validate exited 2" in text
     assert "emr_serverless_entry: transform exited 0" in text
