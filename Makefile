@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars archive browser run serve test test-fast lint fmt notebook bench deploy clean
+.PHONY: setup jars archive browser run serve test test-fast compat lint fmt notebook bench deploy clean
 
 setup: $(STAMP) jars archive
 
@@ -62,6 +62,24 @@ endif
 # Every test that needs no JVM and is not marked slow (~2 minutes): the loop before a small change.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not spark and not slow" $(PYTEST_ARGS)
+
+# The compat lane: the job tests (KPIs, validation, transformation) and a day through the local stack in
+# emr-serverless mode, on Spark 4.0 (the Spark of EMR Serverless's emr-spark-8.0.0) with Delta 4.4.0's
+# Spark 4.0 build: its own venv (.venv-compat, scripts/compat_venv.sh) and jar cache
+# (~/.cache/ecomkpi/jars-spark4.0, scripts/spark40-jars.pom.xml). Sets itself up on a fresh clone.
+COMPAT_VENV := .venv-compat
+COMPAT_JARS ?= $(HOME)/.cache/ecomkpi/jars-spark4.0
+# CI's selection (~5 min of pytest on 2 cores). The whole of the three job test files was run for the change
+# that added the lane (docs/scale-out.md): make compat COMPAT_TESTS="tests/compat tests/test_kpis.py
+# tests/test_validation_job.py tests/test_transformation_batches.py".
+COMPAT_TESTS ?= tests/compat tests/test_kpis.py::test_daily_and_category_kpis_hand_computed \
+  tests/test_validation_job.py \
+  --deselect tests/test_validation_job.py::test_files_checked_two_at_a_time_end_as_they_do_one_after_the_other
+compat:
+	@scripts/compat_venv.sh $(COMPAT_VENV)
+	@scripts/fetch_jars.sh $(COMPAT_JARS) scripts/spark40-jars.pom.xml
+	ECOMKPI_JARS_DIR=$(COMPAT_JARS) ECOMKPI_COMPAT_JARS_DIR=$(COMPAT_JARS) SPARK_CLASS_ARCHIVE=off \
+	  $(COMPAT_VENV)/bin/python -m pytest -p no:cacheprovider $(COMPAT_TESTS) $(PYTEST_ARGS)
 
 # The notebooks' `python3` kernel is this venv's interpreter (jupyter runs it as sys.executable), so
 # the project, Spark and Delta import and get_spark() finds the jar cache; `ecomkpi` is the same

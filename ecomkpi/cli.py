@@ -12,7 +12,10 @@ from tqdm import tqdm
 
 from ecomkpi.workflow_modes import MODES
 
-TASK_MODE_HELP = "worker: one warm worker serves every task (default); ecs: a fresh process per task"
+TASK_MODE_HELP = (
+    "worker: one warm worker serves every task (default); ecs: a fresh process per task; "
+    "emr-serverless: each task an EMR Serverless job run, locally a spark-submit on Spark 4.0 (make compat)"
+)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

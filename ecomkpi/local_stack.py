@@ -7,7 +7,9 @@ this itself), the dispatcher feeds them to ``lambda_handler`` as the SQS event s
 would, the handler's ``StartExecution`` reaches the local executor through boto3
 (``AWS_ENDPOINT_URL_SFN``). In worker mode (the default) the tasks go through the work queue to one
 ``docker/entrypoint.sh worker`` process kept alive by ``WorkerSupervisor`` (the ECS service); in
-ecs mode each task runs ``docker/entrypoint.sh validate|transform`` as a fresh local process.
+ecs mode each task runs ``docker/entrypoint.sh validate|transform`` as a fresh local process; in
+emr-serverless mode each task is a job run of the local EMR Serverless application: a ``spark-submit``
+of the compat venv's Spark 4.0 (``ecomkpi/sfn_local/emr_serverless.py``, ``make compat``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import boto3
 from ecomkpi.dispatcher import Dispatcher
 from ecomkpi.inprocess_worker import InProcessWorker
 from ecomkpi.log_sink import CloudWatchSink
+from ecomkpi.sfn_local import emr_serverless as emr
 from ecomkpi.sfn_local.executor import Executor, execution_status_change_event
 from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
 from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
@@ -43,6 +46,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
 ACCOUNT = "123456789012"
 RECONCILE_EVENT = {"ecomkpi": "reconcile"}
+LOCAL_EMR_APPLICATION = "00ecomkpilocal"
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,17 @@ class StackSettings:
     retry_delay_scale: float = 0.05
     port: int = 0
     # "worker": one warm worker process serves both tasks through the work queue (the default, as
-    # in the stack); "ecs": a fresh process per task, like the per-batch Fargate tasks.
+    # in the stack); "ecs": a fresh process per task, like the per-batch Fargate tasks;
+    # "emr-serverless": an EMR Serverless job run per task, a spark-submit of the compat venv's Spark.
     task_mode: str = "worker"
+    # emr-serverless mode: the release's Spark (the compat venv, `make compat`) and its jar cache.
+    emr_venv: Path = field(default_factory=lambda: REPO_ROOT / ".venv-compat")
+    emr_jars_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("ECOMKPI_COMPAT_JARS_DIR", "")
+            or Path.home() / ".cache" / "ecomkpi" / "jars-spark4.0"
+        )
+    )
     work_queue_name: str = "ecomkpi-work"
     # Worker mode: the trigger sends each part that lands before its day is complete to the worker,
     # which validates it at once (lambda_trigger/prechecks.py), as the stack's trigger does.
@@ -106,6 +119,7 @@ class LocalStack:
         self._sfn_server: StepFunctionsServer | None = None
         self.executor: Executor | None = None
         self.run_task: RunTaskHandler | None = None
+        self.emr: emr.StartJobRunHandler | None = None
         self.dispatcher: Dispatcher | None = None
         self.logs: CloudWatchSink | None = None
         self.worker: WorkerSupervisor | InProcessWorker | None = None
@@ -244,6 +258,9 @@ class LocalStack:
             self.work_queue_url = self._queue_with_dlq(
                 s.work_queue_name, f"{s.work_queue_name}-dlq", visibility=60, max_receives=1000
             )
+        if s.task_mode == "emr-serverless":
+            # What scripts/deploy.sh uploads: the entry point, the jobs zip and the Delta jars.
+            emr.upload_artifacts(self.client("s3"), s.bucket, s.emr_jars_dir, REPO_ROOT, s.work_dir)
         create_tracker_table(ddb, s.tracker_table)
         create_kpi_tables(ddb, s.daily_table, s.category_table)
         self.topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
@@ -280,6 +297,10 @@ class LocalStack:
             "DailyKpisTableName": s.daily_table,
             "CategoryKpisTableName": s.category_table,
             "WorkQueueUrl": self.work_queue_url,
+            "EmrApplicationId": LOCAL_EMR_APPLICATION,
+            "EmrJobRoleArn": f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-emr-job",
+            "EmrEntryPoint": emr.entry_point_uri(s.bucket),
+            "EmrSparkSubmitParameters": emr.spark_submit_parameters(s.bucket),
         }
         # What the ECS task definitions set (infra/), plus the emulator endpoint.
         task_env = {
@@ -311,10 +332,13 @@ class LocalStack:
             log_dir=s.work_dir / "task-logs",
             region=s.region,
         )
+        handlers = default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region)
+        if s.task_mode == "emr-serverless":
+            self.emr = handlers[emr.EMR_SERVERLESS_START_JOB_RUN_SYNC] = self._emr_application(task_env)
         scale = s.retry_delay_scale
         self.executor = executor = Executor(
             definition_path(s.task_mode),
-            default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region),
+            handlers,
             substitutions=substitutions,
             region=s.region,
             sleep=(lambda seconds: time.sleep(seconds * scale)),
@@ -356,6 +380,43 @@ class LocalStack:
             f"at {self._sfn_server.endpoint_url}"
         )
         return executor
+
+    def _emr_application(self, task_env: dict[str, str]) -> emr.StartJobRunHandler:
+        """The stack's EMR Serverless application, locally: its runtime configuration sets the same
+        variables as the task definitions (as ``spark.emr-serverless.driverEnv.*``); the job role
+        and the network give the emulator's endpoint and credentials."""
+        s = self.settings
+        spark_submit = s.emr_venv / "bin" / "spark-submit"
+        if not spark_submit.exists():
+            raise RuntimeError(f"{spark_submit} is missing: run `make compat` (the Spark 4.0 venv) first")
+        process_only = {"PYTHON", "SPARK_MASTER", "PYTHONUNBUFFERED"}
+        environment = {k: v for k, v in task_env.items() if k.startswith("AWS_") or k == "SPARK_LOCAL_IP"}
+        properties = {
+            f"{emr.DRIVER_ENV}{k}": v
+            for k, v in task_env.items()
+            if k not in environment and k not in process_only
+        }
+        properties[f"{emr.DRIVER_ENV}SPARK_CLASS_ARCHIVE"] = "off"
+        application = emr.LocalApplication(
+            application_id=LOCAL_EMR_APPLICATION,
+            spark_submit=str(spark_submit),
+            python=str(s.emr_venv / "bin" / "python"),
+            master=s.spark_master,
+            class_path=tuple(str(p) for p in emr.image_jars(s.emr_jars_dir)),
+            properties=properties,
+            environment=environment,
+        )
+
+        def fetch(bucket: str, key: str, dest: Path) -> None:
+            self.client("s3").download_file(bucket, key, str(dest))
+
+        return emr.StartJobRunHandler(
+            {LOCAL_EMR_APPLICATION: application},
+            fetch=fetch,
+            work_dir=s.work_dir / "emr-job-runs",
+            on_output=self._container_output,
+            region=s.region,
+        )
 
     # ------------------------------------------------------------------ events
 

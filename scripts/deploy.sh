@@ -10,13 +10,18 @@
 #      handler kpi_api.handler.lambda_handler), each with the shared boto3 client factory
 #      (jobs/aws.py and the docstring-only jobs/__init__.py, nothing else of jobs/); all pure Python,
 #      boto3 comes with the runtime;
-#   4. `aws cloudformation package`: uploads those zips and both workflow definitions
-#      (stepfunctions/ecommerce-pipeline-workflow.asl.json for TaskMode ecs and
-#      stepfunctions/ecommerce-pipeline-workflow.worker.asl.json for TaskMode worker; the template
-#      names both, one state machine per mode) to ECOMKPI_ARTIFACTS_BUCKET and writes
+#   4. `aws cloudformation package`: uploads those zips and the three workflow definitions
+#      (stepfunctions/ecommerce-pipeline-workflow.asl.json for TaskMode ecs,
+#      stepfunctions/ecommerce-pipeline-workflow.worker.asl.json for TaskMode worker and
+#      stepfunctions/ecommerce-pipeline-workflow.emr-serverless.asl.json for TaskMode emr-serverless;
+#      the template names all three, one state machine per mode) to ECOMKPI_ARTIFACTS_BUCKET and writes
 #      out/deploy/ecomkpi-stack.packaged.yaml;
 #   5. `aws cloudformation deploy` of the packaged template with the parameter overrides below;
-#   6. prints the stack outputs.
+#   6. TaskMode emr-serverless only: uploads what every job run starts from to s3://$ECOMKPI_BUCKET/emr/
+#      (the bucket exists once the stack does): scripts/emr_serverless_entry.py, the jobs zip
+#      (scripts/package_jobs.py, with expectations/) and the Delta jars of the Spark 4.0 set
+#      (scripts/fetch_jars.sh with scripts/spark40-jars.pom.xml, minus the S3A jars EMR's image has);
+#   7. prints the stack outputs.
 #
 # Required:  ECOMKPI_BUCKET              pipeline bucket to create (globally unique name)
 #            ECOMKPI_IMAGE_URI           pushed image, e.g. <acct>.dkr.ecr.<region>.amazonaws.com/ecomkpi:<tag>
@@ -27,7 +32,10 @@
 #            ECOMKPI_ECR_REPOSITORY (ecomkpi), ECOMKPI_CPU_ARCHITECTURE (X86_64|ARM64),
 #            ECOMKPI_VALIDATION_CPU (1024), ECOMKPI_VALIDATION_MEMORY (4096),
 #            ECOMKPI_TRANSFORMATION_CPU (2048), ECOMKPI_TRANSFORMATION_MEMORY (8192),
-#            ECOMKPI_TASK_MODE (worker|ecs; default worker: the warm worker service),
+#            ECOMKPI_TASK_MODE (worker|ecs|emr-serverless; default worker: the warm worker service),
+#            ECOMKPI_EMR_PRE_INITIALIZED_DRIVERS (0), ECOMKPI_EMR_PRE_INITIALIZED_EXECUTORS (0),
+#            ECOMKPI_EMR_IMAGE_URI (none: the release's image), ECOMKPI_EMR_IDLE_TIMEOUT_MINUTES (15),
+#            ECOMKPI_EMR_JARS_DIR (~/.cache/ecomkpi/jars-spark4.0, resolved when missing),
 #            ECOMKPI_WORKER_CPU (2048), ECOMKPI_WORKER_MEMORY (8192),
 #            ECOMKPI_WORKER_MIN_CAPACITY (1; 0 scales to zero), ECOMKPI_WORKER_MAX_CAPACITY (4),
 #            ECOMKPI_WORKER_MAX_BATCHES (50), ECOMKPI_WORKER_SCALE_IN_IDLE_MINUTES (65),
@@ -40,6 +48,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 template="$repo/infra/ecomkpi-stack.yaml"
 asl="$repo/stepfunctions/ecommerce-pipeline-workflow.asl.json"
 worker_asl="$repo/stepfunctions/ecommerce-pipeline-workflow.worker.asl.json"
+emr_asl="$repo/stepfunctions/ecommerce-pipeline-workflow.emr-serverless.asl.json"
 out="$repo/out/deploy"
 
 die() {
@@ -71,6 +80,8 @@ fi
 # Packaged in both modes: `cloudformation package` uploads every local path the template names.
 [ -f "$worker_asl" ] || die "worker-mode state machine definition not found: $worker_asl \
 (rendered from the ECS one: python -m ecomkpi.workflow_modes)"
+[ -f "$emr_asl" ] || die "emr-serverless state machine definition not found: $emr_asl \
+(rendered from the ECS one: python -m ecomkpi.workflow_modes)"
 # The Lambda packages: the template's Code paths are out/deploy/<package>.zip.
 lambda_packages=(lambda_trigger kpi_api)
 # Shipped in every Lambda zip beside its package: the one boto3 client factory both handlers import.
@@ -88,8 +99,8 @@ repository="${ECOMKPI_ECR_REPOSITORY:-ecomkpi}"
 arch="${ECOMKPI_CPU_ARCHITECTURE:-X86_64}"
 task_mode="${ECOMKPI_TASK_MODE:-worker}"
 case "$task_mode" in
-  worker | ecs) ;;
-  *) die "ECOMKPI_TASK_MODE must be worker or ecs, got $task_mode" ;;
+  worker | ecs | emr-serverless) ;;
+  *) die "ECOMKPI_TASK_MODE must be worker, ecs or emr-serverless, got $task_mode" ;;
 esac
 region_args=()
 if [ -n "${AWS_REGION:-${AWS_DEFAULT_REGION:-}}" ]; then
@@ -183,6 +194,10 @@ params=(
   "WorkerScaleInIdleMinutes=${ECOMKPI_WORKER_SCALE_IN_IDLE_MINUTES:-65}"
   "LogRetentionDays=${ECOMKPI_LOG_RETENTION_DAYS:-30}"
   "AlertEmail=${ECOMKPI_ALERT_EMAIL:-}"
+  "EmrPreInitializedDrivers=${ECOMKPI_EMR_PRE_INITIALIZED_DRIVERS:-0}"
+  "EmrPreInitializedExecutors=${ECOMKPI_EMR_PRE_INITIALIZED_EXECUTORS:-0}"
+  "EmrIdleTimeoutMinutes=${ECOMKPI_EMR_IDLE_TIMEOUT_MINUTES:-15}"
+  "EmrImageUri=${ECOMKPI_EMR_IMAGE_URI:-}"
 )
 echo "== 4/4 cloudformation deploy -> stack $stack (TaskMode $task_mode)"
 run aws cloudformation deploy "${region_args[@]}" \
@@ -192,6 +207,25 @@ run aws cloudformation deploy "${region_args[@]}" \
   --no-fail-on-empty-changeset \
   --tags project=ecomkpi "environment=$env_name" \
   --parameter-overrides "${params[@]}"
+
+# ---- 5. the EMR Serverless job's files (TaskMode emr-serverless)
+if [ "$task_mode" = "emr-serverless" ]; then
+  emr_jars="${ECOMKPI_EMR_JARS_DIR:-$HOME/.cache/ecomkpi/jars-spark4.0}"
+  if ! ls "$emr_jars"/delta-spark_4.0_*.jar >/dev/null 2>&1; then
+    "$repo/scripts/fetch_jars.sh" "$emr_jars" "$repo/scripts/spark40-jars.pom.xml"
+  fi
+  "$py" "$repo/scripts/package_jobs.py" "$out/ecomkpi_jobs.zip" >/dev/null
+  echo "== emr-serverless: entry point, jobs zip and Delta jars -> s3://$ECOMKPI_BUCKET/emr/"
+  run aws s3 cp "${region_args[@]}" "$repo/scripts/emr_serverless_entry.py" "s3://$ECOMKPI_BUCKET/emr/emr_serverless_entry.py"
+  run aws s3 cp "${region_args[@]}" "$out/ecomkpi_jobs.zip" "s3://$ECOMKPI_BUCKET/emr/ecomkpi_jobs.zip"
+  for jar in "$emr_jars"/*.jar; do
+    case "$(basename "$jar")" in
+      # S3A: EMR's image brings its own (ecomkpi/sfn_local/emr_serverless.py IMAGE_PROVIDED_JARS).
+      hadoop-aws-* | bundle-* | wildfly-openssl-*) continue ;;
+    esac
+    run aws s3 cp "${region_args[@]}" "$jar" "s3://$ECOMKPI_BUCKET/emr/jars/$(basename "$jar")"
+  done
+fi
 
 run aws cloudformation describe-stacks "${region_args[@]}" --stack-name "$stack" \
   --query "Stacks[0].Outputs[].[OutputKey,OutputValue]" --output table

@@ -3,10 +3,13 @@
 # from Maven Central into a cache OUTSIDE the clone, so every clone (and CI's fresh one) reuses it
 # and Spark starts from local files without touching the network.
 #
-# Usage: scripts/fetch_jars.sh [DEST]   (default: $ECOMKPI_JARS_DIR or ~/.cache/ecomkpi/jars)
+# Usage: scripts/fetch_jars.sh [DEST [POM]]
+#   DEST default: $ECOMKPI_JARS_DIR or ~/.cache/ecomkpi/jars
+#   POM  default: scripts/spark-jars.pom.xml (the jars of the pinned Spark 4.1); `make compat` passes
+#        scripts/spark40-jars.pom.xml and ~/.cache/ecomkpi/jars-spark4.0 (the Spark 4.0 set EMR runs)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-pom="$here/spark-jars.pom.xml"
+pom="${2:-$here/spark-jars.pom.xml}"
 dest="${1:-${ECOMKPI_JARS_DIR:-$HOME/.cache/ecomkpi/jars}}"
 stamp="$dest/.pom.sha256"
 want="$(sha256sum "$pom" | cut -d' ' -f1)"

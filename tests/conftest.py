@@ -93,6 +93,8 @@ def spark(moto_endpoint: str):
             "SPARK_MASTER": "local[2]",
             "SPARK_SHUFFLE_PARTITIONS": "2",
             "SPARK_EXTRA_CONF": f"spark.driver.extraJavaOptions='{options}'",
+            # The jar set of the Spark under test (make compat points it at the Spark 4.0 set).
+            "ECOMKPI_JARS_DIR": os.environ.get("ECOMKPI_JARS_DIR", ""),
         }
     )
     session = get_spark(config, app_name="ecomkpi-tests")

@@ -73,6 +73,8 @@ MOTO_SKIPPED = {
     "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Route",
     "AWS::ApiGatewayV2::Stage",
+    # TaskMode emr-serverless only, which is not deployed here (tests/test_emr_serverless_stack.py).
+    "AWS::EMRServerless::Application",
 }
 # Of those, what the rest of the stack refers to: created with boto3 before the stack (from the
 # template's own properties) and named in its place, as CloudFormation would resolve it.

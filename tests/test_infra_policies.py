@@ -903,7 +903,8 @@ def test_trigger_may_describe_executions_of_this_stacks_state_machines_only(temp
     ]
     raw = load_template()
     expected = {
-        physical(raw, sm).replace(":stateMachine:", ":execution:") + ":*" for sm, _ in STATE_MACHINES.values()
+        physical(raw, sm).replace(":stateMachine:", ":execution:") + ":*"
+        for sm in [*(sm for sm, _ in STATE_MACHINES.values()), "EmrServerlessStateMachine"]
     }
     assert set(as_list(st["Resource"])) == expected
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "ecomkpi-stack.yaml"
 ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.asl.json"
 WORKER_ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.worker.asl.json"
+EMR_ASL = ROOT / "stepfunctions" / "ecommerce-pipeline-workflow.emr-serverless.asl.json"
 DESIGN = ROOT / "docs" / "design.md"
 DEPLOY = ROOT / "scripts" / "deploy.sh"
 CFN_LINT = Path(sys.executable).parent / "cfn-lint"
@@ -515,7 +516,8 @@ def test_every_dead_letter_queue_is_alarmed(as_deployed: dict[str, Any], mode: s
 def test_task_mode_parameter_and_conditions(template: dict[str, Any]) -> None:
     param = template["Parameters"]["TaskMode"]
     assert param["Default"] == "worker"
-    assert set(param["AllowedValues"]) == set(MODES)
+    # The third mode has its own tests (tests/test_emr_serverless_stack.py).
+    assert set(param["AllowedValues"]) == {*MODES, "emr-serverless"}
     for mode in MODES:
         conditions = condition_values(template, {"TaskMode": mode})
         assert conditions["IsWorkerMode"] is (mode == "worker")
@@ -804,7 +806,7 @@ def deploy_repo(tmp_path: Path) -> Path:
         (repo / package / "__pycache__" / "junk.cpython-311.pyc").write_bytes(b"x")
     (repo / "stepfunctions").mkdir()
     stand_in = '{"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}'
-    for path in (ASL, WORKER_ASL):
+    for path in (ASL, WORKER_ASL, EMR_ASL):
         (repo / "stepfunctions" / path.name).write_text(path.read_text() if path.exists() else stand_in)
     return repo
 

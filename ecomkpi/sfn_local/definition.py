@@ -29,8 +29,16 @@ SNS_PUBLISH = "arn:aws:states:::sns:publish"
 DYNAMODB_UPDATE_ITEM = "arn:aws:states:::dynamodb:updateItem"
 S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"
 SQS_SEND_MESSAGE_WAIT = "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+EMR_SERVERLESS_START_JOB_RUN_SYNC = "arn:aws:states:::emr-serverless:startJobRun.sync"
 KNOWN_RESOURCES = frozenset(
-    {ECS_RUN_TASK_SYNC, SNS_PUBLISH, DYNAMODB_UPDATE_ITEM, S3_GET_OBJECT, SQS_SEND_MESSAGE_WAIT}
+    {
+        ECS_RUN_TASK_SYNC,
+        SNS_PUBLISH,
+        DYNAMODB_UPDATE_ITEM,
+        S3_GET_OBJECT,
+        SQS_SEND_MESSAGE_WAIT,
+        EMR_SERVERLESS_START_JOB_RUN_SYNC,
+    }
 )
 WAIT_FOR_TASK_TOKEN = ".waitForTaskToken"
 

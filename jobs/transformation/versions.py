@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Observation, Window
+from pyspark.sql import Column, DataFrame, Observation, Row, Window
 from pyspark.sql import functions as F
 
 from jobs.contract import INGEST_SEQ, ROW_NUM, SOURCE_FILE
@@ -109,7 +109,22 @@ def materialize_observed(df: DataFrame, **metrics: Column) -> tuple[DataFrame, d
     """
     observation = Observation()
     done = materialize(df.observe(observation, *[column.alias(name) for name, column in metrics.items()]))
-    return done, observation.get
+    return done, {name: _python_value(value) for name, value in observation.get.items()}
+
+
+def _python_value(value: Any) -> Any:
+    """An observed value as Python data on Spark 4.0 and 4.1 alike.
+
+    Spark 4.1's ``Observation.get`` converts every value (a struct is a ``Row``, an array a
+    ``list``); Spark 4.0's (EMR Serverless's emr-spark-8.0.0) hands structs and arrays over as Py4J
+    Java objects, which the key ranges (structs) and arrival dates (an array) cannot read.
+    """
+    if type(value).__name__ != "JavaObject":  # py4j's class; py4j ships no type information
+        return value
+    if value.getClass().getName().startswith("org.apache.spark.sql.catalyst.expressions.GenericRow"):
+        names = list(value.schema().fieldNames())
+        return Row(**{name: _python_value(value.get(i)) for i, name in enumerate(names)})
+    return [_python_value(value.apply(i)) for i in range(value.length())]  # a Scala Seq
 
 
 def plan_table(
