@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -378,17 +378,33 @@ def write_staged_versions(
     return written
 
 
-def read_marker(store: S3Store, prefix: str) -> tuple[bool, KeySummary | None]:
+def read_marker(
+    store: S3Store, prefix: str, listed: Mapping[str, set[str]] | None = None
+) -> tuple[bool, KeySummary | None]:
     """(whether the version's rows are all staged, what its marker says of its key): one GET, and
-    one listing when the marker names its files. A marker whose files are not all there (expired,
-    deleted) counts as no rows: the reader parses the validated file instead of applying part of it."""
+    one listing when the marker names its files, unless ``listed`` (:func:`staged_files`) holds
+    it. A marker whose files are not all there (expired, deleted) counts as no rows: the reader
+    parses the validated file instead of applying part of it."""
     body = store.read_if_exists(f"{prefix}/{SUCCESS_MARKER}")
     if body is None:
         return False, None
     parts = marker_parts(body)
-    if parts is not None and not set(parts) <= set(_parquet_names(store, prefix)):
+    present = listed.get(prefix, set()) if listed is not None else set(_parquet_names(store, prefix))
+    if parts is not None and not set(parts) <= present:
         return False, None
     return True, KeySummary.from_marker(body)
+
+
+def staged_files(store: S3Store, datasets: Iterable[str]) -> dict[str, set[str]]:
+    """Every staged version's Parquet file names by version prefix, for ``datasets``: one paginated
+    listing per dataset instead of one per version (a day in many parts has many versions)."""
+    out: dict[str, set[str]] = {}
+    for dataset in dict.fromkeys(datasets):
+        for o in store.list(f"{STAGING}/{FORMAT_VERSION}/{dataset}/"):
+            if o.key.endswith(".parquet"):
+                prefix, name = o.key.rsplit("/", 1)
+                out.setdefault(prefix, set()).add(name)
+    return out
 
 
 def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame:

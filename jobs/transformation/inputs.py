@@ -17,7 +17,7 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.staging import KeySummary, read_marker, staging_prefix
+from jobs.staging import KeySummary, read_marker, staged_files, staging_prefix
 from jobs.transformation.sources import SourceFile
 
 # Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
@@ -110,8 +110,9 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
     if len(unique) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        listed = staged_files(store, {ds for rel in unique if (ds := _dataset(rel))})
         with ThreadPoolExecutor(max_workers=DISCOVERY_THREADS, thread_name_prefix="discover") as pool:
-            found = list(pool.map(lambda rel: _discover_one(rel, store), unique))
+            found = list(pool.map(lambda rel: _discover_one(rel, store, listed), unique))
     else:
         found = [_discover_one(rel, store) for rel in unique]
     for rel, file, skipped in found:
@@ -123,16 +124,23 @@ def discover(config: PipelineConfig, store: S3Store) -> Inputs:
     return inputs
 
 
-def _discover_one(rel: str, store: S3Store) -> tuple[str, InputFile | None, str]:
-    """(rel, the version waiting in validated/ or None, why it is skipped otherwise)."""
+def _dataset(rel: str) -> str | None:
     try:
-        dataset_of(rel)
+        return dataset_of(rel)
     except ValueError:
+        return None
+
+
+def _discover_one(
+    rel: str, store: S3Store, listed: Mapping[str, set[str]] | None = None
+) -> tuple[str, InputFile | None, str]:
+    """(rel, the version waiting in validated/ or None, why it is skipped otherwise)."""
+    if _dataset(rel) is None:
         return rel, None, "not a products/, orders/ or order_items/ key"
     info = store.head(stage_key(VALIDATED, rel))
     if info is not None:
         found = InputFile.from_object(rel, info)
-        staged, summary = read_marker(store, found.staging_prefix)
+        staged, summary = read_marker(store, found.staging_prefix, listed)
         return rel, dataclasses.replace(found, staged=staged, key_summary=summary), ""
     if store.exists(stage_key(PROCESSED, rel)):
         return rel, None, SKIP_PROCESSED
