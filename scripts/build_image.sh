@@ -72,7 +72,7 @@ if [ -n "$ca" ] && [ -s "$ca" ]; then
 fi
 started=$(date +%s)
 echo "image: building $image (buildah, layer cache)"
-buildah bud --isolation chroot --layers --quiet "${secret[@]}" \
+buildah bud --isolation chroot --format docker --layers --quiet "${secret[@]}" \
   -f "$root/docker/Dockerfile" -t "$image" "$root" >/dev/null
 seconds=$(($(date +%s) - started))
 size=$(podman image inspect --format '{{.Size}}' "$image")
