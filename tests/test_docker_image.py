@@ -374,12 +374,21 @@ def test_runtime_installs_the_project_and_nothing_else(runtime: Stage, project: 
     """pyproject's [project].dependencies (exact pins, not [dev]) in a layer of their own, then
     ``pip install --no-deps .`` of every package the project ships."""
     installs = [c for c in runtime.run_commands() if c[:2] == ["pip", "install"]]
-    assert [c[2:] for c in installs] == [["-r", "/opt/ecomkpi/requirements.txt"], ["--no-deps", "."]], installs
-    assert copy_destination(runtime, "/requirements.txt", from_stage="requirements") == "/opt/ecomkpi/requirements.txt"
+    assert [c[2:] for c in installs] == [["-r", "/opt/ecomkpi/requirements.txt"], ["--no-deps", "."]], (
+        installs
+    )
+    assert (
+        copy_destination(runtime, "/requirements.txt", from_stage="requirements")
+        == "/opt/ecomkpi/requirements.txt"
+    )
     # The requirements stage's extraction, run here on pyproject.toml: exactly [project].dependencies.
     (extract,) = [i for i in parse_dockerfile(DOCKERFILE.read_text())[1].all("RUN")]
-    pipeline = extract.args.split(">/requirements.txt")[0].replace("/build/pyproject.toml", str(ROOT / "pyproject.toml"))
-    listed = subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, check=True)
+    pipeline = extract.args.split(">/requirements.txt")[0].replace(
+        "/build/pyproject.toml", str(ROOT / "pyproject.toml")
+    )
+    listed = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipeline], capture_output=True, text=True, check=True
+    )
     assert listed.stdout.split() == project["project"]["dependencies"]
     (pip_run,) = [i for i in runtime.all("RUN") if "pip install --no-deps" in i.args]
     src = workdir_at(runtime, pip_run.line)
