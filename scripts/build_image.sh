@@ -72,8 +72,13 @@ if [ -n "$ca" ] && [ -s "$ca" ]; then
 fi
 started=$(date +%s)
 echo "image: building $image (buildah, layer cache)"
-buildah bud --isolation chroot --format docker --layers --quiet "${secret[@]}" \
-  -f "$root/docker/Dockerfile" -t "$image" "$root" >/dev/null
+log="${TMPDIR:-/tmp}/ecomkpi-image-build.log"
+if ! buildah bud --isolation chroot --format docker --layers "${secret[@]}" \
+  -f "$root/docker/Dockerfile" -t "$image" "$root" >"$log" 2>&1; then
+  tail -40 "$log" >&2
+  echo "image: build failed (the whole output: $log)" >&2
+  exit 1
+fi
 seconds=$(($(date +%s) - started))
 size=$(podman image inspect --format '{{.Size}}' "$image")
 echo "image: $image built in ${seconds} s, $((size / 1000000)) MB ($(podman image inspect --format '{{.Id}}' "$image" | cut -c1-12))"

@@ -104,8 +104,10 @@ def _check_day(stack: LocalStack, settings: Any, spark: Any, files: list[tuple[s
     assert [e["status"] for e in executions] == ["SUCCEEDED"], executions
     s3 = stack.client("s3")
     listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix="processed/").get("Contents", [])
-    processed = sorted(o["Key"].split("/")[-1] for o in listed)
-    assert processed == sorted(Path(rel).name for rel, _ in files), processed
+    processed = {o["Key"] for o in listed}
+    expected = {f"processed/{rel}" for rel, _ in files}
+    assert expected <= processed, expected - processed
+    assert {k for k in processed - expected if not k.startswith("processed/manifests/")} == set()
     left = s3.list_objects_v2(Bucket=settings.bucket, Prefix="raw/").get("Contents", [])
     assert not [o["Key"] for o in left if o["Key"].endswith(".csv")]
     ddb = stack.client("dynamodb")
