@@ -109,7 +109,7 @@ def _check_day(stack: LocalStack, settings: Any, spark: Any, files: list[tuple[s
     assert expected <= processed, expected - processed
     assert {k for k in processed - expected if not k.startswith("processed/manifests/")} == set()
     left = s3.list_objects_v2(Bucket=settings.bucket, Prefix="raw/").get("Contents", [])
-    # The day's parts have left raw/ (the products master's raw copy stays, as in process runs).
+    # The day's parts have left raw/ (the products master's raw copy stayed there in the 2026-12-07 run).
     assert not [
         o["Key"] for o in left if o["Key"].endswith(".csv") and not o["Key"].startswith("raw/products/")
     ]
