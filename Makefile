@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars archive browser run serve test test-fast compat lint fmt notebook bench deploy clean
+.PHONY: setup jars archive browser image test-image run serve test test-fast compat lint fmt notebook bench deploy clean
 
 setup: $(STAMP) jars archive
 
@@ -30,6 +30,15 @@ archive: $(STAMP) jars
 # Debian's headless Chromium + driver for the live-page tests (installed only when missing, as root).
 browser:
 	@scripts/install_browser.sh
+
+# The pipeline image (docker/Dockerfile) with podman/buildah from Debian, its base made by mmdebstrap
+# where no registry is reachable (scripts/build_image.sh): ~15 min the first time, seconds when cached.
+image:
+	@scripts/build_image.sh
+
+# The same for the container tests of `make test`; where podman cannot be installed they are skipped.
+test-image:
+	@scripts/build_image.sh --if-possible
 
 run: setup
 	$(BIN)/ecomkpi demo $(ARGS)
@@ -52,7 +61,7 @@ fmt: $(STAMP)
 # The JVM tests on the shared session, the tests with JVMs of their own and the tests without a JVM
 # as three pytest processes at once (scripts/test_in_lanes.sh);
 # PYTEST_SERIAL=1: one pytest process, one test after the other.
-test: setup browser lint
+test: setup browser lint test-image
 ifeq ($(PYTEST_SERIAL),1)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else

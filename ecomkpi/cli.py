@@ -16,6 +16,11 @@ TASK_MODE_HELP = (
     "worker: one warm worker serves every task (default); ecs: a fresh process per task; "
     "emr-serverless: each task an EMR Serverless job run, locally a spark-submit on Spark 4.0 (make compat)"
 )
+TASK_RUNTIME_HELP = (
+    "process: tasks run as processes of this checkout (default); container: as containers of the "
+    "pipeline image (make image), configured by infra/'s task definitions as on Fargate"
+)
+TASK_RUNTIMES = ("process", "container")
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -40,7 +45,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from ecomkpi.demo import run_demo
     from ecomkpi.local_stack import StackSettings
 
-    settings = StackSettings(bucket=args.bucket, spark_master=args.spark_master, task_mode=args.task_mode)
+    settings = StackSettings(
+        bucket=args.bucket,
+        spark_master=args.spark_master,
+        task_mode=args.task_mode,
+        task_runtime=args.task_runtime,
+        image=args.image,
+    )
     result = run_demo(list(args.data or []), args.out, settings, verbose=args.verbose, timeout=args.timeout)
     return result.exit_code
 
@@ -58,6 +69,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         spark_master=args.spark_master,
         task_mode=args.task_mode,
+        task_runtime=args.task_runtime,
+        image=args.image,
     )
     with LocalStack(settings, on_event=console.event, on_container_output=console.container) as stack:
         api = None
@@ -201,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for each wave")
     d.add_argument("-v", "--verbose", action="store_true", help="stream every Lambda and container line")
     d.add_argument("--task-mode", choices=MODES, default="worker", help=TASK_MODE_HELP)
+    d.add_argument("--task-runtime", choices=TASK_RUNTIMES, default="process", help=TASK_RUNTIME_HELP)
+    d.add_argument("--image", default="localhost/ecomkpi:dev", help="the image of --task-runtime container")
     d.set_defaults(func=_cmd_demo)
 
     u = sub.add_parser("up", help="keep the local stack running and stream the pipeline's events")
@@ -209,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--work-dir", type=Path, default=Path("out") / ".stack")
     u.add_argument("--spark-master", default="local[2]")
     u.add_argument("--task-mode", choices=MODES, default="worker", help=TASK_MODE_HELP)
+    u.add_argument("--task-runtime", choices=TASK_RUNTIMES, default="process", help=TASK_RUNTIME_HELP)
+    u.add_argument("--image", default="localhost/ecomkpi:dev", help="the image of --task-runtime container")
     u.add_argument("--api-port", type=int, default=8000, help="port of the KPI API and live page (-1: none)")
     u.set_defaults(func=_cmd_up)
 

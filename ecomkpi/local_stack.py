@@ -40,6 +40,7 @@ from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from ecomkpi.container_runtime import ContainerTask
     from jobs.aws import ServiceName
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +93,11 @@ class StackSettings:
     # The stack's schedule rule sends the trigger {"ecomkpi": "reconcile"} every few minutes (the
     # sweep that repairs batches whose events were lost); locally every minute. 0 turns it off.
     reconcile_seconds: float = 60.0
+    # "process": each task (or the worker) is a local process of this checkout; "container": a
+    # container of the pipeline image (ecomkpi.container_runtime), configured by the stack template's
+    # task definitions, as on Fargate. `make image` builds the image.
+    task_runtime: str = "process"
+    image: str = "localhost/ecomkpi:dev"
 
     @property
     def lake(self) -> str:
@@ -318,15 +324,19 @@ class LocalStack:
             "SPARK_LOCAL_IP": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
+        containers = self._container_tasks() if s.task_runtime == "container" else {}
+        commands = {}
+        for arn, name, command in (
+            (validation_td, "validation", "validate"),
+            (transformation_td, "transformation", "transform"),
+        ):
+            if name in containers:
+                task = containers[name]
+                commands[arn] = ContainerCommand(name, task.definition.command, launcher=task)
+            else:
+                commands[arn] = ContainerCommand(name, (str(ENTRYPOINT), command), cwd=str(REPO_ROOT))
         self.run_task = RunTaskHandler(
-            {
-                validation_td: ContainerCommand(
-                    "validation", (str(ENTRYPOINT), "validate"), cwd=str(REPO_ROOT)
-                ),
-                transformation_td: ContainerCommand(
-                    "transformation", (str(ENTRYPOINT), "transform"), cwd=str(REPO_ROOT)
-                ),
-            },
+            commands,
             base_env=task_env,
             on_output=self._container_output,
             log_dir=s.work_dir / "task-logs",
@@ -355,7 +365,23 @@ class LocalStack:
                 "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
                 "WORKER_POLL_SECONDS": "5",
             }
-            if self.worker_spark is not None:
+            if "worker" in containers:
+                worker_task = containers["worker"]
+                worker_task.added = {
+                    **worker_task.added,
+                    "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
+                    "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
+                    "WORKER_POLL_SECONDS": "5",
+                }
+                self.worker = WorkerSupervisor(
+                    worker_task.definition.command,
+                    {},
+                    on_output=self._container_output,
+                    on_event=self.on_event,
+                    log_path=s.work_dir / "worker.log",
+                    launcher=worker_task,
+                )
+            elif self.worker_spark is not None:
                 self.worker = InProcessWorker(
                     self.worker_spark, worker_env, on_output=self._container_output, on_event=self.on_event
                 )
@@ -417,6 +443,54 @@ class LocalStack:
             on_output=self._container_output,
             region=s.region,
         )
+
+    def _container_tasks(self) -> dict[str, ContainerTask]:
+        """The template's task definitions of this mode as containers of the image (by container
+        name), their ``Ref``s resolved to this stack's resources; plus what Fargate gives a task
+        outside its definition: here the emulator's endpoint and credentials."""
+        from ecomkpi.container_runtime import (
+            TASK_DEFINITIONS,
+            ContainerTask,
+            PodmanRuntime,
+            load_template,
+            task_definition,
+            unavailable_reason,
+        )
+
+        s = self.settings
+        reason = unavailable_reason(s.image)
+        if reason:
+            raise RuntimeError(f"--task-runtime container: {reason}")
+        names = {
+            "AWS::Region": s.region,
+            "AWS::AccountId": ACCOUNT,
+            "BucketName": s.bucket,
+            "DailyKpisTable": s.daily_table,
+            "CategoryKpisTable": s.category_table,
+            "WorkQueue": self.work_queue_url,
+        }
+        added = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": s.region,
+        }
+        if s.lake_path:
+            added["LAKE_PATH"] = s.lake_path
+        template = load_template()
+        runtime = PodmanRuntime(s.image)
+        wanted = ("worker",) if s.task_mode == "worker" else ("validation", "transformation")
+        tasks = {}
+        for name in wanted:
+            definition = task_definition(template, TASK_DEFINITIONS[name], names)
+            tasks[name] = ContainerTask(runtime, definition, dict(added))
+        self.on_event(
+            f"containers: {s.image} for "
+            + ", ".join(
+                f"{n} ({t.definition.cpu_units} CPU, {t.definition.memory_mib} MiB)" for n, t in tasks.items()
+            )
+        )
+        return tasks
 
     # ------------------------------------------------------------------ events
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ecomkpi.process_lines import read_lines, start_process
-from ecomkpi.sfn_local.tasks import ContainerOutput
+from ecomkpi.sfn_local.tasks import ContainerLauncher, ContainerOutput
 
 STATE_OF_JOB = {"validation": "ValidateData", "transformation": "TransformData"}
 
@@ -48,13 +48,18 @@ class WorkerSupervisor(threading.Thread):
         on_event: Callable[[str], None] | None = None,
         log_path: Path | None = None,
         restart_delay: float = 1.0,
+        launcher: ContainerLauncher | None = None,
     ) -> None:
+        """``launcher``: each worker is a container of the pipeline image (``argv`` its command,
+        ``env`` ignored: the container's environment is the launcher's)."""
         super().__init__(name="worker-supervisor", daemon=True)
         self.argv, self.env, self.cwd = list(argv), dict(env), cwd
         self.on_output = on_output or (lambda _out: None)
         self.on_event = on_event or (lambda _text: None)
         self.log_path = log_path
         self.restart_delay = restart_delay
+        self.launcher = launcher
+        self.container = ""  # the current worker's container name (with a launcher)
         self.starts = 0
         self.exits: list[int] = []
         self.process: subprocess.Popen[str] | None = None
@@ -79,8 +84,14 @@ class WorkerSupervisor(threading.Thread):
 
     def _run_once(self) -> int:
         log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
+        argv, env = self.argv, self.env
+        if self.launcher is not None:
+            name = f"ecomkpi-worker-{os.getpid()}-{self.starts + 1}-{int(time.time())}"
+            argv, env = self.launcher.launch(name, self.argv, {}), self.launcher.process_environment()
+            with self._lock:
+                self.container = name
         try:
-            proc = start_process(self.argv, self.env, self.cwd)
+            proc = start_process(argv, env, self.cwd)
         except OSError as exc:
             self.on_event(f"worker: cannot start {self.argv}: {exc}")
             self._stopping.wait(self.restart_delay * 5)
@@ -115,8 +126,17 @@ class WorkerSupervisor(threading.Thread):
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the current worker process group (tests: a task dying mid-batch)."""
         with self._lock:
-            proc = self.process
+            proc, container = self.process, self.container
         if proc is not None and proc.poll() is None:
+            if self.launcher is not None:  # the container, not the podman client that runs it
+                subprocess.run(
+                    ["podman", "kill", "--signal", str(int(sig)), container],
+                    env=self.launcher.process_environment(),
+                    capture_output=True,
+                    check=False,
+                    timeout=60,
+                )
+                return
             os.killpg(proc.pid, sig)
 
     def wait_started(self, timeout: float = 60.0) -> bool:
@@ -131,7 +151,9 @@ class WorkerSupervisor(threading.Thread):
         """SIGTERM (the worker finishes nothing new), then SIGKILL after ``grace`` seconds."""
         self._stopping.set()
         with self._lock:
-            proc = self.process
+            proc, container = self.process, self.container
+        if proc is not None and proc.poll() is None and self.launcher is not None:
+            self.launcher.stop(container)  # podman stop: SIGTERM, StopTimeout, SIGKILL
         if proc is not None and proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
                 try:

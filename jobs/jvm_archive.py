@@ -97,6 +97,8 @@ def _train(dump_to: str) -> None:
     from jobs.warmup import WarmUp
 
     env = {
+        # The jar directory of the session to archive (the image's is not the default one).
+        "ECOMKPI_JARS_DIR": os.environ.get("ECOMKPI_JARS_DIR", ""),
         "SPARK_MASTER": "local[2]",
         "SPARK_SHUFFLE_PARTITIONS": "2",
         ARCHIVE_ENV: OFF,

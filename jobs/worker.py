@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 JOB = "worker"
 EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
 FAILED_ERROR = "Worker.TaskFailed"
+# A task whose worker was stopped (SIGTERM) before answering; retried by the states' States.TaskFailed.
+STOPPED_ERROR = "Worker.Stopped"
 BAD_MESSAGE_ERROR = "Worker.BadMessage"
 COMMANDS = ("validate", "transform")
 PRECHECK = "precheck"
@@ -467,6 +469,13 @@ class Heartbeat(threading.Thread):
             if token in self.tokens:
                 self.tokens.remove(token)
 
+    def abandon_all(self) -> list[str]:
+        """Stop beating every task and count each as given up (its answer is not sent): the tokens."""
+        with self._sending:
+            tokens, self.tokens = list(self.tokens), []
+            self.lost_tokens.update(tokens)
+        return tokens
+
     def run(self) -> None:
         while not self.done.wait(self.interval):
             for token in list(self.tokens):
@@ -532,6 +541,9 @@ class Worker:
         self._stopping = threading.Event()
         self._warm: dict[str, Any] = {}
         self._unprepared: dict[str, PipelineConfig] = {}  # lake path -> config: see _prepare_pending
+        self._beat: Heartbeat | None = None  # the run in progress (terminate fails its tasks)
+        self._terminated = False
+        self.protection = ScaleInProtection(self.base_env.get("ECS_AGENT_URI"))
 
     @property
     def spark(self) -> SparkSession:
@@ -546,6 +558,28 @@ class Worker:
     def stop(self) -> None:
         """Finish the current task, then return from ``serve`` (SIGTERM from ECS)."""
         self._stopping.set()
+
+    def terminate(self) -> None:
+        """SIGTERM (ECS's stop: scale-in, a deployment, ``podman stop``): the tasks in progress fail
+        at once with a retryable error, so their states retry now (on another worker) instead of
+        waiting out HeartbeatSeconds after the kill that follows ECS's stop timeout; Spark's jobs are
+        cancelled, and ``serve`` returns without taking anything new."""
+        self._terminated = True
+        self._stopping.set()
+        beat = self._beat
+        tokens = beat.abandon_all() if beat is not None else []
+        for token in tokens:
+            self._answer_failure(
+                token,
+                STOPPED_ERROR,
+                f"worker {self.worker_id} was stopped (SIGTERM) before the task ended; it is retried",
+            )
+        _log("terminate", level="WARN" if tokens else "INFO", failed_tasks=len(tokens))
+        if tokens and self._spark is not None:
+            try:
+                self._spark.sparkContext.cancelAllJobs()
+            except Exception as exc:  # the JVM may be going down already
+                _log("terminate.cancel_failed", level="WARN", error=error_summary(exc))
 
     def warm_up(self) -> None:
         """Pay the process's one-time costs (JVM, Spark, GX's import) before serving."""
@@ -619,6 +653,7 @@ class Worker:
             wait = PREPARE_AFTER_SECONDS if idle_work else self.settings.poll_seconds
             messages, pending = pending or self._receive(wait), []
             if not messages:
+                self.protection.set(False)  # idle: a scale-in may take this worker
                 # The lake first: the next run's latency depends on it, and it yields to a message
                 # at once. Then what answers left (Data Docs, for people), one piece per look at
                 # the queue: a task that arrives waits for one rendering at most.
@@ -640,7 +675,9 @@ class Worker:
                 self._run_after_answer()
                 _log("recycle", reason=reason, batches=self.batches)
                 return EXIT_OK
-        self._run_after_answer()
+        if not self._terminated:  # SIGTERM: ECS kills after its stop timeout, exit first
+            self._run_after_answer()
+        self.protection.set(False)
         _log("stopped", batches=self.batches)
         return EXIT_OK
 
@@ -672,6 +709,7 @@ class Worker:
     def handle(self, message: MessageTypeDef) -> None:
         # At most once per token: the state machine's retry, not the queue's redelivery, reruns a
         # batch whose worker died (a redelivered message would race its own retry).
+        self.protection.set(True)  # busy: no scale-in until the queue is empty again
         body = message.get("Body", "")
         environment = precheck_environment(body)
         if environment is not None:
@@ -766,7 +804,13 @@ class Worker:
         tokens = [t.token for t in tasks]
         beat = Heartbeat(self.sfn, tokens, self.settings.heartbeat_seconds, self._abandon, keeper.keep)
         beat.start()
+        self._beat = beat
         try:
+            if self._stopping.is_set():  # stopped between receipt and start: SIGTERM found no beat
+                beat.abandon_all()
+                for task in tasks:
+                    self._answer_failure(task.token, STOPPED_ERROR, f"worker {self.worker_id} was stopped")
+                return
             outcomes = self._execute(tasks, beat)
             seconds = round(time.perf_counter() - started, 3)
             for task in tasks:  # beating the tasks not answered yet (Heartbeat.release)
@@ -784,6 +828,7 @@ class Worker:
                 if not abandoned:
                     self._answer_task(task, exit_code, error)
         finally:
+            self._beat = None
             beat.stop()
         if lead.command == "transform":
             self._prepare_later(self.config(lead.environment))
@@ -947,6 +992,60 @@ class Worker:
             self._spark.sparkContext.cancelAllJobs()
 
 
+class ScaleInProtection:
+    """ECS task scale-in protection while the worker is busy, through the ECS agent's endpoint
+    (``$ECS_AGENT_URI/task-protection/v1/state``): a scale-in or a deployment then takes an idle worker
+    instead of stopping a batch. Best effort: without ``ECS_AGENT_URI`` (not on ECS) it does nothing,
+    and a failed call is logged, never raised (SIGTERM handling covers a stop that comes anyway).
+    Protection expires by itself after ``minutes`` (renewed when work keeps coming), so a worker that
+    hangs does not stay protected for ever."""
+
+    def __init__(self, agent_uri: str | None, minutes: int = 60, timeout: float = 2.0) -> None:
+        self.url = f"{agent_uri.rstrip('/')}/task-protection/v1/state" if agent_uri else ""
+        self.minutes, self.timeout = minutes, timeout
+        self.enabled: bool | None = None
+        self._since = 0.0
+
+    def set(self, enabled: bool) -> None:
+        if not self.url:
+            return
+        renew = enabled and time.monotonic() - self._since > self.minutes * 30  # half its lifetime
+        if enabled == self.enabled and not renew:
+            return
+        import urllib.request
+
+        body: dict[str, Any] = {"ProtectionEnabled": enabled}
+        if enabled:
+            body["ExpiresInMinutes"] = self.minutes
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(body).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except Exception as exc:
+            self.enabled = None  # unknown: the next change is sent again
+            _log("protection.error", level="WARN", enabled=enabled, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.enabled, self._since = enabled, time.monotonic()
+        _log("protection", enabled=enabled)
+
+
+def install_stop_handler(worker: Worker) -> None:
+    """SIGTERM -> ``worker.terminate`` on a thread of its own: the handler runs in the main thread,
+    which may be inside a Py4J call of the job; answering and cancelling from another thread lets
+    that call end (its Spark jobs cancelled) instead of waiting for it."""
+    import signal
+
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=worker.terminate, name="worker-terminate", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def heap_used_fraction(spark: SparkSession) -> float | None:
     """The driver JVM's used heap over its maximum, or None when it cannot be read.
 
@@ -969,8 +1068,6 @@ def heap_used_fraction(spark: SparkSession) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m jobs.worker`` / ``ecomkpi worker``: configuration from the environment."""
     del argv
-    import signal
-
     import boto3
 
     from jobs.spark_session import get_spark
@@ -988,7 +1085,7 @@ def main(argv: list[str] | None = None) -> int:
         sfn=session.client("stepfunctions", region_name=config.region),
         spark_factory=lambda: get_spark(config, app_name="ecomkpi-worker"),
     )
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    install_stop_handler(worker)
     try:
         worker.warm_up()
         return worker.serve()

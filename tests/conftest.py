@@ -110,6 +110,7 @@ _JVM_MODULES = {
     "test_spark_cluster",
     "test_demo_e2e",
     "test_worker_e2e",
+    "test_container_pipeline",
 }
 # Of those, the modules whose time goes to JVMs of their own (worker processes, notebook kernels,
 # spark-submit, a standalone cluster): `make test` runs them in a lane of their own beside the
@@ -118,7 +119,13 @@ _JVM_MODULES = {
 # (oracles): one JVM start. The demo's end-to-end test stays on the first lane: it runs its tasks on
 # the shared session, and in the second lane (niced) its set-up took 529 s instead of 175 s, making
 # that lane the longest (CI 26.1 min against 25.0 min with it here).
-_OWN_JVM_MODULES = {"test_validation_cli", "test_notebooks", "test_spark_cluster", "test_worker_e2e"}
+_OWN_JVM_MODULES = {
+    "test_validation_cli",
+    "test_notebooks",
+    "test_spark_cluster",
+    "test_worker_e2e",
+    "test_container_pipeline",  # the JVMs are in containers of the image (`make image`)
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -132,3 +139,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.spark)
         if module in _OWN_JVM_MODULES:
             item.add_marker(pytest.mark.own_jvms)
+        if module.startswith("test_container_pipeline"):
+            item.add_marker(pytest.mark.container)

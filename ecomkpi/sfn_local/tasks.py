@@ -7,8 +7,9 @@ definition passing a parameter the service does not know (AWS does the same when
 machine is created).
 
 * ``RunTaskHandler`` (``ecs:runTask.sync``) runs the container's command as a local process with
-  the task definition's environment plus the container overrides, and returns the ECS task
-  description as the ``.sync`` integration does. A non-zero exit of any container fails the
+  the task definition's environment plus the container overrides (or, with a ``ContainerLauncher``,
+  as a container of the pipeline image), and returns the ECS task description as the ``.sync``
+  integration does. A non-zero exit of any container fails the
   state with ``States.TaskFailed`` whose Cause is that task JSON, as AWS does.
 * ``WaitForTaskTokenHandler`` (``sqs:sendMessage.waitForTaskToken``) sends the message, then waits
   for ``SendTaskSuccess`` / ``SendTaskFailure`` on the attempt's token (``callbacks.py``).
@@ -76,6 +77,17 @@ def parameter_names(handler: TaskHandler) -> frozenset[str] | None:
 # --------------------------------------------------------------------------- ECS runTask.sync
 
 
+class ContainerLauncher(Protocol):
+    """Runs a task's container elsewhere than in a local process (``ecomkpi.container_runtime``):
+    the process started is the launcher's (``podman run``), the environment the container's."""
+
+    def launch(self, name: str, command: Sequence[str], overrides: Mapping[str, str]) -> list[str]: ...
+
+    def process_environment(self) -> dict[str, str]: ...
+
+    def stop(self, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class ContainerCommand:
     """How to run one task definition locally.
@@ -92,6 +104,9 @@ class ContainerCommand:
     cwd: str | None = None
     sidecars: tuple[str, ...] = ()
     sidecar_exit_code: int = 0
+    # Set: ``argv`` is the container's command, run by the launcher with only the container's
+    # environment (the task definition's + the overrides), not this process's.
+    launcher: ContainerLauncher | None = None
 
 
 @dataclass(frozen=True)
@@ -267,10 +282,17 @@ class RunTaskHandler:
         )
         task_id = uuid.uuid4().hex
         task_arn = f"arn:aws:ecs:{self.region}:{self.account_id}:task/{cluster_name}/{task_id}"
-        env = dict(os.environ) if self.inherit_env else {}
-        env.update(self.base_env)
-        env.update(command.environment)
-        env.update(overrides)
+        container_name = ""
+        if command.launcher is not None:
+            container_name = f"ecomkpi-{command.name}-{task_id[:12]}"
+            launched = tuple(command.launcher.launch(container_name, argv, overrides))
+            env = command.launcher.process_environment()
+        else:
+            launched = argv
+            env = dict(os.environ) if self.inherit_env else {}
+            env.update(self.base_env)
+            env.update(command.environment)
+            env.update(overrides)
         log_path = None
         if self.log_dir:
             log_path = (
@@ -278,7 +300,7 @@ class RunTaskHandler:
             )
             log_path.parent.mkdir(parents=True, exist_ok=True)
         created = _epoch_ms()
-        exit_code = self._run(argv, env, command, context, task_arn, log_path)
+        exit_code = self._run(launched, env, command, context, task_arn, log_path, container_name)
         stopped = _epoch_ms()
         with self._lock:
             self.runs.append(
@@ -338,6 +360,7 @@ class RunTaskHandler:
         context: TaskContext,
         task_arn: str,
         log_path: Path | None,
+        container_name: str = "",
     ) -> int:
         log = log_path.open("a", encoding="utf-8") if log_path else None
         lock = threading.Lock()
@@ -369,6 +392,8 @@ class RunTaskHandler:
                     break
                 except subprocess.TimeoutExpired:
                     if context.cancel.is_set():
+                        if command.launcher is not None:  # ECS's StopTask: SIGTERM, then SIGKILL
+                            command.launcher.stop(container_name)
                         self._kill(proc)
                         raise TaskCancelled(task_arn) from None
         finally:

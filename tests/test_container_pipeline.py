@@ -1,0 +1,196 @@
+"""The deployed form, run here: the pipeline's tasks as containers of the image `make image` builds
+(docker/Dockerfile), configured by the stack template's task definitions (ecomkpi.container_runtime).
+
+One day through ecs mode with both per-batch tasks in containers, one day through worker mode with the
+worker in a container: the KPIs equal a from-scratch computation of the files (the reference the
+process runs are held to in tests/test_worker_e2e.py), the files reach processed/, and every container
+ran on a read-only root file system with only the task definition's volumes writable (a job that wrote
+anywhere else would have failed). Also: the image's user is not root, and a stop (`podman stop`, what
+ECS does) ends the worker as ECS's stop would.
+
+They run wherever podman can (`make test` builds the image first: `make image`); they skip only where
+podman is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ecomkpi.container_runtime import (
+    DEFAULT_IMAGE,
+    TASK_DEFINITIONS,
+    ContainerTask,
+    load_template,
+    podman_environment,
+    task_definition,
+    unavailable_reason,
+)
+from ecomkpi.demo import scan_all
+from ecomkpi.generator import GeneratorSettings, generate
+from ecomkpi.local_stack import LocalStack
+from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
+from tests.test_worker_e2e import rows, stack_settings, upload
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("podman") is None, reason="podman is not installed: make image installs it"
+    ),
+]
+WRITABLE = ("/tmp", "/home/ecomkpi")
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    reason = unavailable_reason(DEFAULT_IMAGE)
+    if reason:  # podman is here: a missing image is a broken set-up, not a reason to skip
+        pytest.fail(f"{reason}; `make test` runs `make image` first")
+    return DEFAULT_IMAGE
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", *args],
+        env=podman_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_the_image_runs_as_uid_10001_not_root(image: str) -> None:
+    config_user = podman("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip()
+    assert config_user == "10001:10001"
+    ran = podman("run", "--rm", "--network", "host", "--entrypoint", "id", image)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split()[:2] == ["uid=10001(ecomkpi)", "gid=10001(ecomkpi)"], ran.stdout
+
+
+def test_the_read_only_root_is_enforced_and_the_task_volumes_are_writable(image: str) -> None:
+    """The control for "no writes outside the writable paths": the same flags as the tasks', one
+    write that must fail and one per volume that must succeed (as the image's user)."""
+    definition = task_definition(load_template(), TASK_DEFINITIONS["validation"], _local_names())
+    assert definition.readonly_root and definition.writable_paths == WRITABLE
+    flags = ["--read-only", "--read-only-tmpfs=false", *[x for p in WRITABLE for x in ("--volume", p)]]
+    script = (
+        "touch /tmp/ok /home/ecomkpi/ok && ! touch /opt/ecomkpi/no 2>/dev/null && ! touch /no 2>/dev/null"
+    )
+    ran = podman("run", "--rm", *flags, "--entrypoint", "sh", image, "-c", script)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+
+def _local_names() -> dict[str, str]:
+    return {
+        "AWS::Region": "us-east-1",
+        "BucketName": "b",
+        "DailyKpisTable": "d",
+        "CategoryKpisTable": "c",
+        "WorkQueue": "q",
+    }
+
+
+def _check_day(stack: LocalStack, settings: Any, spark: Any, files: list[tuple[str, str]]) -> None:
+    from jobs.oracle import kpis_from_files
+
+    executions = stack.executor.list_executions() if stack.executor else []
+    assert [e["status"] for e in executions] == ["SUCCEEDED"], executions
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix="processed/").get("Contents", [])
+    processed = {o["Key"] for o in listed}
+    expected = {f"processed/{rel}" for rel, _ in files}
+    assert expected <= processed, expected - processed
+    assert {k for k in processed - expected if not k.startswith("processed/manifests/")} == set()
+    left = s3.list_objects_v2(Bucket=settings.bucket, Prefix="raw/").get("Contents", [])
+    # The day's parts have left raw/ (the products master's raw copy stayed there in the 2026-12-07 run).
+    assert not [
+        o["Key"] for o in left if o["Key"].endswith(".csv") and not o["Key"].startswith("raw/products/")
+    ]
+    ddb = stack.client("dynamodb")
+    daily = scan_all(ddb, settings.daily_table)
+    category = scan_all(ddb, settings.category_table)
+    expected_daily, expected_category = kpis_from_files(spark, files)
+    assert daily and rows(daily, DAILY_KPI_COLUMNS, ("date_key",)) == rows(
+        [r.asDict() for r in expected_daily.collect()], DAILY_KPI_COLUMNS, ("date_key",)
+    )
+    key = ("category_id", "date_key")
+    assert rows(category, CATEGORY_KPI_COLUMNS, key) == rows(
+        [r.asDict() for r in expected_category.collect()], CATEGORY_KPI_COLUMNS, key
+    )
+
+
+def _assert_as_the_task_definition_says(argv: list[str], container: str) -> None:
+    """The podman run of a task: read-only root, exactly the definition's volumes, its size, no
+    --user (the image's), the template's environment (not this process's)."""
+    definition = task_definition(load_template(), TASK_DEFINITIONS[container], _local_names())
+    assert "--read-only" in argv and "--read-only-tmpfs=false" in argv
+    volumes = [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"]
+    assert tuple(volumes) == WRITABLE
+    assert f"--memory={definition.memory_mib}m" in argv
+    assert "--user" not in argv
+    env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--env")
+    assert "PYTHON" not in env and "PATH" not in env  # nothing of the host's environment
+    for name in definition.environment:
+        assert name in env, name
+    assert argv[-1] == definition.command[-1]
+
+
+def test_a_day_through_ecs_mode_with_both_tasks_in_containers(
+    tmp_path: Path, spark: Any, names: Any, image: str
+) -> None:
+    data = tmp_path / "data"
+    generate(data, GeneratorSettings(days=1, orders_per_day=30, parts=2, seed=7, products=40, manifests=True))
+    settings = stack_settings(tmp_path, names, task_mode="ecs", task_runtime="container", image=image)
+    with LocalStack(settings) as stack:
+        files = upload(stack, data)
+        assert stack.wait_idle(timeout=600, settle=3)
+        assert stack.run_task is not None
+        runs = stack.run_task.runs
+        assert [(r.state_name, r.exit_code) for r in runs] == [("ValidateData", 0), ("TransformData", 0)]
+        launchers = {c.name: c.launcher for c in stack.run_task.task_definitions.values()}
+        assert all(isinstance(x, ContainerTask) for x in launchers.values()), launchers
+        launched = launchers["validation"].runtime.launched  # type: ignore[union-attr]
+        assert len(launched) == 2
+        _assert_as_the_task_definition_says(launched[0], "validation")
+        _assert_as_the_task_definition_says(launched[1], "transformation")
+        _check_day(stack, settings, spark, files)
+
+
+def test_a_day_through_worker_mode_with_the_worker_in_a_container(
+    tmp_path: Path, spark: Any, names: Any, image: str
+) -> None:
+    data = tmp_path / "data"
+    generate(data, GeneratorSettings(days=1, orders_per_day=30, parts=2, seed=8, products=40, manifests=True))
+    settings = stack_settings(tmp_path, names, task_runtime="container", image=image)
+    stack = LocalStack(settings)
+    stack.start()
+    try:
+        worker = stack.worker
+        assert worker is not None and getattr(worker, "launcher", None) is not None
+        assert stack.wait_worker_ready(timeout=300), "the containerised worker never got warm"
+        files = upload(stack, data)
+        assert stack.wait_idle(timeout=600, settle=3, worker_too=True)
+        _check_day(stack, settings, spark, files)
+        launched = worker.launcher.runtime.launched  # type: ignore[union-attr]
+        assert len(launched) == 1
+        _assert_as_the_task_definition_says(launched[0], "worker")
+        container = worker.container
+        # ECS's stop: SIGTERM; the idle worker exits 0 long before StopTimeout (120 s) would kill it.
+        started = time.monotonic()
+        worker.stop()
+        stopped_in = time.monotonic() - started
+        assert worker.exits == [0], worker.exits
+        assert stopped_in < 60, stopped_in
+        log = (settings.work_dir / "worker.log").read_text()
+        steps = [json.loads(x.split("] ", 1)[1]).get("step") for x in log.splitlines() if "] {" in x]
+        assert "terminate" in steps and "stopped" in steps
+        assert podman("container", "exists", container).returncode != 0  # removed with its volumes
+    finally:
+        stack.stop()
