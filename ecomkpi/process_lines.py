@@ -3,6 +3,8 @@ runner (``sfn_local.tasks.RunTaskHandler``) and the worker's supervisor."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -38,3 +40,17 @@ def read_lines(proc: subprocess.Popen[str], on_line: Callable[[str, str], None])
     for reader in readers:
         reader.start()
     return readers
+
+
+def stop_group(proc: subprocess.Popen[str], grace_seconds: float) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace_seconds``: ECS's stop (``stopTimeout``)."""
+    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecomkpi.process_lines import read_lines, start_process
+from ecomkpi.process_lines import read_lines, start_process, stop_group
 from ecomkpi.sfn_local.callbacks import TaskCancelled
 from ecomkpi.sfn_local.definition import EMR_SERVERLESS_START_JOB_RUN_SYNC
 from ecomkpi.sfn_local.errors import TASK_FAILED, StatesError
@@ -415,16 +414,7 @@ class StartJobRunHandler:
         return code if code >= 0 else 128 - code
 
     def _kill(self, proc: subprocess.Popen[str]) -> None:
-        for sig, wait in ((signal.SIGTERM, self.kill_grace_seconds), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc, self.kill_grace_seconds)
 
 
 class _StagingFailed(Exception):

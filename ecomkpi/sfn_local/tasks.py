@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -35,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ecomkpi.process_lines import read_lines, start_process
+from ecomkpi.process_lines import read_lines, start_process, stop_group
 from ecomkpi.sfn_local.callbacks import PendingTask, TaskCancelled
 from ecomkpi.sfn_local.definition import (
     DYNAMODB_UPDATE_ITEM,
@@ -405,16 +404,7 @@ class RunTaskHandler:
         return code if code >= 0 else 128 - code
 
     def _kill(self, proc: subprocess.Popen[str]) -> None:
-        for sig, wait in ((signal.SIGTERM, self.kill_grace_seconds), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(proc, self.kill_grace_seconds)
 
 
 def _epoch_ms() -> int:
