@@ -189,8 +189,24 @@ def test_a_day_through_worker_mode_with_the_worker_in_a_container(
         assert worker.exits == [0], worker.exits
         assert stopped_in < 60, stopped_in
         log = (settings.work_dir / "worker.log").read_text()
-        steps = [json.loads(x.split("] ", 1)[1]).get("step") for x in log.splitlines() if "] {" in x]
+        steps = [record.get("step") for record in _records(log)]
         assert "terminate" in steps and "stopped" in steps
         assert podman("container", "exists", container).returncode != 0  # removed with its volumes
     finally:
         stack.stop()
+
+
+def _records(log: str) -> list[dict[str, Any]]:
+    """The JSON records of a supervisor's log (``[pid N] {...}`` lines; a line may carry text after
+    its record, e.g. two writes of the container's stdout joined)."""
+    decoder, out = json.JSONDecoder(), []
+    for line in log.splitlines():
+        if "] {" not in line:
+            continue
+        try:
+            record, _ = decoder.raw_decode(line.split("] ", 1)[1])
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
