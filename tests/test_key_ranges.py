@@ -58,6 +58,7 @@ def test_union_keeps_integer_bounds_only_while_both_sides_have_them() -> None:
     assert ints("7").union(None) == ints("7")
 
 
+@pytest.mark.parametrize("value", [ints("1", "100"), strings("a", "b"), None])
 def test_ranges_survive_json(value: KeyRange | None) -> None:
     assert KeyRange.from_json(json.loads(json.dumps(None if value is None else value.as_json()))) == value
 
