@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX, IgnoredKey, classify_key
 from lambda_trigger.events import FileArrival
 from lambda_trigger.s3_objects import ObjectInfo
 from lambda_trigger.tracker import BatchFileTracker, BatchState, upload_attribute
+from lambda_trigger.unrecognised import put_count
 
 if TYPE_CHECKING:
     from types_boto3_cloudwatch import CloudWatchClient
@@ -126,17 +126,4 @@ def arrival_of(bucket: str, entry: ObjectInfo) -> FileArrival:
 
 def count(cloudwatch: CloudWatchClient, bucket: str, found: int) -> None:
     """Best effort, every sweep (zero included, so the alarm has data to judge)."""
-    try:
-        cloudwatch.put_metric_data(
-            Namespace=METRIC_NAMESPACE,
-            MetricData=[
-                {
-                    "MetricName": METRIC_NAME,
-                    "Dimensions": [{"Name": "Bucket", "Value": bucket}],
-                    "Value": float(found),
-                    "Unit": "Count",
-                }
-            ],
-        )
-    except Exception as exc:
-        log.error(f"Could not count {found} unannounced key(s) in {METRIC_NAMESPACE}/{METRIC_NAME}: {exc!r}")
+    put_count(cloudwatch, METRIC_NAME, bucket, found, "unannounced key(s)")

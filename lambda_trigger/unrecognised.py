@@ -135,17 +135,23 @@ def move_unrecognised(
 
 def count(cloudwatch: CloudWatchClient, bucket: str, moved: int = 1) -> None:
     """Best effort: the move is what matters, a lost data point must not undo or repeat it."""
+    put_count(cloudwatch, METRIC_NAME, bucket, moved, "unrecognised key(s)")
+
+
+def put_count(cloudwatch: CloudWatchClient, name: str, bucket: str, value: int, what: str) -> None:
+    """One ``ecomkpi/<name>`` data point per bucket; a metric outage is logged, never raised (it must
+    not fail, and so re-drive, the event or sweep that counted)."""
     try:
         cloudwatch.put_metric_data(
             Namespace=METRIC_NAMESPACE,
             MetricData=[
                 {
-                    "MetricName": METRIC_NAME,
+                    "MetricName": name,
                     "Dimensions": [{"Name": "Bucket", "Value": bucket}],
-                    "Value": float(moved),
+                    "Value": float(value),
                     "Unit": "Count",
                 }
             ],
         )
-    except Exception as exc:  # a metric outage must not fail (and re-drive) the event
-        log.error(f"Could not count {moved} unrecognised key(s) in {METRIC_NAMESPACE}/{METRIC_NAME}: {exc!r}")
+    except Exception as exc:
+        log.error(f"Could not count {value} {what} in {METRIC_NAMESPACE}/{name}: {exc!r}")
