@@ -1,8 +1,8 @@
 """The deployed form, run here: the pipeline's tasks as containers of the image `make image` builds
 (docker/Dockerfile), configured by the stack template's task definitions (ecomkpi.container_runtime).
 
-One day through ecs mode with both per-batch tasks in containers, one day through worker mode with the
-worker in a container: the KPIs equal a from-scratch computation of the files (the reference the
+One day through ecs mode with both per-batch tasks in containers (S3, the lake and DynamoDB reached from
+the containers), and the worker role warming both jobs in its container: the KPIs equal a from-scratch computation of the files (the reference the
 process runs are held to in tests/test_worker_e2e.py), the files reach processed/, and every container
 ran on a read-only root file system with only the task definition's volumes writable (a job that wrote
 anywhere else would have failed). Also: the image's user is not root, and a stop (`podman stop`, what
@@ -163,11 +163,15 @@ def test_a_day_through_ecs_mode_with_both_tasks_in_containers(
         _check_day(stack, settings, spark, files)
 
 
-def test_a_day_through_worker_mode_with_the_worker_in_a_container(
-    tmp_path: Path, spark: Any, names: Any, image: str
+def test_the_worker_warms_both_jobs_in_its_container_and_stops_as_ecs_stops_it(
+    tmp_path: Path, names: Any, image: str
 ) -> None:
-    data = tmp_path / "data"
-    generate(data, GeneratorSettings(days=1, orders_per_day=30, parts=2, seed=8, products=40, manifests=True))
+    """The worker role in the image: as the stack starts it (the worker task definition's flags and
+    environment), its warm-up batch runs both jobs' real functions in the container (the CSV checks
+    and GX suites of three files, the plan, silver and gold Delta commits: jobs/warmup.py) on the
+    read-only root, and a stop ends it as ECS's does. A whole day through the containerised tasks,
+    S3 included, is the ecs-mode test above; the worker's day on the same code is tests/test_worker_e2e.py.
+    """
     settings = stack_settings(tmp_path, names, task_runtime="container", image=image)
     stack = LocalStack(settings)
     stack.start()
@@ -175,12 +179,24 @@ def test_a_day_through_worker_mode_with_the_worker_in_a_container(
         worker = stack.worker
         assert worker is not None and getattr(worker, "launcher", None) is not None
         assert stack.wait_worker_ready(timeout=300), "the containerised worker never got warm"
-        files = upload(stack, data)
-        assert stack.wait_idle(timeout=600, settle=3, worker_too=True)
-        _check_day(stack, settings, spark, files)
         launched = worker.launcher.runtime.launched  # type: ignore[union-attr]
         assert len(launched) == 1
         _assert_as_the_task_definition_says(launched[0], "worker")
+        warm = [
+            r for r in _records((settings.work_dir / "worker.log").read_text()) if r.get("step") == "warm"
+        ]
+        assert len(warm) == 1, warm
+        assert "error" not in warm[0] and not any(k.startswith("interrupted") for k in warm[0]), warm[0]
+        stages = (
+            "validation.products",
+            "validation.orders",
+            "validation.order_items",
+            "plan",
+            "silver",
+            "gold",
+        )
+        assert warm[0]["steps"] == len(stages), warm[0]
+        assert all(f"{stage}_seconds" in warm[0] for stage in stages), warm[0]
         container = worker.container
         # ECS's stop: SIGTERM; the idle worker exits 0 long before StopTimeout (120 s) would kill it.
         started = time.monotonic()

@@ -117,7 +117,10 @@ def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
             assert stack_box["stack"].worker is not None
             stack_box["stack"].worker.kill()
 
-    settings = stack_settings(tmp_path, names, heartbeat_scale=0.04)
+    # 300 s x 0.1 = 30 s of heartbeat: the replacement worker's JVM start and first look must fit in it
+    # (or in the next attempt's). At 0.04 (12 s) a CI run with three lanes and two containers on the
+    # 2 cores took longer than both retries: the day failed where AWS's 300 s would not have.
+    settings = stack_settings(tmp_path, names, heartbeat_scale=0.1)
     with LocalStack(settings, on_container_output=on_output) as stack:
         stack_box["stack"] = stack
         files = upload(stack, data)
@@ -127,11 +130,10 @@ def test_a_worker_killed_mid_transformation_is_replaced_and_the_batch_retried(
         assert [e["status"] for e in executions] == ["SUCCEEDED"]
         history = stack.executor.get_execution_history(executions[0]["executionArn"])
         timed_out = [e for e in history if e.type == "TaskTimedOut"]
-        # The kill shows as a heartbeat timeout. The retry (1.2 s later at this scale) waits in the
-        # queue while the replacement worker starts its JVM and, finding no work yet, runs its warm-up
-        # batch; where that outlasts the test's shortened heartbeat (300 s x 0.04 = 12 s; a slow run of
-        # the CI machine took longer), the retry times out once more and the next attempt succeeds, as
-        # it would in AWS: the state allows two retries.
+        # The kill shows as a heartbeat timeout. The retry (3 s later at this scale) waits in the
+        # queue while the replacement worker starts its JVM; where that outlasts the test's shortened
+        # heartbeat (30 s), the retry times out once more and the next attempt succeeds, as it would
+        # in AWS: the state allows two retries.
         errors = [e.details["error"] for e in timed_out]
         assert errors and set(errors) == {"States.HeartbeatTimeout"}, errors
         assert stack.worker is not None and stack.worker.starts == 2
