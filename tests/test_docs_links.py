@@ -87,6 +87,14 @@ def test_the_readme_and_docs_are_found() -> None:
     assert {"README.md", "docs/design.md", "bench/README.md"} <= names
 
 
+def test_the_readme_fits_its_budget() -> None:
+    """What, two commands, guarantees, where to find what, a few dated figures: under 12 KB and about
+    200 lines. History and long tables belong in docs/ and bench/, which it links."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) < 12_000
+    assert len(readme.splitlines()) <= 200
+
+
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_relative_links_resolve(path: Path) -> None:
     assert broken_links(path) == []

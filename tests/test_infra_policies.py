@@ -115,8 +115,8 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
     if mode == "worker":
         spec["WorkerTaskRole"] = {
             "principal": "ecs-tasks.amazonaws.com",
-            "services": {"s3", "dynamodb", "sqs", "states"},
-            "refs": {"BucketName", "WorkQueue"} | KPI_TABLES,
+            "services": {"s3", "dynamodb", "sqs", "states", "ecs"},
+            "refs": {"BucketName", "WorkQueue", "EcsCluster"} | KPI_TABLES,
         }
     return spec
 
@@ -483,11 +483,15 @@ def test_worker_role_reaches_only_its_queue_and_the_jobs_resources(
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
     }
+    # Its own task's scale-in protection, on the cluster's tasks and nothing else of ECS.
+    ecs = [st for st in statements if any(a.startswith("ecs:") for a in as_list(st["Action"]))]
+    assert [as_list(st["Action"]) for st in ecs] == [["ecs:UpdateTaskProtection"]]
+    assert ecs[0]["Resource"]["Fn::Sub"].endswith(":task/${EcsCluster}/*")
     # Everything else is exactly what the two jobs' roles allow (the worker runs both jobs).
     jobs = [
         st
         for st in statements
-        if not any(a.split(":")[0] in {"sqs", "states"} for a in as_list(st["Action"]))
+        if not any(a.split(":")[0] in {"sqs", "states", "ecs"} for a in as_list(st["Action"]))
     ]
     assert jobs == [st for role in JOB_ROLES for st in role_statements(template, role)]
     # The task role is the worker's alone; the execution role is the shared one.
@@ -777,11 +781,11 @@ def test_job_roles_grant_nothing_the_jobs_do_not_do(template: dict[str, Any], mo
     if mode == "worker":
         does["WorkerTaskRole"] = VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template)
     for role, requests in does.items():
-        # The worker's own queue and task-token statements: test_worker_role_reaches_only_...
+        # The worker's own queue, task-token and protection statements: test_worker_role_reaches_only_...
         data = [
             st
             for st in policy(template, role)
-            if not {a.split(":")[0] for a in as_list(st["Action"])} & {"sqs", "states"}
+            if not {a.split(":")[0] for a in as_list(st["Action"])} & {"sqs", "states", "ecs"}
         ]
         assert data, role
         assert unused_grants(data, requests) == [], role

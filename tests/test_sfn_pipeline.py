@@ -45,6 +45,9 @@ class Stack:
     transformation_env: Path
     sqs: Any
     dynamodb: Any
+    # A second subscriber with a filter policy: only alerts of a failed run (kind run_failed), as a
+    # team's on-call channel would subscribe (docs/alerts.md).
+    on_call_queue_url: str = ""
 
     def envs(self, path: Path) -> list[dict[str, str]]:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -55,11 +58,11 @@ class Stack:
         )
         return {k: next(iter(v.values())) for k, v in item["Item"].items()}
 
-    def alerts(self) -> list[dict[str, Any]]:
+    def alerts(self, queue_url: str = "") -> list[dict[str, Any]]:
         messages = []
         for _ in range(3):
             response = self.sqs.receive_message(
-                QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                QueueUrl=queue_url or self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
             )
             messages += [json.loads(m["Body"]) for m in response.get("Messages", [])]
             if messages:
@@ -99,6 +102,16 @@ def make_stack(
         "QueueArn"
     ]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    on_call_url = sqs.create_queue(QueueName=f"on-call-{names.suffix}")["QueueUrl"]
+    on_call_arn = sqs.get_queue_attributes(QueueUrl=on_call_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=on_call_arn,
+        Attributes={"FilterPolicy": json.dumps({"kind": ["run_failed"], "severity": ["error"]})},
+    )
     dynamodb.create_table(
         TableName=names.tracker_table,
         KeySchema=[{"AttributeName": "BatchId", "KeyType": "HASH"}],
@@ -163,7 +176,13 @@ def make_stack(
         transformation_env,
         sqs,
         dynamodb,
+        on_call_url,
     )
+
+
+def attributes(alert: dict[str, Any]) -> dict[str, str]:
+    """An SNS-to-SQS envelope's message attributes, as name -> string value."""
+    return {name: a["Value"] for name, a in alert.get("MessageAttributes", {}).items()}
 
 
 def entered_states(executor: Executor, arn: str) -> list[str]:
@@ -339,6 +358,8 @@ def test_rejected_data_is_retried_the_rest_transformed_then_alerted_and_recorded
         "RecordFailure",
         "BuildAlert",
         "ReadRejections",
+        "ClassifyAlert",
+        "AlertOnRejectedFiles",
         "NotifyFailure",
         "PipelineFailed",
     ]
@@ -368,6 +389,14 @@ def test_rejected_data_is_retried_the_rest_transformed_then_alerted_and_recorded
     assert f"s3://{stack.bucket}/invalid/" in message
     assert names.tracker_table in message
     assert f"Rejected files:\n{rejections}" in message
+    assert attributes(alert) == {
+        "kind": "rejected_files",
+        "severity": "warning",
+        "day": BATCH,
+        "stage": "ValidateData",
+        "error": "Validation.DataRejected",
+    }
+    assert stack.alerts(stack.on_call_queue_url) == []  # filtered out: not a failed run
 
 
 @pytest.mark.parametrize("exit_code", [1, 137])
@@ -385,6 +414,15 @@ def test_transformation_failure_is_recorded_with_its_stage(
     assert f"s3://{stack.bucket}/logs/transformation/{BATCH}/{BATCH}-g1.log" in alert["Message"]
     # No rejections.txt for this run: the alert says so instead of failing to go out.
     assert "Rejected files:\n(no list of rejected files" in alert["Message"]
+    assert attributes(alert) == {
+        "kind": "run_failed",
+        "severity": "error",
+        "day": BATCH,
+        "stage": "TransformData",
+        "error": "Transformation.ContainerFailed",
+    }
+    (routed,) = stack.alerts(stack.on_call_queue_url)  # the filtered subscriber gets this one
+    assert routed["Message"] == alert["Message"]
 
 
 def test_a_failing_sidecar_does_not_fail_a_passed_validation(
