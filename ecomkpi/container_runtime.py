@@ -245,6 +245,9 @@ class ContainerTask:
     def process_environment(self) -> dict[str, str]:
         return podman_environment()
 
+    def environment(self) -> dict[str, str]:
+        return container_environment(self.definition, self.added, {})
+
     def stop(self, name: str) -> None:
         """ECS's stop: SIGTERM, ``StopTimeout`` seconds, SIGKILL; then the container is gone."""
         self.runtime.stop(name, self.definition.stop_timeout)

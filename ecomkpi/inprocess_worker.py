@@ -16,15 +16,18 @@ process's stdout instead.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
 
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from ecomkpi.thread_lines import lines_of_this_thread
-from ecomkpi.worker_supervisor import container_output, is_warm, note_idle_work
+from ecomkpi.worker_supervisor import StatusWatch, container_output
+from jobs.worker_status import STATUS_FILE_VARIABLE, StatusFile
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
 
 
 class InProcessWorker(threading.Thread):
-    """``start()`` serves the queue until ``stop()``; ``ready`` is set once the worker says "warm"."""
+    """``start()`` serves the queue until ``stop()``; ``ready`` is set once the worker's status says
+    so (its status file, jobs/worker_status.py, in a folder of this object's own)."""
 
     def __init__(
         self,
@@ -45,14 +49,16 @@ class InProcessWorker(threading.Thread):
     ) -> None:
         super().__init__(name="in-process-worker", daemon=True)
         # The session is warm already: no warm-up batch (it would also run on the caller's session).
-        self.env = {**env, "WORKER_WARM_BATCH": "0"}
+        self._status_dir = tempfile.TemporaryDirectory(prefix="ecomkpi-worker-status-")
+        self.status_file = Path(self._status_dir.name) / "worker-status.json"
+        self.env = {**env, "WORKER_WARM_BATCH": "0", STATUS_FILE_VARIABLE: str(self.status_file)}
         self.spark = spark
         self.on_output = on_output or (lambda _out: None)
         self.on_event = on_event or (lambda _text: None)
         self.starts = 0
         self.exits: list[int] = []
         self.ready = threading.Event()
-        self.preparing = threading.Event()  # idle-time work left (note_idle_work)
+        self.preparing = threading.Event()  # idle-time work left (its status says)
         self._stopping = threading.Event()
         self._worker: Worker | None = None
 
@@ -79,15 +85,27 @@ class InProcessWorker(threading.Thread):
                 break
             self.starts += 1
             self.on_event(f"worker: serving in this process (start {self.starts}, on its SparkSession)")
-            with lines_of_this_thread(self._line):
-                self.exits.append(self._worker.serve())
+            StatusFile(self.status_file).clear()
+            serving = threading.Event()
+            serving.set()
+            watch = StatusWatch(
+                StatusFile(self.status_file).read,
+                self.ready,
+                self.preparing,
+                lambda _status: self.on_event("worker: ready (on this process's SparkSession)"),
+                alive=serving.is_set,
+            )
+            watch.start()
+            try:
+                with lines_of_this_thread(self._line):
+                    self.exits.append(self._worker.serve())
+            finally:
+                serving.clear()
+                watch.join(timeout=5)
+        self._status_dir.cleanup()
 
     def _line(self, line: str) -> None:
         self.on_output(container_output(line, "stdout", os.getpid()))
-        note_idle_work(line, self.preparing)
-        if is_warm(line):
-            self.ready.set()
-            self.on_event("worker: ready (on this process's SparkSession)")
 
     def kill(self, sig: int = 0) -> None:
         raise NotImplementedError("an in-process worker cannot be killed: use the worker process")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ecomkpi.process_lines import read_lines, start_process
 from ecomkpi.sfn_local.tasks import ContainerLauncher, ContainerOutput
+from jobs.worker_status import STATUS_FILE_VARIABLE, StatusFile, WorkerStatus
 
 STATE_OF_JOB = {"validation": "ValidateData", "transformation": "TransformData"}
 
@@ -51,7 +52,9 @@ class WorkerSupervisor(threading.Thread):
         launcher: ContainerLauncher | None = None,
     ) -> None:
         """``launcher``: each worker is a container of the pipeline image (``argv`` its command,
-        ``env`` ignored: the container's environment is the launcher's)."""
+        ``env`` ignored: the container's environment is the launcher's). Readiness comes from the
+        worker's status file (jobs/worker_status.py) at the environment's WORKER_STATUS_FILE: read
+        here for a process, with ``podman exec`` in a container (the task definition sets it)."""
         super().__init__(name="worker-supervisor", daemon=True)
         self.argv, self.env, self.cwd = list(argv), dict(env), cwd
         self.on_output = on_output or (lambda _out: None)
@@ -64,7 +67,7 @@ class WorkerSupervisor(threading.Thread):
         self.exits: list[int] = []
         self.process: subprocess.Popen[str] | None = None
         self.ready = threading.Event()  # the current worker finished its warm-up
-        self.preparing = threading.Event()  # ... and has idle-time work left (note_idle_work)
+        self.preparing = threading.Event()  # ... and has idle-time work left (its status says)
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -82,9 +85,37 @@ class WorkerSupervisor(threading.Thread):
             self.on_event(f"worker: exited {code}; starting a new one")
             self._stopping.wait(self.restart_delay)
 
+    def _status_reader(self) -> Callable[[], WorkerStatus | None]:
+        """How this worker's status is read: its file, or the container's file through podman exec."""
+        if self.launcher is None:
+            path = self.env.get(STATUS_FILE_VARIABLE)
+            return StatusFile(Path(path)).read if path else (lambda: None)
+        launcher, container = self.launcher, self.container
+        path = launcher.environment().get(STATUS_FILE_VARIABLE)
+        if not path:
+            return lambda: None
+
+        def read() -> WorkerStatus | None:
+            try:
+                done = subprocess.run(
+                    ["podman", "exec", container, "cat", path],
+                    env=launcher.process_environment(),
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    timeout=30,
+                )
+            except subprocess.TimeoutExpired:
+                return None
+            return WorkerStatus.from_json(done.stdout) if done.returncode == 0 else None
+
+        return read
+
     def _run_once(self) -> int:
         log = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         argv, env = self.argv, self.env
+        if self.launcher is None and self.env.get(STATUS_FILE_VARIABLE):
+            StatusFile(Path(self.env[STATUS_FILE_VARIABLE])).clear()  # the last worker's "ready"
         if self.launcher is not None:
             name = f"ecomkpi-worker-{os.getpid()}-{self.starts + 1}-{int(time.time())}"
             argv, env = self.launcher.launch(name, self.argv, {}), self.launcher.process_environment()
@@ -109,14 +140,20 @@ class WorkerSupervisor(threading.Thread):
                 with write_lock:
                     log.write(f"[{proc.pid} {name}] {line}\n")
                     log.flush()
-            if is_warm(line):
-                self.ready.set()
-                self.on_event(f"worker: ready ({ready_detail(line)})")
-            note_idle_work(line, self.preparing)
             self.on_output(container_output(line, name, proc.pid))
 
         readers = read_lines(proc, on_line)
+        watch = StatusWatch(
+            self._status_reader(),
+            self.ready,
+            self.preparing,
+            lambda status: self.on_event(f"worker: ready ({ready_detail(status.warm)})"),
+            alive=lambda: proc.poll() is None,
+            every=1.0 if self.launcher is not None else 0.2,
+        )
+        watch.start()
         code = proc.wait()
+        watch.join(timeout=5)
         for reader in readers:
             reader.join(timeout=5)
         if log:
@@ -168,36 +205,52 @@ class WorkerSupervisor(threading.Thread):
         self.join(timeout=15)
 
 
-def is_warm(line: str) -> bool:
-    """The worker's "warm" line: it has paid its start-up costs and serves the queue now."""
-    return '"step": "warm"' in line
+class StatusWatch(threading.Thread):
+    """Follows a worker's status (jobs/worker_status.py) into the ``ready`` and ``preparing`` events
+    while ``alive()``; ``on_ready`` is called once, when the worker first says it is ready."""
+
+    def __init__(
+        self,
+        read: Callable[[], WorkerStatus | None],
+        ready: threading.Event,
+        preparing: threading.Event,
+        on_ready: Callable[[WorkerStatus], None],
+        *,
+        alive: Callable[[], bool],
+        every: float = 0.2,
+    ) -> None:
+        super().__init__(name="worker-status", daemon=True)
+        self.read, self.ready, self.preparing, self.on_ready = read, ready, preparing, on_ready
+        self.alive, self.every = alive, every
+
+    def run(self) -> None:
+        announced = False
+        while self.alive():
+            status = self.read()
+            if status is not None:
+                if status.preparing:
+                    self.preparing.set()
+                else:
+                    self.preparing.clear()
+                if status.ready and not announced:
+                    announced = True
+                    self.ready.set()
+                    self.on_ready(status)
+            time.sleep(self.every)
 
 
-def note_idle_work(line: str, preparing: threading.Event) -> None:
-    """Follow the worker's idle-time work (jobs/worker.py PREPARE_PENDING / PREPARE_DONE) in
-    ``preparing``: set while a lake waits to be prepared, cleared once nothing is left."""
-    if '"step": "lake.prepare.pending"' in line:
-        preparing.set()
-    elif '"step": "lake.prepare.done"' in line:
-        preparing.clear()
-
-
-def ready_detail(line: str) -> str:
-    """What the worker's "warm" line says about its start: the session, and the warm-up batch."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return "warm"
-    parts = [f"Spark started in {record.get('session_seconds', '?')} s"]
-    if "batch_seconds" in record:
+def ready_detail(warm: Mapping[str, object]) -> str:
+    """What the worker's status says about its start: the session, and the warm-up batch."""
+    parts = [f"Spark started in {warm.get('session_seconds', '?')} s"]
+    if "batch_seconds" in warm:
         # Cut short for a task that arrived (or a stop): the step it was in, or the one it did not start.
-        if record.get("interrupted_during"):
-            until = f" (cut short during {record['interrupted_during']})"
-        elif record.get("interrupted_before"):
-            until = f" (cut short before {record['interrupted_before']})"
+        if warm.get("interrupted_during"):
+            until = f" (cut short during {warm['interrupted_during']})"
+        elif warm.get("interrupted_before"):
+            until = f" (cut short before {warm['interrupted_before']})"
         else:
             until = ""
-        parts.append(f"warm-up batch {record['batch_seconds']} s{until}")
-    elif record.get("work_waiting"):
+        parts.append(f"warm-up batch {warm['batch_seconds']} s{until}")
+    elif warm.get("work_waiting"):
         parts.append("work was waiting: no warm-up batch")
     return ", ".join(parts)

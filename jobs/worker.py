@@ -50,10 +50,19 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.config import ConfigError, PipelineConfig
 from jobs.warmup import warm_up
+from jobs.worker_status import (
+    READY,
+    STARTING,
+    STOPPED,
+    StatusFile,
+    WorkerStatus,
+    status_path,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -153,6 +162,8 @@ class WorkerSettings:
     max_coalesce: int = 10
     # Run both jobs once on a tiny batch of its own before serving (WORKER_WARM_BATCH=0: not).
     warm_batch: bool = True
+    # Where the worker says whether it is ready (jobs/worker_status.py; WORKER_STATUS_FILE).
+    status_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -173,6 +184,7 @@ class WorkerSettings:
             idle_exit_seconds=float(idle) if idle else 0.0,
             max_coalesce=int(_positive(env, "WORKER_MAX_COALESCE", 10)),
             warm_batch=env.get("WORKER_WARM_BATCH", "1").strip() not in ("0", "false", "no"),
+            status_file=status_path(env),
         )
 
 
@@ -544,6 +556,8 @@ class Worker:
         self._beat: Heartbeat | None = None  # the run in progress (terminate fails its tasks)
         self._terminated = False
         self.protection = ScaleInProtection(self.base_env.get("ECS_AGENT_URI"))
+        self._status_file = StatusFile(settings.status_file) if settings.status_file else None
+        self._status = WorkerStatus(STARTING, os.getpid())
 
     @property
     def spark(self) -> SparkSession:
@@ -610,6 +624,7 @@ class Worker:
                 self._warm.update(warm_up(self.spark, _log, self.config(), self._interrupted))
                 self._warm["batch_seconds"] = round(time.perf_counter() - started, 3)
         _log("warm", **self._warm, work_waiting=bool(messages))
+        self._set_status(state=READY, warm={**self._warm, "work_waiting": bool(messages)})
         config = self.config()
         if config.bucket:
             self._prepare_later(config)
@@ -620,6 +635,7 @@ class Worker:
         if self.prepare is not None and config.lake_path:
             self._unprepared[config.lake_path] = config
             _log(PREPARE_PENDING, lake=config.lake_path)
+            self._set_status(preparing=True)
 
     def _prepare_pending(self) -> None:
         """Idle-time work for the next runs on the noted lakes, while no message waits.
@@ -641,8 +657,27 @@ class Worker:
                 return
             del self._unprepared[path]
         _log(PREPARE_DONE)
+        self._set_status(preparing=False)
+
+    def _set_status(self, **changes: Any) -> None:
+        """Tell the health check and the local supervisor (jobs/worker_status.py); a failed write
+        is logged and the worker serves on (it then never reports ready: its start is what fails)."""
+        self._status = self._status.with_changes(**changes)
+        if self._status_file is None:
+            return
+        try:
+            self._status_file.write(self._status)
+        except OSError as exc:
+            _log("status.write_failed", level="WARN", path=str(self._status_file.path), error=str(exc))
 
     def serve(self) -> int:
+        self._set_status(state=STARTING)
+        try:
+            return self._serve()
+        finally:
+            self._set_status(state=STOPPED, preparing=False)
+
+    def _serve(self) -> int:
         _log("start", worker=self.worker_id, queue=self.settings.queue_url, pid=os.getpid())
         pending = self._first_look()
         idle_since = time.monotonic()

@@ -198,6 +198,15 @@ def test_the_worker_warms_both_jobs_in_its_container_and_stops_as_ecs_stops_it(
         assert warm[0]["steps"] == len(stages), warm[0]
         assert all(f"{stage}_seconds" in warm[0] for stage in stages), warm[0]
         container = worker.container
+        # ECS's health check, the task definition's command run in the container: the worker is ready.
+        (definition,) = load_template()["Resources"]["WorkerTaskDefinition"]["Properties"][
+            "ContainerDefinitions"
+        ]
+        kind, *health = definition["HealthCheck"]["Command"]
+        assert kind == "CMD"
+        checked = podman("exec", container, *health)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert json.loads(checked.stdout)["state"] == "ready"
         # ECS's stop: SIGTERM; the idle worker exits 0 long before StopTimeout (120 s) would kill it.
         started = time.monotonic()
         worker.stop()

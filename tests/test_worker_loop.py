@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,10 +21,10 @@ import pytest
 
 from ecomkpi.sfn_local import Executor, serve
 from ecomkpi.sfn_local.tasks import default_handlers
-from ecomkpi.worker_supervisor import note_idle_work
 from ecomkpi.workflow_modes import WORKER_DEFINITION
 from jobs.config import ConfigError, PipelineConfig
 from jobs.worker import PREPARE_DONE, PREPARE_PENDING, TaskMessage, Worker, WorkerSettings, make_visible
+from jobs.worker_status import StatusFile, WorkerStatus
 from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
 from tests.support.queues import next_message
@@ -94,7 +95,12 @@ class Pipeline:
         )
 
     def worker(
-        self, runner: Any, heartbeat_seconds: float = 0.2, max_batches: int = 50, prepare: Any = None
+        self,
+        runner: Any,
+        heartbeat_seconds: float = 0.2,
+        max_batches: int = 50,
+        prepare: Any = None,
+        status_file: Path | None = None,
     ) -> Worker:
         """A worker on this queue whose jobs are ``runner`` (it must never start Spark here)."""
         settings = WorkerSettings(
@@ -103,6 +109,7 @@ class Pipeline:
             heartbeat_seconds=heartbeat_seconds,
             max_batches=max_batches,
             warm_batch=False,  # a warm-up batch would start Spark (tests/test_warmup.py covers it)
+            status_file=status_file,
         )
         return Worker(
             settings,
@@ -191,19 +198,22 @@ def test_both_tasks_run_on_the_worker_with_the_container_environment(pipeline: P
 
 
 def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle(
-    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """Idle-time work (building the lake's new table states) runs once the workflow has its answer,
     for the lake the transformation wrote; interrupted by a message, it resumes when the queue is
     empty again, and ends once complete (tests/test_job_budget.py: what it saves the next run).
-    Its log lines tell a supervisor whether work is left (a stack waiting for idle asks)."""
+    Its status file tells a supervisor whether work is left (a stack waiting for idle asks)."""
     arn = pipeline.start("prepared")
     seen: list[tuple[str, str]] = []
     worker: Worker | None = None
+    status_file = StatusFile(tmp_path / "status" / "worker.json")
+    statuses: list[WorkerStatus | None] = []
 
     def prepare(config: PipelineConfig, interrupted: Any) -> dict[str, Any]:
         status = pipeline.executor.wait(arn, timeout=10)["status"]  # answered before this runs
         seen.append((config.lake_path, status))
+        statuses.append(status_file.read())
         if len(seen) == 1:
             return {"tables": [], "interrupted_before": "silver_orders"}  # as if a message came
         assert worker is not None
@@ -211,7 +221,7 @@ def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle
         return {"tables": ["silver_orders"]}
 
     runner = Runner({})
-    worker = pipeline.worker(runner, prepare=prepare)
+    worker = pipeline.worker(runner, prepare=prepare, status_file=status_file.path)
     pipeline.serve_until_stopped(worker)
     assert [c for c, _ in runner.calls] == ["validate", "transform"]
     # Not after the validation; after the transformation, then once more to finish.
@@ -226,11 +236,10 @@ def test_after_answering_a_transformation_the_worker_prepares_its_lake_when_idle
         "lake.prepared",
         PREPARE_DONE,
     ]
-    preparing, states = threading.Event(), []
-    for step in idle_work:
-        note_idle_work(json.dumps({"step": step}), preparing)
-        states.append(preparing.is_set())
-    assert states == [False, False, True, True, True, False]
+    # While the lake waits to be prepared the status says so; the stopped worker has nothing left.
+    assert [(s.state, s.preparing) if s else None for s in statuses] == [("ready", True)] * 2
+    final = status_file.read()
+    assert final is not None and (final.state, final.preparing) == ("stopped", False)
 
 
 def test_what_a_validation_leaves_for_after_its_answer_runs_once_the_queue_is_empty(
@@ -488,17 +497,13 @@ def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
 def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     from ecomkpi.worker_supervisor import ready_detail
 
-    warmed = json.dumps(
-        {"step": "warm", "session_seconds": 10.9, "batch_seconds": 24.6, "work_waiting": False}
-    )
+    warmed = {"session_seconds": 10.9, "batch_seconds": 24.6, "work_waiting": False}
     assert ready_detail(warmed) == "Spark started in 10.9 s, warm-up batch 24.6 s"
-    busy = json.dumps({"step": "warm", "session_seconds": 11.0, "work_waiting": True})
+    busy = {"session_seconds": 11.0, "work_waiting": True}
     assert ready_detail(busy) == "Spark started in 11.0 s, work was waiting: no warm-up batch"
-    cut = json.dumps(
-        {"step": "warm", "session_seconds": 9.0, "batch_seconds": 3.2, "interrupted_during": "plan"}
-    )
+    cut = {"session_seconds": 9.0, "batch_seconds": 3.2, "interrupted_during": "plan"}
     assert ready_detail(cut) == "Spark started in 9.0 s, warm-up batch 3.2 s (cut short during plan)"
-    assert ready_detail('[pid 12] "step": "warm" but not JSON') == "warm"
+    assert ready_detail({}) == "Spark started in ? s"
 
 
 def _send_precheck(pipeline: Pipeline, run_id_batch: str = "2025-07-10") -> None:

@@ -84,6 +84,10 @@ class ContainerLauncher(Protocol):
 
     def process_environment(self) -> dict[str, str]: ...
 
+    def environment(self) -> dict[str, str]:
+        """The container's environment (without a run's overrides)."""
+        ...
+
     def stop(self, name: str) -> None: ...
 
 
