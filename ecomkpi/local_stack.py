@@ -133,6 +133,7 @@ class LocalStack:
         self.topic_arn = ""
         self.queue_url = ""
         self.work_queue_url = ""
+        self.precheck_queue_url = ""
         self._work_sqs: Any = None
         self.alerts_queue_url = ""
         self._saved_env: dict[str, str | None] = {}
@@ -265,6 +266,14 @@ class LocalStack:
             self.work_queue_url = self._queue_with_dlq(
                 s.work_queue_name, f"{s.work_queue_name}-dlq", visibility=60, max_receives=1000
             )
+            # The prechecks' own queue (the stack's PrecheckQueue): no keeper receives it, so its
+            # receive count counts attempts and a part that kills every worker is dead-lettered.
+            self.precheck_queue_url = self._queue_with_dlq(
+                f"{s.work_queue_name}-prechecks",
+                f"{s.work_queue_name}-prechecks-dlq",
+                visibility=120,
+                max_receives=3,
+            )
         if s.task_mode == "emr-serverless":
             # What scripts/deploy.sh uploads: the entry point, the jobs zip and the Delta jars.
             emr.upload_artifacts(self.client("s3"), s.bucket, s.emr_jars_dir, REPO_ROOT, s.work_dir)
@@ -363,6 +372,7 @@ class LocalStack:
                 **task_env,
                 "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
                 "WORK_QUEUE_URL": self.work_queue_url,
+                "PRECHECK_QUEUE_URL": self.precheck_queue_url,
                 "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
                 "WORKER_POLL_SECONDS": "5",
                 # The worker process's readiness (jobs/worker_status.py), read by its supervisor.
@@ -402,7 +412,7 @@ class LocalStack:
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,
             PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
             S3_BUCKET=s.bucket,  # the trigger refuses events of other buckets, as in the stack
-            PRECHECK_QUEUE_URL=self.work_queue_url if s.task_mode == "worker" and s.prechecks else "",
+            PRECHECK_QUEUE_URL=self.precheck_queue_url if s.task_mode == "worker" and s.prechecks else "",
         )
         self.on_event(
             f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "
@@ -471,6 +481,7 @@ class LocalStack:
             "DailyKpisTable": s.daily_table,
             "CategoryKpisTable": s.category_table,
             "WorkQueue": self.work_queue_url,
+            "PrecheckQueue": self.precheck_queue_url,
         }
         added = {
             "AWS_ENDPOINT_URL": self.endpoint,
@@ -522,16 +533,19 @@ class LocalStack:
         )
 
     def _work_queued(self) -> bool:
-        """Work-queue messages waiting or in flight: prechecks (a task's execution is RUNNING anyway)."""
+        """Work or precheck messages waiting or in flight (a task's execution is RUNNING anyway)."""
         if not self.work_queue_url:
             return False
         if self._work_sqs is None:  # asked every half second while waiting for idle: one client
             self._work_sqs = self.client("sqs")
-        attributes = self._work_sqs.get_queue_attributes(
-            QueueUrl=self.work_queue_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return any(int(v) for v in attributes.values())
+        for url in (self.work_queue_url, self.precheck_queue_url):
+            attributes = self._work_sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            if any(int(v) for v in attributes.values()):
+                return True
+        return False
 
     def wait_idle(self, timeout: float = 900.0, settle: float = 2.0, worker_too: bool = False) -> bool:
         """Until no event is queued or in flight and no execution runs, for ``settle`` seconds.

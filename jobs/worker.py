@@ -70,6 +70,8 @@ if TYPE_CHECKING:
     from types_boto3_sqs.type_defs import MessageTypeDef
     from types_boto3_stepfunctions import SFNClient
 
+    Received = tuple[str, MessageTypeDef]  # (the queue it came from, the message)
+
 JOB = "worker"
 EXIT_OK, EXIT_BROKEN, EXIT_REJECTED = 0, 1, 2
 FAILED_ERROR = "Worker.TaskFailed"
@@ -80,6 +82,9 @@ COMMANDS = ("validate", "transform")
 PRECHECK = "precheck"
 PRECHECK_LISTS = ("ORDERS_KEYS", "ORDER_ITEMS_KEYS")  # the key lists prechecks of one day merge
 PRECHECK_GATHER_LIMIT = 100  # messages one precheck run may take
+# With a precheck queue of its own, the longest the work queue is long-polled before the precheck
+# queue is asked: a part that lands while the worker idles waits this long at most.
+PRECHECK_POLL_SECONDS = 2
 MAX_CAUSE_CHARS = 32_768
 STALE_TOKEN_ERRORS = ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist")
 PREPARE_AFTER_SECONDS = 1
@@ -164,6 +169,14 @@ class WorkerSettings:
     warm_batch: bool = True
     # Where the worker says whether it is ready (jobs/worker_status.py; WORKER_STATUS_FILE).
     status_file: Path | None = None
+    # The trigger's prechecks (PRECHECK_QUEUE_URL): a queue of their own, which no keeper receives, so
+    # its receive count counts attempts and its DLQ catches a part that crashes every worker.
+    # Empty: prechecks come on the work queue.
+    precheck_queue_url: str = ""
+
+    @property
+    def precheck_queue(self) -> str:
+        return self.precheck_queue_url or self.queue_url
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -185,6 +198,7 @@ class WorkerSettings:
             max_coalesce=int(_positive(env, "WORKER_MAX_COALESCE", 10)),
             warm_batch=env.get("WORKER_WARM_BATCH", "1").strip() not in ("0", "false", "no"),
             status_file=status_path(env),
+            precheck_queue_url=env.get("PRECHECK_QUEUE_URL", "").strip(),
         )
 
 
@@ -396,6 +410,32 @@ def delete_all(sqs: SQSClient, queue_url: str, receipts: Sequence[str]) -> None:
         _report_failed("delete", response)
 
 
+@dataclass
+class _PrecheckDay:
+    """The prechecks of one day taken together: one run with their key lists merged."""
+
+    key: tuple[str | None, str | None]  # (bucket, day)
+    lead: Mapping[str, str]
+    lists: dict[str, list[str]] = field(default_factory=dict)
+    receipts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, environment: Mapping[str, str]) -> _PrecheckDay:
+        return cls((environment.get("S3_BUCKET"), environment.get("BATCH_ID")), environment)
+
+    def add(self, environment: Mapping[str, str], receipt: str) -> None:
+        self.receipts.append(receipt)
+        for name in PRECHECK_LISTS:
+            keys = self.lists.setdefault(name, [])
+            keys += [k for k in _key_list(environment, name) if k not in keys]
+
+    def environment(self) -> dict[str, str]:
+        """The first message's environment with every message's key lists."""
+        merged = dict(self.lead)
+        merged.update({name: json.dumps(keys) for name, keys in self.lists.items() if keys})
+        return merged
+
+
 class QueueKeeper:
     """Heartbeats the tasks still waiting in the work queue while this worker is busy.
 
@@ -604,7 +644,7 @@ class Worker:
 
         self._warm = {"session_seconds": round(time.perf_counter() - started, 3), "spark": spark.version}
 
-    def _first_look(self) -> list[MessageTypeDef]:
+    def _first_look(self) -> list[Received]:
         """The queue's first message, if one waits; idle, the warm-up batch runs first.
 
         The warm-up batch (jobs/warmup.py: both jobs once on a one-row batch of its own) pays the
@@ -614,11 +654,9 @@ class Worker:
         arrives (a worker that replaces a dead one, whose batch comes back with its retry) or the
         worker is told to stop. Then "warm" is logged: what a supervisor waits for as "ready".
         """
-        messages: list[MessageTypeDef] = []
+        messages: list[Received] = []
         if self.settings.warm_batch:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=0
-            ).get("Messages", [])
+            messages = self._receive(0)
             if not messages:
                 started = time.perf_counter()
                 self._warm.update(warm_up(self.spark, _log, self.config(), self._interrupted))
@@ -703,7 +741,8 @@ class Worker:
                     _log("idle.exit", batches=self.batches)
                     return EXIT_OK
                 continue
-            self.handle(messages[0])
+            url, message = messages[0]
+            self.handle(message, url)
             idle_since = time.monotonic()
             reason = self.recycle_reason()
             if reason:
@@ -720,18 +759,29 @@ class Worker:
         return self._stopping.is_set() or self._work_waiting()
 
     def _work_waiting(self) -> bool:
-        """A task waits in the queue (SQS's approximate count: a late answer costs one more ask)."""
-        attributes = self.sqs.get_queue_attributes(
-            QueueUrl=self.settings.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-        ).get("Attributes", {})
-        return int(attributes.get("ApproximateNumberOfMessages", "0")) > 0
+        """A task or a precheck waits (SQS's approximate count: a late answer costs one more ask)."""
+        for url in dict.fromkeys((self.settings.queue_url, self.settings.precheck_queue)):
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            ).get("Attributes", {})
+            if int(attributes.get("ApproximateNumberOfMessages", "0")) > 0:
+                return True
+        return False
 
-    def _receive(self, wait: int) -> list[MessageTypeDef]:
-        return self.sqs.receive_message(
-            QueueUrl=self.settings.queue_url,
-            MaxNumberOfMessages=1,
-            WaitTimeSeconds=wait,
-        ).get("Messages", [])
+    def _receive(self, wait: int) -> list[Received]:
+        """The next message, tasks first: the work queue is long-polled (for at most
+        PRECHECK_POLL_SECONDS when prechecks have a queue of their own, which is asked next)."""
+        queues = [self.settings.queue_url]
+        if self.settings.precheck_queue_url:
+            queues.append(self.settings.precheck_queue_url)
+            wait = min(wait, PRECHECK_POLL_SECONDS)
+        for n, url in enumerate(queues):
+            messages = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=wait if n == 0 else 0
+            ).get("Messages", [])
+            if messages:
+                return [(url, m) for m in messages]
+        return []
 
     def recycle_reason(self) -> str | None:
         if self.batches >= self.settings.max_batches:
@@ -741,14 +791,15 @@ class Worker:
             return f"heap {fraction:.0%} used after a batch (WORKER_MAX_HEAP_FRACTION)"
         return None
 
-    def handle(self, message: MessageTypeDef) -> None:
+    def handle(self, message: MessageTypeDef, queue_url: str = "") -> None:
+        """``queue_url``: the queue ``message`` was received from (default: the work queue)."""
         # At most once per token: the state machine's retry, not the queue's redelivery, reruns a
         # batch whose worker died (a redelivered message would race its own retry).
         self.protection.set(True)  # busy: no scale-in until the queue is empty again
         body = message.get("Body", "")
         environment = precheck_environment(body)
         if environment is not None:
-            self._precheck(environment, message["ReceiptHandle"])
+            self._precheck(environment, message["ReceiptHandle"], queue_url or self.settings.queue_url)
             return
         self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=message["ReceiptHandle"])
         try:
@@ -784,7 +835,7 @@ class Worker:
         limit = self.settings.max_coalesce - 1
         found: list[TaskMessage] = []
         release: list[MessageTypeDef] = []
-        for message in self._waiting(lambda: len(found) >= limit):
+        for message in self._waiting(self.settings.queue_url, lambda: len(found) >= limit):
             try:
                 task = TaskMessage.parse(message.get("Body", ""))
             except (ValueError, json.JSONDecodeError):
@@ -798,20 +849,20 @@ class Worker:
         make_visible(self.sqs, self.settings.queue_url, release)
         return found
 
-    def _waiting(self, enough: Callable[[], bool]) -> Iterator[MessageTypeDef]:
-        """The messages waiting in the queue, each once, until there is no new one or ``enough()``.
+    def _waiting(self, queue_url: str, enough: Callable[[], bool]) -> Iterator[MessageTypeDef]:
+        """The messages waiting in ``queue_url``, each once, until there is no new one or ``enough()``.
 
         Each is received for 30 s: the caller deletes it or makes it visible again (``make_visible``).
         """
         seen: set[str] = set()
         while not enough():
             messages = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
+                QueueUrl=queue_url,
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=30,
                 WaitTimeSeconds=0,
             ).get("Messages", [])
-            make_visible(self.sqs, self.settings.queue_url, [m for m in messages if m["MessageId"] in seen])
+            make_visible(self.sqs, queue_url, [m for m in messages if m["MessageId"] in seen])
             fresh = [m for m in messages if m["MessageId"] not in seen]
             if not fresh:
                 return
@@ -881,51 +932,82 @@ class Worker:
             except Exception as exc:  # the answer is given: this is for people, never a verdict
                 _log("after_answer.failed", level="WARN", error=error_summary(exc))
 
-    def _precheck(self, environment: Mapping[str, str], receipt: str) -> None:
-        """Validate parts of a day still being uploaded; nobody waits for the answer.
+    def _precheck(self, environment: Mapping[str, str], receipt: str, queue_url: str) -> None:
+        """Validate parts of days still being uploaded; nobody waits for the answer.
 
-        The other prechecks of the same day waiting in the queue join this one (one run, one set of
-        per-run costs); when the day's own ValidateData already waits in the queue, they are all
-        dropped: that task validates every part of the day in one run anyway.
+        The other prechecks waiting in the same queue join this one: one run per day, the lead's
+        day first (one set of per-run costs per day, and nothing handed back to the queue, whose
+        receive count then counts attempts). A day whose own ValidateData already waits in the work
+        queue is dropped: that task validates every part of the day in one run anyway.
 
-        Unlike a task's, the messages are deleted when the precheck is over (whatever its outcome):
-        until then they stay in flight, held by each beat, so a worker that dies meanwhile leaves
-        them to the next one and "the queue is empty" means no precheck is left to run. The tasks
-        waiting in the queue are kept alive meanwhile, as during a task: a backlog of prechecks must
-        not time out the tasks behind it.
+        Unlike a task's, the messages are deleted when their day's precheck is over (whatever its
+        outcome): until then they stay in flight, held by each beat, so a worker that dies meanwhile
+        leaves them to the next one, and on a precheck queue of its own a part that kills every
+        worker ends in that queue's DLQ after its maxReceiveCount. The tasks waiting in the work
+        queue are kept alive meanwhile, as during a task: a backlog of prechecks must not time out
+        the tasks behind it.
         """
-        started = time.perf_counter()
-        environment, receipts, covered_by = self._gather_prechecks(environment, receipt)
-        batch = environment.get("BATCH_ID")
-        if covered_by is not None:
-            delete_all(self.sqs, self.settings.queue_url, receipts)
-            _log(
-                "precheck.skipped",
-                batch=batch,
-                messages=len(receipts),
-                reason=f"{covered_by} waits to validate the day",
-            )
-            return
-        keys = {k: v for k, v in environment.items() if k.endswith(("_KEY", "_KEYS"))}
-        _log("precheck.start", batch=batch, messages=len(receipts), **keys)
+        days, validations = self._gather_prechecks(environment, receipt, queue_url)
         seconds = max(60, int(3 * self.settings.heartbeat_seconds))
+        in_flight = [r for day in days for r in day.receipts]
+        lock = threading.Lock()
         keeper = QueueKeeper(self.sqs, self.sfn, self.settings.queue_url)
 
         def keep() -> int:
-            hold(self.sqs, self.settings.queue_url, receipts, seconds)
+            with lock:
+                hold(self.sqs, queue_url, in_flight, seconds)
             return keeper.keep()
 
         # Held at once, for three beats: received with the queue's (or _waiting's) 30 s, the
         # messages would become visible to another worker before the first beat held them, and the
         # same parts would run twice into the same staging folder.
-        hold(self.sqs, self.settings.queue_url, receipts, seconds)
+        hold(self.sqs, queue_url, in_flight, seconds)
         beat = Heartbeat(self.sfn, [], self.settings.heartbeat_seconds, lambda _code: None, keep)
         beat.start()
         try:
-            exit_code, error = self._attempt(PRECHECK, [environment])
+            for day in days:
+                try:
+                    self._precheck_day(day, validations)
+                finally:
+                    with lock:
+                        delete_all(self.sqs, queue_url, day.receipts)
+                        in_flight[:] = [r for r in in_flight if r not in day.receipts]
         finally:
             beat.stop()
-            delete_all(self.sqs, self.settings.queue_url, receipts)
+            delete_all(self.sqs, queue_url, in_flight)
+
+    def _precheck_day(self, day: _PrecheckDay, validations: Sequence[tuple[Mapping[str, str], str]]) -> None:
+        """One day's precheck run, or none when a waiting validation task covers the day.
+
+        A waiting ValidateData of any day covers a precheck of the products master alone: every
+        day's validation checks the master first."""
+        started = time.perf_counter()
+        environment = day.environment()
+        batch = environment.get("BATCH_ID")
+        covered_by = next(
+            (ex for env, ex in validations if (env.get("S3_BUCKET"), env.get("BATCH_ID")) == day.key), None
+        )
+        if covered_by is None and not any(day.lists.values()):  # the products master alone
+            covered_by = next(
+                (
+                    ex
+                    for env, ex in validations
+                    if env.get("S3_BUCKET") == day.key[0]
+                    and env.get("PRODUCTS_KEY") == environment.get("PRODUCTS_KEY")
+                ),
+                None,
+            )
+        if covered_by is not None:
+            _log(
+                "precheck.skipped",
+                batch=batch,
+                messages=len(day.receipts),
+                reason=f"{covered_by} waits to validate the day",
+            )
+            return
+        keys = {k: v for k, v in environment.items() if k.endswith(("_KEY", "_KEYS"))}
+        _log("precheck.start", batch=batch, messages=len(day.receipts), **keys)
+        exit_code, error = self._attempt(PRECHECK, [environment])
         _log(
             "precheck.end",
             level="WARN" if exit_code == EXIT_BROKEN else "INFO",
@@ -936,45 +1018,45 @@ class Worker:
         )
 
     def _gather_prechecks(
-        self, lead: Mapping[str, str], receipt: str
-    ) -> tuple[dict[str, str], list[str], str | None]:
-        """(merged environment, receipts of the messages taken, the waiting task that covers the day).
-
-        A waiting ValidateData of any day covers a precheck of the products master alone: every
-        day's validation checks the master first.
-        """
-        day = (lead.get("S3_BUCKET"), lead.get("BATCH_ID"))
-        merged = dict(lead)
-        lists = {name: _key_list(lead, name) for name in PRECHECK_LISTS}
-        receipts: list[str] = [receipt]
+        self, lead: Mapping[str, str], receipt: str, queue_url: str
+    ) -> tuple[list[_PrecheckDay], list[tuple[Mapping[str, str], str]]]:
+        """(the prechecks taken, by day, the lead's first; the validation tasks waiting, as
+        (environment, execution)). Other messages of ``queue_url`` are made visible again at once."""
+        days: dict[tuple[str | None, str | None], _PrecheckDay] = {}
+        first = _PrecheckDay.of(lead)
+        first.add(lead, receipt)
+        days[first.key] = first
+        taken = [1]
+        validations: list[tuple[Mapping[str, str], str]] = []
         release: list[MessageTypeDef] = []
-        covered_by: str | None = None  # a waiting ValidateData of the same day
-        master_covered_by: str | None = None  # one of any day with the same products master
-        for message in self._waiting(lambda: len(receipts) >= PRECHECK_GATHER_LIMIT):
+        separate = queue_url != self.settings.queue_url
+        for message in self._waiting(queue_url, lambda: taken[0] >= PRECHECK_GATHER_LIMIT):
             body = message.get("Body", "")
             other = precheck_environment(body)
-            if other is not None and (other.get("S3_BUCKET"), other.get("BATCH_ID")) == day:
-                receipts.append(message["ReceiptHandle"])
-                for name in PRECHECK_LISTS:
-                    lists[name] += [k for k in _key_list(other, name) if k not in lists[name]]
+            if other is not None:
+                day = days.setdefault(_PrecheckDay.of(other).key, _PrecheckDay.of(other))
+                day.add(other, message["ReceiptHandle"])
+                taken[0] += 1
                 continue
             release.append(message)
-            try:
-                task = TaskMessage.parse(body)
-            except (ValueError, json.JSONDecodeError):
-                continue
-            env = {**self.base_env, **task.environment}
-            if task.command != "validate" or env.get("S3_BUCKET") != day[0]:
-                continue
-            if env.get("BATCH_ID") == day[1]:
-                covered_by = task.execution or "a validation task"
-            elif env.get("PRODUCTS_KEY") == lead.get("PRODUCTS_KEY"):
-                master_covered_by = task.execution or "a validation task"
-        make_visible(self.sqs, self.settings.queue_url, release)
-        merged.update({name: json.dumps(keys) for name, keys in lists.items() if keys})
-        if covered_by is None and not any(lists.values()):  # the products master alone
-            covered_by = master_covered_by
-        return merged, receipts, covered_by
+            validations += self._validation_of(body)
+        make_visible(self.sqs, queue_url, release)
+        if separate:  # the validation tasks waiting in the work queue, given back at once
+            waiting = list(self._waiting(self.settings.queue_url, lambda: False))
+            make_visible(self.sqs, self.settings.queue_url, waiting)
+            for message in waiting:
+                validations += self._validation_of(message.get("Body", ""))
+        return list(days.values()), validations
+
+    def _validation_of(self, body: str) -> list[tuple[Mapping[str, str], str]]:
+        """[(its environment, its execution)] for a validation task's message, else []."""
+        try:
+            task = TaskMessage.parse(body)
+        except (ValueError, json.JSONDecodeError):
+            return []
+        if task.command != "validate":
+            return []
+        return [({**self.base_env, **task.environment}, task.execution or "a validation task")]
 
     def _attempt(self, command: str, environments: Sequence[Mapping[str, str]]) -> tuple[int, str]:
         try:

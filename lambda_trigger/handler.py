@@ -6,7 +6,7 @@ Environment:
 * ``STEP_FUNCTION_ARN`` -- the state machine to start (required);
 * ``PRODUCTS_KEY`` -- products master key (default ``raw/products/products.csv``);
 * ``S3_BUCKET`` -- the pipeline bucket; events of other buckets are refused (unset: trust events);
-* ``PRECHECK_QUEUE_URL`` -- the warm worker's work queue: parts are sent there to be validated as
+* ``PRECHECK_QUEUE_URL`` -- the warm worker's precheck queue: parts are sent there to be validated as
   they land (``lambda_trigger/prechecks.py``); unset (per-batch task mode): no prechecks;
 * ``TRACKER_RETENTION_DAYS`` -- finished days expire from the tracker this many days after they went
   idle (DynamoDB TTL); unset or 0: kept forever;

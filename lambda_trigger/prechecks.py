@@ -2,7 +2,7 @@
 
 A day's validation used to start with its last upload and check every part then, so the time from
 the last upload to the KPIs paid the validation of all of them. With a warm worker (``TaskMode``
-worker) the trigger sends the work queue one message per part that lands before its day is
+worker) the trigger sends the precheck queue one message per part that lands before its day is
 complete (and per products master nobody waits for); the worker validates that part at once and
 records its verdict without placing it (``jobs.validation.job.run(..., precheck=True)``). When the day
 completes, its ValidateData finds those verdicts recorded and only places the files.
@@ -28,7 +28,7 @@ KEYS_VARIABLES = {"orders": "ORDERS_KEYS", "order_items": "ORDER_ITEMS_KEYS"}  #
 
 
 class Prechecks:
-    """Sends precheck messages to the work queue (``PRECHECK_QUEUE_URL``)."""
+    """Sends precheck messages to the worker's precheck queue (``PRECHECK_QUEUE_URL``)."""
 
     def __init__(self, sqs: SQSClient, queue_url: str) -> None:
         self.sqs = sqs

@@ -574,7 +574,7 @@ def test_lambda_wiring(stack: dict[str, Any]) -> None:
     assert env["STEP_FUNCTION_ARN"] == out["StateMachineArn"]
     assert env["S3_BUCKET"] == out["BucketName"]
     # worker mode: the parts go to the warm worker's queue to be validated as they land
-    assert env.get("PRECHECK_QUEUE_URL") == out.get("WorkQueueUrl")
+    assert env.get("PRECHECK_QUEUE_URL") == out.get("PrecheckQueueUrl")
 
     sqs = boto3.client("sqs", **kw)
     queue_arn = sqs.get_queue_attributes(QueueUrl=out["RawEventsQueueUrl"], AttributeNames=["QueueArn"])[
@@ -696,6 +696,7 @@ def test_worker_service_and_work_queue(stack: dict[str, Any]) -> None:
     assert container["image"] == params["ImageUri"]
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert environment["WORK_QUEUE_URL"] == out["WorkQueueUrl"]
+    assert environment["PRECHECK_QUEUE_URL"] == out["PrecheckQueueUrl"]
     assert environment["WORKER_MAX_BATCHES"] == params["WorkerMaxBatches"]
     assert environment["S3_BUCKET"] == out["BucketName"]
     assert environment["DAILY_KPIS_TABLE"] == out["DailyKpisTableName"]
@@ -953,6 +954,7 @@ def test_alert_alarms_name_this_stacks_resources(stack: dict[str, Any]) -> None:
             ("TriggerEventsDeadLetterQueue", "TriggerEventsDeadLetterQueueUrl"),
             ("TriggerAsyncDeadLetterQueue", "TriggerAsyncDeadLetterQueueUrl"),
             ("WorkQueueDeadLetterQueue", "WorkQueueDeadLetterQueueUrl"),
+            ("PrecheckDeadLetterQueue", "PrecheckDeadLetterQueueUrl"),
         )
         if key in out
     }

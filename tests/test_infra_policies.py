@@ -86,7 +86,7 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
                 # the OnFailure destination of its asynchronous invocations
                 "TriggerAsyncDeadLetterQueue",
                 # worker mode: the parts it sends the worker to precheck
-                *({"WorkQueue"} if mode == "worker" else set()),
+                *({"PrecheckQueue"} if mode == "worker" else set()),
             },
         },
         "ValidationTaskRole": {
@@ -116,7 +116,7 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
         spec["WorkerTaskRole"] = {
             "principal": "ecs-tasks.amazonaws.com",
             "services": {"s3", "dynamodb", "sqs", "states", "ecs"},
-            "refs": {"BucketName", "WorkQueue", "EcsCluster"} | KPI_TABLES,
+            "refs": {"BucketName", "WorkQueue", "PrecheckQueue", "EcsCluster"} | KPI_TABLES,
         }
     return spec
 
@@ -476,7 +476,10 @@ def test_worker_role_reaches_only_its_queue_and_the_jobs_resources(
     sqs = [st for st in statements if any(a.startswith("sqs:") for a in as_list(st["Action"]))]
     assert sqs
     for st in sqs:
-        assert as_list(st["Resource"]) == [{"Fn::GetAtt": ["WorkQueue", "Arn"]}]
+        assert as_list(st["Resource"]) == [
+            {"Fn::GetAtt": ["WorkQueue", "Arn"]},
+            {"Fn::GetAtt": ["PrecheckQueue", "Arn"]},
+        ]
     assert {a for st in sqs for a in as_list(st["Action"])} == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
@@ -851,7 +854,7 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         # Lambda sends the record of a thrice-failed async invocation with the function's role
         ("sqs:SendMessage", concrete(template, async_failure_destination(template)), {}),
         # worker mode: parts sent to the warm worker to be validated as they land
-        *([("sqs:SendMessage", physical(template, "WorkQueue", "Arn"), {})] if mode == "worker" else []),
+        *([("sqs:SendMessage", physical(template, "PrecheckQueue", "Arn"), {})] if mode == "worker" else []),
     ]
 
 
@@ -1289,21 +1292,33 @@ def test_the_trigger_cannot_list_the_bucket_without_a_prefix(template: dict[str,
     check(role, [list_prefix("raw/"), list_prefix(f"invalid/orders/{DAY}/o.csv")], True)
 
 
+@pytest.mark.parametrize(
+    ("queue_name", "sender", "not_sender"),
+    [
+        ("WorkQueue", "StateMachineRole", "TriggerFunctionRole"),
+        ("PrecheckQueue", "TriggerFunctionRole", "StateMachineRole"),
+    ],
+)
 def test_only_the_workflow_the_trigger_and_operators_may_send_work(
-    template: dict[str, Any], mode: str
+    template: dict[str, Any], mode: str, queue_name: str, sender: str, not_sender: str
 ) -> None:
-    """The worker runs what a work message says: nobody else in the account may write one."""
+    """The worker runs what a work or precheck message says: only its one sender (the workflow's
+    tasks, the trigger's prechecks) and the operators may write one."""
     if mode != "worker":
-        assert "WorkQueuePolicy" not in template["Resources"]
+        assert f"{queue_name}Policy" not in template["Resources"]
         return
-    props = concrete(template, template["Resources"]["WorkQueuePolicy"]["Properties"])
-    assert props["Queues"] == [physical(template, "WorkQueue")]
-    queue = physical(template, "WorkQueue", "Arn")
-    for sender in ("StateMachineRole", "TriggerFunctionRole"):
-        assert not _queue_denies(
-            props["PolicyDocument"], queue, **{"aws:PrincipalArn": physical(template, sender, "Arn")}
-        )
+    props = concrete(template, template["Resources"][f"{queue_name}Policy"]["Properties"])
+    assert props["Queues"] == [physical(template, queue_name)]
+    queue = physical(template, queue_name, "Arn")
+    assert not _queue_denies(
+        props["PolicyDocument"], queue, **{"aws:PrincipalArn": physical(template, sender, "Arn")}
+    )
     operator = f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-operator-{ENV}"
     assert not _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": operator})
-    for stranger in (f"arn:aws:iam::{ACCOUNT}:role/WorkerTaskRole", f"arn:aws:iam::{ACCOUNT}:user/admin"):
+    strangers = (
+        physical(template, not_sender, "Arn"),
+        f"arn:aws:iam::{ACCOUNT}:role/WorkerTaskRole",
+        f"arn:aws:iam::{ACCOUNT}:user/admin",
+    )
+    for stranger in strangers:
         assert _queue_denies(props["PolicyDocument"], queue, **{"aws:PrincipalArn": stranger}), stranger

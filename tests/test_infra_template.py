@@ -56,6 +56,10 @@ WORKER_RESOURCES = {
     "WorkQueuePolicy",
     "WorkQueueDeadLetterQueue",
     "WorkQueueDeadLetterAlarm",
+    "PrecheckQueue",
+    "PrecheckQueuePolicy",
+    "PrecheckDeadLetterQueue",
+    "PrecheckDeadLetterAlarm",
     "WorkerLogGroup",
     "WorkerTaskRole",
     "WorkerTaskDefinition",
@@ -378,7 +382,7 @@ def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
         # the bucket it accepts events from and writes key lists / moved keys to
         "S3_BUCKET": {"Ref": "BucketName"},
         # worker mode: parts go to the warm worker's queue to be validated as they land
-        **({"PRECHECK_QUEUE_URL": {"Ref": "WorkQueue"}} if mode == "worker" else {}),
+        **({"PRECHECK_QUEUE_URL": {"Ref": "PrecheckQueue"}} if mode == "worker" else {}),
         # finished days expire after the retention; the sweep feeds in unannounced raw/ files
         "TRACKER_RETENTION_DAYS": {"Ref": "TrackerRetentionDays"},
         "UNANNOUNCED_AFTER_MINUTES": {"Ref": "UnannouncedAfterMinutes"},
@@ -494,6 +498,7 @@ def test_every_dead_letter_queue_is_alarmed(as_deployed: dict[str, Any], mode: s
     dlqs = dead_letter_queues(as_deployed)
     assert {"RawEventsDeadLetterQueue", "TriggerEventsDeadLetterQueue", "TriggerAsyncDeadLetterQueue"} <= dlqs
     assert ("WorkQueueDeadLetterQueue" in dlqs) is (mode == "worker")
+    assert ("PrecheckDeadLetterQueue" in dlqs) is (mode == "worker")
     alarmed = {
         a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
         for a in (
@@ -556,6 +561,8 @@ def test_state_machine_references_follow_the_mode(template: dict[str, Any], mode
     worker_outputs = {
         "WorkQueueUrl",
         "WorkQueueDeadLetterQueueUrl",
+        "PrecheckQueueUrl",
+        "PrecheckDeadLetterQueueUrl",
         "WorkerServiceName",
         "WorkerLogGroupName",
     }
@@ -583,6 +590,26 @@ def test_work_queue(template: dict[str, Any]) -> None:
     alarm = props(t, "WorkQueueDeadLetterAlarm")
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["WorkQueueDeadLetterQueue", "QueueName"]}
     assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+
+
+def test_precheck_queue_dead_letters_a_precheck_taken_on_three_times(template: dict[str, Any]) -> None:
+    """No keeper receives the precheck queue, so its receive count counts the worker's attempts."""
+    t = deployed(template, {"TaskMode": "worker"})
+    queue, dlq = props(t, "PrecheckQueue"), props(t, "PrecheckDeadLetterQueue")
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["PrecheckDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert dlq["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
+    # Longer than receive -> the worker's first hold (jobs/worker.py _precheck holds at once).
+    assert 60 <= queue["VisibilityTimeout"] <= 300
+    alarm = props(t, "PrecheckDeadLetterAlarm")
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["PrecheckDeadLetterQueue", "QueueName"]}
+    assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+    (container,) = props(t, "WorkerTaskDefinition")["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["PRECHECK_QUEUE_URL"] == {"Ref": "PrecheckQueue"}
 
 
 def test_worker_task_definition_runs_both_jobs(template: dict[str, Any]) -> None:
@@ -1063,6 +1090,11 @@ def expected_alert_alarms(mode: str) -> dict[str, tuple[str, str, dict[str, Any]
             "AWS/SQS",
             "ApproximateNumberOfMessagesVisible",
             queue("WorkQueueDeadLetterQueue"),
+        )
+        alarms["PrecheckDeadLetterAlarm"] = (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue("PrecheckDeadLetterQueue"),
         )
     return alarms
 

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -610,11 +610,14 @@ def test_prechecks_of_one_day_waiting_together_share_a_run(pipeline: Pipeline) -
         prechecks.send("shop-bucket", batch, "raw/products/products.csv", {name: [key]})
     runner = Runner({})
     pipeline.worker(runner).handle(_take_precheck(pipeline))
-    ((command, config),) = runner.calls
-    assert command == "precheck" and config.batch_id == day
+    # One run per day, the lead's day first; nothing is handed back to the queue (whose receive
+    # count then counts attempts: a precheck queue's DLQ catches a part that crashes every worker).
+    assert [(c, cfg.batch_id) for c, cfg in runner.calls] == [("precheck", day), ("precheck", other)]
+    config = runner.calls[0][1]
     assert config.orders_keys == ("raw/orders/2025-07-10/p1.csv", "raw/orders/2025-07-10/p2.csv")
     assert config.order_items_keys == ("raw/order_items/2025-07-10/i1.csv",)
-    assert _queued(pipeline) == 1  # the other day's precheck waits for its own run
+    assert runner.calls[1][1].orders_keys == ("raw/orders/2025-07-11/p1.csv",)
+    assert _queued(pipeline) == 0
 
 
 def test_a_precheck_whose_days_validation_already_waits_is_dropped(
@@ -647,3 +650,82 @@ def test_a_failed_preparation_is_logged_with_the_java_cause_not_its_stack() -> N
     summary = error_summary(java)
     assert "SparkContext was shut down" in summary and "DAGScheduler.scala" not in summary
     assert error_summary(ValueError("no lake")) == "ValueError: no lake"
+
+
+def _precheck_queue(pipeline: Pipeline, names: Any) -> str:
+    return str(pipeline.sqs.create_queue(QueueName=f"prechecks-{names.suffix}")["QueueUrl"])
+
+
+def test_prechecks_on_a_queue_of_their_own_are_served_after_tasks_and_never_received_by_keepers(
+    pipeline: Pipeline, names: Any
+) -> None:
+    """While a worker is busy, its keeper receives every message waiting in the work queue once per
+    beat; a precheck there would count those receives as attempts. On the precheck queue the first
+    receive is the worker's own: a queue with maxReceiveCount 3 then dead-letters only a precheck
+    that was taken on three times (a part that crashes every worker)."""
+    precheck_url = _precheck_queue(pipeline, names)
+    Prechecks(pipeline.sqs, precheck_url).send(
+        "shop-bucket",
+        "2025-07-11",
+        "raw/products/products.csv",
+        {"ORDERS_KEYS": ["raw/orders/2025-07-11/p1.csv"]},
+    )
+    runner = Runner({})
+
+    def slow(command: str, configs: Sequence[PipelineConfig]) -> int:
+        if command == "validate":
+            time.sleep(2)  # four beats of the keeper
+        return runner(command, configs)
+
+    worker = pipeline.worker(slow, heartbeat_seconds=0.5)
+    worker.settings = replace(worker.settings, precheck_queue_url=precheck_url)
+    arn = pipeline.start("busy")
+    _wait_for_queued(pipeline, 1)
+    url, message = worker._receive(1)[0]
+    assert url == pipeline.queue_url  # tasks first, though the precheck was sent before
+    worker.handle(message, url)  # the validation: the keeper beats the queue meanwhile
+    (waiting,) = pipeline.sqs.receive_message(
+        QueueUrl=precheck_url, AttributeNames=["ApproximateReceiveCount"], WaitTimeSeconds=1
+    )["Messages"]
+    assert waiting["Attributes"]["ApproximateReceiveCount"] == "1"  # this receive is the first
+    make_visible(pipeline.sqs, precheck_url, [waiting])
+    thread = threading.Thread(target=worker.serve, daemon=True)
+    thread.start()
+    try:
+        assert pipeline.executor.wait(arn, timeout=60)["status"] == "SUCCEEDED"
+        deadline = time.monotonic() + 30
+        while "precheck" not in [c for c, _ in runner.calls] and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert [c for c, _ in runner.calls] == ["validate", "transform", "precheck"]
+    attributes = pipeline.sqs.get_queue_attributes(
+        QueueUrl=precheck_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
+def test_a_precheck_on_its_own_queue_is_dropped_when_its_days_validation_waits_in_the_work_queue(
+    pipeline: Pipeline, names: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    precheck_url = _precheck_queue(pipeline, names)
+    Prechecks(pipeline.sqs, precheck_url).send(
+        "shop-bucket",
+        "2025-07-10",
+        "raw/products/products.csv",
+        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
+    )
+    arn = pipeline.start("day1")  # the same bucket and day: its ValidateData validates every part
+    _wait_for_queued(pipeline, 1)
+    runner = Runner({})
+    worker = pipeline.worker(runner)
+    worker.settings = replace(worker.settings, precheck_queue_url=precheck_url)
+    (message,) = pipeline.sqs.receive_message(QueueUrl=precheck_url, WaitTimeSeconds=1)["Messages"]
+    worker.handle(message, precheck_url)
+    assert runner.calls == []
+    assert '"step": "precheck.skipped"' in capsys.readouterr().out
+    assert _queued(pipeline) == 1  # the validation task, given back to the work queue
+    pipeline.serve(runner, tasks=2)
+    assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
