@@ -729,3 +729,35 @@ def test_a_precheck_on_its_own_queue_is_dropped_when_its_days_validation_waits_i
     assert _queued(pipeline) == 1  # the validation task, given back to the work queue
     pipeline.serve(runner, tasks=2)
     assert pipeline.executor.wait(arn, timeout=20)["status"] == "SUCCEEDED"
+
+
+def test_a_precheck_that_kills_every_worker_is_dead_lettered_after_three_attempts(
+    pipeline: Pipeline, names: Any
+) -> None:
+    """The precheck queue as the stack makes it (DLQ after 3 receives): three workers take the part
+    on through their own receive and die before deleting it (the hold then lapses: visible again);
+    the fourth finds the queue empty and the message waits in the DLQ for an operator."""
+    sqs = pipeline.sqs
+    dlq_url = sqs.create_queue(QueueName=f"prechecks-dlq-{names.suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    precheck_url = sqs.create_queue(
+        QueueName=f"prechecks-{names.suffix}",
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})},
+    )["QueueUrl"]
+    Prechecks(sqs, precheck_url).send(
+        "shop-bucket",
+        "2025-07-10",
+        "raw/products/products.csv",
+        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
+    )
+    worker = pipeline.worker(Runner({}))
+    worker.settings = replace(worker.settings, precheck_queue_url=precheck_url)
+    for _attempt in range(3):
+        ((url, message),) = worker._receive(0)
+        assert url == precheck_url
+        make_visible(sqs, precheck_url, [message])  # the worker died: its hold lapsed
+    assert worker._receive(0) == []
+    (dead,) = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(dead["Body"])["Command"] == ["precheck"]
