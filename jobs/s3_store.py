@@ -8,7 +8,7 @@ retries and overlapping runs safe.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +115,21 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)  # idempotent in S3
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """One DeleteObjects request for up to 1,000 keys (missing ones are no error in S3)."""
+        if not keys:
+            return
+        response = self.client.delete_objects(
+            Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise RuntimeError(
+                f"could not delete {len(errors)} of {len(keys)} objects, e.g. {first.get('Key')}: "
+                f"{first.get('Code')} {first.get('Message')}"
+            )
 
     def move(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> bool:
         """Copy then delete. Returns False when ``src`` was already gone.

@@ -225,13 +225,20 @@ def _staged(
 
 
 def parse_file(
-    spark: SparkSession, uri: str, version: FileVersion, header: tuple[str, ...] | None = None
+    spark: SparkSession,
+    uri: str,
+    version: FileVersion,
+    header: tuple[str, ...] | None = None,
+    *,
+    drop_rows: bool = False,
 ) -> DataFrame:
     """A CSV file's staging rows straight from the file: for files without staging rows (the
     rows are lazy; numbering them counts the file's rows per split now).
 
     ``header``: the file's raw header when already known; otherwise its first line is read. A
     header name repeated after normalisation keeps its first column, as validation requires.
+    ``drop_rows``: leave out the rows the suite's drop rules leave out of an accepted file (what
+    validation would have staged; row numbers then count the kept rows).
     """
     raw_header = header if header is not None else read_header(spark, uri)
     if not raw_header:
@@ -240,8 +247,12 @@ def parse_file(
     first: dict[str, str] = {}
     for column, name in zip(frame.columns, raw_header, strict=True):
         first.setdefault(normalize_header(name), column)
-    picked = frame.select(*[F.col(f"`{c}`").alias(h) for h, c in first.items()])
-    return stage_rows(normalize_columns(picked), version)
+    picked = normalize_columns(frame.select(*[F.col(f"`{c}`").alias(h) for h, c in first.items()]))
+    if drop_rows:
+        from jobs.validation.rule_counts import without_dropped_rows
+
+        picked = without_dropped_rows(version.dataset, picked)
+    return stage_rows(picked, version)
 
 
 @dataclass(frozen=True)

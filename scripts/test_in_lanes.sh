@@ -29,6 +29,14 @@ echo "tests with JVMs of their own (pid $own) and without a JVM (pid $nojvm): ru
 
 "$python" -m pytest -m "spark and not own_jvms" "$@"
 shared_rc=$?
+# LANES_AFTER_SHARED: a command run once the shared-session lane is done, beside the other two (CI runs
+# `make compat` there: its JVM takes the place of the shared session's instead of queueing after all).
+after_rc=0
+if [ -n "${LANES_AFTER_SHARED:-}" ]; then
+  echo "================ after the shared-session tests: $LANES_AFTER_SHARED ================"
+  bash -c "$LANES_AFTER_SHARED"
+  after_rc=$?
+fi
 
 wait "$own"
 own_rc=$?
@@ -40,7 +48,8 @@ cat "$own_log"
 echo
 echo "====================== tests without a JVM (ran beside the shared-session tests) ======================"
 cat "$nojvm_log"
-echo "exit codes: shared-session tests $shared_rc, own-JVM tests $own_rc, tests without a JVM $nojvm_rc"
+echo "exit codes: shared-session tests $shared_rc, own-JVM tests $own_rc, tests without a JVM $nojvm_rc${LANES_AFTER_SHARED:+, after the shared lane $after_rc}"
+if [ "$after_rc" -ne 0 ]; then exit "$after_rc"; fi
 # 5 is pytest's "no tests collected": arguments that select only some kinds of test leave the other
 # processes nothing to run, which fails nothing. All of them collecting nothing is still 5.
 if [ "$shared_rc" -eq 5 ] && [ "$own_rc" -eq 5 ] && [ "$nojvm_rc" -eq 5 ]; then exit 5; fi

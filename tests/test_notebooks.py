@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -112,8 +113,13 @@ def image_count(nb: nbformat.NotebookNode) -> int:
 
 
 def repo_entries() -> set[str]:
-    """Top-level entries of the repository (the notebooks must write only to temp dirs)."""
-    return {p.name for p in ROOT.iterdir()} - {".pytest_cache", ".ruff_cache"}
+    """Top-level entries of the repository that git does not ignore (the notebooks must write only
+    to temp dirs; tests in the other lanes may meanwhile make ignored ones, such as out/)."""
+    names = sorted(p.name for p in ROOT.iterdir())
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--", *names], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.split()
+    return set(names) - set(ignored) - {".git"}
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from jobs.validation.suites import (
     load_suites,
     required_columns,
     source_columns,
+    suite_path,
 )
 
 README = Path(__file__).resolve().parents[1] / "jobs" / "validation" / "README.md"
@@ -44,11 +45,51 @@ def test_suite_matches_the_contract(dataset: str) -> None:
 def test_suites_load_as_great_expectations_objects() -> None:
     suites = load_suites()
     assert set(suites) == set(DATASETS)
-    severities = {e.meta["rule"]: str(e.severity.value) for e in suites["order_items"].expectations}
-    assert severities["product_id is in the products master data"] == "warning"
-    assert all(
-        s == "critical" for r, s in severities.items() if r != "product_id is in the products master data"
-    )
+    # GX's severity follows each rule's action: only a rejecting rule fails its file by itself.
+    for dataset, suite in suites.items():
+        for e in suite.expectations:
+            expected = "critical" if e.meta["action"] == "reject" else "warning"
+            assert str(e.severity.value) == expected, (dataset, e.meta["rule"])
+    actions = {e.meta["rule"]: e.meta["action"] for e in suites["order_items"].expectations}
+    assert actions["product_id is in the products master data"] == "warn"
+    assert actions["sale_price >= 0"] == "drop"
+    assert actions["id is unique within the file"] == "reject"
+    assert {e.meta["action"] for e in suites["products"].expectations} == {"reject"}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {
+                "meta": {"rule": "x", "column": "order_id", "action": "drop"},
+                "type": "expect_column_values_to_be_unique",
+            },
+            "one row",
+        ),
+        ({"meta": {"rule": "x", "column": "order_id", "action": "drop"}, "severity": "critical"}, "severity"),
+        ({"meta": {"rule": "x", "column": "order_id", "action": "quarantine"}}, "not one of"),
+        (
+            {
+                "meta": {"rule": "x", "column": "order_id", "action": "drop"},
+                "kwargs": {"column": "order_id", "mostly": 0.9},
+            },
+            "mostly",
+        ),
+    ],
+)
+def test_contradicting_actions_are_a_suite_error(tmp_path: Path, change: dict, problem: str) -> None:
+    suite = json.loads(suite_path("orders").read_text())
+    rule = {
+        "type": "expect_column_values_to_not_be_null",
+        "kwargs": {"column": "order_id"},
+        "severity": "warning",
+        **change,
+    }
+    suite["expectations"].append(rule)
+    (tmp_path / "orders.json").write_text(json.dumps(suite))
+    with pytest.raises(SuiteError, match=problem):
+        load_suite_json("orders", tmp_path)
 
 
 def test_a_broken_suite_is_a_task_error(tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ def read_new_rows(spark: SparkSession, dataset: str, sources: Sequence[SourceFil
     """Staging rows of ``sources`` (lazy): one Parquet scan, plus a CSV parse per file without them."""
     staged = [s.staged_uri for s in sources if s.staged_uri]
     frames = [read_staged(spark, dataset, staged)] if staged or not sources else []
-    frames += [parse_file(spark, s.uri, s.version) for s in sources if not s.staged_uri]
+    # A validated file without staging rows is parsed, less the rows validation dropped from it.
+    frames += [parse_file(spark, s.uri, s.version, drop_rows=True) for s in sources if not s.staged_uri]
     return _union(frames)
 
 

@@ -23,12 +23,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import ORDER_ITEMS
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
+from jobs.validation import quarantine
+from jobs.validation.actions import DROP, SuiteActions
 from jobs.validation.conclude import Concluder
 from jobs.validation.engine import Engine
 from jobs.validation.findings import Finding
@@ -38,13 +40,14 @@ from jobs.validation.rule_counts import FileCounts, RuleCounts
 from jobs.validation.structural import HeadInspection
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 File = tuple[Target, ObjectInfo, HeadInspection]
 
 FILE = "__ecomkpi_file"  # the row's source file, as Spark names it (``_metadata.file_path``)
 PART = "__ecomkpi_partition"  # the row's scan partition
 REC = "__ecomkpi_record"  # the row's position within its scan partition (0-based)
+DROPPED = "__ecomkpi_dropped"  # a span's rows that break a drop rule (jobs.validation.actions)
 _RECORD_BITS = (1 << 33) - 1  # monotonically_increasing_id's record bits (jobs.staging)
 CONCLUDING_THREADS = 8  # concluding is S3 requests only: reports, verdict record, copy, delete
 
@@ -59,6 +62,9 @@ class _Group:
     absent: frozenset[str] = frozenset()
     columns: tuple[str, ...] = ()  # what GX sees: the frame's columns without the bookkeeping
 
+    def __hash__(self) -> int:
+        return id(self)
+
 
 @dataclass
 class _Checked:
@@ -71,6 +77,8 @@ class _Checked:
     group: _Group
     # (scan partition, rows of this file there, its first record there), in partition order
     spans: list[tuple[int, int, int]]
+    dropped: int = 0  # its rows that break a drop rule (left out of staging when it is accepted)
+    quarantine_key: str = ""  # where those rows went (accepted files only)
 
 
 class DatasetCheck:
@@ -94,6 +102,7 @@ class DatasetCheck:
         self._concluder = concluder
         self._suite_json = suite_json
         self._rules = RuleCounts(suite_json)  # UnsupportedRule: the caller checks file by file
+        self._actions = SuiteActions.of(suite_json)
         self._gx_lock = gx_lock
         self._one_by_one = one_by_one
 
@@ -114,6 +123,7 @@ class DatasetCheck:
             passing = [c for c in checked if not any(f.rejects for f in c.findings)]
             if passing:
                 self._stage(dataset, passing)
+                self._quarantine(passing)
             outcomes.update(self._conclude(dataset, checked))
         finally:
             for group in groups.values():
@@ -137,12 +147,14 @@ class DatasetCheck:
         columns = group.files[0][2].columns
         frame = self._frame(dataset, group).cache()
         group.frame = frame
+        drops = self._drops(group)
         aggregates = [
             F.count(F.lit(1)).alias("rows"),
             F.min(REC).alias("first"),
             F.count(F.when(ragged_rows(), 1)).alias("ragged"),
             F.count(F.when(undecodable_rows(columns), 1)).alias("undecodable"),
             *self._rules.aggregations(group.columns),
+            F.count(F.when(drops, 1) if drops is not None else F.lit(None)).alias(DROPPED),
         ]
         try:
             per_span = frame.groupBy(FILE, PART).agg(*aggregates).collect()
@@ -163,6 +175,7 @@ class DatasetCheck:
             rows = sum(int(r["rows"]) for r in spans)
             ragged = sum(int(r["ragged"]) for r in spans)
             undecodable = sum(int(r["undecodable"]) for r in spans)
+            dropped = sum(int(r[DROPPED]) for r in spans)
             own = frame.where(F.col(FILE) == name)
             findings = list(shape_findings(own, columns, ragged, undecodable))
             if not findings:  # misaligned rows would only make the suite's results noise
@@ -180,6 +193,7 @@ class DatasetCheck:
                             file=t.key,
                             rules=[r.index for r in failed],
                         )
+                    findings = self._actions.apply(findings, rows, dropped)
             found.append(
                 _Checked(
                     file=f,
@@ -188,6 +202,7 @@ class DatasetCheck:
                     findings=findings,
                     group=group,
                     spans=[(int(r[PART]), int(r["rows"]), int(r["first"])) for r in spans],
+                    dropped=dropped,
                 )
             )
         self._log.event(
@@ -279,8 +294,6 @@ class DatasetCheck:
         is recorded: a file whose verdict says passed always has them)."""
         from functools import reduce
 
-        from pyspark.sql import functions as F
-
         from jobs.staging import FileVersion, stage_files_rows, write_staged_versions
         from jobs.validation.suites import rejects_repeated_keys
 
@@ -294,23 +307,68 @@ class DatasetCheck:
         frames = []
         for group in {id(c.group): c.group for c in passing}.values():
             mine = [c for c in passing if c.group is group]
-            offsets = []  # (partition, file) -> what turns a record's position there into its row number
-            for c in mine:
-                before = 0
-                for part, span_rows, first in c.spans:
-                    offsets.extend([F.lit(f"{part}/{c.name}"), F.lit(before - first + 1)])
-                    before += span_rows
             assert group.frame is not None
-            key = F.concat(F.col(PART).cast("string"), F.lit("/"), F.col(FILE))
-            row_num = F.col(REC) + F.element_at(F.create_map(*offsets), key) if offsets else F.lit(None)
+            drops = self._drops(group)
+            # A dropped row keeps its place: the rows after it keep their row numbers.
+            kept = group.frame if drops is None else group.frame.where(~drops)
             own = {c.name: versions[c.name] for c in mine}
-            frames.append(stage_files_rows(group.frame, FILE, own, row_num.cast("long"), order))
+            frames.append(stage_files_rows(kept, FILE, own, _row_number(mine), order))
         staged = reduce(lambda a, b: a.unionByName(b), frames)
         unique = rejects_repeated_keys(dataset, self._suite_json)
         with self._log.stage("staging", dataset=dataset, files=len(order)) as s:
             summary = write_staged_versions(staged, order, self._store, unique_key=unique)
             if summary is not None:
                 s.update(key_summary=summary.as_json())
+
+    def _drops(self, group: _Group) -> Column | None:
+        """Whether a row of ``group`` breaks a drop rule (None: the suite drops nothing here)."""
+        return self._rules.any_failing(self._actions.drop_indexes, group.columns)
+
+    def _quarantine(self, passing: list[_Checked]) -> None:
+        """The dropped rows of the accepted files, as CSVs under invalid/rows/ (one Spark job for
+        all of them, bounded by the drop threshold); the CSVs of accepted versions that dropped
+        nothing are removed (jobs.validation.quarantine)."""
+        from pyspark.sql import functions as F
+
+        clean = [c.file[0].rel for c in passing if not c.dropped]
+        if clean:
+            quarantine.clear(self._store, clean)
+        lossy = [c for c in passing if c.dropped]
+        if not lossy:
+            return
+        for group in {c.group for c in lossy}:
+            mine = [c for c in lossy if c.group is group]
+            drops = self._drops(group)
+            assert group.frame is not None and drops is not None
+            names = {c.name: c for c in mine}
+            rules = [
+                F.when(self._rules.failing(r), F.lit(self._rule_name(r.index)))
+                for r in self._rules.row_rules
+                if r.index in self._actions.drop_indexes and r.column in group.columns
+            ]
+            header = [c for c in group.files[0][2].columns if c in group.frame.columns]
+            rows = (
+                group.frame.where(drops & F.col(FILE).isin(list(names)))
+                .select(
+                    F.col(FILE),
+                    _row_number(mine).alias("row_number"),
+                    F.concat_ws("; ", *rules).alias("failed_rules"),
+                    *[F.col(f"`{c}`") for c in header],
+                )
+                .orderBy(FILE, "row_number")
+                .collect()
+            )
+            by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for row in rows:
+                record = row.asDict()
+                by_file[str(record.pop(FILE))].append(record)
+            for name, c in names.items():
+                etag = c.file[1].etag
+                records = [{**r, "raw_etag": etag} for r in by_file.get(name, [])]
+                c.quarantine_key = quarantine.write_rows(self._store, c.file[0].rel, header, records)
+
+    def _rule_name(self, index: int) -> str:
+        return str(self._suite_json["expectations"][index]["meta"]["rule"])
 
     def _conclude(self, dataset: str, checked: list[_Checked]) -> dict[str, FileOutcome]:
         """Each file's reports, verdict record and placement, several files at a time."""
@@ -319,17 +377,51 @@ class DatasetCheck:
 
         def conclude(c: _Checked) -> tuple[str, FileOutcome]:
             t, raw, _ = c.file
+            findings, own_notes = c.findings, list(notes)
+            if c.quarantine_key:  # accepted with rows dropped: the report says where they went
+                findings = [
+                    replace(f, details={**f.details, "quarantine": c.quarantine_key})
+                    if f.details.get("action") == DROP
+                    else f
+                    for f in findings
+                ]
+                own_notes.append(
+                    f"{c.dropped} of {c.rows} rows broke drop rules: left out of the KPIs and kept, "
+                    f"with the rules they broke, in {c.quarantine_key}"
+                )
             with self._log.stage("file", file=t.key, dataset=t.dataset) as end:
                 outcome = self._concluder.conclude(
-                    t, raw, c.findings, rows=c.rows, notes=list(notes), products_version=version
+                    t, raw, findings, rows=c.rows, notes=own_notes, products_version=version
                 )
-                end.update(verdict=outcome.verdict, location=outcome.location, report=outcome.report_key)
+                end.update(
+                    verdict=outcome.verdict,
+                    location=outcome.location,
+                    report=outcome.report_key,
+                    **({"dropped_rows": c.dropped} if c.quarantine_key else {}),
+                )
             return t.rel, outcome
 
         if len(checked) <= 1:
             return dict(map(conclude, checked))
         with ThreadPoolExecutor(max_workers=CONCLUDING_THREADS, thread_name_prefix="conclude") as pool:
             return dict(pool.map(conclude, checked))
+
+
+def _row_number(files: Sequence[_Checked]) -> Column:
+    """A row's number in its file (1 = the first data row), from its scan partition and position
+    there and the spans the aggregation found for each file."""
+    from pyspark.sql import functions as F
+
+    offsets = []  # (partition, file) -> what turns a record's position there into its row number
+    for c in files:
+        before = 0
+        for part, span_rows, first in c.spans:
+            offsets.extend([F.lit(f"{part}/{c.name}"), F.lit(before - first + 1)])
+            before += span_rows
+    if not offsets:
+        return F.lit(None).cast("long")
+    key = F.concat(F.col(PART).cast("string"), F.lit("/"), F.col(FILE))
+    return (F.col(REC) + F.element_at(F.create_map(*offsets), key)).cast("long")
 
 
 def _summed(rules: RuleCounts, spans: Sequence[Any]) -> tuple[dict[int, int], dict[int, int]]:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from jobs.validation.suites import COLUMN_SET_RULE
@@ -158,11 +159,8 @@ class RuleCounts:
         for r in self.row_rules:
             if r.column not in present:
                 continue
-            fails, skips_nulls = _ROW_RULES[r.type]
-            predicate = fails(r.kwargs)
-            if skips_nulls:
-                predicate = _col(r.column).isNotNull() & predicate
-            out.append(F.count(F.when(predicate, 1)).alias(_fail_alias(r.index)))
+            _, skips_nulls = _ROW_RULES[r.type]
+            out.append(F.count(F.when(self.failing(r), 1)).alias(_fail_alias(r.index)))
             if r.mostly is not None:
                 considered = _col(r.column).isNotNull() if skips_nulls else F.lit(True)
                 out.append(F.count(F.when(considered, 1)).alias(_considered_alias(r.index)))
@@ -170,6 +168,21 @@ class RuleCounts:
             if r.mostly is not None and r.column in present:
                 out.append(F.count(_col(r.column)).alias(_considered_alias(r.index)))
         return out
+
+    def failing(self, rule: Rule) -> Column:
+        """Whether a row breaks the row rule ``rule`` (GX leaves nulls out of some rule types)."""
+        fails, skips_nulls = _ROW_RULES[rule.type]
+        predicate = fails(rule.kwargs)
+        return _col(str(rule.column)).isNotNull() & predicate if skips_nulls else predicate
+
+    def any_failing(self, indexes: Iterable[int], present: Iterable[str]) -> Column | None:
+        """Whether a row breaks any of the row rules at ``indexes`` whose column is ``present``
+        (None: no such rule); a null from a null value counts as not breaking."""
+        present = set(present)
+        chosen = [r for r in self.row_rules if r.index in set(indexes) and r.column in present]
+        if not chosen:
+            return None
+        return F.coalesce(reduce(lambda a, b: a | b, [self.failing(r) for r in chosen]), F.lit(False))
 
     def read_counts(self, row: Mapping[str, Any]) -> tuple[dict[int, int], dict[int, int]]:
         """The failing and considered rows per rule found in one aggregated row (absent: none)."""
@@ -213,3 +226,20 @@ def _success(rows: int, failing: int, considered: int | None, rule: Rule) -> boo
     if total == 0:
         return True
     return (total - failing) / total >= rule.mostly
+
+
+def without_dropped_rows(dataset: str, frame: DataFrame) -> DataFrame:
+    """``frame`` (a normalised file) without the rows its suite's drop rules leave out
+    (jobs.validation.actions): what validation stages of an accepted file, for a reader that
+    parses a validated file instead (its staging rows gone, or written by an older release)."""
+    from jobs.validation.actions import SuiteActions
+    from jobs.validation.checks import add_check_columns
+    from jobs.validation.suites import load_suite_json
+
+    suite = load_suite_json(dataset)
+    actions = SuiteActions.of(suite)
+    if not actions.drop_indexes:
+        return frame
+    checked = add_check_columns(dataset, frame)
+    drops = RuleCounts(suite).any_failing(actions.drop_indexes, checked.columns)
+    return frame if drops is None else checked.where(~drops).select(*frame.columns)

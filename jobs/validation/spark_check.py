@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 from jobs.contract import DATASETS, ORDER_ITEMS
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
+from jobs.validation.actions import SuiteActions
 from jobs.validation.conclude import Concluder
 from jobs.validation.engine import Engine
+from jobs.validation.findings import Finding
 from jobs.validation.outcomes import FileOutcome, Target
 from jobs.validation.product_ids import ProductIds
 from jobs.validation.structural import HeadInspection
@@ -69,6 +71,7 @@ class SparkCheck:
                 with self.gx_lock:
                     result = self._engine.gx().validate(t.dataset, checked.drop(CORRUPT_RECORD), t.rel)
                 findings = findings_from_suite_result(result, inspection.columns, absent)
+                findings = self._actions(t.dataset, checked, findings, shape.rows)
             self._log.event(
                 "file.spark",
                 file=raw.key,
@@ -92,6 +95,26 @@ class SparkCheck:
         return self._concluder.conclude(
             t, raw, findings, rows=shape.rows, notes=notes, products_version=version
         )
+
+    def _actions(self, dataset: str, checked: DataFrame, findings: list[Finding], rows: int) -> list[Finding]:
+        """The findings with their actions. A file checked on its own cannot drop rows: a drop rule
+        that fails rejects it, for the reason the one-pass check gives when its rows to drop exceed
+        the threshold, else because they could not be dropped here (jobs.validation.actions)."""
+        from jobs.validation.actions import DROP
+        from jobs.validation.rule_counts import RuleCounts, UnsupportedRule
+
+        suite = self.suite_json(dataset)
+        actions = SuiteActions.of(suite)
+        if not any(actions.action(f) == DROP for f in findings):
+            return findings
+        try:
+            drops = RuleCounts(suite).any_failing(actions.drop_indexes, checked.columns)
+        except UnsupportedRule:
+            drops = None
+        dropped = checked.where(drops).count() if drops is not None else None
+        if dropped is not None and not actions.too_many(rows, dropped):
+            dropped = None
+        return actions.apply(findings, rows, dropped)
 
     def _checked_frame(
         self, dataset: str, raw: ObjectInfo, header: tuple[str, ...]

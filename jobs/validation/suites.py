@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.contract import DATASETS
+from jobs.validation.actions import ActionError, SuiteActions
 from jobs.validation.findings import CRITICAL
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ def load_suite_json(dataset: str, directory: Path | None = None) -> dict[str, An
             raise SuiteError(f"{path}: expectation {i} ({e.get('type')}) has no meta.rule name")
         if e.get("type") != COLUMN_SET_RULE and not meta.get("column"):
             raise SuiteError(f"{path}: expectation {i} ({e.get('type')}) has no meta.column")
+    try:
+        SuiteActions.of(data)
+    except ActionError as exc:
+        raise SuiteError(f"{path}: {exc}") from exc
     return data
 
 
