@@ -5,13 +5,11 @@ no name ever becomes SQL.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import boto3
 
-from jobs.config import PipelineConfig
 from jobs.contract import DAILY_KPI_COLUMNS
 from jobs.oracle import kpis_from_files
 from jobs.transformation.job import run as transform
@@ -21,6 +19,7 @@ from tests.support.validation import (
     BATCH,
     PRODUCTS_CSV,
     PRODUCTS_KEY,
+    both_jobs_config,
     item_row,
     items_csv,
     order_row,
@@ -67,20 +66,7 @@ def test_odd_names_pass_both_jobs_and_their_kpis_equal_the_oracle(
         items.append(
             put(f"raw/order_items/{BATCH}/{name}", items_csv(item_row(100 + n, order_id=n, price=f"{n}.50")))
         )
-    env = {
-        "S3_BUCKET": names.bucket,
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "PRODUCTS_KEY": PRODUCTS_KEY,
-        "ORDERS_KEYS": json.dumps(orders),
-        "ORDER_ITEMS_KEYS": json.dumps(items),
-        "BATCH_ID": BATCH,
-        "RUN_ID": "odd-1",
-        "LAKE_PATH": str(tmp_path / "lake"),
-        "DAILY_KPIS_TABLE": names.daily_table,
-        "CATEGORY_KPIS_TABLE": names.category_table,
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-    }
-    config = PipelineConfig.from_env(env)
+    config = both_jobs_config(moto_endpoint, names, tmp_path / "lake", orders, items, "odd-1")
     result = validate(config, spark)
     assert result.exit_code == 0, [(f.key, f.verdict) for f in result.files]
     transformed = transform(config, spark)

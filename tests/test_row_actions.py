@@ -18,7 +18,6 @@ import boto3
 import pytest
 
 from ecomkpi.demo import scan_all
-from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from jobs.oracle import kpis_from_files
 from jobs.transformation.job import run as transform
@@ -31,6 +30,7 @@ from tests.support.validation import (
     BATCH,
     PRODUCTS_CSV,
     PRODUCTS_KEY,
+    both_jobs_config,
     item_row,
     items_csv,
     order_row,
@@ -75,26 +75,6 @@ def stack(moto_endpoint: str, names: Any, tmp_path: Path) -> dict[str, Any]:
     return {"s3": s3, "ddb": ddb}
 
 
-def _config(
-    names: Any, moto_endpoint: str, tmp_path: Path, orders: list[str], items: list[str], run: str
-) -> Any:
-    return PipelineConfig.from_env(
-        {
-            "S3_BUCKET": names.bucket,
-            "AWS_ENDPOINT_URL": moto_endpoint,
-            "PRODUCTS_KEY": PRODUCTS_KEY,
-            "ORDERS_KEYS": json.dumps(orders),
-            "ORDER_ITEMS_KEYS": json.dumps(items),
-            "BATCH_ID": BATCH,
-            "RUN_ID": run,
-            "LAKE_PATH": str(tmp_path / "lake"),
-            "DAILY_KPIS_TABLE": names.daily_table,
-            "CATEGORY_KPIS_TABLE": names.category_table,
-            "SPARK_SHUFFLE_PARTITIONS": "2",
-        }
-    )
-
-
 def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpis_equal_the_clean_oracle(
     moto_endpoint: str, names: Any, spark: Any, tmp_path: Path, stack: dict[str, Any]
 ) -> None:
@@ -112,7 +92,7 @@ def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpi
     for key, body in bodies.items():
         s3.put_object(Bucket=names.bucket, Key=key, Body=body)
     orders, items = [f"raw/{ORD}/few.csv", f"raw/{ORD}/many.csv"], [f"raw/{ITM}/items.csv"]
-    config = _config(names, moto_endpoint, tmp_path, orders, items, "drop-1")
+    config = both_jobs_config(moto_endpoint, names, tmp_path / "lake", orders, items, "drop-1")
 
     result = validate(config, spark)
     verdicts = {f.rel: f.verdict.value for f in result.files}
@@ -158,7 +138,7 @@ def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpi
     # The producer corrects the part: every row counts again, and the quarantine CSV goes.
     fixed, _ = _orders({}, 60, 0)
     s3.put_object(Bucket=names.bucket, Key=f"raw/{ORD}/few.csv", Body=fixed)
-    again = _config(names, moto_endpoint, tmp_path, [f"raw/{ORD}/few.csv"], [], "drop-2")
+    again = both_jobs_config(moto_endpoint, names, tmp_path / "lake", [f"raw/{ORD}/few.csv"], [], "drop-2")
     assert validate(again, spark).exit_code == 0
     transform(again, spark)
     listed = s3.list_objects_v2(Bucket=names.bucket, Prefix=f"invalid/rows/{ORD}/").get("Contents", [])

@@ -506,13 +506,14 @@ def test_the_supervisor_says_how_the_worker_got_ready() -> None:
     assert ready_detail({}) == "Spark started in ? s"
 
 
-def _send_precheck(pipeline: Pipeline, run_id_batch: str = "2025-07-10") -> None:
-    """A precheck exactly as the trigger sends it (lambda_trigger/prechecks.py)."""
-    Prechecks(pipeline.sqs, pipeline.queue_url).send(
+def _send_precheck(pipeline: Pipeline, run_id_batch: str = "2025-07-10", queue_url: str = "") -> None:
+    """A precheck exactly as the trigger sends it (lambda_trigger/prechecks.py), to the work queue
+    unless ``queue_url`` names the precheck queue."""
+    Prechecks(pipeline.sqs, queue_url or pipeline.queue_url).send(
         "shop-bucket",
         run_id_batch,
         "raw/products/products.csv",
-        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
+        {"ORDERS_KEYS": [f"raw/orders/{run_id_batch}/p1.csv"]},
     )
 
 
@@ -664,12 +665,7 @@ def test_prechecks_on_a_queue_of_their_own_are_served_after_tasks_and_never_rece
     receive is the worker's own: a queue with maxReceiveCount 3 then dead-letters only a precheck
     that was taken on three times (a part that crashes every worker)."""
     precheck_url = _precheck_queue(pipeline, names)
-    Prechecks(pipeline.sqs, precheck_url).send(
-        "shop-bucket",
-        "2025-07-11",
-        "raw/products/products.csv",
-        {"ORDERS_KEYS": ["raw/orders/2025-07-11/p1.csv"]},
-    )
+    _send_precheck(pipeline, "2025-07-11", precheck_url)
     runner = Runner({})
 
     def slow(command: str, configs: Sequence[PipelineConfig]) -> int:
@@ -711,12 +707,7 @@ def test_a_precheck_on_its_own_queue_is_dropped_when_its_days_validation_waits_i
     pipeline: Pipeline, names: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     precheck_url = _precheck_queue(pipeline, names)
-    Prechecks(pipeline.sqs, precheck_url).send(
-        "shop-bucket",
-        "2025-07-10",
-        "raw/products/products.csv",
-        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
-    )
+    _send_precheck(pipeline, "2025-07-10", precheck_url)
     arn = pipeline.start("day1")  # the same bucket and day: its ValidateData validates every part
     _wait_for_queued(pipeline, 1)
     runner = Runner({})
@@ -746,12 +737,7 @@ def test_a_precheck_that_kills_every_worker_is_dead_lettered_after_three_attempt
         QueueName=f"prechecks-{names.suffix}",
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})},
     )["QueueUrl"]
-    Prechecks(sqs, precheck_url).send(
-        "shop-bucket",
-        "2025-07-10",
-        "raw/products/products.csv",
-        {"ORDERS_KEYS": ["raw/orders/2025-07-10/p1.csv"]},
-    )
+    _send_precheck(pipeline, queue_url=precheck_url)
     worker = pipeline.worker(Runner({}))
     worker.settings = replace(worker.settings, precheck_queue_url=precheck_url)
     for _attempt in range(3):

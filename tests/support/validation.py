@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobs import aws
@@ -59,6 +60,27 @@ def make_config(endpoint: str, bucket: str, *, products_key: str = PRODUCTS_KEY,
         **extra,
     }
     return PipelineConfig.from_env(env)
+
+
+def both_jobs_config(
+    endpoint: str, names: Any, lake: Path, orders: list[str], items: list[str], run_id: str
+) -> PipelineConfig:
+    """What the workflow gives both jobs of one day: the keys, the lake and the KPI tables."""
+    return PipelineConfig.from_env(
+        {
+            "S3_BUCKET": names.bucket,
+            "AWS_ENDPOINT_URL": endpoint,
+            "PRODUCTS_KEY": PRODUCTS_KEY,
+            "ORDERS_KEYS": json.dumps(orders),
+            "ORDER_ITEMS_KEYS": json.dumps(items),
+            "BATCH_ID": BATCH,
+            "RUN_ID": run_id,
+            "LAKE_PATH": str(lake),
+            "DAILY_KPIS_TABLE": names.daily_table,
+            "CATEGORY_KPIS_TABLE": names.category_table,
+            "SPARK_SHUFFLE_PARTITIONS": "2",
+        }
+    )
 
 
 def env_of(config: PipelineConfig) -> dict[str, str]:
