@@ -21,6 +21,9 @@
 set -euo pipefail
 optional=0
 [ "${1:-}" = "--if-possible" ] && optional=1
+# One build at a time (CI starts one early, `make test` asks again): the second finds the layers built.
+exec 9>"${TMPDIR:-/tmp}/ecomkpi-image-build.lock"
+flock 9
 root="$(cd "$(dirname "$0")/.." && pwd)"
 image="${ECOMKPI_IMAGE:-localhost/ecomkpi:dev}"
 base="docker.io/library/debian:bookworm-slim"

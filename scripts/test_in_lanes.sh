@@ -19,7 +19,8 @@ python=$1
 shift
 own_log=$(mktemp "${TMPDIR:-/tmp}/ecomkpi-tests-ownjvms.XXXXXX")
 nojvm_log=$(mktemp "${TMPDIR:-/tmp}/ecomkpi-tests-nojvm.XXXXXX")
-trap 'rm -f "$own_log" "$nojvm_log"' EXIT
+after_log=$(mktemp "${TMPDIR:-/tmp}/ecomkpi-tests-after.XXXXXX")
+trap 'rm -f "$own_log" "$nojvm_log" "$after_log"' EXIT
 
 nice -n 5 "$python" -m pytest -m "own_jvms" -p no:cacheprovider "$@" >"$own_log" 2>&1 &
 own=$!
@@ -27,16 +28,21 @@ nice -n 15 "$python" -m pytest -m "not spark" -p no:cacheprovider "$@" >"$nojvm_
 nojvm=$!
 echo "tests with JVMs of their own (pid $own) and without a JVM (pid $nojvm): running beside, output follows"
 
+# LANES_AFTER: a command run once the first of those two lanes is done, beside the others (CI runs
+# `make compat` there: its JVM takes the place of the finished lane's instead of queueing after all).
+after=""
+if [ -n "${LANES_AFTER:-}" ]; then
+  (
+    # running: not gone and not a zombie (a finished lane stays one until this script waits for it)
+    running() { [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != "" ] && [ "$(awk '{print $3}' "/proc/$1/stat")" != Z ]; }
+    while running "$own" && running "$nojvm"; do sleep 5; done
+    nice -n 5 bash -c "$LANES_AFTER"
+  ) >"$after_log" 2>&1 &
+  after=$!
+fi
+
 "$python" -m pytest -m "spark and not own_jvms" "$@"
 shared_rc=$?
-# LANES_AFTER_SHARED: a command run once the shared-session lane is done, beside the other two (CI runs
-# `make compat` there: its JVM takes the place of the shared session's instead of queueing after all).
-after_rc=0
-if [ -n "${LANES_AFTER_SHARED:-}" ]; then
-  echo "================ after the shared-session tests: $LANES_AFTER_SHARED ================"
-  bash -c "$LANES_AFTER_SHARED"
-  after_rc=$?
-fi
 
 wait "$own"
 own_rc=$?
@@ -48,7 +54,15 @@ cat "$own_log"
 echo
 echo "====================== tests without a JVM (ran beside the shared-session tests) ======================"
 cat "$nojvm_log"
-echo "exit codes: shared-session tests $shared_rc, own-JVM tests $own_rc, tests without a JVM $nojvm_rc${LANES_AFTER_SHARED:+, after the shared lane $after_rc}"
+after_rc=0
+if [ -n "$after" ]; then
+  wait "$after"
+  after_rc=$?
+  echo
+  echo "====================== $LANES_AFTER (ran once a lane was done) ======================"
+  cat "$after_log"
+fi
+echo "exit codes: shared-session tests $shared_rc, own-JVM tests $own_rc, tests without a JVM $nojvm_rc${after:+, $LANES_AFTER $after_rc}"
 if [ "$after_rc" -ne 0 ]; then exit "$after_rc"; fi
 # 5 is pytest's "no tests collected": arguments that select only some kinds of test leave the other
 # processes nothing to run, which fails nothing. All of them collecting nothing is still 5.

@@ -94,6 +94,7 @@ def _local_names() -> dict[str, str]:
         "DailyKpisTable": "d",
         "CategoryKpisTable": "c",
         "WorkQueue": "q",
+        "PrecheckQueue": "p",
     }
 
 

@@ -27,6 +27,7 @@ NAMES = {
     "DailyKpisTable": "DailyKPIs-t",
     "CategoryKpisTable": "CategoryKPIs-t",
     "WorkQueue": "http://127.0.0.1:1/queue/work",
+    "PrecheckQueue": "http://127.0.0.1:1/queue/prechecks",
 }
 
 
