@@ -78,7 +78,7 @@ test-fast: $(STAMP)
 # (~/.cache/ecomkpi/jars-spark4.0, scripts/spark40-jars.pom.xml). Sets itself up on a fresh clone.
 COMPAT_VENV := .venv-compat
 COMPAT_JARS ?= $(HOME)/.cache/ecomkpi/jars-spark4.0
-# CI's selection (~5 min of pytest on 2 cores). The whole of the three job test files was run for the change
+# The default selection (~5 min of pytest on 2 cores; not in CI for time: docs/development.md). The whole of the three job test files was run for the change
 # that added the lane (docs/scale-out.md): make compat COMPAT_TESTS="tests/compat tests/test_kpis.py
 # tests/test_validation_job.py tests/test_transformation_batches.py".
 COMPAT_TESTS ?= tests/compat tests/test_kpis.py::test_daily_and_category_kpis_hand_computed \

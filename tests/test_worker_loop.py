@@ -363,20 +363,21 @@ def test_settings_and_messages_name_what_is_wrong() -> None:
 def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
     moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HeartbeatSeconds (300) scaled to 9 s; the first batch takes 12 s while the second waits.
+    """HeartbeatSeconds (300) scaled to 24 s; the first batch takes 27 s while the second waits.
 
     The margin is wide on purpose: in `make test` this test runs in the niced no-JVM lane while two
-    JVM lanes load both cores, and with a 3 s heartbeat a beat thread starved for three seconds timed
-    a task out (clean-clone CI failed on it twice). Eighteen beats per heartbeat survive a starved
-    lane; the batch still outlives one heartbeat, so without beats both tasks would time out.
+    JVM lanes load both cores, and a beat thread starved for a few seconds timed a task out (clean-
+    clone CI failed on it with 3 s, a loaded rehearsal with 9 s). Forty-eight beats per heartbeat
+    survive a starved lane; the batch still outlives one heartbeat, so without beats both tasks would
+    time out.
     """
-    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.03):
+    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.08):
         first, second = pipeline.start("slow"), pipeline.start("queued")
         runner = Runner({})
 
         def slow(command: str, configs: Sequence[PipelineConfig], runner: Runner = runner) -> int:
             if configs[0].run_id == "slow" and command == "validate":
-                time.sleep(12)
+                time.sleep(27)
             return runner(command, configs)
 
         worker = pipeline.worker(slow, heartbeat_seconds=0.5)
@@ -384,7 +385,7 @@ def test_tasks_waiting_behind_a_long_batch_are_kept_alive(
         thread.start()
         try:
             for arn in (first, second):
-                assert pipeline.executor.wait(arn, timeout=60)["status"] == "SUCCEEDED"
+                assert pipeline.executor.wait(arn, timeout=120)["status"] == "SUCCEEDED"
         finally:
             worker.stop()
             thread.join(10)
@@ -559,17 +560,17 @@ def test_a_precheck_runs_the_validation_in_precheck_mode_and_answers_nobody(
 def test_tasks_waiting_behind_a_long_precheck_are_kept_alive(
     moto_endpoint: str, names: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """HeartbeatSeconds scaled to 9 s; a precheck takes 12 s while a batch's task waits behind it.
+    """HeartbeatSeconds scaled to 24 s; a precheck takes 27 s while a batch's task waits behind it.
 
-    9 s, not 3 s, for the reason given in the test above: a starved no-JVM lane in `make test`.
+    24 s, not 3 s, for the reason given in the test above: a starved no-JVM lane in `make test`.
     """
-    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.03):
+    for pipeline in make_pipeline(moto_endpoint, names, monkeypatch, heartbeat_scale=0.08):
         _send_precheck(pipeline, "2025-07-09")  # another day: the waiting task does not cover it
         runner = Runner({})
 
         def slow(command: str, configs: Sequence[PipelineConfig], runner: Runner = runner) -> int:
             if command == "precheck":
-                time.sleep(12)
+                time.sleep(27)
             return runner(command, configs)
 
         worker = pipeline.worker(slow, heartbeat_seconds=0.5)
@@ -580,7 +581,7 @@ def test_tasks_waiting_behind_a_long_precheck_are_kept_alive(
         thread = threading.Thread(target=worker.serve, daemon=True)
         thread.start()
         try:
-            assert pipeline.executor.wait(arn, timeout=60)["status"] == "SUCCEEDED"
+            assert pipeline.executor.wait(arn, timeout=120)["status"] == "SUCCEEDED"
         finally:
             worker.stop()
             thread.join(10)
