@@ -941,7 +941,8 @@ class Worker:
         queue is dropped: that task validates every part of the day in one run anyway.
 
         Unlike a task's, the messages are deleted when their day's precheck is over (whatever its
-        outcome): until then they stay in flight, held by each beat, so a worker that dies meanwhile
+        outcome; a stop gives the days not begun back to the queue): until then they stay in flight,
+        held by each beat, so a worker that dies meanwhile
         leaves them to the next one, and on a precheck queue of its own a part that kills every
         worker ends in that queue's DLQ after its maxReceiveCount. The tasks waiting in the work
         queue are kept alive meanwhile, as during a task: a backlog of prechecks must not time out
@@ -966,6 +967,8 @@ class Worker:
         beat.start()
         try:
             for day in days:
+                if self._stopping.is_set():  # told to stop: the days not begun go back to the queue
+                    break
                 try:
                     self._precheck_day(day, validations)
                 finally:
@@ -974,7 +977,7 @@ class Worker:
                         in_flight[:] = [r for r in in_flight if r not in day.receipts]
         finally:
             beat.stop()
-            delete_all(self.sqs, queue_url, in_flight)
+            hold(self.sqs, queue_url, in_flight, 0)  # not begun: visible again for any worker
 
     def _precheck_day(self, day: _PrecheckDay, validations: Sequence[tuple[Mapping[str, str], str]]) -> None:
         """One day's precheck run, or none when a waiting validation task covers the day.
