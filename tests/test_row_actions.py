@@ -53,6 +53,12 @@ def test_a_drop_finding_drops_under_the_threshold_and_rejects_above_it() -> None
     (alone,) = actions.apply([status], rows=100, dropped=None)
     assert alone.rejects and "could not be dropped" in alone.details["rejected_because"]
     assert actions.apply([key], rows=100, dropped=0) == [key]  # a reject rule is left as GX made it
+    # A file another rule rejects keeps its rows: its report must not say they were dropped.
+    _, kept_whole = actions.apply([key, status], rows=100, dropped=2)
+    assert (
+        "dropped_rows" not in kept_whole.details
+        and "rejected by another rule" in kept_whole.details["not_dropped"]
+    )
 
 
 def _orders(bad: dict[int, dict[str, str]], n: int, start: int) -> tuple[bytes, bytes]:

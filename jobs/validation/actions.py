@@ -102,6 +102,9 @@ class SuiteActions:
     def apply(self, findings: Iterable[Finding], rows: int, dropped: int | None) -> list[Finding]:
         """The findings with their actions: a drop finding stays a warning (its rows dropped) or,
         when ``dropped`` rows exceed the threshold or cannot be dropped (``None``), rejects."""
+        findings = list(findings)
+        # Rows are dropped only from a file that is accepted: a file another rule rejects keeps them all.
+        rejected_otherwise = any(f.rejects and self.action(f) != DROP for f in findings)
         out = []
         for f in findings:
             action = self.action(f)
@@ -118,6 +121,11 @@ class SuiteActions:
                     f"{self.threshold:.0%} a file may lose: a broken export, rejected whole"
                 )
                 out.append(replace(f, severity=CRITICAL, details=details))
+            elif rejected_otherwise:
+                details["not_dropped"] = (
+                    f"{dropped} rows break drop rules; the file is rejected by another rule"
+                )
+                out.append(replace(f, severity=WARNING, details=details))
             else:
                 out.append(replace(f, severity=WARNING, details={**details, "dropped_rows": dropped}))
         return out

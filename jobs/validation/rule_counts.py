@@ -178,8 +178,8 @@ class RuleCounts:
     def any_failing(self, indexes: Iterable[int], present: Iterable[str]) -> Column | None:
         """Whether a row breaks any of the row rules at ``indexes`` whose column is ``present``
         (None: no such rule); a null from a null value counts as not breaking."""
-        present = set(present)
-        chosen = [r for r in self.row_rules if r.index in set(indexes) and r.column in present]
+        present, wanted = set(present), set(indexes)
+        chosen = [r for r in self.row_rules if r.index in wanted and r.column in present]
         if not chosen:
             return None
         return F.coalesce(reduce(lambda a, b: a | b, [self.failing(r) for r in chosen]), F.lit(False))
