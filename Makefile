@@ -61,7 +61,10 @@ fmt: $(STAMP)
 # The JVM tests on the shared session, the tests with JVMs of their own and the tests without a JVM
 # as three pytest processes at once (scripts/test_in_lanes.sh);
 # PYTEST_SERIAL=1: one pytest process, one test after the other.
-test: setup browser lint test-image
+# The class archive (a JVM warm-up, one core), lint (mypy, one core), the browser and the image check
+# run at once: a fresh clone's set-up is CPU-bound on two cores, and these four do not share a file.
+test: $(STAMP) jars
+	@$(MAKE) --no-print-directory -j4 --output-sync=target archive browser lint test-image
 ifeq ($(PYTEST_SERIAL),1)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else

@@ -4,7 +4,6 @@ CloudFormation resolves it for the mode, as tests/test_infra_template.py reads t
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from cfnlint.decode import decode
 from ecomkpi.sfn_local import emr_serverless as emr
 from ecomkpi.sfn_local.definition import placeholders
 from ecomkpi.workflow_modes import EMR_DEFINITION
-from tests.test_infra_template import DEPLOY, TEMPLATE, deployed, lint
+from tests.test_infra_template import DEPLOY, TEMPLATE, deployed
 
 EMR_RESOURCES = {"EmrApplication", "EmrJobRole", "EmrServerlessStateMachine"}
 
@@ -162,16 +161,3 @@ def test_deploy_uploads_the_job_files_in_emr_mode(tmp_path: Path) -> None:
     }
     # After the stack exists (it creates the bucket), before anything can start a run.
     assert made.index(deploy) < made.index(copies[0])
-
-
-def test_cfn_lint_clean_with_the_emr_workflow_inlined(template: dict[str, Any], tmp_path: Path) -> None:
-    """cfn-lint's state machine checks (E3601: the ASL, the optimized integration's parameters) see
-    the rendered definition when it is inlined as ``Definition``."""
-    inlined = copy.deepcopy(template)
-    sm = inlined["Resources"]["EmrServerlessStateMachine"]["Properties"]
-    sm.pop("DefinitionS3Location")
-    sm["Definition"] = json.loads(EMR_DEFINITION.read_text("utf-8"))
-    path = tmp_path / "ecomkpi-stack.with-emr-definition.json"
-    path.write_text(json.dumps(inlined, indent=1))
-    result = lint(path)
-    assert result.returncode == 0, result.stdout + result.stderr
