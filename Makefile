@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh clone: `make run` and `make test`.
 # Both create .venv/, fetch the Spark jars (into ~/.cache/ecomkpi/jars) and build the JVM's class
-# archive for them (~/.cache/ecomkpi/cds, jobs/jvm_archive.py) when missing.
+# archive for them (~/.cache/ecomkpi/cds, hosts/jvm_archive.py) when missing.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -25,7 +25,7 @@ jars:
 # The driver's classes pre-parsed for the JVMs the project starts (~1 min once per jar set; a failed
 # build only means slower starts, so it never fails setup).
 archive: $(STAMP) jars
-	@$(BIN)/python -m jobs.jvm_archive
+	@$(BIN)/python -m hosts.jvm_archive
 
 # Debian's headless Chromium + driver for the live-page tests (installed only when missing, as root).
 browser:
@@ -52,6 +52,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/check_notebooks.py
+	$(BIN)/python scripts/house.py >/dev/null
 	$(BIN)/mypy
 
 fmt: $(STAMP)

@@ -4,7 +4,7 @@
 #
 #   entrypoint.sh validate  [args...]   -> exec $PYTHON -m jobs.validation [args...]
 #   entrypoint.sh transform [args...]   -> exec $PYTHON -m jobs.transformation [args...]
-#   entrypoint.sh worker    [args...]   -> exec $PYTHON -m jobs.worker [args...]
+#   entrypoint.sh worker    [args...]   -> exec $PYTHON -m hosts.worker [args...]
 #                                          (TaskMode worker: the long-running ECS service that takes
 #                                          both jobs from the work queue; WORK_QUEUE_URL required)
 #   entrypoint.sh driver    [args...]   -> exec spark-submit --deploy-mode client [args...]
@@ -51,7 +51,7 @@ usage() {
 usage: entrypoint.sh validate|transform|worker|driver|executor [args...]
   validate   run the validation job      (python -m jobs.validation)
   transform  run the transformation job  (python -m jobs.transformation)
-  worker     serve both jobs from the work queue until recycled (python -m jobs.worker;
+  worker     serve both jobs from the work queue until recycled (python -m hosts.worker;
              needs WORK_QUEUE_URL; WORKER_MAX_BATCHES, WORKER_MAX_HEAP_FRACTION,
              WORKER_MAX_COALESCE, WORKER_HEARTBEAT_SECONDS tune it)
   driver     Spark on Kubernetes driver pod: spark-submit --deploy-mode client [args...]
@@ -278,7 +278,7 @@ shift
 case "$cmd" in
   validate | validation) module="jobs.validation" ;;
   transform | transformation) module="jobs.transformation" ;;
-  worker) module="jobs.worker" ;;
+  worker) module="hosts.worker" ;;
   driver) run_driver "$@" ;;
   executor) run_executor ;;
   -h | --help | help)

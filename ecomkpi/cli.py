@@ -126,7 +126,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     """The warm worker against any stack (WORK_QUEUE_URL, PRECHECK_QUEUE_URL and the jobs' variables from the environment)."""
-    from jobs.worker import main
+    from hosts.worker.main import main
 
     return main()
 

@@ -1,7 +1,7 @@
 """The warm worker as a thread of this process, serving the work queue on a SparkSession it holds.
 
 A process that already has a warm session (a test run, a notebook) can serve the local stack with
-it instead of starting a worker process: the same ``jobs.worker.Worker`` loop, queue protocol,
+it instead of starting a worker process: the same ``hosts.worker.loop.Worker`` loop, queue protocol,
 heartbeats and answers, without a second JVM's start (~10 s) and both jobs' first-use costs paid
 again in it. What only the process form gives stays there: killing a worker mid-batch (a dead
 Fargate task) needs the process (``WorkerSupervisor``); a worker that recycles itself here starts
@@ -22,22 +22,21 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-
 from ecomkpi.sfn_local.tasks import ContainerOutput
 from ecomkpi.thread_lines import lines_of_this_thread
 from ecomkpi.worker_supervisor import StatusWatch, container_output
-from jobs.worker_status import STATUS_FILE_VARIABLE, StatusFile
+from hosts.worker.status import STATUS_FILE_VARIABLE, StatusFile
+from jobs.aws import client
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from jobs.worker import Worker
+    from hosts.worker.loop import Worker
 
 
 class InProcessWorker(threading.Thread):
     """``start()`` serves the queue until ``stop()``; ``ready`` is set once the worker's status says
-    so (its status file, jobs/worker_status.py, in a folder of this object's own)."""
+    so (its status file, hosts/worker/status.py, in a folder of this object's own)."""
 
     def __init__(
         self,
@@ -63,15 +62,13 @@ class InProcessWorker(threading.Thread):
         self._worker: Worker | None = None
 
     def run(self) -> None:
-        from jobs.worker import Worker, WorkerSettings
+        from hosts.worker.loop import Worker
+        from hosts.worker.settings import WorkerSettings
 
-        session = boto3.session.Session()
-        region = self.env.get("AWS_REGION", "us-east-1")
-        # One pair of clients for every start (a restarted worker is the same process here).
-        sqs = session.client("sqs", region_name=region, endpoint_url=self.env.get("AWS_ENDPOINT_URL"))
-        sfn = session.client(
-            "stepfunctions", region_name=region, endpoint_url=self.env.get("AWS_ENDPOINT_URL_SFN")
-        )
+        # One pair of clients for every start (a restarted worker is the same process here), for the
+        # worker's environment, not this process's.
+        sqs = client("sqs", env=self.env)
+        sfn = client("stepfunctions", env=self.env)
         while not self._stopping.is_set():
             self._worker = Worker(
                 WorkerSettings.from_env(self.env),

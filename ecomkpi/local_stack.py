@@ -36,7 +36,7 @@ from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
 from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
 from ecomkpi.worker_supervisor import WorkerSupervisor
 from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
-from jobs.worker_status import STATUS_FILE_VARIABLE
+from hosts.worker.status import STATUS_FILE_VARIABLE
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -375,7 +375,7 @@ class LocalStack:
                 "PRECHECK_QUEUE_URL": self.precheck_queue_url,
                 "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
                 "WORKER_POLL_SECONDS": "5",
-                # The worker process's readiness (jobs/worker_status.py), read by its supervisor.
+                # The worker process's readiness (hosts/worker/status.py), read by its supervisor.
                 STATUS_FILE_VARIABLE: str(s.work_dir / "worker-status.json"),
             }
             if "worker" in containers:
@@ -567,7 +567,7 @@ class LocalStack:
         return False
 
     def worker_preparing(self) -> bool:
-        """The worker has idle-time work left (its status file says so: jobs/worker_status.py)."""
+        """The worker has idle-time work left (its status file says so: hosts/worker/status.py)."""
         return self.worker is not None and self.worker.preparing.is_set()
 
     def wait_worker_ready(self, timeout: float = 120.0) -> bool:

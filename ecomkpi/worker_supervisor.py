@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ecomkpi.process_lines import read_lines, start_process
 from ecomkpi.sfn_local.tasks import ContainerLauncher, ContainerOutput
-from jobs.worker_status import STATUS_FILE_VARIABLE, StatusFile, WorkerStatus
+from hosts.worker.status import STATUS_FILE_VARIABLE, StatusFile, WorkerStatus
 
 STATE_OF_JOB = {"validation": "ValidateData", "transformation": "TransformData"}
 
@@ -53,7 +53,7 @@ class WorkerSupervisor(threading.Thread):
     ) -> None:
         """``launcher``: each worker is a container of the pipeline image (``argv`` its command,
         ``env`` ignored: the container's environment is the launcher's). Readiness comes from the
-        worker's status file (jobs/worker_status.py) at the environment's WORKER_STATUS_FILE: read
+        worker's status file (hosts/worker/status.py) at the environment's WORKER_STATUS_FILE: read
         here for a process, with ``podman exec`` in a container (the task definition sets it)."""
         super().__init__(name="worker-supervisor", daemon=True)
         self.argv, self.env, self.cwd = list(argv), dict(env), cwd
@@ -206,7 +206,7 @@ class WorkerSupervisor(threading.Thread):
 
 
 class StatusWatch(threading.Thread):
-    """Follows a worker's status (jobs/worker_status.py) into the ``ready`` and ``preparing`` events
+    """Follows a worker's status (hosts/worker/status.py) into the ``ready`` and ``preparing`` events
     while ``alive()``; ``on_ready`` is called once, when the worker first says it is ready."""
 
     def __init__(

@@ -4,7 +4,7 @@
 Fargate task per batch (``ecs:runTask.sync``), the cold path that isolates every batch.
 ``render_worker`` derives the warm-worker variant from it: every ``ecs:runTask.sync`` state sends the
 same container environment as an SQS message with ``.waitForTaskToken`` to a long-running worker
-(``jobs/worker.py``), which answers with the shape of a stopped ECS task. Because the answer has the
+(``hosts/worker/``), which answers with the shape of a stopped ECS task. Because the answer has the
 ECS shape, every Choice, error inspection, tracker update and alert after the task is shared; only
 the Task states differ, and only in how the work is delivered:
 

@@ -126,45 +126,88 @@ def _resource(
 
 
 @overload
-def client(service: Literal["s3"], config: Target | None = ..., *, retries: BotoConfig = ...) -> S3Client: ...
+def client(
+    service: Literal["s3"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
+) -> S3Client: ...
 @overload
 def client(
-    service: Literal["dynamodb"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["dynamodb"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> DynamoDBClient: ...
 @overload
 def client(
-    service: Literal["sqs"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["sqs"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> SQSClient: ...
 @overload
 def client(
-    service: Literal["sns"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["sns"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> SNSClient: ...
 @overload
 def client(
-    service: Literal["stepfunctions"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["stepfunctions"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> SFNClient: ...
 @overload
 def client(
-    service: Literal["logs"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["logs"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> CloudWatchLogsClient: ...
 @overload
 def client(
-    service: Literal["cloudwatch"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["cloudwatch"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> CloudWatchClient: ...
 @overload
 def client(
-    service: Literal["ecs"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["ecs"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> ECSClient: ...
 @overload
 def client(
-    service: Literal["events"], config: Target | None = ..., *, retries: BotoConfig = ...
+    service: Literal["events"],
+    config: Target | None = ...,
+    *,
+    retries: BotoConfig = ...,
+    env: Mapping[str, str] | None = ...,
 ) -> EventBridgeClient: ...
 def client(
-    service: ServiceName, config: Target | None = None, *, retries: BotoConfig = JOB_RETRIES
+    service: ServiceName,
+    config: Target | None = None,
+    *,
+    retries: BotoConfig = JOB_RETRIES,
+    env: Mapping[str, str] | None = None,
 ) -> BaseClient:
-    """The cached client of ``service`` for ``config`` (default: the environment, read now)."""
-    where = Location.from_env() if config is None else config
-    return _client(service, where.region, endpoint_for(service, where), retries)
+    """The cached client of ``service`` for ``config`` (default: ``env``, else the process's
+    environment, read now); ``env`` also holds the service-specific endpoint variables."""
+    where = Location.from_env(env) if config is None else config
+    return _client(service, where.region, endpoint_for(service, where, env), retries)
 
 
 @overload

@@ -148,7 +148,7 @@ class PipelineConfig:
     # short life (jobs/spark_session.SHORT_JVM_OPTIONS); 0: never. SHORT_JVM_MAX_BYTES.
     short_jvm_max_bytes: int = 64 * 1024**2
     # SPARK_CLASS_ARCHIVE: where the driver's class-data archive lives ("" = beside the jar cache,
-    # "off" = never use one); jobs/jvm_archive.py.
+    # "off" = never use one); jobs/class_archive.py.
     class_archive: str = ""
     # VALIDATION_THREADS: files checked at once when they are checked one by one (jobs/validation/job.py).
     validation_threads: int = 2

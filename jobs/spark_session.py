@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs import jvm_archive
+from jobs import class_archive
 from jobs.config import PipelineConfig
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -197,8 +197,8 @@ def session_conf(
     java_options = ["-Dlog4j2.level=WARN"]
     if short_lived:
         java_options.append(SHORT_JVM_OPTIONS)
-    archive = jvm_archive.java_options(jars, config.class_archive)
-    if archive:  # the driver's classes pre-parsed: seconds off every cold start (jobs/jvm_archive.py)
+    archive = class_archive.java_options(jars, config.class_archive)
+    if archive:  # the driver's classes pre-parsed: seconds off every cold start (jobs/class_archive.py)
         java_options.append(archive)
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     conf.update(driver_conf(master, driver_host, config.driver_port, config.driver_block_manager_port))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,15 +230,16 @@ def parse_file(
     version: FileVersion,
     header: tuple[str, ...] | None = None,
     *,
-    drop_rows: bool = False,
+    keep_rows: Callable[[str, DataFrame], DataFrame] | None = None,
 ) -> DataFrame:
     """A CSV file's staging rows straight from the file: for files without staging rows (the
     rows are lazy; numbering them counts the file's rows per split now).
 
     ``header``: the file's raw header when already known; otherwise its first line is read. A
     header name repeated after normalisation keeps its first column, as validation requires.
-    ``drop_rows``: leave out the rows the suite's drop rules leave out of an accepted file (what
-    validation would have staged; row numbers then count the kept rows).
+    ``keep_rows(dataset, normalised)``: the rows to stage, e.g. without those the suite's drop rules
+    leave out of an accepted file (what validation would have staged; row numbers then count the
+    kept rows). Passed in by the reader, so this module needs nothing of validation.
     """
     raw_header = header if header is not None else read_header(spark, uri)
     if not raw_header:
@@ -248,10 +249,8 @@ def parse_file(
     for column, name in zip(frame.columns, raw_header, strict=True):
         first.setdefault(normalize_header(name), column)
     picked = normalize_columns(frame.select(*[F.col(f"`{c}`").alias(h) for h, c in first.items()]))
-    if drop_rows:
-        from jobs.validation.rule_counts import without_dropped_rows
-
-        picked = without_dropped_rows(version.dataset, picked)
+    if keep_rows is not None:
+        picked = keep_rows(version.dataset, picked)
     return stage_rows(picked, version)
 
 

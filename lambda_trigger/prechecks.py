@@ -23,7 +23,7 @@ from lambda_trigger import log
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient
 
-COMMAND = "precheck"  # jobs.worker.PRECHECK: the worker's name for this message
+COMMAND = "precheck"  # hosts.worker.messages.PRECHECK: the worker's name for this message
 KEYS_VARIABLES = {"orders": "ORDERS_KEYS", "order_items": "ORDER_ITEMS_KEYS"}  # the jobs' variables
 
 

@@ -169,7 +169,7 @@ def test_the_worker_warms_both_jobs_in_its_container_and_stops_as_ecs_stops_it(
 ) -> None:
     """The worker role in the image: as the stack starts it (the worker task definition's flags and
     environment), its warm-up batch runs both jobs' real functions in the container (the CSV checks
-    and GX suites of three files, the plan, silver and gold Delta commits: jobs/warmup.py) on the
+    and GX suites of three files, the plan, silver and gold Delta commits: hosts/warmup.py) on the
     read-only root, and a stop ends it as ECS's does. A whole day through the containerised tasks,
     S3 included, is the ecs-mode test above; the worker's day on the same code is tests/test_worker_e2e.py.
     """

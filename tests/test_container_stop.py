@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from hosts.worker.answers import STOPPED_ERROR
+from hosts.worker.loop import Worker
+from hosts.worker.main import install_stop_handler
 from jobs.config import PipelineConfig
-from jobs.worker import STOPPED_ERROR, Worker, install_stop_handler
 from tests.test_worker_loop import Pipeline, Runner, make_pipeline
 
 

@@ -537,7 +537,7 @@ def test_help_exits_0(flag: str, stub: Path) -> None:
         ("validation", "jobs.validation"),
         ("transform", "jobs.transformation"),
         ("transformation", "jobs.transformation"),
-        ("worker", "jobs.worker"),
+        ("worker", "hosts.worker"),
     ],
 )
 def test_each_job_command_execs_its_module(command: str, module: str, stub: Path) -> None:
@@ -661,7 +661,7 @@ def test_transform_execs_transformation_and_propagates_exit_code(stub: Path) -> 
 
 
 def test_worker_execs_the_worker_sized_like_a_task(stub: Path) -> None:
-    """TaskMode worker: the service's container command ["worker"] runs jobs.worker in the same
+    """TaskMode worker: the service's container command ["worker"] runs hosts.worker in the same
     process, with the task definition's environment and the same Spark sizing as the jobs."""
     env = {
         "WORK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/ecomkpi-work-prod",
@@ -672,7 +672,7 @@ def test_worker_execs_the_worker_sized_like_a_task(stub: Path) -> None:
     result, record = run_entrypoint(["worker", "--flag"], env, stub)
     assert result.returncode == 0, result.stderr
     assert record is not None
-    assert record["argv"] == ["-m", "jobs.worker", "--flag"]
+    assert record["argv"] == ["-m", "hosts.worker", "--flag"]
     assert record["pid"] == record["launched_pid"]
     for k, v in env.items():
         assert record["env"][k] == v
@@ -683,7 +683,7 @@ def test_worker_execs_the_worker_sized_like_a_task(stub: Path) -> None:
 def test_worker_exit_code_is_passed_through(stub: Path) -> None:
     result, record = run_entrypoint(["worker"], {"STUB_EXIT": "1"}, stub)
     assert result.returncode == 1
-    assert record is not None and record["argv"] == ["-m", "jobs.worker"]
+    assert record is not None and record["argv"] == ["-m", "hosts.worker"]
 
 
 def test_every_task_definition_command_is_an_entrypoint_command(stub: Path) -> None:
@@ -703,7 +703,7 @@ def test_every_task_definition_command_is_an_entrypoint_command(stub: Path) -> N
         result, record = run_entrypoint(list(command), {}, stub)
         assert result.returncode == 0 and record is not None, (command, result.stderr)
         modules.add(record["argv"][1])
-    assert modules == {"jobs.validation", "jobs.transformation", "jobs.worker"}
+    assert modules == {"jobs.validation", "jobs.transformation", "hosts.worker"}
 
 
 def test_memory_derived_from_task_memory(stub: Path) -> None:

@@ -13,8 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
+from hosts.worker.loop import Worker
+from hosts.worker.messages import PRECHECK_LISTS, TASK_VARIABLES
+from hosts.worker.settings import WorkerSettings
 from jobs.config import PipelineConfig
-from jobs.worker import PRECHECK_LISTS, TASK_VARIABLES, Worker, WorkerSettings
 from lambda_trigger.prechecks import KEYS_VARIABLES, Prechecks
 
 ROOT = Path(__file__).resolve().parents[1]

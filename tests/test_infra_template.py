@@ -600,7 +600,7 @@ def test_precheck_queue_dead_letters_a_precheck_taken_on_three_times(template: d
         "maxReceiveCount": 3,
     }
     assert dlq["MessageRetentionPeriod"] >= queue["MessageRetentionPeriod"]
-    # Longer than receive -> the worker's first hold (jobs/worker.py _precheck holds at once).
+    # Longer than receive -> the worker's first hold (hosts/worker/prechecks.py holds at once).
     assert 60 <= queue["VisibilityTimeout"] <= 300
     alarm = props(t, "PrecheckDeadLetterAlarm")
     assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["PrecheckDeadLetterQueue", "QueueName"]}
@@ -1463,6 +1463,7 @@ def test_kpi_api_reads_the_variables_the_stack_sets(template: dict[str, Any]) ->
 # needs: docs/scale-out.md. The checks are properties of every job task definition the deployment
 # makes, in both modes, rather than the template's lines.
 JOBS = ROOT / "jobs"
+HOSTS = ROOT / "hosts"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 SPARK_SETTINGS = {
     "SPARK_MASTER": "SparkMaster",
@@ -1531,8 +1532,8 @@ def test_every_job_task_gets_the_spark_settings_from_the_parameters(
 
 
 def test_the_code_reads_every_variable_the_stack_sets_on_a_job_task(template: dict[str, Any]) -> None:
-    """No dead (or misspelt) variable: each name is read by the jobs or by the image's entrypoint."""
-    python = "\n".join(p.read_text() for p in JOBS.rglob("*.py"))
+    """No dead (or misspelt) variable: each name is read by the jobs, the worker host or the image's entrypoint."""
+    python = "\n".join(p.read_text() for d in (JOBS, HOSTS) for p in d.rglob("*.py"))
     shell = ENTRYPOINT.read_text()
     names = {
         n

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import jvm_archive
+from hosts import jvm_archive
+from jobs import class_archive
 from jobs.config import PipelineConfig
 from jobs.spark_session import session_conf
 
@@ -29,30 +30,30 @@ def jars(tmp_path: Path) -> list[str]:
 
 
 def test_the_archive_sits_beside_the_jar_cache_unless_configured(jars: list[str], tmp_path: Path) -> None:
-    default = jvm_archive.archive_path(jars)
+    default = class_archive.archive_path(jars)
     assert default is not None and default.parent == tmp_path / "cache" / "cds"
-    assert default.name.startswith(jvm_archive.PREFIX) and default.suffix == ".jsa"
-    elsewhere = jvm_archive.archive_path(jars, str(tmp_path / "other"))
+    assert default.name.startswith(class_archive.PREFIX) and default.suffix == ".jsa"
+    elsewhere = class_archive.archive_path(jars, str(tmp_path / "other"))
     assert elsewhere is not None and elsewhere.parent == tmp_path / "other"
     assert elsewhere.name == default.name
-    assert jvm_archive.archive_path(jars, "off") is None
-    assert jvm_archive.archive_path(jars, " OFF ") is None
+    assert class_archive.archive_path(jars, "off") is None
+    assert class_archive.archive_path(jars, " OFF ") is None
 
 
 def test_another_jar_set_or_a_changed_jar_is_another_archive(jars: list[str]) -> None:
-    before = jvm_archive.archive_path(jars)
-    assert jvm_archive.archive_path(jars[:1]) != before
+    before = class_archive.archive_path(jars)
+    assert class_archive.archive_path(jars[:1]) != before
     Path(jars[0]).write_bytes(b"PK a newer build of the jar")
-    assert jvm_archive.archive_path(jars) != before
+    assert class_archive.archive_path(jars) != before
     os.utime(jars[1], ns=(1, 1))  # same bytes, another time: the JVM would refuse it, so do we
-    assert jvm_archive.archive_path(jars) not in (before, None)
+    assert class_archive.archive_path(jars) not in (before, None)
 
 
 def test_a_session_maps_the_archive_only_when_it_exists(jars: list[str], tmp_path: Path) -> None:
     config = PipelineConfig.from_env({"SPARK_MASTER": "local[2]", "SPARK_CLASS_ARCHIVE": str(tmp_path / "a")})
     assert config.class_archive == str(tmp_path / "a")
     assert session_conf(config, jars)["spark.driver.extraJavaOptions"] == "-Dlog4j2.level=WARN"
-    path = jvm_archive.archive_path(jars, config.class_archive)
+    path = class_archive.archive_path(jars, config.class_archive)
     assert path is not None
     path.parent.mkdir(parents=True)
     path.write_bytes(b"archive")
@@ -70,16 +71,16 @@ def test_a_session_maps_the_archive_only_when_it_exists(jars: list[str], tmp_pat
 def test_missing_jars_or_java_mean_no_archive_rather_than_a_failed_start(
     jars: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert jvm_archive.archive_path(["/nowhere/delta-spark.jar"]) is None
+    assert class_archive.archive_path(["/nowhere/delta-spark.jar"]) is None
     monkeypatch.setenv("JAVA_HOME", "/nowhere")
-    assert jvm_archive.archive_path(jars) is None
-    assert jvm_archive.java_options(jars) == ""
+    assert class_archive.archive_path(jars) is None
+    assert class_archive.java_options(jars) == ""
 
 
 def test_the_jvm_starts_without_sharing_when_the_archive_does_not_fit(tmp_path: Path) -> None:
     """What makes an archive safe to leave behind: the JVM ignores one that is damaged or was built
     for another class path instead of refusing to start (-Xshare:auto, the default)."""
-    java = jvm_archive.java_binary()
+    java = class_archive.java_binary()
     assert java is not None
     damaged = tmp_path / "damaged.jsa"
     damaged.write_bytes(os.urandom(64 * 1024))
@@ -97,7 +98,7 @@ def test_the_jvm_starts_without_sharing_when_the_archive_does_not_fit(tmp_path: 
 
 def test_building_is_skipped_when_disabled_or_present(jars: list[str], tmp_path: Path) -> None:
     assert jvm_archive.build(jars, "off") is None
-    path = jvm_archive.archive_path(jars, str(tmp_path / "a"))
+    path = class_archive.archive_path(jars, str(tmp_path / "a"))
     assert path is not None
     path.parent.mkdir(parents=True)
     path.write_bytes(b"archive")
@@ -114,7 +115,7 @@ def test_a_new_archive_keeps_the_newest_others(
     folder.mkdir()
     olds = []
     for n in range(4):
-        old = folder / f"{jvm_archive.PREFIX}old{n}.jsa"
+        old = folder / f"{class_archive.PREFIX}old{n}.jsa"
         old.write_bytes(b"old")
         os.utime(old, (1_000_000 + n, 1_000_000 + n))
         olds.append(old)

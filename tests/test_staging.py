@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from jobs.contract import ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
+from jobs.oracle import read_files
 from jobs.staging import (
     ITEM_KEY,
     ORDER_DATE,
@@ -20,7 +21,7 @@ from jobs.staging import (
     staging_schema,
     write_staged,
 )
-from jobs.transformation.sources import SourceFile, read_files, read_new_rows
+from jobs.transformation.sources import SourceFile, read_new_rows
 
 HEADER = ["order_id", "user_id", "status", "gender", "created_at", "returned_at", "shipped_at", "delivered_at",
           "num_of_item"]  # fmt: skip

@@ -158,7 +158,8 @@ def test_runs_of_one_process_read_a_master_version_once(moto_endpoint: str, spar
 def test_a_workers_precheck_leaves_its_data_docs_for_when_it_is_idle(moto_endpoint: str, spark) -> None:
     """Nobody waits for a precheck's answer, but the day's task queued behind it waits for it to end:
     the worker's precheck (run_job) leaves its Data Docs to ``after_answer`` as a task does."""
-    from jobs.worker import PRECHECK, run_job
+    from hosts.worker.messages import PRECHECK
+    from hosts.worker.runs import run_job
 
     config = make_config(
         moto_endpoint, f"ecomkpi-precheck-{uuid.uuid4().hex[:8]}", orders=[f"raw/{GOOD}"], run_id="p-docs"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jobs import warmup
-from jobs.warmup import WarmUp, warm_up
+from hosts import warmup
+from hosts.warmup import WarmUp, warm_up
 
 
 def test_the_kpis_of_the_warm_up_lake_are_those_of_its_one_row(spark: Any, tmp_path: Path) -> None:

@@ -22,9 +22,12 @@ import pytest
 from ecomkpi.sfn_local import Executor, serve
 from ecomkpi.sfn_local.tasks import default_handlers
 from ecomkpi.workflow_modes import WORKER_DEFINITION
+from hosts.worker.loop import PREPARE_DONE, PREPARE_PENDING, Worker
+from hosts.worker.messages import TaskMessage
+from hosts.worker.queue import make_visible
+from hosts.worker.settings import WorkerSettings
+from hosts.worker.status import StatusFile, WorkerStatus
 from jobs.config import ConfigError, PipelineConfig
-from jobs.worker import PREPARE_DONE, PREPARE_PENDING, TaskMessage, Worker, WorkerSettings, make_visible
-from jobs.worker_status import StatusFile, WorkerStatus
 from lambda_trigger.prechecks import Prechecks
 from lambda_trigger.tracker import create_tracker_table
 from tests.support.queues import next_message
@@ -475,7 +478,7 @@ def test_an_idle_worker_runs_its_warm_up_batch_before_saying_it_is_ready(
     the batch itself)."""
     batches: list[str] = []
     monkeypatch.setattr(
-        "jobs.worker.warm_up",
+        "hosts.worker.loop.warm_up",
         lambda spark, log, config, work_waiting: batches.append(f"{spark}, waiting={work_waiting()}") or {},
     )
     worker = pipeline.worker(Runner({}))
@@ -639,7 +642,7 @@ def test_a_precheck_whose_days_validation_already_waits_is_dropped(
 
 
 def test_a_failed_preparation_is_logged_with_the_java_cause_not_its_stack() -> None:
-    from jobs.worker import error_summary
+    from hosts.worker.log import error_summary
 
     class Py4JJavaError(Exception):
         pass

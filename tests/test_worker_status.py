@@ -1,4 +1,4 @@
-"""The worker's readiness signal (jobs/worker_status.py): the file a health check and the local
+"""The worker's readiness signal (hosts/worker/status.py): the file a health check and the local
 supervisor read instead of the worker's log lines."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ecomkpi.worker_supervisor import StatusWatch, WorkerSupervisor
-from jobs.worker_status import READY, STARTING, STATUS_FILE_VARIABLE, StatusFile, WorkerStatus, main
+from hosts.worker.status import READY, STARTING, STATUS_FILE_VARIABLE, StatusFile, WorkerStatus, main
 
 
 def test_a_status_survives_its_file_and_anything_else_reads_as_none(tmp_path: Path) -> None:
@@ -78,7 +78,7 @@ def test_the_supervisor_does_not_take_the_last_workers_ready_for_the_new_ones(tm
         f"""
         import time
         from pathlib import Path
-        from jobs.worker_status import READY, STARTING, StatusFile, WorkerStatus
+        from hosts.worker.status import READY, STARTING, StatusFile, WorkerStatus
         status = StatusFile(Path({str(path)!r}))
         status.write(WorkerStatus(STARTING, 2))
         time.sleep(1.0)

@@ -167,11 +167,10 @@ def batch_bytes(store: S3Store, configs: Sequence[PipelineConfig]) -> int:
     """Bytes of the batches' files as validation left them (validated/; a file already applied or
     missing counts 0): what a JVM started for this run will read, known before it starts. One
     listing per folder, not a request per file: a day may have hundreds of parts."""
-    from jobs.keys import relative_key
-    from jobs.validation.locations import validated_key
+    from jobs.keys import VALIDATED, relative_key, stage_key
 
     wanted = {
-        validated_key(relative_key(k))
+        stage_key(VALIDATED, relative_key(k))
         for c in configs
         for k in (c.products_key, *c.orders_keys, *c.order_items_keys)
     }

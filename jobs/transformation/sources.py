@@ -3,8 +3,7 @@
 Validation leaves each accepted file version's parsed rows in staging (:mod:`jobs.staging`), so a
 run reads Parquet with a declared schema and never parses CSV; only a validated file without
 staging rows (validated by an older release, or placed by hand) is parsed here, by the same
-function validation uses. The oracle reads producer files through :func:`read_files`, also the
-same parse.
+function validation uses (the oracle, :mod:`jobs.oracle`, parses producer files with it too).
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StringType, StructField, StructType
 
-from jobs.contract import COLUMNS
-from jobs.local_frames import local_frame
-from jobs.staging import RAW_ETAG, FileVersion, KeySummary, bookkeeping_schema, parse_file, read_staged
+from jobs.staging import RAW_ETAG, FileVersion, KeySummary, parse_file, read_staged
 
-__all__ = ["RAW_ETAG", "SourceFile", "read_files", "read_new_rows", "source_schema"]
+__all__ = ["RAW_ETAG", "SourceFile", "read_new_rows"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +34,6 @@ class SourceFile:
         return FileVersion(rel=self.rel, raw_etag=self.raw_etag, arrived_ms=self.seq)
 
 
-def source_schema(dataset: str) -> StructType:
-    """The contract's columns of ``dataset`` (all strings) followed by the bookkeeping columns."""
-    return StructType([StructField(c, StringType(), True) for c in COLUMNS[dataset]] + bookkeeping_schema())
-
-
 def _union(frames: list[DataFrame]) -> DataFrame:
     combined = frames[0]
     for f in frames[1:]:
@@ -55,13 +46,11 @@ def read_new_rows(spark: SparkSession, dataset: str, sources: Sequence[SourceFil
     staged = [s.staged_uri for s in sources if s.staged_uri]
     frames = [read_staged(spark, dataset, staged)] if staged or not sources else []
     # A validated file without staging rows is parsed, less the rows validation dropped from it.
-    frames += [parse_file(spark, s.uri, s.version, drop_rows=True) for s in sources if not s.staged_uri]
+    unstaged = [s for s in sources if not s.staged_uri]
+    if unstaged:
+        # Validation's drop rules decide which of an accepted file's rows it stages (imported here:
+        # the validation package is not loaded for a run whose files all have staging rows).
+        from jobs.validation.rule_counts import without_dropped_rows
+
+        frames += [parse_file(spark, s.uri, s.version, keep_rows=without_dropped_rows) for s in unstaged]
     return _union(frames)
-
-
-def read_files(spark: SparkSession, dataset: str, sources: Sequence[SourceFile]) -> DataFrame:
-    """Producer files parsed as the pipeline parses them: contract columns + bookkeeping (lazy)."""
-    if not sources:
-        return local_frame(spark, [], source_schema(dataset))
-    frames = [parse_file(spark, s.uri, s.version) for s in sources]
-    return _union(frames).select(*source_schema(dataset).fieldNames())

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import jobs.validation.locations as loc
 from jobs.config import PipelineConfig
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation import locations as loc
 from jobs.validation.findings import Finding
 from jobs.validation.outcomes import FileOutcome, Target
 from jobs.validation.placement import place

@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import jobs.validation.quarantine as quarantine
 from jobs.contract import ORDER_ITEMS
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation import quarantine
 from jobs.validation.actions import DROP, SuiteActions
 from jobs.validation.conclude import Concluder
 from jobs.validation.engine import Engine

@@ -7,9 +7,9 @@ fate is already decided (a recorded verdict, a file moved by an earlier run) int
 
 from __future__ import annotations
 
+import jobs.validation.locations as loc
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation import locations as loc
 from jobs.validation.conclude import Concluder
 from jobs.validation.findings import Finding, structural
 from jobs.validation.outcomes import FileOutcome, Target

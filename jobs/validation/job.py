@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import jobs.validation.locations as loc
 from jobs.batch_inputs import resolve_inputs
 from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation import locations as loc
 from jobs.validation.conclude import Concluder, now
 from jobs.validation.data_docs import publish_data_docs
 from jobs.validation.decisions import inspect, known

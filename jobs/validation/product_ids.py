@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import jobs.validation.locations as loc
 from jobs.contract import PRODUCTS
 from jobs.keys import relative_key
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation import locations as loc
 from jobs.validation.structural import HEAD_BYTES, inspect_head
 from jobs.validation.verdicts import NO_MASTER
 

@@ -3,7 +3,7 @@
 ECS decides that a container is healthy by running a command in it (the task definition's
 ``HealthCheck``); the local stack decides when a started worker can take uploads and whether it still
 has idle-time work. Both read this file, which the worker rewrites atomically at each change of state,
-instead of matching its log lines (whose wording is free to change). ``python -m jobs.worker_status``
+instead of matching its log lines (whose wording is free to change). ``python -m hosts.worker.status``
 is the health check command: exit 0 once the worker is ready.
 """
 
@@ -32,7 +32,7 @@ STOPPED = "stopped"  # serve() returned: recycled, idle exit or told to stop
 class WorkerStatus:
     state: str
     pid: int
-    # A lake's table states wait to be built while the queue is idle (jobs/worker.py _prepare_pending).
+    # A lake's table states wait to be built while the queue is idle (hosts/worker/loop.py _prepare_pending).
     preparing: bool = False
     # What the start cost: session_seconds, batch_seconds, the warm-up's steps (the "warm" log record).
     warm: Mapping[str, Any] = field(default_factory=dict)
