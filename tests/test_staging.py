@@ -144,3 +144,22 @@ def test_written_rows_read_back_unchanged_and_replace_the_parse(spark: Any, tmp_
         spark, ORDER_ITEMS, [SourceFile(version.rel, str(path), 1234, "etag-1", staged_uri=out)]
     )
     assert sorted(map(repr, via_source.collect())) == sorted(map(repr, parsed.collect()))
+
+
+@pytest.mark.spark
+def test_a_validated_file_without_staging_rows_is_read_less_the_rows_its_drop_rules_leave_out(
+    spark: Any, tmp_path: Path
+) -> None:
+    """The transformation parses such a file as validation would have staged it: the row with a
+    negative price (a drop rule of the items suite) is left out, and row numbers count the kept rows,
+    as in staging."""
+    path = tmp_path / "items.csv"
+    path.write_text(
+        "id,order_id,user_id,product_id,sale_price\n1,1,7,p1,9.99\n2,1,7,p2,-3.00\n3,2,7,p3,5.00\n",
+        encoding="utf-8",
+    )
+    rel = "order_items/2025-07-10/items.csv"
+    everything = parse_file(spark, str(path), FileVersion(rel, "etag-1", 1))
+    assert sorted(r["id"] for r in everything.collect()) == ["1", "2", "3"]
+    kept = read_new_rows(spark, ORDER_ITEMS, [SourceFile(rel, str(path), 1, "etag-1")]).collect()
+    assert sorted((r["id"], r[ROW_NUM]) for r in kept) == [("1", 1), ("3", 2)]
