@@ -10,6 +10,9 @@ would, the handler's ``StartExecution`` reaches the local executor through boto3
 ecs mode each task runs ``docker/entrypoint.sh validate|transform`` as a fresh local process; in
 emr-serverless mode each task is a job run of the local EMR Serverless application: a ``spark-submit``
 of the compat venv's Spark 4.0 (``ecomkpi/sfn_local/emr_serverless.py``, ``make compat``).
+
+Kept whole: the stack's start and stop are one ordered sequence over the pieces above (each in a
+module of its own), with the emulated resources it creates for them; the order is the design.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ and a products master no day waits for, is sent to the worker to be validated at
 ``sweep`` is the scheduled safety net (EventBridge schedule -> the same Lambda): it finishes running
 generations whose execution has ended (a lost status event), starts claims that never started, and
 reconciles dirty batches whose event was lost.
+
+Kept whole: one class whose decisions all meet in ``reconcile``; the argument that concurrent
+events converge needs every conditional write it makes in view.
 """
 
 from __future__ import annotations

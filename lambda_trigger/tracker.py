@@ -68,6 +68,9 @@ date batches that are complete except for products. A date batch ADDs itself to 
 products upload SETs ``product_file_arrived``; both are atomic on the same item and both return the
 new item, so whichever comes second sees the other -- a products file that arrives last can never
 miss a waiting batch (one GetItem-free update instead of a Scan over the table).
+
+Kept whole: one class over one table; every write's condition is beside the others, and the item
+layout above is the contract they keep together.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The house's imports: which package (room) imports which, and the rules they must keep.
 
 ``python scripts/house.py`` prints the arrows between rooms, counted as import statements (at module
-level or inside a function), then any rule broken and any import circle between modules; it exits 1
-when there is one. docs/architecture.md draws its picture from this table, and
+level or inside a function), then any rule broken, any import circle between modules and any module
+over 450 lines that does not say why it is one file; it exits 1 when there is one. docs/architecture.md draws its picture from this table, and
 tests/test_house.py keeps the rules.
 """
 
@@ -131,12 +131,34 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+LONG_MODULE_LINES = 450
+KEPT_WHOLE = "Kept whole:"
+
+
+def long_modules(root: Path = ROOT, limit: int = LONG_MODULE_LINES) -> list[str]:
+    """Modules over ``limit`` lines whose docstring does not say why they are one file (a paragraph
+    starting ``Kept whole:``): a long file is split along its seams, or it says why it has none."""
+    unexplained = []
+    for module, path in sorted(modules(root).items()):
+        text = path.read_text(encoding="utf-8")
+        if len(text.splitlines()) <= limit:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if not any(line.startswith(KEPT_WHOLE) for line in doc.splitlines()):
+            unexplained.append(module)
+    return unexplained
+
+
 def main() -> int:
     edges = graph()
     for (src, dst), n in sorted(arrows(edges).items()):
         print(f"{src:20} -> {dst:22} {n}")
     problems = [f"rule broken: {b}" for b in broken_rules(edges)]
     problems += [f"import circle: {' -> '.join(c)}" for c in circles(edges)]
+    problems += [
+        f"{m}: over {LONG_MODULE_LINES} lines, and its docstring does not say why ({KEPT_WHOLE})"
+        for m in long_modules()
+    ]
     for problem in problems:
         print(problem, file=sys.stderr)
     return 1 if problems else 0

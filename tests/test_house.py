@@ -29,6 +29,7 @@ def test_the_code_keeps_the_rules_and_has_no_import_circle(house: ModuleType) ->
     assert {"jobs.kpis", "hosts.worker.loop", "lambda_trigger.handler"} <= set(edges)
     assert house.broken_rules(edges) == []
     assert house.circles(edges) == []
+    assert house.long_modules() == []
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -65,3 +66,17 @@ def test_an_upward_import_and_a_circle_are_found(house: ModuleType, tmp_path: Pa
     assert house.circles(edges) == [["jobs.validation", "jobs.validation.job"]]
     arrows = house.arrows(edges)
     assert arrows["hosts", "jobs.validation"] == 1 and arrows["jobs", "hosts"] == 2
+
+
+def test_a_long_module_must_say_why_it_is_one_file(house: ModuleType, tmp_path: Path) -> None:
+    body = "x = 1\n" * 30
+    _tree(
+        tmp_path,
+        {
+            "jobs/__init__.py": "",
+            "jobs/long.py": '"""Many things."""\n' + body,
+            "jobs/explained.py": '"""Many things.\n\nKept whole: one table, one class."""\n' + body,
+            "jobs/short.py": '"""Few things."""\n',
+        },
+    )
+    assert house.long_modules(tmp_path, limit=20) == ["jobs.long"]

@@ -8,6 +8,9 @@ intrinsic calls, dangling ``Next`` targets, unreachable states, bad Retry/Catch 
 ``${Name}`` placeholders are replaced inside JSON strings after parsing (like CloudFormation's
 ``DefinitionSubstitutions``); any placeholder left without a value is an error, because AWS would
 otherwise run with a literal ``${SubnetIds}`` and fail much later.
+
+Kept whole: the loader and the validator of every field of every state type; the validator's
+checks are one list a reader compares with the Amazon States Language specification.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ SUBMITTED, SCHEDULED, RUNNING, then SUCCESS (exit 0), FAILED (any other exit) or
 (``ExecutionTimeoutMinutes`` passed, the state timed out or the execution stopped). FAILED or
 CANCELLED fails the state with ``States.TaskFailed`` and the job run's description as its cause, as the
 other ``.sync`` integrations do. Every run is kept in ``runs`` with its state history.
+
+Kept whole: one service integration, from the request's checks to the job run's states, and the
+artifact upload its tests and the stack share; nothing in it is used without the rest.
 """
 
 from __future__ import annotations

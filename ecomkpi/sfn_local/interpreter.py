@@ -7,6 +7,9 @@ IntervalSeconds * BackoffRate^n capped by MaxDelaySeconds); when it is exhausted
 the first matching catcher places ``{"Error", "Cause"}`` at its ResultPath in the raw input.
 ``States.ALL`` matches everything, ``States.TaskFailed`` everything but ``States.Timeout``, and
 ``States.Runtime`` (a broken path, a missing Choice variable) is never retried or caught.
+
+Kept whole: one loop over states; the steps above read in AWS's order in one place, which is what
+a reader comparing it with the Step Functions documentation needs.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ a *definite* path (names and indices only) yields one value or fails; an *indefi
 That is what makes ``$.Containers[?(@.Name == 'validation')].ExitCode`` return ``[0]``.
 Recursive descent (``..``), slices and unions are rejected at parse time rather than
 approximated.
+
+Kept whole: the parser and the evaluator of one small language, sharing its node types; split, each
+half would be read with the other open.
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ machine is created).
 * ``AwsApiHandler`` (``sns:publish``, ``dynamodb:updateItem``) passes the parameters to boto3
   against the configured endpoint and names service errors like AWS
   (``DynamoDB.ConditionalCheckFailedException``).
+
+Kept whole: the handlers share the task context, parameter checks and AWS's error names; each is
+one class, and ``default_handlers`` is the table a definition's resources resolve through.
 """
 
 from __future__ import annotations

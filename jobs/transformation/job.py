@@ -20,6 +20,9 @@ task waiting in its queue, so ten days landing together pay the fixed cost of a 
 silver commits, recompute, gold) once instead of ten times. Their files are applied together, which
 ends where applying them one batch after the other would (tests/test_transformation_batches.py), and
 each batch gets the run's log and summary under its own ``logs/transformation/<batch>/<run>``.
+
+Kept whole: the durable steps and their order, the one thing the idempotence argument above is
+about; the logic of each step lives in the package's other modules.
 """
 
 from __future__ import annotations
