@@ -24,6 +24,7 @@ def _train(dump_to: str) -> None:
     """The workload whose classes go into the archive: the warm-up batch (both jobs on local disk)
     and one s3a round trip through the embedded emulator (the AWS SDK is a large part of the path)."""
     from hosts.warmup import WarmUp
+    from jobs import aws
     from jobs.config import PipelineConfig
     from jobs.spark_session import get_spark
 
@@ -55,11 +56,7 @@ def _train(dump_to: str) -> None:
         for _, step in batch.steps():
             step()
         if server is not None:
-            import boto3
-
-            boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=config.region).create_bucket(
-                Bucket="class-archive"
-            )
+            aws.client("s3", config).create_bucket(Bucket="class-archive")
             spark.range(10).write.mode("overwrite").parquet("s3a://class-archive/probe")
             spark.read.parquet("s3a://class-archive/probe").count()
     spark.stop()

@@ -92,6 +92,40 @@ def parse_spark_conf(raw: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_count(raw: str | None, variable: str, minimum: int, what: str) -> int | None:
+    """A whole number of at least ``minimum`` (unset or blank: None); else an error naming ``what``."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < minimum:
+        raise ConfigError(f"{variable} must be {what}, got {text!r}")
+    return int(text)
+
+
+def parse_seconds(raw: str | None, variable: str) -> float | None:
+    """A positive number of seconds (unset or blank: None)."""
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ConfigError(f"{variable} must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def parse_flag(raw: str | None, variable: str) -> bool:
+    """``true``/``1`` or ``false``/``0`` (unset: false); anything else names the variable."""
+    text = (raw or "").strip().lower()
+    if text in ("", "0", "false"):
+        return False
+    if text in ("1", "true"):
+        return True
+    raise ConfigError(f"{variable} must be true or false, got {raw!r}")
+
+
 def _default_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
@@ -103,6 +137,8 @@ class _Overrides(TypedDict, total=False):
     short_jvm_max_bytes: int
     validation_threads: int
     validation_one_pass: bool
+    lock_ttl_seconds: float
+    lock_wait_seconds: float
     run_id: str
     jars_dir: Path
     executor_jars_dir: Path
@@ -155,6 +191,15 @@ class PipelineConfig:
     # VALIDATION_ONE_PASS: "0" checks every file on its own with GX (the reference the one pass is
     # tested against, and the A/B of `python -m bench --only many-parts`); jobs/validation/dataset_check.py.
     validation_one_pass: bool = True
+    # LOCK_TTL_SECONDS / LOCK_WAIT_SECONDS: the lake lock's lease and how long a run waits for a busy
+    # one (None: jobs/transformation/lock.py's defaults, 120 s and 900 s).
+    lock_ttl_seconds: float | None = None
+    lock_wait_seconds: float | None = None
+    # SPARK_UI_ENABLED (the Spark UI on port 4040; off in the image) and SPARK_LOG_LEVEL.
+    spark_ui: bool = False
+    spark_log_level: str = "WARN"
+    # ECOMKPI_EXPECTATIONS_DIR: where the suites are read (None: expectations/ beside the code).
+    expectations_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PipelineConfig:
@@ -176,28 +221,32 @@ class PipelineConfig:
             )
             raise ConfigError(f"{source} must be a positive integer, got {partitions!r}")
         kwargs: _Overrides = {}
-        max_bytes = env.get("MAX_FILE_BYTES", "").strip()
-        if max_bytes:
-            if not max_bytes.isdigit() or int(max_bytes) < 1:
-                raise ConfigError(f"MAX_FILE_BYTES must be a positive number of bytes, got {max_bytes!r}")
-            kwargs["max_file_bytes"] = int(max_bytes)
-        short_jvm = env.get("SHORT_JVM_MAX_BYTES", "").strip()
-        if short_jvm:
-            if not short_jvm.isdigit():
-                raise ConfigError(
-                    f"SHORT_JVM_MAX_BYTES must be a number of bytes (0: never), got {short_jvm!r}"
-                )
-            kwargs["short_jvm_max_bytes"] = int(short_jvm)
-        threads = env.get("VALIDATION_THREADS", "").strip()
-        if threads:
-            if not threads.isdigit() or int(threads) < 1:
-                raise ConfigError(f"VALIDATION_THREADS must be a positive integer, got {threads!r}")
-            kwargs["validation_threads"] = int(threads)
+        for name, variable, minimum, what in (
+            ("max_file_bytes", "MAX_FILE_BYTES", 1, "a positive number of bytes"),
+            ("short_jvm_max_bytes", "SHORT_JVM_MAX_BYTES", 0, "a number of bytes (0: never)"),
+            ("validation_threads", "VALIDATION_THREADS", 1, "a positive integer"),
+        ):
+            number = parse_count(env.get(variable), variable, minimum, what)
+            if number is not None:
+                kwargs[name] = number  # type: ignore[literal-required]
         one_pass = env.get("VALIDATION_ONE_PASS", "").strip().lower()
         if one_pass:
             if one_pass not in ("0", "1", "true", "false"):
                 raise ConfigError(f"VALIDATION_ONE_PASS must be 1 or 0, got {one_pass!r}")
             kwargs["validation_one_pass"] = one_pass in ("1", "true")
+        for name, variable in (
+            ("lock_ttl_seconds", "LOCK_TTL_SECONDS"),
+            ("lock_wait_seconds", "LOCK_WAIT_SECONDS"),
+        ):
+            raw = env.get(variable, "").strip()
+            if raw:
+                try:
+                    seconds = float(raw)
+                except ValueError:
+                    seconds = -1.0
+                if not seconds > 0:
+                    raise ConfigError(f"{variable} must be a positive number of seconds, got {raw!r}")
+                kwargs[name] = seconds  # type: ignore[literal-required]
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
         if env.get("ECOMKPI_JARS_DIR"):
@@ -235,6 +284,13 @@ class PipelineConfig:
             extra_spark_conf=extra_conf,
             recompute_dates=parse_dates(env.get("RECOMPUTE_DATES")),
             class_archive=env.get("SPARK_CLASS_ARCHIVE", "").strip(),
+            spark_ui=parse_flag(env.get("SPARK_UI_ENABLED"), "SPARK_UI_ENABLED"),
+            spark_log_level=env.get("SPARK_LOG_LEVEL", "").strip().upper() or "WARN",
+            expectations_dir=(
+                Path(env["ECOMKPI_EXPECTATIONS_DIR"].strip()).expanduser()
+                if env.get("ECOMKPI_EXPECTATIONS_DIR", "").strip()
+                else None
+            ),
             **kwargs,
         )
 

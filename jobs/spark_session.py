@@ -352,11 +352,11 @@ def get_spark(
             find_jars(config.jars_dir),
             driver_host=driver_host,
             py_files=py_files,
-            ui_enabled=os.environ.get("SPARK_UI_ENABLED", "false"),
+            ui_enabled="true" if config.spark_ui else "false",
             short_lived=is_short_lived(config, batch_bytes),
         )
     for k, v in conf.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    spark.sparkContext.setLogLevel(config.spark_log_level)
     return spark

@@ -48,11 +48,38 @@ def test_reads_the_workflow_variables():
         ({"MAX_FILE_BYTES": "5GB"}, "MAX_FILE_BYTES must be a positive number of bytes"),
         ({"SHORT_JVM_MAX_BYTES": "-1"}, "SHORT_JVM_MAX_BYTES must be a number of bytes"),
         ({"VALIDATION_THREADS": "0"}, "VALIDATION_THREADS must be a positive integer, got '0'"),
+        ({"LOCK_WAIT_SECONDS": "soon"}, "LOCK_WAIT_SECONDS must be a positive number of seconds"),
+        ({"LOCK_TTL_SECONDS": "0"}, "LOCK_TTL_SECONDS must be a positive number of seconds"),
+        ({"SPARK_UI_ENABLED": "yes please"}, "SPARK_UI_ENABLED must be true or false"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         PipelineConfig.from_env(env)
+
+
+def test_the_host_side_settings_are_read_here_too(tmp_path):
+    """Lock, Spark UI and log level, suites directory: one object, not reads scattered in the jobs."""
+    from jobs.transformation.job import settings_of_lock
+    from jobs.transformation.lock import LockSettings
+    from jobs.validation.suites import expectations_dir
+
+    default = PipelineConfig.from_env({})
+    assert (default.spark_ui, default.spark_log_level, default.expectations_dir) == (False, "WARN", None)
+    assert settings_of_lock(default) == LockSettings()
+    assert expectations_dir(default).name == "expectations"
+    config = PipelineConfig.from_env(
+        {
+            "LOCK_TTL_SECONDS": "30",
+            "LOCK_WAIT_SECONDS": "2.5",
+            "SPARK_UI_ENABLED": "True",
+            "SPARK_LOG_LEVEL": "info",
+            "ECOMKPI_EXPECTATIONS_DIR": str(tmp_path),
+        }
+    )
+    assert settings_of_lock(config) == LockSettings(ttl_seconds=30.0, wait_seconds=2.5)
+    assert (config.spark_ui, config.spark_log_level) == (True, "INFO")
+    assert expectations_dir(config) == tmp_path
 
 
 def test_bucket_is_required_by_the_jobs():

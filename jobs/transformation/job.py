@@ -28,7 +28,6 @@ about; the logic of each step lives in the package's other modules.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -181,13 +180,12 @@ def batch_bytes(store: S3Store, configs: Sequence[PipelineConfig]) -> int:
     return sum(info.size for folder in folders for info in store.list(folder) if info.key in wanted)
 
 
-def lock_settings_from_env(env: dict[str, str] | None = None) -> LockSettings:
-    """``LOCK_TTL_SECONDS`` / ``LOCK_WAIT_SECONDS`` override the lease length and the wait."""
-    env = dict(os.environ if env is None else env)
+def settings_of_lock(config: PipelineConfig) -> LockSettings:
+    """The lake lock's settings: the configuration's lease and wait, else the lock's defaults."""
     defaults = LockSettings()
     return LockSettings(
-        ttl_seconds=float(env.get("LOCK_TTL_SECONDS") or defaults.ttl_seconds),
-        wait_seconds=float(env.get("LOCK_WAIT_SECONDS") or defaults.wait_seconds),
+        ttl_seconds=config.lock_ttl_seconds or defaults.ttl_seconds,
+        wait_seconds=config.lock_wait_seconds or defaults.wait_seconds,
     )
 
 
@@ -286,7 +284,7 @@ class _Run:
             self.store.bucket,
             f"{self.prefix}/_lock.json",
             holder=f"{config.batch_id}/{config.run_id}",
-            settings=lock_settings or lock_settings_from_env(),
+            settings=lock_settings or settings_of_lock(config),
         )
         self._spark = spark
         self.lake: Lake | None = None

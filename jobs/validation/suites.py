@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.config import PipelineConfig
 from jobs.contract import DATASETS
 from jobs.validation.actions import ActionError, SuiteActions
 from jobs.validation.findings import CRITICAL
@@ -34,11 +34,10 @@ class SuiteError(RuntimeError):
     """A suite file is missing or malformed: the task is broken (exit 1), not the data."""
 
 
-def expectations_dir() -> Path:
-    configured = os.environ.get("ECOMKPI_EXPECTATIONS_DIR", "").strip()
-    return (
-        Path(configured).expanduser() if configured else Path(__file__).resolve().parents[2] / "expectations"
-    )
+def expectations_dir(config: PipelineConfig | None = None) -> Path:
+    """``config``'s suites directory (``ECOMKPI_EXPECTATIONS_DIR``), else ``expectations/`` beside the code."""
+    configured = (config or PipelineConfig.from_env()).expectations_dir
+    return configured or Path(__file__).resolve().parents[2] / "expectations"
 
 
 def suite_path(dataset: str, directory: Path | None = None) -> Path:
