@@ -238,14 +238,8 @@ class PipelineConfig:
             ("lock_ttl_seconds", "LOCK_TTL_SECONDS"),
             ("lock_wait_seconds", "LOCK_WAIT_SECONDS"),
         ):
-            raw = env.get(variable, "").strip()
-            if raw:
-                try:
-                    seconds = float(raw)
-                except ValueError:
-                    seconds = -1.0
-                if not seconds > 0:
-                    raise ConfigError(f"{variable} must be a positive number of seconds, got {raw!r}")
+            seconds = parse_seconds(env.get(variable), variable)
+            if seconds is not None:
                 kwargs[name] = seconds  # type: ignore[literal-required]
         if env.get("RUN_ID"):
             kwargs["run_id"] = env["RUN_ID"].strip()
