@@ -7,13 +7,10 @@ with any stage prefix, so the workflow can hand them the keys exactly as the Lam
 
 from __future__ import annotations
 
-import re
-
 from jobs.contract import DATASETS
 
 STAGES = ("raw", "validated", "processed", "invalid")
 RAW, VALIDATED, PROCESSED, INVALID = STAGES
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def relative_key(key: str) -> str:
@@ -35,12 +32,6 @@ def dataset_of(key: str) -> str:
     if head not in DATASETS:
         raise ValueError(f"{key!r} is not under products/, orders/ or order_items/")
     return head
-
-
-def date_folder(key: str) -> str | None:
-    """The ``YYYY-MM-DD`` folder of a dated part, or None for undated files."""
-    parts = relative_key(key).split("/")
-    return parts[1] if len(parts) > 2 and _DATE.match(parts[1]) else None
 
 
 _GLOB_CHARS = "\\*?[]{}"

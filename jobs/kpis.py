@@ -278,14 +278,3 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
     return sums.where(is_daily | is_category).select(
         F.when(is_daily, daily).alias("daily"), F.when(is_category, category).alias("category")
     )
-
-
-def kpis_from_one_join(
-    orders: DataFrame, items: DataFrame, products: DataFrame
-) -> tuple[DataFrame, DataFrame]:
-    """(daily, category) of :func:`kpi_rows` as two frames (for tests and notebooks)."""
-    rows = kpi_rows(orders, items, products)
-    return (
-        rows.where(F.col("daily").isNotNull()).select("daily.*"),
-        rows.where(F.col("category").isNotNull()).select("category.*"),
-    )

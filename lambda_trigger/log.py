@@ -17,10 +17,6 @@ import re
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def has_control_characters(text: str) -> bool:
-    return _CONTROL.search(text) is not None
-
-
 def escape(text: str) -> str:
     """``text`` with every control character written as its Python escape (one visible line)."""
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.config import ConfigError, PipelineConfig
-from jobs.keys import dataset_of, date_folder, relative_key, stage_key
+from jobs.keys import dataset_of, relative_key, stage_key
 
 
 def test_reads_the_workflow_variables():
@@ -94,7 +94,5 @@ def test_stage_keys():
         stage_key("processed", "raw/order_items/2025-07-10/x.csv") == "processed/order_items/2025-07-10/x.csv"
     )
     assert dataset_of("invalid/order_items/x.csv") == "order_items"
-    assert date_folder("raw/orders/2025-07-10/a.csv") == "2025-07-10"
-    assert date_folder("raw/orders/a.csv") is None
     with pytest.raises(ValueError, match="not under"):
         dataset_of("raw/manifests/2025-07-10.json")

@@ -11,7 +11,7 @@ from jobs.contract import CATEGORY_KPI_SCHEMA, DAILY_KPI_SCHEMA
 from jobs.kpis import (
     category_kpis,
     daily_kpis,
-    kpis_from_one_join,
+    kpi_rows,
     prepare_items,
     prepare_orders,
     prepare_products,
@@ -35,6 +35,15 @@ def items_df(spark, rows, columns=("id", "order_id", "product_id", "sale_price")
 
 def products_df(spark, rows=(("p1", "Jeans"), ("p2", "Tops"))):
     return frame(spark, ("id", "category"), list(rows))
+
+
+def kpis_from_one_join(orders, items, products):
+    """(daily, category) of :func:`jobs.kpis.kpi_rows`, the transformation's one-join form, as two frames."""
+    rows = kpi_rows(orders, items, products)
+    return (
+        rows.where(F.col("daily").isNotNull()).select("daily.*"),
+        rows.where(F.col("category").isNotNull()).select("category.*"),
+    )
 
 
 def kpis(spark, orders, items, products=None):

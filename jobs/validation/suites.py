@@ -102,17 +102,6 @@ def required_columns(suite_json: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def check_columns(suite_json: dict[str, Any]) -> tuple[str, ...]:
-    """Columns the suite's expectations run on that are not the producer's (``<column>__<problem>``)."""
-    return tuple(
-        dict.fromkeys(
-            e["kwargs"]["column"]
-            for e in suite_json["expectations"]
-            if "column" in e.get("kwargs", {}) and e["kwargs"]["column"] != e["meta"]["column"]
-        )
-    )
-
-
 # The producer column whose values make a dataset's table key (jobs.staging.TABLE_KEYS): the item
 # key is the item's id when it has one (a row without one gets a key of its own).
 KEY_SOURCE_COLUMNS = {"orders": "order_id", "order_items": "id"}
