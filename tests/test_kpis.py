@@ -16,6 +16,7 @@ from jobs.kpis import (
     prepare_orders,
     prepare_products,
 )
+from jobs.local_frames import local_frame
 from jobs.normalize import normalize_columns, with_order_date
 
 D = Decimal
@@ -46,13 +47,19 @@ def kpis_from_one_join(orders, items, products):
     )
 
 
+def computed(frame):
+    """``frame`` computed once, as a frame of its rows: a KPI plan on two rows is about ten query
+    stages (1.5-2 s a collect here), and a test looks at its result several times."""
+    return local_frame(frame.sparkSession, frame.collect(), frame.schema)
+
+
 def kpis(spark, orders, items, products=None):
     o = prepare_orders(orders)
     i = prepare_items(items)
     p = prepare_products(products if products is not None else products_df(spark))
-    daily, category = daily_kpis(o, i), category_kpis(o, i, p)
+    daily, category = computed(daily_kpis(o, i)), computed(category_kpis(o, i, p))
     # The transformation's one-join form must give the same rows on every case of this file.
-    one_daily, one_category = kpis_from_one_join(o, i, p)
+    one_daily, one_category = (computed(f) for f in kpis_from_one_join(o, i, p))
     assert_df_equality(one_daily, daily, ignore_row_order=True, ignore_nullable=True)
     assert_df_equality(one_category, category, ignore_row_order=True, ignore_nullable=True)
     return daily, category
@@ -277,8 +284,8 @@ def test_one_join_form_counts_customers_and_returns_like_the_two_definitions(spa
         "item_key string, order_id string, product_id string, sale_price decimal(38,10)",
     )
     products = prepare_products(products_df(spark))
-    daily, category = daily_kpis(orders, items), category_kpis(orders, items, products)
-    one_daily, one_category = kpis_from_one_join(orders, items, products)
+    daily, category = computed(daily_kpis(orders, items)), computed(category_kpis(orders, items, products))
+    one_daily, one_category = (computed(f) for f in kpis_from_one_join(orders, items, products))
     assert_df_equality(one_daily, daily, ignore_row_order=True, ignore_nullable=True)
     assert_df_equality(one_category, category, ignore_row_order=True, ignore_nullable=True)
     d = one_daily.first()
