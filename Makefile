@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup jars archive browser image test-image run serve test test-fast compat lint fmt notebook bench deploy clean
+.PHONY: setup jars archive browser image run serve test test-fast compat lint fmt notebook bench deploy clean
 
 setup: $(STAMP) jars archive
 
@@ -36,10 +36,6 @@ browser:
 image:
 	@scripts/build_image.sh
 
-# The same for the container tests of `make test`; where podman cannot be installed they are skipped.
-test-image:
-	@scripts/build_image.sh --if-possible
-
 run: setup
 	$(BIN)/ecomkpi demo $(ARGS)
 
@@ -60,15 +56,18 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # The JVM tests on the shared session, the tests with JVMs of their own and the tests without a JVM
-# as three pytest processes at once (scripts/test_in_lanes.sh);
-# PYTEST_SERIAL=1: one pytest process, one test after the other.
-# The class archive (a JVM warm-up, one core), lint (mypy, one core), the browser and the image check
-# run at once: a fresh clone's set-up is CPU-bound on two cores, and these four do not share a file.
+# as three pytest processes at once (scripts/test_in_lanes.sh). The shared-session lane is the longest,
+# so it starts at once; the set-up steps run at the head of the other two: the class archive (a JVM
+# warm-up) before the tests with JVMs of their own, lint and the browser before the tests without a
+# JVM. The container tests build the image themselves, last in their lane (tests/test_container_pipeline.py).
+# PYTEST_SERIAL=1: the set-up steps, then one pytest process, one test after the other.
 test: $(STAMP) jars
-	@$(MAKE) --no-print-directory -j4 --output-sync=target archive browser lint test-image
 ifeq ($(PYTEST_SERIAL),1)
+	@$(MAKE) --no-print-directory -j3 --output-sync=target archive browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
+	OWN_JVMS_FIRST="$(MAKE) --no-print-directory archive" \
+	NO_JVM_FIRST="$(MAKE) --no-print-directory -j2 --output-sync=target lint browser" \
 	scripts/test_in_lanes.sh $(BIN)/python $(PYTEST_ARGS)
 endif
 

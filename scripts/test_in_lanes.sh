@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole suite as three pytest processes at once:
 #   1. the JVM tests on the shared SparkSession (the demo's too), one after the other, in the foreground;
+#      the longest lane, so it starts at once;
 #   2. the tests whose JVMs are their own processes (worker processes, notebook kernels, spark-submit,
-#      a standalone cluster: marked `own_jvms` by tests/conftest.py), niced a little;
-#   3. the ~600 tests without a JVM, niced more.
+#      a standalone cluster, containers: marked `own_jvms` by tests/conftest.py), niced a little, after
+#      OWN_JVMS_FIRST (`make test`: the class archive, which their JVM starts map);
+#   3. the ~800 tests without a JVM, niced more, after NO_JVM_FIRST (`make test`: lint, the browser).
 # Lanes 2 and 3 write to logs printed when the first ends. The suite is mostly waiting (moto calls,
 # polls, process starts, Py4J round trips): `time` counted 13 CPU-minutes in a 28.7-minute CI run on
 # two cores, so the lanes overlap that waiting instead of queueing behind it: a clean-clone CI run
@@ -25,9 +27,28 @@ trap 'rm -f "$own_log" "$nojvm_log" "$after_log"' EXIT
 # two cores are busy for the whole run, so CPU, not wall time, is what a test costs the suite.
 cpu="-p tests.support.cpu_time"
 
-nice -n 5 "$python" -m pytest -m "own_jvms" -p no:cacheprovider $cpu "$@" >"$own_log" 2>&1 &
+# lane <niceness> <first command> <pytest args...>: the command (a set-up step: `make test` builds the
+# class archive before the tests with JVMs of their own, lints before the tests without a JVM), then
+# pytest. Its exit code: the set-up step's if that failed (the tests still run), else pytest's.
+lane() {
+  local niceness=$1 first=$2 first_rc=0 rc
+  shift 2
+  if [ -n "$first" ]; then
+    nice -n "$niceness" bash -c "$first"
+    first_rc=$?
+  fi
+  nice -n "$niceness" "$python" -m pytest "$@"
+  rc=$?
+  if [ "$first_rc" -ne 0 ]; then
+    echo "set-up step failed (exit $first_rc): $first"
+    return "$first_rc"
+  fi
+  return "$rc"
+}
+
+lane 5 "${OWN_JVMS_FIRST:-}" -m "own_jvms" -p no:cacheprovider $cpu "$@" >"$own_log" 2>&1 &
 own=$!
-nice -n 15 "$python" -m pytest -m "not spark" -p no:cacheprovider $cpu "$@" >"$nojvm_log" 2>&1 &
+lane 15 "${NO_JVM_FIRST:-}" -m "not spark" -p no:cacheprovider $cpu "$@" >"$nojvm_log" 2>&1 &
 nojvm=$!
 echo "tests with JVMs of their own (pid $own) and without a JVM (pid $nojvm): running beside, output follows"
 

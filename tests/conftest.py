@@ -141,3 +141,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.own_jvms)
         if module.startswith("test_container_pipeline"):
             item.add_marker(pytest.mark.container)
+    # The container tests last: their fixture builds the image (or waits for the build CI starts at
+    # once), which on a fresh machine takes minutes the lane's other tests can use meanwhile.
+    items.sort(key=lambda item: item.get_closest_marker("container") is not None)

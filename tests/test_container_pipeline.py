@@ -8,8 +8,10 @@ ran on a read-only root file system with only the task definition's volumes writ
 anywhere else would have failed). Also: the image's user is not root, and a stop (`podman stop`, what
 ECS does) ends the worker as ECS's stop would.
 
-They run wherever podman can (`make test` builds the image first: `make image`); they skip only where
-podman is not installed.
+They run wherever podman can: their fixture builds the image as `make image` does (buildah's layer
+cache makes an unchanged tree seconds; a build already under way, as CI starts one at once, is waited
+for) and they run last in their lane, so a cold build overlaps the other tests. They skip only where
+podman is not installed and cannot be.
 """
 
 from __future__ import annotations
@@ -38,20 +40,27 @@ from ecomkpi.local_stack import LocalStack
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from tests.test_worker_e2e import rows, stack_settings, upload
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("podman") is None, reason="podman is not installed: make image installs it"
-    ),
-]
+pytestmark = pytest.mark.slow
 WRITABLE = ("/tmp", "/home/ecomkpi")
+BUILD_IMAGE = Path(__file__).resolve().parents[1] / "scripts" / "build_image.sh"
 
 
 @pytest.fixture(scope="module")
 def image() -> str:
+    """The image as `make image` builds it (scripts/build_image.sh --if-possible: installs podman and
+    buildah from Debian where it can, says so and exits 0 where it cannot)."""
+    built = subprocess.run(
+        [str(BUILD_IMAGE), "--if-possible"], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if shutil.which("podman") is None:
+        pytest.skip(f"podman is not installed and could not be: {built.stdout.strip()[-300:]}")
+    if built.returncode != 0:
+        pytest.fail(
+            f"{BUILD_IMAGE.name} failed (exit {built.returncode}):\n{(built.stdout + built.stderr)[-4000:]}"
+        )
     reason = unavailable_reason(DEFAULT_IMAGE)
     if reason:  # podman is here: a missing image is a broken set-up, not a reason to skip
-        pytest.fail(f"{reason}; `make test` runs `make image` first")
+        pytest.fail(f"{reason} after {BUILD_IMAGE.name} ran:\n{built.stdout[-2000:]}")
     return DEFAULT_IMAGE
 
 
