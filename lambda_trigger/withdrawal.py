@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
-from lambda_trigger.s3_errors import is_missing
+from lambda_trigger.s3_errors import code, is_changed, is_missing
 from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import Verdict
 
@@ -80,9 +80,32 @@ def stage_copy(s3: S3Client, bucket: str, key: str) -> StageCopy | None:
     return None
 
 
-def _move(s3: S3Client, bucket: str, source: str, destination: str) -> None:
-    aws.copy_object(s3, bucket, source, destination)  # in parts when large (S3: <= 5 GiB per copy)
-    s3.delete_object(Bucket=bucket, Key=source)
+def _move(s3: S3Client, bucket: str, source: str, destination: str) -> bool:
+    """Move the version of ``source`` there is now; False when there is none, or when another
+    upload replaced it meanwhile (then the copy, if made, is of the version looked at, and the new
+    upload stays where it landed, for its own event: the copy and the delete are both conditional
+    on the ETag, as ``unrecognised.move_unrecognised`` does)."""
+    current = lookup(s3, bucket, source)
+    if current is None:
+        return False
+    try:
+        # in parts when large (S3: <= 5 GiB per copy), only the version looked at
+        aws.copy_object(s3, bucket, source, destination, if_match=current.etag)
+    except ClientError as exc:
+        if is_missing(exc) or is_changed(exc):
+            log.info(f"s3://{bucket}/{source} changed or is gone while withdrawing it ({code(exc)}).")
+            return False
+        raise
+    try:
+        s3.delete_object(Bucket=bucket, Key=source, IfMatch=f'"{current.etag}"')
+    except ClientError as exc:
+        if not (is_missing(exc) or is_changed(exc)):
+            raise
+        log.warn(
+            f"s3://{bucket}/{source} was uploaded again while it was withdrawn to {destination}: the new "
+            f"upload stays for its own event ({code(exc)})."
+        )
+    return True
 
 
 def set_aside(s3: S3Client, bucket: str, key: str, reason: str, *, now: str, by: str) -> list[str]:
@@ -92,10 +115,9 @@ def set_aside(s3: S3Client, bucket: str, key: str, reason: str, *, now: str, by:
     moved = []
     for stage in UNPROCESSED_STAGES:
         source = f"{stage}/{rel}"
-        if exists(s3, bucket, source):
-            _move(s3, bucket, source, destination)
+        if _move(s3, bucket, source, destination):
             moved.append(source)
-            if stage == "invalid" and exists(s3, bucket, f"{source}.report.json"):
+            if stage == "invalid":
                 _move(s3, bucket, f"{source}.report.json", f"{destination}.rejection.report.json")
     report = {
         "file": key,

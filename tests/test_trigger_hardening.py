@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from lambda_trigger import batch_ids
+from lambda_trigger import batch_ids, withdrawal
 from lambda_trigger.events import file_arrivals
 from lambda_trigger.handler import build_coordinator, lambda_handler
 from lambda_trigger.s3_events import s3_event
@@ -206,6 +206,27 @@ def test_a_reupload_while_an_unrecognised_key_moves_is_kept(
     assert stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read() == b"corrected\n"
     moved = "invalid/unrecognised/" + key.removeprefix("raw/")
     assert stack.s3.get_object(Bucket=stack.bucket, Key=moved)["Body"].read() == b"first\n"
+
+
+def test_a_reupload_while_a_key_is_withdrawn_is_kept(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ecomkpi withdraw`` moves the version it looked at: a corrected upload landing between its
+    copy and its delete stays in raw/ (the delete is conditional on the ETag), for its own event."""
+    (late,) = day_keys("orders", "late.csv")
+    _start_day(stack)
+    stack.put(late, b"first\n")
+    deliver(s3_event(stack.bucket, late))
+    real_copy = withdrawal.aws.copy_object
+
+    def copy_then_reupload(s3: Any, bucket: str, source: str, destination: str, **kwargs: Any) -> None:
+        real_copy(s3, bucket, source, destination, **kwargs)
+        if source == late:
+            stack.s3.put_object(Bucket=stack.bucket, Key=late, Body=b"corrected\n")
+
+    monkeypatch.setattr(withdrawal.aws, "copy_object", copy_then_reupload)
+    assert lambda_handler(withdraw_event(late), None) == {"batchItemFailures": []}
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=late)["Body"].read() == b"corrected\n"
+    withdrawn = "invalid/withdrawn/" + late.removeprefix("raw/")
+    assert stack.s3.get_object(Bucket=stack.bucket, Key=withdrawn)["Body"].read() == b"first\n"
 
 
 # -- item 8: open days and retention -------------------------------------------------------------------
