@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
@@ -281,26 +282,42 @@ class KeySummary:
             return None
 
 
-def marker_body(summary: KeySummary | None, parts: Sequence[str]) -> bytes:
-    """A ``_SUCCESS`` marker: the version's key summary (if its dataset has a table key) and the
-    names of its Parquet files, so that a reader can tell rows that are gone (staging expires after
-    its lifecycle days, a part deleted by hand) from rows that are all there."""
+def marker_body(summary: KeySummary | None, parts: Mapping[str, int], rows: int | None = None) -> bytes:
+    """A ``_SUCCESS`` marker: the version's key summary (if its dataset has a table key), the names
+    and sizes of its Parquet files and, where the writer knows it, their row count, so that a reader
+    can tell rows that are gone or cut short (staging expires after its lifecycle days, a part
+    deleted or replaced by hand) from rows that are all there."""
     body: dict[str, Any] = {} if summary is None else summary.as_json()
     body["parts"] = sorted(parts)
+    body["sizes"] = {name: parts[name] for name in sorted(parts)}
+    if rows is not None:
+        body["rows"] = rows
     return json.dumps(body).encode()
 
 
-def marker_parts(body: bytes) -> list[str] | None:
-    """The Parquet files a marker names; None when it names none (an older release, Spark's own)."""
+def marker_files(body: bytes) -> dict[str, int | None] | None:
+    """The Parquet files a marker names, with their sizes (None where it records none: a marker of
+    an earlier release names its files only); None when it names no files (an older release still,
+    or Spark's own empty marker)."""
     try:
-        parts = json.loads(body).get("parts")
+        value = json.loads(body)
+        parts, sizes = value.get("parts"), value.get("sizes")
     except (ValueError, TypeError, AttributeError):
         return None
-    return [str(p) for p in parts] if isinstance(parts, list) else None
+    if not isinstance(parts, list):
+        return None
+    sizes = sizes if isinstance(sizes, dict) else {}
+    return {str(p): (int(sizes[p]) if isinstance(sizes.get(p), int) else None) for p in parts}
 
 
-def _parquet_names(store: S3Store, prefix: str) -> list[str]:
-    return [o.key.rsplit("/", 1)[-1] for o in store.list(f"{prefix}/") if o.key.endswith(".parquet")]
+def _parquet_files(store: S3Store, prefix: str) -> dict[str, int]:
+    return {o.key.rsplit("/", 1)[-1]: o.size for o in store.list(f"{prefix}/") if o.key.endswith(".parquet")}
+
+
+def _local_parts(parts: Sequence[Path]) -> tuple[dict[str, int], int]:
+    """Local Parquet files' names and sizes, and their rows from the footers (no Spark job)."""
+    rows = sum(pq.read_metadata(p).num_rows for p in parts)
+    return {p.name: p.stat().st_size for p in parts}, rows
 
 
 def write_staged(
@@ -333,7 +350,7 @@ def write_staged(
         writer.parquet(uri)
         if store is not None:  # Spark's own marker is empty: ours says more
             prefix = uri.removeprefix(store.uri("")).rstrip("/")
-            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, _parquet_names(store, prefix)))
+            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, _parquet_files(store, prefix)))
         return written
     prefix = uri.removeprefix(store.uri("")).rstrip("/")
     with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
@@ -342,7 +359,7 @@ def write_staged(
         delete_staged(store, prefix)  # an earlier attempt's files (a different split) must not stay
         for part in parts:
             store.client.upload_file(str(part), store.bucket, f"{prefix}/{part.name}")
-        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, [p.name for p in parts]))
+        store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, *_local_parts(parts)))
     return written
 
 
@@ -380,7 +397,7 @@ def write_staged_versions(
             delete_staged(store, version.prefix)  # an earlier attempt's files must not stay
             for part in parts:
                 store.client.upload_file(str(part), store.bucket, f"{version.prefix}/{part.name}")
-            body = marker_body(written, [p.name for p in parts])
+            body = marker_body(written, *_local_parts(parts))
             store.put_bytes(f"{version.prefix}/{SUCCESS_MARKER}", body)
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="staging-upload") as pool:
@@ -389,31 +406,34 @@ def write_staged_versions(
 
 
 def read_marker(
-    store: S3Store, prefix: str, listed: Mapping[str, set[str]] | None = None
+    store: S3Store, prefix: str, listed: Mapping[str, Mapping[str, int]] | None = None
 ) -> tuple[bool, KeySummary | None]:
     """(whether the version's rows are all staged, what its marker says of its key): one GET, and
     one listing when the marker names its files, unless ``listed`` (:func:`staged_files`) holds
-    it. A marker whose files are not all there (expired, deleted) counts as no rows: the reader
-    parses the validated file instead of applying part of it."""
+    it. A marker whose files are not all there, or not of the sizes it recorded (expired, deleted,
+    replaced or cut short), counts as no rows: the reader parses the validated file instead of
+    applying part of it. The sizes come with the listing: the check costs no request."""
     body = store.read_if_exists(f"{prefix}/{SUCCESS_MARKER}")
     if body is None:
         return False, None
-    parts = marker_parts(body)
-    present = listed.get(prefix, set()) if listed is not None else set(_parquet_names(store, prefix))
-    if parts is not None and not set(parts) <= present:
+    files = marker_files(body)
+    present = listed.get(prefix, {}) if listed is not None else _parquet_files(store, prefix)
+    if files is not None and any(
+        name not in present or (size is not None and present[name] != size) for name, size in files.items()
+    ):
         return False, None
     return True, KeySummary.from_marker(body)
 
 
-def staged_files(store: S3Store, datasets: Iterable[str]) -> dict[str, set[str]]:
-    """Every staged version's Parquet file names by version prefix, for ``datasets``: one paginated
-    listing per dataset instead of one per version (a day in many parts has many versions)."""
-    out: dict[str, set[str]] = {}
+def staged_files(store: S3Store, datasets: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Every staged version's Parquet files (name: size) by version prefix, for ``datasets``: one
+    paginated listing per dataset instead of one per version (a day in many parts has many versions)."""
+    out: dict[str, dict[str, int]] = {}
     for dataset in dict.fromkeys(datasets):
         for o in store.list(f"{STAGING}/{FORMAT_VERSION}/{dataset}/"):
             if o.key.endswith(".parquet"):
                 prefix, name = o.key.rsplit("/", 1)
-                out.setdefault(prefix, set()).add(name)
+                out.setdefault(prefix, {})[name] = o.size
     return out
 
 

@@ -1286,6 +1286,24 @@ def test_list_bucket_grants_are_the_listed_ones(template: dict[str, Any], mode: 
     assert sorted(grants) == sorted(expected)
 
 
+def test_list_bucket_grants_in_emr_serverless_mode_are_the_listed_ones() -> None:
+    """The third task mode's job role lists what the two task roles list, nothing more."""
+    grants = _list_grants(deployed(load_template(), {"TaskMode": "emr-serverless"}))
+    assert sorted(grants) == sorted(
+        [
+            (
+                "TriggerFunctionRole",
+                "StringLike",
+                ["raw/*", "raw", "validated/*", "processed/*", "invalid/*"],
+            ),
+            ("ValidationTaskRole", "StringLikeIfExists", VALIDATION_LISTS),
+            ("TransformationTaskRole", "StringLikeIfExists", TRANSFORMATION_LISTS),
+            ("EmrJobRole", "StringLikeIfExists", VALIDATION_LISTS),
+            ("EmrJobRole", "StringLikeIfExists", TRANSFORMATION_LISTS),
+        ]
+    )
+
+
 def test_the_trigger_cannot_list_the_bucket_without_a_prefix(template: dict[str, Any]) -> None:
     role = policy(template, "TriggerFunctionRole")
     check(role, [list_prefix(None), list_prefix(""), list_prefix("lake/"), list_prefix("logs/")], False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -11,17 +13,23 @@ import pytest
 
 from jobs.contract import ORDER_ITEMS, ORDERS, ROW_NUM, SOURCE_FILE
 from jobs.oracle import read_files
+from jobs.s3_store import S3Store
 from jobs.staging import (
     ITEM_KEY,
     ORDER_DATE,
     FileVersion,
+    KeySummary,
+    marker_body,
     parse_file,
+    read_marker,
     read_staged,
+    staged_files,
     staging_prefix,
     staging_schema,
     write_staged,
 )
 from jobs.transformation.sources import SourceFile, read_new_rows
+from tests.support.validation import create_bucket, make_config
 
 HEADER = ["order_id", "user_id", "status", "gender", "created_at", "returned_at", "shipped_at", "delivered_at",
           "num_of_item"]  # fmt: skip
@@ -163,3 +171,31 @@ def test_a_validated_file_without_staging_rows_is_read_less_the_rows_its_drop_ru
     assert sorted(r["id"] for r in everything.collect()) == ["1", "2", "3"]
     kept = read_new_rows(spark, ORDER_ITEMS, [SourceFile(rel, str(path), 1, "etag-1")]).collect()
     assert sorted((r["id"], r[ROW_NUM]) for r in kept) == [("1", 1), ("3", 2)]
+
+
+def test_a_marker_is_trusted_only_while_its_files_are_there_at_their_sizes(moto_endpoint: str) -> None:
+    """``read_marker`` needs no Spark: the names and sizes come with the listing. A marker of an
+    earlier release (names only) is still checked by name; an empty marker (Spark's own) by nothing."""
+    config = make_config(moto_endpoint, f"ecomkpi-marker-{uuid.uuid4().hex[:8]}")
+    create_bucket(config)
+    store = S3Store(config)
+    prefix = "staging/v1/orders/abc"
+    store.put_bytes(f"{prefix}/part-0.parquet", b"x" * 10)
+    store.put_bytes(f"{prefix}/part-1.parquet", b"y" * 20)
+    summary = KeySummary("order_id", True)
+
+    def check(body: bytes) -> bool:
+        store.put_bytes(f"{prefix}/_SUCCESS", body)
+        complete, _ = read_marker(store, prefix)
+        listed, _ = read_marker(store, prefix, staged_files(store, ["orders"]))
+        assert complete == listed  # one listing per dataset decides as the per-version one does
+        return complete
+
+    assert check(marker_body(summary, {"part-0.parquet": 10, "part-1.parquet": 20}, rows=7))
+    assert json.loads(store.read_bytes(f"{prefix}/_SUCCESS"))["rows"] == 7
+    assert read_marker(store, prefix)[1] == summary
+    assert not check(marker_body(summary, {"part-0.parquet": 10, "part-1.parquet": 21}))  # rewritten
+    assert not check(marker_body(summary, {"part-0.parquet": 10, "part-2.parquet": 20}))  # gone
+    assert check(json.dumps({"parts": ["part-0.parquet", "part-1.parquet"]}).encode())  # names only
+    assert not check(json.dumps({"parts": ["part-0.parquet", "part-9.parquet"]}).encode())
+    assert check(b"")  # Spark's own marker names nothing

@@ -7,9 +7,11 @@ every file version put so far, plus exact hand-computed numbers where stated.
 
 from __future__ import annotations
 
+import io
 import json
 from decimal import Decimal
 
+import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
 
@@ -221,9 +223,11 @@ def test_late_parts_early_items_and_a_category_change(pipeline_factory):
     assert not [k for k in p.category() if k[0] == "Shoes"]
 
 
-def test_a_version_whose_staging_rows_lost_a_part_is_parsed_again(pipeline_factory):
-    """Staging expires (a lifecycle rule) and parts can be deleted by hand, while the ``_SUCCESS``
-    marker stays: the marker names its Parquet files, so a version missing one is parsed from its
+@pytest.mark.parametrize("loss", ["deleted", "fewer rows"])
+def test_a_version_whose_staging_rows_lost_a_part_is_parsed_again(pipeline_factory, loss):
+    """Staging expires (a lifecycle rule) and parts can be deleted or rewritten by hand, while the
+    ``_SUCCESS`` marker stays: the marker names its Parquet files and their sizes, so a version
+    missing one, or holding one with fewer rows (a valid Parquet file, smaller), is parsed from its
     validated file, never applied in part."""
     p = pipeline_factory()
     b1 = load_batch_0710(p)
@@ -239,7 +243,15 @@ def test_a_version_whose_staging_rows_lost_a_part_is_parsed_again(pipeline_facto
     }
     (prefix,) = [x for x, body in marker_of.items() if json.loads(body)["parts"]][:1]
     part = json.loads(marker_of[prefix])["parts"][0]
-    p.s3.delete_object(Bucket=p.bucket, Key=f"{prefix}/{part}")
+    if loss == "deleted":
+        p.s3.delete_object(Bucket=p.bucket, Key=f"{prefix}/{part}")
+    else:
+        body = p.s3.get_object(Bucket=p.bucket, Key=f"{prefix}/{part}")["Body"].read()
+        table = pq.read_table(io.BytesIO(body))
+        assert table.num_rows > 1
+        shorter = io.BytesIO()
+        pq.write_table(table.slice(0, 1), shorter)
+        p.s3.put_object(Bucket=p.bucket, Key=f"{prefix}/{part}", Body=shorter.getvalue())
     result = p.run("2025-07-10", b1["orders"], b1["items"])
     assert result.status == "ok"
     assert len(result.files_parsed) == 1 and result.files_parsed[0].startswith("orders/")
