@@ -102,45 +102,19 @@ def spark(moto_endpoint: str):
     session.stop()
 
 
-# Modules whose tests start a JVM without the shared session (a subprocess, a cluster, a notebook).
-_JVM_MODULES = {
-    "test_validation_cli",
-    "test_transformation_entrypoint",
-    "test_notebooks",
-    "test_spark_cluster",
-    "test_demo_e2e",
-    "test_worker_e2e",
-    "test_container_pipeline",
-}
-# Of those, the modules whose time goes to JVMs of their own (worker processes, notebook kernels,
-# spark-submit, a standalone cluster): `make test` runs them in a lane of their own beside the
-# shared-session tests (scripts/test_in_lanes.sh), where their process starts and polls overlap the
-# other lanes' work. That lane opens a shared session of its own for the tests that ask for one
-# (oracles): one JVM start. The demo's end-to-end test stays on the first lane: it runs its tasks on
-# the shared session, and in the second lane (niced) its set-up took 529 s instead of 175 s, making
-# that lane the longest (CI 26.1 min against 25.0 min with it here).
-_OWN_JVM_MODULES = {
-    "test_validation_cli",
-    "test_notebooks",
-    "test_spark_cluster",
-    "test_worker_e2e",
-    "test_container_pipeline",  # the JVMs are in containers of the image (`make image`)
-}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test that needs a JVM ``spark``: ``make test`` runs them one after the other and
-    the others beside them (scripts/test_in_lanes.sh). ``slow`` is a separate mark: a slow test without
-    a JVM (hundreds of emulated DynamoDB writes) runs beside the JVM tests, but not in the fast loop
-    (``pytest -m "not spark and not slow"``, ``make test-fast``)."""
+    the others beside them (scripts/test_in_lanes.sh). A test that asks for the shared session is
+    marked here; a module whose tests start JVMs another way (a subprocess, a cluster, a notebook
+    kernel, a container) says so itself: ``spark``, and ``own_jvms`` when its time goes to JVMs of
+    their own, which run in a lane of their own (``container`` implies it). ``slow`` is a separate
+    mark: a slow test without a JVM (hundreds of emulated DynamoDB writes) runs beside the JVM tests,
+    but not in the fast loop (``pytest -m "not spark and not slow"``, ``make test-fast``)."""
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
-        if "spark" in getattr(item, "fixturenames", ()) or module in _JVM_MODULES:
-            item.add_marker(pytest.mark.spark)
-        if module in _OWN_JVM_MODULES:
+        if item.get_closest_marker("container") is not None:
             item.add_marker(pytest.mark.own_jvms)
-        if module.startswith("test_container_pipeline"):
-            item.add_marker(pytest.mark.container)
+        if "spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("own_jvms") is not None:
+            item.add_marker(pytest.mark.spark)
     # The container tests last: their fixture builds the image (or waits for the build CI starts at
     # once), which on a fresh machine takes minutes the lane's other tests can use meanwhile.
     items.sort(key=lambda item: item.get_closest_marker("container") is not None)

@@ -40,7 +40,8 @@ from ecomkpi.local_stack import LocalStack
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from tests.test_worker_e2e import rows, stack_settings, upload
 
-pytestmark = pytest.mark.slow
+# containers of the image: JVMs of their own
+pytestmark = [pytest.mark.slow, pytest.mark.container]
 WRITABLE = ("/tmp", "/home/ecomkpi")
 BUILD_IMAGE = Path(__file__).resolve().parents[1] / "scripts" / "build_image.sh"
 

@@ -23,7 +23,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-pytestmark = pytest.mark.slow
+# notebook kernels start JVMs of their own
+pytestmark = [pytest.mark.slow, pytest.mark.own_jvms]
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

@@ -20,7 +20,8 @@ import pytest
 
 from tests.support.transformation import PRODUCTS_V1, Pipeline, items_csv, orders_csv
 
-pytestmark = pytest.mark.slow
+# a standalone cluster: JVMs of its own
+pytestmark = [pytest.mark.slow, pytest.mark.own_jvms]
 SPARK_HOME = Path(pyspark.__file__).parent
 REPO = Path(__file__).resolve().parents[1]
 

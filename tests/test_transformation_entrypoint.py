@@ -7,10 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ecomkpi.cli import main as cli_main
 from jobs.transformation.job import main
 from tests.support.transformation import Pipeline
 from tests.test_transformation_batches import load_batch_0710
+
+# the job's entry point on the shared session, and its CLI
+pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[1]
 

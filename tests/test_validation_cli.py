@@ -26,6 +26,9 @@ from tests.support.validation import (
     put,
 )
 
+# spark-submit and the job as a process: JVMs of their own (the lane of their own)
+pytestmark = [pytest.mark.spark, pytest.mark.own_jvms]
+
 ROOT = Path(__file__).resolve().parents[1]
 ORDERS_KEY = "raw/orders/2025-07-10/part1.csv"
 

@@ -26,7 +26,8 @@ from ecomkpi.sfn_local.tasks import ContainerOutput
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from tests.support.browser import CHROMIUM, DRIVER, cells, open_page, read
 
-pytestmark = pytest.mark.slow
+# worker processes: JVMs of their own
+pytestmark = [pytest.mark.slow, pytest.mark.own_jvms]
 
 
 def rows(items: list[dict[str, Any]], columns: tuple[str, ...], key: tuple[str, ...]) -> dict:
