@@ -144,6 +144,7 @@ CASES = [
     Case(f"{ORD}/huge_value.csv", orders_csv(order_row(1), order_row(2, status="x" * 150_000)),
          failures=((RULE_VALUE_LENGTH, None),)),
     Case(f"{ORD}/semicolons.csv", orders_csv(order_row(1)).replace(b",", b";"), failures=((st.RULE_HEADER, None),)),
+    Case(f"{ORD}/too_wide.csv", orders_csv(order_row(1), "2" + ",x" * st.MAX_FIELDS), failures=((st.RULE_MAX_FIELDS, None),)),
 ]  # fmt: skip
 BY_REL = {c.rel: c for c in CASES}
 MAX_BYTES = "200000"  # too_big.csv is over it, the late_* files (> 64 KiB) are under it
