@@ -3,8 +3,7 @@
 #   1. the JVM tests on the shared SparkSession (the demo's too), one after the other, in the foreground;
 #      the longest lane, so it starts at once;
 #   2. the tests whose JVMs are their own processes (worker processes, notebook kernels, spark-submit,
-#      a standalone cluster, containers: marked `own_jvms` by tests/conftest.py), niced a little, after
-#      OWN_JVMS_FIRST (`make test`: the class archive, which their JVM starts map);
+#      a standalone cluster, containers: marker `own_jvms`), niced a little, after OWN_JVMS_FIRST if set;
 #   3. the ~800 tests without a JVM, niced more, after NO_JVM_FIRST (`make test`: lint, the browser).
 # Lanes 2 and 3 write to logs printed when the first ends. The suite is mostly waiting (moto calls,
 # polls, process starts, Py4J round trips): `time` counted 13 CPU-minutes in a 28.7-minute CI run on
@@ -27,18 +26,20 @@ trap 'rm -f "$own_log" "$nojvm_log" "$after_log"' EXIT
 # two cores are busy for the whole run, so CPU, not wall time, is what a test costs the suite.
 cpu="-p tests.support.cpu_time"
 
-# lane <niceness> <first command> <pytest args...>: the command (a set-up step: `make test` builds the
-# class archive before the tests with JVMs of their own, lints before the tests without a JVM), then
-# pytest. Its exit code: the set-up step's if that failed (the tests still run), else pytest's.
+# lane <niceness> <first command> <pytest args...>: the command (a set-up step: `make test` lints
+# before the tests without a JVM), then pytest, each timed. Its exit code: the set-up step's if that
+# failed (the tests still run), else pytest's.
 lane() {
-  local niceness=$1 first=$2 first_rc=0 rc
+  local niceness=$1 first=$2 first_rc=0 rc started=$SECONDS
   shift 2
   if [ -n "$first" ]; then
     nice -n "$niceness" bash -c "$first"
     first_rc=$?
+    echo "set-up step done in $((SECONDS - started)) s (exit $first_rc): $first"
   fi
   nice -n "$niceness" "$python" -m pytest "$@"
   rc=$?
+  echo "lane done $((SECONDS - started)) s after it started"
   if [ "$first_rc" -ne 0 ]; then
     echo "set-up step failed (exit $first_rc): $first"
     return "$first_rc"
@@ -65,8 +66,10 @@ if [ -n "${LANES_AFTER:-}" ]; then
   after=$!
 fi
 
+started=$SECONDS
 "$python" -m pytest -m "spark and not own_jvms" $cpu "$@"
 shared_rc=$?
+echo "shared-session lane done in $((SECONDS - started)) s"
 
 wait "$own"
 own_rc=$?

@@ -10,6 +10,8 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,7 +101,34 @@ def spark(moto_endpoint: str):
     )
     session = get_spark(config, app_name="ecomkpi-tests")
     yield session
+    _JVM_USE.update(jvm_use(session))
     session.stop()
+
+
+# What the shared session's JVM spent, printed after the run: on two busy cores a JVM test's cost is
+# its CPU, and the JIT's share of it says whether compiler settings are worth another look.
+_JVM_USE: dict[str, float] = {}
+
+
+def jvm_use(session: Any) -> dict[str, float]:
+    """The JVM's CPU seconds (from /proc) and its compilers' time (the compilation MXBean)."""
+    jvm = session.sparkContext._jvm
+    pid = int(jvm.java.lang.ProcessHandle.current().pid())
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return {}
+    jit = jvm.java.lang.management.ManagementFactory.getCompilationMXBean().getTotalCompilationTime()
+    return {"cpu": cpu, "jit": jit / 1000}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _JVM_USE:
+        terminalreporter.write_line(
+            f"shared SparkSession's JVM: {_JVM_USE['cpu']:.0f} CPU-s, of which its JIT compilers "
+            f"{_JVM_USE['jit']:.0f} s (compilation MXBean)"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
