@@ -4,7 +4,7 @@ Validation parses every file it accepts (it must, to check it) and writes what i
 the file is placed in ``validated/``; the transformation reads these rows instead of parsing the
 CSV a second time. A file version's rows live under ``staging/v1/<dataset>/<digest>/`` where the
 digest names the relative key and the raw ETag, so a re-upload never reads an older version's rows,
-and a ``_SUCCESS`` marker says the write finished; it holds the file key's :class:`KeySummary` (unique
+and a ``_SUCCESS`` marker says the write finished; it holds the file key's :class:`jobs.staging_marker.KeySummary` (unique
 within the file), which helps the planner skip lookups of keys nothing stores. The transformation deletes a version's rows once
 the version is applied and archived; a validated file without them (validated by an older release)
 is parsed with :func:`parse_file`, the same code, so both routes give identical rows.
@@ -19,13 +19,12 @@ the file.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -39,13 +38,13 @@ from jobs.kpis import item_identity
 from jobs.local_frames import local_frame
 from jobs.normalize import normalize_columns, normalize_header, with_order_date
 from jobs.s3_store import S3Store
+from jobs.staging_marker import SUCCESS_MARKER, KeySummary, marker_body, parquet_files
 
 if TYPE_CHECKING:
     from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 STAGING = "staging"
 FORMAT_VERSION = "v1"  # bump when the row shape or the parse changes: old rows are then re-parsed
-SUCCESS_MARKER = "_SUCCESS"
 RAW_ETAG = "_raw_etag"
 ORDER_DATE = "order_date"
 ITEM_KEY = "item_key"
@@ -57,7 +56,6 @@ TABLE_KEYS: dict[str, tuple[str, str | None]] = {
     ORDERS: ("order_id", None),
     ORDER_ITEMS: (ITEM_KEY, PRODUCER_KEY),
 }
-SUMMARY_FORMAT = 1
 
 
 def bookkeeping_schema() -> list[StructField]:
@@ -255,65 +253,6 @@ def parse_file(
     return stage_rows(picked, version)
 
 
-@dataclass(frozen=True)
-class KeySummary:
-    """What a staged version's marker says of its table key (:data:`TABLE_KEYS`): whether each value
-    occurs once in the file (validation rejects a file where one does not). With the key ranges the
-    planner observes as it reads the rows, that proves a new day's keys new (tests/test_key_ranges.py).
-    No range here: observing one while the rows are written cost ~0.35 s per 100k rows on the
-    validation's answer (bench/results/LOG.md, 50d2942), where the plan's read observes it anyway."""
-
-    key: str
-    unique: bool
-
-    def as_json(self) -> dict[str, Any]:
-        return {"summary": SUMMARY_FORMAT, "key": self.key, "unique": self.unique}
-
-    @classmethod
-    def from_marker(cls, body: bytes) -> KeySummary | None:
-        """The summary in a ``_SUCCESS`` marker; None for an empty marker (an older release, or
-        Spark's own) or anything this release did not write."""
-        try:
-            value = json.loads(body)
-            if value.get("summary") != SUMMARY_FORMAT:
-                return None
-            return cls(str(value["key"]), value["unique"] is True)
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None
-
-
-def marker_body(summary: KeySummary | None, parts: Mapping[str, int], rows: int | None = None) -> bytes:
-    """A ``_SUCCESS`` marker: the version's key summary (if its dataset has a table key), the names
-    and sizes of its Parquet files and, where the writer knows it, their row count, so that a reader
-    can tell rows that are gone or cut short (staging expires after its lifecycle days, a part
-    deleted or replaced by hand) from rows that are all there."""
-    body: dict[str, Any] = {} if summary is None else summary.as_json()
-    body["parts"] = sorted(parts)
-    body["sizes"] = {name: parts[name] for name in sorted(parts)}
-    if rows is not None:
-        body["rows"] = rows
-    return json.dumps(body).encode()
-
-
-def marker_files(body: bytes) -> dict[str, int | None] | None:
-    """The Parquet files a marker names, with their sizes (None where it records none: a marker of
-    an earlier release names its files only); None when it names no files (an older release still,
-    or Spark's own empty marker)."""
-    try:
-        value = json.loads(body)
-        parts, sizes = value.get("parts"), value.get("sizes")
-    except (ValueError, TypeError, AttributeError):
-        return None
-    if not isinstance(parts, list):
-        return None
-    sizes = sizes if isinstance(sizes, dict) else {}
-    return {str(p): (int(sizes[p]) if isinstance(sizes.get(p), int) else None) for p in parts}
-
-
-def _parquet_files(store: S3Store, prefix: str) -> dict[str, int]:
-    return {o.key.rsplit("/", 1)[-1]: o.size for o in store.list(f"{prefix}/") if o.key.endswith(".parquet")}
-
-
 def _local_parts(parts: Sequence[Path]) -> tuple[dict[str, int], int]:
     """Local Parquet files' names and sizes, and their rows from the footers (no Spark job)."""
     rows = sum(pq.read_metadata(p).num_rows for p in parts)
@@ -350,7 +289,7 @@ def write_staged(
         writer.parquet(uri)
         if store is not None:  # Spark's own marker is empty: ours says more
             prefix = uri.removeprefix(store.uri("")).rstrip("/")
-            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, _parquet_files(store, prefix)))
+            store.put_bytes(f"{prefix}/{SUCCESS_MARKER}", marker_body(written, parquet_files(store, prefix)))
         return written
     prefix = uri.removeprefix(store.uri("")).rstrip("/")
     with tempfile.TemporaryDirectory(prefix="ecomkpi-staging-") as tmp:
@@ -403,26 +342,6 @@ def write_staged_versions(
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="staging-upload") as pool:
             list(pool.map(upload, enumerate(versions)))
     return written
-
-
-def read_marker(
-    store: S3Store, prefix: str, listed: Mapping[str, Mapping[str, int]] | None = None
-) -> tuple[bool, KeySummary | None]:
-    """(whether the version's rows are all staged, what its marker says of its key): one GET, and
-    one listing when the marker names its files, unless ``listed`` (:func:`staged_files`) holds
-    it. A marker whose files are not all there, or not of the sizes it recorded (expired, deleted,
-    replaced or cut short), counts as no rows: the reader parses the validated file instead of
-    applying part of it. The sizes come with the listing: the check costs no request."""
-    body = store.read_if_exists(f"{prefix}/{SUCCESS_MARKER}")
-    if body is None:
-        return False, None
-    files = marker_files(body)
-    present = listed.get(prefix, {}) if listed is not None else _parquet_files(store, prefix)
-    if files is not None and any(
-        name not in present or (size is not None and present[name] != size) for name, size in files.items()
-    ):
-        return False, None
-    return True, KeySummary.from_marker(body)
 
 
 def staged_files(store: S3Store, datasets: Iterable[str]) -> dict[str, dict[str, int]]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from jobs.key_ranges import KeyRange, disjoint
-from jobs.staging import KeySummary
+from jobs.staging_marker import KeySummary
 from jobs.transformation.key_ledger import ITEM_KEYS, ORDER_IDS, KeyLedger
 from jobs.validation.suites import load_suite_json, rejects_repeated_keys
 

@@ -18,16 +18,14 @@ from jobs.staging import (
     ITEM_KEY,
     ORDER_DATE,
     FileVersion,
-    KeySummary,
-    marker_body,
     parse_file,
-    read_marker,
     read_staged,
     staged_files,
     staging_prefix,
     staging_schema,
     write_staged,
 )
+from jobs.staging_marker import KeySummary, marker_body, read_marker
 from jobs.transformation.sources import SourceFile, read_new_rows
 from tests.support.validation import create_bucket, make_config
 

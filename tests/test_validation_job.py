@@ -266,7 +266,8 @@ def test_every_accepted_file_leaves_its_parsed_rows_in_staging_and_no_rejected_o
     first: Run, spark
 ) -> None:
     from jobs.contract import ROW_NUM, SOURCE_FILE
-    from jobs.staging import SUCCESS_MARKER, KeySummary, read_staged, staging_prefix
+    from jobs.staging import read_staged, staging_prefix
+    from jobs.staging_marker import SUCCESS_MARKER, KeySummary
 
     for case in CASES:
         outcome = first.result.outcome(case.key)

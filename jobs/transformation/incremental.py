@@ -332,7 +332,7 @@ def fresh_keys(
 ) -> bool:
     """True when the new ``rows`` (materialized; their ``key`` values spanning ``keys``, ``where``
     limits which values count) hold each key once and silver stores none of them: validation
-    recorded every file's key as unique (staging markers, :class:`jobs.staging.KeySummary`), the
+    recorded every file's key as unique (staging markers, :class:`jobs.staging_marker.KeySummary`), the
     ledger's ``name`` misses ``keys``, and, with several files, no key repeats among the rows (one
     small query per file set, whatever the number of files: a single file needs none). Comparing
     the files' key ranges instead would fail for the parts of an export that deals its rows out

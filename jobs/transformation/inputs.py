@@ -17,7 +17,8 @@ from jobs.config import PipelineConfig
 from jobs.contract import ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.keys import INVALID, PROCESSED, VALIDATED, dataset_of, relative_key, stage_key
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.staging import KeySummary, read_marker, staged_files, staging_prefix
+from jobs.staging import staged_files, staging_prefix
+from jobs.staging_marker import KeySummary, read_marker
 from jobs.transformation.sources import SourceFile
 
 # Object metadata the validation job puts on its copies in validated/ (contract, docs/design.md).
@@ -132,7 +133,7 @@ def _dataset(rel: str) -> str | None:
 
 
 def _discover_one(
-    rel: str, store: S3Store, listed: Mapping[str, set[str]] | None = None
+    rel: str, store: S3Store, listed: Mapping[str, Mapping[str, int]] | None = None
 ) -> tuple[str, InputFile | None, str]:
     """(rel, the version waiting in validated/ or None, why it is skipped otherwise)."""
     if _dataset(rel) is None:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.staging import RAW_ETAG, FileVersion, KeySummary, parse_file, read_staged
+from jobs.staging import RAW_ETAG, FileVersion, parse_file, read_staged
+from jobs.staging_marker import KeySummary
 
 __all__ = ["RAW_ETAG", "SourceFile", "read_new_rows"]
 
