@@ -19,14 +19,11 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
-from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
-from lambda_trigger.s3_errors import code, is_changed, is_missing
 from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import Verdict
+from lambda_trigger.version_moves import copy_version, delete_version
 
 if TYPE_CHECKING:
     from types_boto3_cloudwatch import CloudWatchClient
@@ -101,17 +98,8 @@ def move_unrecognised(
     if current is None:
         log.info(f"s3://{bucket}/{key} is already gone (moved earlier or deleted); nothing to move.")
         return None
-    match = f'"{current.etag}"'
-    try:
-        # in parts when large (S3 copies at most 5 GiB at once), only the version looked at
-        aws.copy_object(s3, bucket, key, destination, if_match=current.etag)
-    except ClientError as exc:
-        if is_missing(exc) or is_changed(exc):
-            log.info(
-                f"s3://{bucket}/{key} changed or is gone while moving it ({code(exc)}); left for its own event."
-            )
-            return None
-        raise
+    if not copy_version(s3, bucket, key, current.etag, destination):
+        return None
     body = report(key, rule, reason, destination=destination, now=now, event={**event, "etag": current.etag})
     s3.put_object(
         Bucket=bucket,
@@ -119,15 +107,7 @@ def move_unrecognised(
         Body=body.encode("utf-8"),
         ContentType="application/json; charset=utf-8",
     )
-    try:
-        s3.delete_object(Bucket=bucket, Key=key, IfMatch=match)
-    except ClientError as exc:
-        if not (is_missing(exc) or is_changed(exc)):
-            raise
-        log.warn(
-            f"s3://{bucket}/{key} was uploaded again while it moved to {destination}: the new upload stays "
-            f"in raw/ for its own event ({code(exc)})."
-        )
+    if not delete_version(s3, bucket, key, current.etag, destination):
         return Moved(key, destination, report_key)
     log.warn(f"Moved unrecognised s3://{bucket}/{key} to {destination} ({reason}); report {report_key}.")
     return Moved(key, destination, report_key)

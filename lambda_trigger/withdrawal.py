@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from jobs import aws
 from lambda_trigger import log
 from lambda_trigger.batch_ids import RAW_PREFIX
-from lambda_trigger.s3_errors import code, is_changed, is_missing
+from lambda_trigger.s3_errors import is_missing
 from lambda_trigger.s3_objects import lookup
 from lambda_trigger.states import Verdict
+from lambda_trigger.version_moves import copy_version, delete_version
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
@@ -84,27 +84,11 @@ def _move(s3: S3Client, bucket: str, source: str, destination: str) -> bool:
     """Move the version of ``source`` there is now; False when there is none, or when another
     upload replaced it meanwhile (then the copy, if made, is of the version looked at, and the new
     upload stays where it landed, for its own event: the copy and the delete are both conditional
-    on the ETag, as ``unrecognised.move_unrecognised`` does)."""
+    on the ETag: :mod:`lambda_trigger.version_moves`)."""
     current = lookup(s3, bucket, source)
-    if current is None:
+    if current is None or not copy_version(s3, bucket, source, current.etag, destination):
         return False
-    try:
-        # in parts when large (S3: <= 5 GiB per copy), only the version looked at
-        aws.copy_object(s3, bucket, source, destination, if_match=current.etag)
-    except ClientError as exc:
-        if is_missing(exc) or is_changed(exc):
-            log.info(f"s3://{bucket}/{source} changed or is gone while withdrawing it ({code(exc)}).")
-            return False
-        raise
-    try:
-        s3.delete_object(Bucket=bucket, Key=source, IfMatch=f'"{current.etag}"')
-    except ClientError as exc:
-        if not (is_missing(exc) or is_changed(exc)):
-            raise
-        log.warn(
-            f"s3://{bucket}/{source} was uploaded again while it was withdrawn to {destination}: the new "
-            f"upload stays for its own event ({code(exc)})."
-        )
+    delete_version(s3, bucket, source, current.etag, destination)
     return True
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
-from lambda_trigger import batch_ids, withdrawal
+from lambda_trigger import batch_ids, version_moves
 from lambda_trigger.events import file_arrivals
 from lambda_trigger.handler import build_coordinator, lambda_handler
 from lambda_trigger.s3_events import s3_event
@@ -215,14 +215,14 @@ def test_a_reupload_while_a_key_is_withdrawn_is_kept(stack: Stack, monkeypatch: 
     _start_day(stack)
     stack.put(late, b"first\n")
     deliver(s3_event(stack.bucket, late))
-    real_copy = withdrawal.aws.copy_object
+    real_copy = version_moves.aws.copy_object
 
     def copy_then_reupload(s3: Any, bucket: str, source: str, destination: str, **kwargs: Any) -> None:
         real_copy(s3, bucket, source, destination, **kwargs)
         if source == late:
             stack.s3.put_object(Bucket=stack.bucket, Key=late, Body=b"corrected\n")
 
-    monkeypatch.setattr(withdrawal.aws, "copy_object", copy_then_reupload)
+    monkeypatch.setattr(version_moves.aws, "copy_object", copy_then_reupload)
     assert lambda_handler(withdraw_event(late), None) == {"batchItemFailures": []}
     assert stack.s3.get_object(Bucket=stack.bucket, Key=late)["Body"].read() == b"corrected\n"
     withdrawn = "invalid/withdrawn/" + late.removeprefix("raw/")
