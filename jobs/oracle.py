@@ -76,13 +76,13 @@ def effective_files(files: Sequence[tuple[str, str]]) -> dict[str, list[Producer
     return by_dataset
 
 
+DATASETS = (ORDERS, ORDER_ITEMS, PRODUCTS)  # the order kpis_from_rows takes their rows in
+
+
 def kpis_from_files(spark: SparkSession, files: Sequence[tuple[str, str]]) -> tuple[DataFrame, DataFrame]:
     """(daily_df, category_df) over ``files`` = [(relative or staged key, path or URI)] in arrival order."""
     by_dataset = effective_files(files)
     return kpis_from_rows(*(read_files(spark, dataset, by_dataset[dataset]) for dataset in DATASETS))
-
-
-DATASETS = (ORDERS, ORDER_ITEMS, PRODUCTS)  # the order kpis_from_rows takes their rows in
 
 
 def kpis_from_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> tuple[DataFrame, DataFrame]:

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, COLUMNS, DAILY_KPI_COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
 from jobs.normalize import normalize_header
+from jobs.oracle import ProducerFile
 from jobs.s3_store import S3Store
 from jobs.staging import FileVersion, parse_file, write_staged
 from jobs.transformation.job import TransformResult, run
@@ -229,7 +230,7 @@ class Pipeline:
         category = {(r["category_id"], r["date_key"]): r.asDict() for r in category_df.collect()}
         return daily, category
 
-    def parsed(self, dataset: str, files: list[Any]) -> DataFrame:
+    def parsed(self, dataset: str, files: list[ProducerFile]) -> DataFrame:
         """``jobs.oracle.read_files`` over ``files``, each file's rows computed once per position."""
         from jobs.local_frames import local_frame
         from jobs.oracle import read_files
