@@ -23,8 +23,9 @@ from pyspark.sql import DataFrame
 
 from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, COLUMNS, DAILY_KPI_COLUMNS, ORDER_ITEMS, ORDERS, PRODUCTS
+from jobs.local_frames import local_frame
 from jobs.normalize import normalize_header
-from jobs.oracle import ProducerFile
+from jobs.oracle import DATASETS, ProducerFile, effective_files, kpis_from_rows, read_files
 from jobs.s3_store import S3Store
 from jobs.staging import FileVersion, parse_file, write_staged
 from jobs.transformation.job import TransformResult, run
@@ -220,8 +221,6 @@ class Pipeline:
         """The oracle over every version put so far, in arrival order, in the same shape. Each
         version is parsed once (``jobs.oracle.read_files``, two Spark jobs a file) and kept as rows:
         a test that compares after each of its runs would otherwise parse every earlier file again."""
-        from jobs.oracle import DATASETS, effective_files, kpis_from_rows
-
         by_dataset = effective_files([(rel, str(p)) for _, rel, p in self.versions])
         daily_df, category_df = kpis_from_rows(
             *(self.parsed(dataset, by_dataset[dataset]) for dataset in DATASETS)
@@ -232,9 +231,6 @@ class Pipeline:
 
     def parsed(self, dataset: str, files: list[ProducerFile]) -> DataFrame:
         """``jobs.oracle.read_files`` over ``files``, each file's rows computed once per position."""
-        from jobs.local_frames import local_frame
-        from jobs.oracle import read_files
-
         frames = []
         for file in files:
             if (file.uri, file.seq) not in self.parsed_rows:
