@@ -3,7 +3,7 @@
 # beside the pinned one (.venv, Spark 4.1.4). Every runtime pin of pyproject.toml is kept except
 # pyspark, which becomes the newest 4.0 patch; of the dev tools only what the job tests import.
 # delta-spark 4.4.0's wheel accepts pyspark >= 4.0.1, great-expectations[spark] 1.24.1 accepts 4.0.x:
-# pip resolves the whole set here, so a pin that stops fitting fails this script, not a test.
+# uv resolves the whole set here, so a pin that stops fitting fails this script, not a test.
 #
 # Usage: scripts/compat_venv.sh [VENV]   (default .venv-compat; COMPAT_PYSPARK picks the version)
 set -euo pipefail
@@ -33,10 +33,11 @@ for req in project["optional-dependencies"]["dev"]:
         print(req)
 EOF
 echo "compat venv: installing into $venv (pyspark $pyspark; the pyspark sdist is ~430 MB, first time only)"
-"$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q -r "$reqs"
+"$venv/bin/python" -m pip install -q "uv==${UV_VERSION:-0.13.10}"
+uv=("$venv/bin/uv" pip install -q --python "$venv/bin/python")
+"${uv[@]}" -r "$reqs"
 # The project itself without its pins (they would bring pyspark 4.1 back); its imports are satisfied above.
-"$venv/bin/python" -m pip install -q --no-deps -e .
+"${uv[@]}" --no-deps -e .
 # Every requirement met, except the project's own pyspark pin (replaced on purpose above).
 if "$venv/bin/python" -m pip check | grep -v "^ecomkpi .* requirement pyspark==" | grep .; then
   echo "compat venv: the set above does not install together" >&2
