@@ -612,7 +612,7 @@ def list_prefix(prefix: str | None) -> Request:
     return ("s3:ListBucket", BUCKET_ARN, {} if prefix is None else {"s3:prefix": prefix})
 
 
-STAGED = "staging/v1/orders/0123456789abcdef0123456789abcdef"  # jobs/staging.py staging_prefix
+STAGED = "staging/v2/orders/version=0123456789abcdef0123456789abcdef"  # jobs/staging.py staging_prefix
 VALIDATION_DOES: list[Request] = [
     s3("GetObject", f"raw/orders/{DAY}/orders_part1.csv"),  # ranged head read, Spark read
     s3("GetObject", "raw/products/products.csv"),
@@ -671,7 +671,8 @@ TRANSFORMATION_DOES: list[Request] = [
     list_prefix("lake/silver_orders/_delta_log/"),
     s3("GetObject", f"{STAGED}/_SUCCESS"),  # are the parsed rows there, what are their keys
     s3("GetObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # the rows it applies
-    list_prefix(f"{STAGED}/"),  # the Parquet scan; the clean-up after the archive
+    list_prefix(f"{STAGED}/"),  # the clean-up after the archive
+    list_prefix("staging/v2/orders/"),  # the Parquet scan: one listing of the dataset's versions
     s3("DeleteObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # applied: the rows go
 ]
 # Nothing either job does: the producers' area is written by producers only, the key lists by the

@@ -49,7 +49,9 @@ def _by_line(rows: list[Any], rel: str, column: str) -> list[str]:
 
 def test_prefix_names_the_version_and_differs_per_key_and_etag() -> None:
     a = staging_prefix("orders/2025-07-10/a b[1].csv", "e1")
-    assert a.startswith("staging/v1/orders/") and a == staging_prefix("orders/2025-07-10/a b[1].csv", "e1")
+    assert a.startswith("staging/v2/orders/version=") and a == staging_prefix(
+        "orders/2025-07-10/a b[1].csv", "e1"
+    )
     assert " " not in a and "[" not in a  # a producer's odd name never reaches a Spark path
     assert a != staging_prefix("orders/2025-07-10/a b[1].csv", "e2")
     assert a != staging_prefix("orders/2025-07-11/a b[1].csv", "e1")
@@ -177,7 +179,7 @@ def test_a_marker_is_trusted_only_while_its_files_are_there_at_their_sizes(moto_
     config = make_config(moto_endpoint, f"ecomkpi-marker-{uuid.uuid4().hex[:8]}")
     create_bucket(config)
     store = S3Store(config)
-    prefix = "staging/v1/orders/abc"
+    prefix = "staging/v2/orders/version=abc"
     store.put_bytes(f"{prefix}/part-0.parquet", b"x" * 10)
     store.put_bytes(f"{prefix}/part-1.parquet", b"y" * 20)
     summary = KeySummary("order_id", True)
@@ -197,3 +199,32 @@ def test_a_marker_is_trusted_only_while_its_files_are_there_at_their_sizes(moto_
     assert check(json.dumps({"parts": ["part-0.parquet", "part-1.parquet"]}).encode())  # names only
     assert not check(json.dumps({"parts": ["part-0.parquet", "part-9.parquet"]}).encode())
     assert check(b"")  # Spark's own marker names nothing
+
+
+@pytest.mark.spark
+def test_a_run_reads_only_its_versions_from_the_datasets_staging_folder(
+    spark: Any, moto_endpoint: str, tmp_path: Path
+) -> None:
+    """Versions are partitions of their dataset's folder, read through it with a filter: another
+    version's rows there (another day's, or one being written without its marker yet) are not read."""
+    config = make_config(moto_endpoint, f"ecomkpi-staged-{uuid.uuid4().hex[:8]}")
+    create_bucket(config)
+    store = S3Store(config)
+    versions = [FileVersion(f"orders/2025-07-10/part {i}.csv", f"etag-{i}", i) for i in range(3)]
+    for i, version in enumerate(versions):
+        path = tmp_path / f"part{i}.csv"
+        _write(path, [10 * i + 1, 10 * i + 2], HEADER)
+        write_staged(parse_file(spark, str(path), version), store.uri(version.prefix), store, dataset=ORDERS)
+    assert all(v.prefix.startswith("staging/v2/orders/version=") for v in versions)
+
+    wanted = [versions[2], versions[0]]
+    rows = read_staged(spark, ORDERS, [store.uri(v.prefix) for v in wanted]).collect()
+    assert sorted((r[SOURCE_FILE], r["order_id"]) for r in rows) == [
+        ("orders/2025-07-10/part 0.csv", "1"),
+        ("orders/2025-07-10/part 0.csv", "2"),
+        ("orders/2025-07-10/part 2.csv", "21"),
+        ("orders/2025-07-10/part 2.csv", "22"),
+    ]
+    assert [f.name for f in read_staged(spark, ORDERS, [store.uri(versions[1].prefix)]).schema] == [
+        f.name for f in staging_schema(ORDERS)
+    ]

@@ -235,7 +235,7 @@ def test_a_version_whose_staging_rows_lost_a_part_is_parsed_again(pipeline_facto
     prefixes = {
         k.rsplit("/", 1)[0]
         for k in p.keys("staging/")
-        if k.endswith(".parquet") and k.startswith(f"staging/v1/{victim.split('/')[0]}/")
+        if k.endswith(".parquet") and k.startswith(f"staging/v2/{victim.split('/')[0]}/")
     }
     marker_of = {
         prefix: p.s3.get_object(Bucket=p.bucket, Key=f"{prefix}/_SUCCESS")["Body"].read()

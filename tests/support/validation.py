@@ -156,7 +156,7 @@ def staged_rows(spark: Any, config: PipelineConfig) -> dict[str, list[tuple[Any,
     out = {}
     for dataset in DATASETS:
         try:
-            frame = spark.read.parquet(f"s3a://{config.bucket}/staging/v1/{dataset}/*")
+            frame = spark.read.parquet(f"s3a://{config.bucket}/staging/v2/{dataset}/*")
         except AnalysisException:  # nothing staged for the dataset
             continue
         out[dataset] = sorted((tuple(r) for r in frame.drop(INGEST_SEQ).collect()), key=repr)
