@@ -60,7 +60,8 @@ fmt: $(STAMP)
 
 # The JVM tests on the shared session, the tests with JVMs of their own and the tests without a JVM
 # as three pytest processes at once (scripts/test_in_lanes.sh). The shared-session lane is the longest,
-# so it starts at once; lint and the browser run at the head of the lane without a JVM. The container
+# so it starts at once; the browser is installed at the head of the lane without a JVM, and lint runs
+# beside that lane (LANE_BESIDE: ~100 CPU-s, while those tests mostly wait). The container
 # tests build the image themselves, last in their lane (tests/test_container_pipeline.py). The class
 # archive is not built here: on two cores its warm-up JVM cost ~250 CPU-s (2-5 min of a clean-clone
 # run) for ~3 s off each of a dozen JVM starts; `make setup` builds it, and the image carries its own,
@@ -71,7 +72,7 @@ ifeq ($(PYTEST_SERIAL),1)
 	@$(MAKE) --no-print-directory -j2 --output-sync=target browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
-	NO_JVM_FIRST="$(MAKE) --no-print-directory -j2 --output-sync=target lint browser" \
+	NO_JVM_FIRST="$(MAKE) --no-print-directory browser" LANE_BESIDE="$(MAKE) --no-print-directory lint" \
 	scripts/test_in_lanes.sh $(BIN)/python $(PYTEST_ARGS)
 endif
 
