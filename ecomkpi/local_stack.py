@@ -331,6 +331,7 @@ class LocalStack:
             "AWS_REGION": s.region,
             "DAILY_KPIS_TABLE": s.daily_table,
             "CATEGORY_KPIS_TABLE": s.category_table,
+            "SNS_TOPIC_ARN": self.topic_arn,  # validation's schema drift notices
             "LAKE_PATH": s.lake,
             "SPARK_MASTER": s.spark_master,
             "SPARK_SHUFFLE_PARTITIONS": "4",
@@ -483,6 +484,7 @@ class LocalStack:
             "BucketName": s.bucket,
             "DailyKpisTable": s.daily_table,
             "CategoryKpisTable": s.category_table,
+            "AlertsTopic": self.topic_arn,
             "WorkQueue": self.work_queue_url,
             "PrecheckQueue": self.precheck_queue_url,
         }

@@ -159,6 +159,20 @@ class S3Store:
             raise
         return True
 
+    def put_if_absent(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> bool:
+        """Create ``key`` only if no object has it (S3 conditional write); False when one does, or a
+        concurrent conditional write of it won (409)."""
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if _precondition_failed(exc) or status == 409:
+                return False
+            raise
+        return True
+
     def delete_if_match(self, key: str, etag: str) -> bool:
         """Delete ``key`` only while it is the version ``etag`` (S3 conditional delete).
 

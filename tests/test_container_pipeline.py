@@ -103,6 +103,7 @@ def _local_names() -> dict[str, str]:
         "BucketName": "b",
         "DailyKpisTable": "d",
         "CategoryKpisTable": "c",
+        "AlertsTopic": "t",
         "WorkQueue": "q",
         "PrecheckQueue": "p",
     }

@@ -26,6 +26,7 @@ NAMES = {
     "BucketName": "shop",
     "DailyKpisTable": "DailyKPIs-t",
     "CategoryKpisTable": "CategoryKPIs-t",
+    "AlertsTopic": "arn:aws:sns:eu-west-1:123456789012:alerts",
     "WorkQueue": "http://127.0.0.1:1/queue/work",
     "PrecheckQueue": "http://127.0.0.1:1/queue/prechecks",
 }

@@ -91,8 +91,8 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
         },
         "ValidationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
-            "services": {"s3"},
-            "refs": {"BucketName"},
+            "services": {"s3", "sns", "kms"},  # sns, kms: its schema drift notices
+            "refs": {"BucketName", "AlertsTopic", "AlertsKey"},
         },
         "TransformationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
@@ -115,8 +115,9 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
     if mode == "worker":
         spec["WorkerTaskRole"] = {
             "principal": "ecs-tasks.amazonaws.com",
-            "services": {"s3", "dynamodb", "sqs", "states", "ecs"},
-            "refs": {"BucketName", "WorkQueue", "PrecheckQueue", "EcsCluster"} | KPI_TABLES,
+            "services": {"s3", "dynamodb", "sqs", "states", "ecs", "sns", "kms"},
+            "refs": {"BucketName", "WorkQueue", "PrecheckQueue", "EcsCluster", "AlertsTopic", "AlertsKey"}
+            | KPI_TABLES,
         }
     return spec
 
@@ -719,6 +720,16 @@ def kpi_requests(template: dict[str, Any]) -> list[Request]:
     ]
 
 
+def drift_notice_requests(template: dict[str, Any]) -> list[Request]:
+    """Validation's schema drift notice (jobs/validation/conclude.py): a publish to the encrypted topic."""
+    key = physical(template, "AlertsKey", "Arn")
+    return [
+        ("sns:Publish", physical(template, "AlertsTopic"), {}),
+        ("kms:GenerateDataKey", key, {}),
+        ("kms:Decrypt", key, {}),
+    ]
+
+
 def tracker_requests(template: dict[str, Any]) -> list[Request]:
     tracker = physical(template, "BatchTrackerTable", "Arn")
     return [(f"dynamodb:{a}", tracker, {}) for a in ("GetItem", "UpdateItem", "PutItem", "Scan")]
@@ -731,7 +742,7 @@ def check(statements: list[dict[str, Any]], requests: list[Request], expected: b
 
 def test_validation_role_allows_what_the_validation_does_and_nothing_else(template: dict[str, Any]) -> None:
     role = policy(template, "ValidationTaskRole")
-    check(role, VALIDATION_DOES, True)
+    check(role, VALIDATION_DOES + drift_notice_requests(template), True)
     check(role, NEITHER_JOB_DOES + ONLY_THE_TRANSFORMATION, False)
     check(role, kpi_requests(template) + tracker_requests(template), False)
 
@@ -752,7 +763,11 @@ def test_worker_role_allows_what_both_jobs_do(template: dict[str, Any], mode: st
     if mode != "worker":
         return
     role = policy(template, "WorkerTaskRole")
-    check(role, VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template), True)
+    check(
+        role,
+        VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template) + drift_notice_requests(template),
+        True,
+    )
     check(role, NEITHER_JOB_DOES + tracker_requests(template), False)
 
 
@@ -779,11 +794,13 @@ def test_job_roles_grant_nothing_the_jobs_do_not_do(template: dict[str, Any], mo
     its job's code does (each entry of the lists names where). Least privilege as a property: a grant
     the code stops needing fails here until it is removed."""
     does = {
-        "ValidationTaskRole": VALIDATION_DOES,
+        "ValidationTaskRole": VALIDATION_DOES + drift_notice_requests(template),
         "TransformationTaskRole": TRANSFORMATION_DOES + kpi_requests(template),
     }
     if mode == "worker":
-        does["WorkerTaskRole"] = VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template)
+        does["WorkerTaskRole"] = (
+            VALIDATION_DOES + TRANSFORMATION_DOES + kpi_requests(template) + drift_notice_requests(template)
+        )
     for role, requests in does.items():
         # The worker's own queue, task-token and protection statements: test_worker_role_reaches_only_...
         data = [
@@ -989,7 +1006,9 @@ def test_every_publisher_may_use_the_topics_key(template: dict[str, Any]) -> Non
     assert key == physical(template, "AlertsKey", "Arn")
     roles_ = [n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
     publishers = [role for role in roles_ if allows(policy(template, role), "sns:Publish", topic)]
-    assert publishers == ["StateMachineRole"]
+    # The workflow's alerts; the roles that run validation, for its schema drift notices.
+    validators = {"ValidationTaskRole", "WorkerTaskRole", "EmrJobRole"}
+    assert set(publishers) == {"StateMachineRole"} | (validators & set(roles_))
     use = [("kms:GenerateDataKey", key, {}), ("kms:Decrypt", key, {})]
     for role in roles_:
         check(policy(template, role), use, role in publishers)

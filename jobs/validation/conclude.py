@@ -8,13 +8,16 @@ for its batch's run to place.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import jobs.validation.locations as loc
 from jobs.config import PipelineConfig
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
+from jobs.validation.drift import SchemaDrift, drift_of, record_first_seen
 from jobs.validation.findings import Finding
+from jobs.validation.locations import SCHEMAS_PREFIX
 from jobs.validation.outcomes import FileOutcome, Target
 from jobs.validation.placement import place
 from jobs.validation.reports import Report, report_json
@@ -43,6 +46,7 @@ class Concluder:
         self._log = log
         self._book = book
         self._rules = rules
+        self._forms_recorded: set[str] = set()  # drift signatures this run found in the history or added
 
     @property
     def run_id(self) -> str:
@@ -62,15 +66,24 @@ class Concluder:
         notes: list[str] | None = None,
         *,
         products_version: str = "",
+        columns: tuple[str, ...] = (),
     ) -> FileOutcome:
-        """Write the reports, record the verdict, then place the file (in that order: see placement)."""
+        """Write the reports, record the verdict, then place the file (in that order: see placement).
+
+        ``columns``: the file's header (normalised), when it was read: a header other than the
+        contract's is recorded as schema drift, and a form no file had before raises one notice."""
         batch, run = self._config.batch_id, self._config.run_id
         verdict = REJECTED if any(f.rejects for f in findings) else PASSED
         destination = loc.validated_key(t.rel) if verdict == PASSED else loc.invalid_key(t.rel)
         notes = list(notes or [])
         if t.master:
             notes.append(f"products master data: stays in {raw.key}; this version is copied to {destination}")
+        drift = drift_of(t.dataset, columns) if columns else None
+        if drift is not None:
+            notes.append(self._drift_note(drift, raw, verdict))
         report = self.report(t, verdict, findings, location=destination, raw=raw, rows=rows, notes=notes)
+        if drift is not None:
+            report = replace(report, schema_drift=drift.to_dict())
         run_report = self.run_report_key(t.rel)
         self.put_report(run_report, report)
         if verdict == REJECTED:
@@ -90,6 +103,7 @@ class Concluder:
                 rules=self._rules,
                 findings=[f.to_dict() for f in findings],
                 products_version=products_version,
+                schema_drift=report.schema_drift,
             )
         )
         location = raw.key
@@ -106,6 +120,54 @@ class Concluder:
             decided_by=run,
             etag=raw.etag,
             rows=rows,
+        )
+
+    def _drift_note(self, drift: SchemaDrift, raw: ObjectInfo, verdict: Verdict) -> str:
+        """Record the form in the dataset's schema history; the run that adds it sends the notice."""
+        seen_in = {
+            "file": raw.key,
+            "etag": raw.etag,
+            "verdict": str(verdict),
+            "batch_id": self._config.batch_id,
+            "run_id": self._config.run_id,
+            "at": now(),
+        }
+        first = False
+        if drift.signature not in self._forms_recorded:  # one request per form and run, not per file
+            try:
+                first = record_first_seen(self._store, drift, seen_in, self._notify)
+                self._forms_recorded.add(drift.signature)
+            except Exception as exc:  # a courtesy: the file's verdict does not depend on it
+                self._log.event("schema_drift.notice_failed", level="WARN", file=raw.key, error=str(exc))
+        self._log.event("schema_drift", file=raw.key, first_seen=first, **drift.to_dict())
+        # Not whether this file was the first of its form: files concluded on several threads
+        # would make the same file's report differ from run to run.
+        return f"{drift.describe()} (columns the contract does not know are not loaded; the dataset's forms: {SCHEMAS_PREFIX}/{drift.dataset}/)"
+
+    def _notify(self, drift: SchemaDrift, seen_in: dict[str, object]) -> None:
+        """One SNS message per new form, with attributes a subscription filter can match (kind
+        schema_drift, severity info, day, dataset). Without SNS_TOPIC_ARN the history is the record."""
+        topic = self._config.alerts_topic_arn
+        if not topic:
+            return
+        from jobs import aws
+
+        day = self._config.batch_id or "-"
+        aws.client("sns", self._config).publish(
+            TopicArn=topic,
+            Subject=f"ecomkpi: {drift.dataset} files changed form ({len(drift.new)} new column(s))"[:100],
+            Message=(
+                f"{drift.describe()}.\n\nFirst seen in {seen_in['file']} (batch {day}, run "
+                f"{seen_in['run_id']}, verdict {seen_in['verdict']}).\nColumns: {', '.join(drift.columns)}\n"
+                "Columns the contract does not know are not loaded; a missing required column rejects the "
+                f"file. Schema history: s3://{self._config.bucket}/{SCHEMAS_PREFIX}/{drift.dataset}/\n"
+            ),
+            MessageAttributes={
+                "kind": {"DataType": "String", "StringValue": "schema_drift"},
+                "severity": {"DataType": "String", "StringValue": "info"},
+                "day": {"DataType": "String", "StringValue": day},
+                "dataset": {"DataType": "String", "StringValue": drift.dataset},
+            },
         )
 
     def report(

@@ -376,7 +376,7 @@ class DatasetCheck:
         version = self._product_ids.version if dataset == ORDER_ITEMS else ""
 
         def conclude(c: _Checked) -> tuple[str, FileOutcome]:
-            t, raw, _ = c.file
+            t, raw, inspection = c.file
             findings, own_notes = c.findings, list(notes)
             if c.quarantine_key:  # accepted with rows dropped: the report says where they went
                 findings = [
@@ -391,7 +391,13 @@ class DatasetCheck:
                 )
             with self._log.stage("file", file=t.key, dataset=t.dataset) as end:
                 outcome = self._concluder.conclude(
-                    t, raw, findings, rows=c.rows, notes=own_notes, products_version=version
+                    t,
+                    raw,
+                    findings,
+                    rows=c.rows,
+                    notes=own_notes,
+                    products_version=version,
+                    columns=inspection.columns,
                 )
                 end.update(
                     verdict=outcome.verdict,

@@ -16,6 +16,7 @@ META_ARRIVED_MS = "ecomkpi-arrived-ms"
 
 LOG_ROOT = "logs/validation"
 VERDICTS_PREFIX = f"{LOG_ROOT}/verdicts"
+SCHEMAS_PREFIX = f"{LOG_ROOT}/schemas"  # the forms of each dataset's header seen so far (drift.py)
 SUPERSEDED_PREFIX = f"{INVALID}/superseded"
 
 

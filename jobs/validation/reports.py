@@ -151,8 +151,10 @@ class Report:
     rows: int | None = None
     notes: list[str] = field(default_factory=list)
     links: dict[str, str | None] = field(default_factory=dict)
+    schema_drift: dict[str, Any] | None = None  # jobs.validation.drift: how its header differs
 
     def to_dict(self) -> dict[str, Any]:
+        drift = {"schema_drift": self.schema_drift} if self.schema_drift else {}
         return {
             "report_version": REPORT_VERSION,
             "file": self.file,
@@ -164,6 +166,7 @@ class Report:
             "warnings": [f.to_dict() for f in self.findings if not f.rejects],
             "notes": list(self.notes),
             "rows": self.rows,
+            **drift,
             "location": self.location,
             "etag": self.etag,
             "size_bytes": self.size_bytes,

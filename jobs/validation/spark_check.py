@@ -93,7 +93,13 @@ class SparkCheck:
         # Items were checked against the master the ids came from: their verdict names its version.
         version = self._product_ids.version if t.dataset == ORDER_ITEMS else ""
         return self._concluder.conclude(
-            t, raw, findings, rows=shape.rows, notes=notes, products_version=version
+            t,
+            raw,
+            findings,
+            rows=shape.rows,
+            notes=notes,
+            products_version=version,
+            columns=inspection.columns,
         )
 
     def _actions(self, dataset: str, checked: DataFrame, findings: list[Finding], rows: int) -> list[Finding]:

@@ -74,6 +74,7 @@ class VerdictRecord:
     # unknown-product warning used. "" for other datasets and for records written before it existed.
     products_version: str = ""
     findings: list[dict[str, Any]] = field(default_factory=list)
+    schema_drift: dict[str, Any] | None = None  # jobs.validation.drift; None: the contract's header
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
