@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -393,10 +394,7 @@ def read_staged(spark: SparkSession, dataset: str, uris: list[str]) -> DataFrame
             if others
             else local_frame(spark, [], schema)
         )
-    combined = frames[0]
-    for frame in frames[1:]:
-        combined = combined.unionByName(frame)
-    return combined
+    return reduce(DataFrame.unionByName, frames)
 
 
 def delete_staged(store: S3Store, prefix: str) -> int:

@@ -15,7 +15,7 @@ import jobs.validation.locations as loc
 from jobs.config import PipelineConfig
 from jobs.run_log import RunLog
 from jobs.s3_store import ObjectInfo, S3Store
-from jobs.validation.drift import SchemaDrift, drift_of, record_first_seen
+from jobs.validation.drift import NOTICE_KIND, SchemaDrift, drift_of, record_first_seen
 from jobs.validation.findings import Finding
 from jobs.validation.locations import SCHEMAS_PREFIX
 from jobs.validation.outcomes import FileOutcome, Target
@@ -163,7 +163,7 @@ class Concluder:
                 f"file. Schema history: s3://{self._config.bucket}/{SCHEMAS_PREFIX}/{drift.dataset}/\n"
             ),
             MessageAttributes={
-                "kind": {"DataType": "String", "StringValue": "schema_drift"},
+                "kind": {"DataType": "String", "StringValue": NOTICE_KIND},
                 "severity": {"DataType": "String", "StringValue": "info"},
                 "day": {"DataType": "String", "StringValue": day},
                 "dataset": {"DataType": "String", "StringValue": drift.dataset},
