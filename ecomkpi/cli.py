@@ -83,6 +83,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 settings.daily_table,
                 settings.category_table,
                 settings.tracker_table,
+                settings.quality_table,
             )
             api = serve(reader, port=args.api_port, bucket=settings.bucket)
             console.stream.write(

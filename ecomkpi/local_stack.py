@@ -63,6 +63,7 @@ class StackSettings:
     tracker_table: str = "BatchFileTracker"
     daily_table: str = "DailyKPIs"
     category_table: str = "CategoryKPIs"
+    quality_table: str = "DataQuality"
     topic_name: str = "ecommerce-pipeline-alerts"
     queue_name: str = "ecomkpi-raw-events"
     dlq_name: str = "ecomkpi-raw-events-dlq"
@@ -245,6 +246,7 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         from jobs.transformation.serving import create_kpi_tables
+        from jobs.validation.quality_ledger import create_quality_table
         from lambda_trigger.tracker import create_tracker_table
 
         s = self.settings
@@ -282,6 +284,7 @@ class LocalStack:
             emr.upload_artifacts(self.client("s3"), s.bucket, s.emr_jars_dir, REPO_ROOT, s.work_dir)
         create_tracker_table(ddb, s.tracker_table)
         create_kpi_tables(ddb, s.daily_table, s.category_table)
+        create_quality_table(ddb, s.quality_table)
         self.topic_arn = sns.create_topic(Name=s.topic_name)["TopicArn"]
         # Alerts are captured by a queue subscribed to the topic, as an operator's e-mail would be.
         self.alerts_queue_url = sqs.create_queue(QueueName=f"{s.topic_name}-inbox")["QueueUrl"]
@@ -294,7 +297,7 @@ class LocalStack:
         self.logs = CloudWatchSink(self.client("logs"))
         self.on_event(
             f"resources: bucket {s.bucket}, queue {s.queue_name} (+DLQ), tables {s.tracker_table}/"
-            f"{s.daily_table}/{s.category_table}, topic {s.topic_name}"
+            f"{s.daily_table}/{s.category_table}/{s.quality_table}, topic {s.topic_name}"
         )
 
     def _start_workflow(self) -> Executor:
@@ -332,6 +335,7 @@ class LocalStack:
             "DAILY_KPIS_TABLE": s.daily_table,
             "CATEGORY_KPIS_TABLE": s.category_table,
             "SNS_TOPIC_ARN": self.topic_arn,  # validation's schema drift notices
+            "DATA_QUALITY_TABLE": s.quality_table,  # each decided file's line of its day's quality
             "LAKE_PATH": s.lake,
             "SPARK_MASTER": s.spark_master,
             "SPARK_SHUFFLE_PARTITIONS": "4",
@@ -484,6 +488,7 @@ class LocalStack:
             "BucketName": s.bucket,
             "DailyKpisTable": s.daily_table,
             "CategoryKpisTable": s.category_table,
+            "DataQualityTable": s.quality_table,
             "AlertsTopic": self.topic_arn,
             "WorkQueue": self.work_queue_url,
             "PrecheckQueue": self.precheck_queue_url,

@@ -163,6 +163,9 @@ class PipelineConfig:
     category_kpis_table: str = "CategoryKPIs"
     tracker_table: str = "BatchFileTracker"
     alerts_topic_arn: str | None = None
+    # DATA_QUALITY_TABLE: each decided file's line of its day's quality (jobs/validation/quality_ledger.py,
+    # read by the API's /quality routes); None: not written.
+    quality_table: str | None = None
     spark_master: str = "local[*]"
     shuffle_partitions: int = 8
     driver_memory: str | None = None
@@ -266,6 +269,7 @@ class PipelineConfig:
             category_kpis_table=env.get("CATEGORY_KPIS_TABLE", "").strip() or "CategoryKPIs",
             tracker_table=env.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or "BatchFileTracker",
             alerts_topic_arn=env.get("SNS_TOPIC_ARN", "").strip() or None,
+            quality_table=env.get("DATA_QUALITY_TABLE", "").strip() or None,
             spark_master=env.get("SPARK_MASTER", "").strip() or "local[*]",
             shuffle_partitions=int(partitions),
             driver_memory=env.get("SPARK_DRIVER_MEMORY", "").strip() or None,

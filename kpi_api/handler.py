@@ -1,7 +1,7 @@
 """Lambda entry point behind an API Gateway HTTP API (payload format 2.0): ``kpi_api.handler.lambda_handler``.
 
 Environment: ``DAILY_KPIS_TABLE``, ``CATEGORY_KPIS_TABLE``, ``PIPELINE_BATCH_TRACKER_TABLE`` (the
-stack's names; defaults as in the jobs) and ``S3_BUCKET`` (only to print links to reports);
+stack's names; defaults as in the jobs), ``DATA_QUALITY_TABLE`` (the ``/quality`` routes; unset: 404) and ``S3_BUCKET`` (only to print links to reports);
 ``AWS_ENDPOINT_URL`` (an emulator; unset in AWS) and ``AWS_REGION`` for the client, which comes from
 the per-process cache of :mod:`jobs.aws` (shipped in this function's zip). The function holds
 read-only DynamoDB rights on those tables and nothing else.
@@ -27,6 +27,7 @@ def reader_from_env(env: Mapping[str, str] | None = None) -> KpiReader:
         daily_table=env.get("DAILY_KPIS_TABLE") or "DailyKPIs",
         category_table=env.get("CATEGORY_KPIS_TABLE") or "CategoryKPIs",
         tracker_table=env.get("PIPELINE_BATCH_TRACKER_TABLE") or "BatchFileTracker",
+        quality_table=env.get("DATA_QUALITY_TABLE") or None,
     )
 
 

@@ -2,7 +2,8 @@
 
 It needs no network beyond the API it is served by (no CDN, no fonts), so it works on a laptop
 without internet and behind a locked-down API Gateway. It polls ``/status``, ``/days``,
-``/kpis/daily`` and ``/kpis/categories`` every few seconds; every value is inserted with
+``/kpis/daily``, ``/kpis/categories`` and ``/quality`` every few seconds (the quality section hides
+itself where the API has no quality table); every value is inserted with
 ``textContent`` (never as HTML), so a category or an error text cannot inject markup. Raw values
 stay in ``data-value`` attributes next to their formatted text (the browser tests compare those
 with DynamoDB).
@@ -53,6 +54,11 @@ _PAGE = """<!doctype html>
   .partial { margin-left:6px; border-radius:999px; padding:1px 8px; font-size:11px; background:#fff4e5; color:var(--warn); white-space:nowrap; }
   select { font:inherit; padding:2px 6px; }
   #error { color:var(--bad); padding:0 20px; }
+  #quality { grid-column: 1 / -1; }
+  .legend span { margin-right:12px; font-size:12px; }
+  .legend i { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:4px; vertical-align:-1px; }
+  .legend i.kept { background:#12805c; } .legend i.dropped { background:#f79009; } .legend i.rejected { background:#c4320a; }
+  .drift { color:var(--warn); }
 </style>
 </head>
 <body>
@@ -77,6 +83,19 @@ _PAGE = """<!doctype html>
       <th>Category</th><th>Revenue</th><th>Avg order</th><th>Return rate</th>
     </tr></thead><tbody></tbody></table></div>
   </section>
+  <section id="quality" hidden>
+    <h2>Data quality <span id="quality-range" class="muted"></span></h2>
+    <div class="legend"><span><i class="kept"></i>rows kept</span><span><i class="dropped"></i>rows dropped (quarantined)</span><span><i class="rejected"></i>rows of rejected files</span></div>
+    <svg id="quality-chart" viewBox="0 0 640 180" role="img" aria-label="rows kept, dropped and rejected per day"></svg>
+    <h2>Top failing rules on <select id="quality-day" aria-label="quality day"></select></h2>
+    <ul id="quality-drift" class="drift"></ul>
+    <div class="scroll"><table id="quality-rules"><thead><tr>
+      <th>Rule</th><th>Dataset</th><th>Action</th><th>Files</th><th>Rows</th>
+    </tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="quality-files"><thead><tr>
+      <th>File</th><th>Verdict</th><th>Rows</th><th>Dropped</th><th>Report</th>
+    </tr></thead><tbody></tbody></table></div>
+  </section>
   <section id="pipeline">
     <h2>Pipeline status</h2>
     <div class="scroll"><table id="status-table"><thead><tr>
@@ -90,7 +109,8 @@ const REFRESH_MS = __REFRESH__ * 1000;
 const TREND_DAYS = __TREND_DAYS__;
 const money = new Intl.NumberFormat("en-US", {style: "currency", currency: "USD"});
 const count = new Intl.NumberFormat("en-US");
-const state = {chosenDay: null, latestUpdate: null, latestRun: null};
+const state = {chosenDay: null, qualityDay: null, latestUpdate: null, latestRun: null};
+const QUALITY_COLOURS = {kept: "#12805c", dropped: "#f79009", rejected: "#c4320a"};
 
 function el(tag, attrs, text) {
   const node = document.createElement(tag);
@@ -252,6 +272,87 @@ function renderStatus(status) {
   tickFreshness();
 }
 
+// Each day's bar is its rows' shares (a few dropped rows in a large day would not show at scale);
+// the counts are in data-* attributes and the tooltip.
+function drawQuality(days) {
+  const svg = document.getElementById("quality-chart");
+  svg.replaceChildren();
+  if (!days.length) { svg.appendChild(svgEl("text", {x: 20, y: 90, fill: "#667085"}, "No files decided in this range")); return; }
+  const W = 640, H = 180, L = 8, R = 8, T = 8, B = 24;
+  const step = (W - L - R) / days.length;
+  days.forEach((d, i) => {
+    const total = d.rows.kept + d.rows.dropped + d.rows.rejected;
+    const g = svgEl("g", {"data-date": d.date, "data-kept": d.rows.kept, "data-dropped": d.rows.dropped,
+                          "data-rejected": d.rows.rejected, "data-rejected-files": d.files.rejected});
+    g.appendChild(svgEl("title", {}, d.date + ": " + count.format(d.rows.kept) + " kept, " + count.format(d.rows.dropped) +
+      " dropped, " + count.format(d.rows.rejected) + " in rejected files (" + d.files.rejected + " of " + (d.files.accepted + d.files.rejected) + " files)"));
+    let y = H - B;
+    for (const part of ["kept", "dropped", "rejected"]) {
+      const n = d.rows[part];
+      if (!n) continue;
+      const h = Math.max((H - T - B) * n / Math.max(total, 1), 2);
+      y -= h;
+      g.appendChild(svgEl("rect", {x: L + i * step + step * 0.15, y, width: step * 0.7, height: h, fill: QUALITY_COLOURS[part], "data-part": part}));
+    }
+    if (!total && d.files.rejected) {  // files that could not be read: no rows, still a rejection
+      g.appendChild(svgEl("rect", {x: L + i * step + step * 0.15, y: H - B - 4, width: step * 0.7, height: 4, fill: QUALITY_COLOURS.rejected, "data-part": "rejected"}));
+    }
+    svg.appendChild(g);
+  });
+  svg.appendChild(svgEl("text", {x: L, y: H - 6, "font-size": 11, fill: "#667085"}, days[0].date));
+  svg.appendChild(svgEl("text", {x: W - R, y: H - 6, "font-size": 11, "text-anchor": "end", fill: "#667085"}, days[days.length - 1].date));
+}
+
+function renderQualityDay(detail) {
+  const rules = document.querySelector("#quality-rules tbody");
+  rules.replaceChildren();
+  for (const r of detail.top_rules) {
+    const tr = el("tr", {"data-rule": r.rule, "data-action": r.action});
+    cell(tr, r.rule);
+    cell(tr, r.dataset);
+    cell(tr, r.action + (r.rejected_files ? " (rejected " + r.rejected_files + ")" : ""));
+    cell(tr, fmtCount(r.files), r.files);
+    cell(tr, fmtCount(r.rows), r.rows);
+    rules.appendChild(tr);
+  }
+  if (!detail.top_rules.length) { const tr = el("tr"); const td = el("td", {colspan: 5, class: "muted"}, "No rule failed on this day"); tr.appendChild(td); rules.appendChild(tr); }
+  const drift = document.getElementById("quality-drift");
+  drift.replaceChildren(...detail.schema_drift.map(d => el("li", {"data-signature": d.signature, "data-dataset": d.dataset},
+    "Schema drift: " + d.description + " (" + d.files + (d.files === 1 ? " file)" : " files)"))));
+  const files = document.querySelector("#quality-files tbody");
+  files.replaceChildren();
+  for (const f of detail.file_list) {
+    const tr = el("tr", {"data-file": f.file, "data-verdict": f.verdict});
+    cell(tr, f.file);
+    const v = cell(tr, f.verdict);
+    v.className = "state " + (f.verdict === "passed" ? "succeeded" : "failed");
+    cell(tr, f.rows === null ? "unreadable" : fmtCount(f.rows), f.rows);
+    cell(tr, fmtCount(f.dropped_rows), f.dropped_rows);
+    const links = cell(tr, "");
+    for (const [name, link] of Object.entries(f.links)) if (link) links.appendChild(el("div", {class: "muted", "data-link": name}, name.replace("_", " ") + ": " + link));
+    files.appendChild(tr);
+  }
+}
+
+async function refreshQuality() {
+  const section = document.getElementById("quality");
+  const response = await fetch("quality", {cache: "no-store"});
+  if (response.status === 404) { section.hidden = true; return; }
+  const body = await response.json();
+  if (!response.ok) throw new Error("quality: " + (body.error || response.status));
+  section.hidden = false;
+  document.getElementById("quality-range").textContent = "(" + body.from + " to " + body.to + ")";
+  drawQuality(body.days);
+  const select = document.getElementById("quality-day");
+  const days = body.days.map(d => d.date).reverse();
+  if ([...select.options].map(o => o.value).join() !== days.join()) {
+    select.replaceChildren(...days.map(d => el("option", {value: d}, d)));
+    if (state.qualityDay && days.includes(state.qualityDay)) select.value = state.qualityDay;
+  }
+  state.qualityDay = select.value || null;
+  if (state.qualityDay) renderQualityDay(await getJSON("quality/" + state.qualityDay));
+}
+
 function tickFreshness() {
   const badge = document.getElementById("freshness");
   if (!state.latestUpdate) { badge.textContent = "no KPIs yet"; return; }
@@ -264,6 +365,7 @@ async function refresh() {
   try {
     const [daysBody, status] = await Promise.all([getJSON("days"), getJSON("status")]);
     renderStatus(status);
+    await refreshQuality();
     const days = daysBody.days;
     if (!days.length) { renderDaily([]); drawTrend([]); return; }
     const last = days[days.length - 1];
@@ -288,6 +390,7 @@ async function refresh() {
   }
 }
 document.getElementById("day-select").addEventListener("change", e => { state.chosenDay = e.target.value; refresh(); });
+document.getElementById("quality-day").addEventListener("change", e => { state.qualityDay = e.target.value; refresh(); });
 refresh();
 setInterval(refresh, REFRESH_MS);
 setInterval(tickFreshness, 1000);

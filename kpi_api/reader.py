@@ -61,6 +61,7 @@ class KpiReader:
     daily_table: str
     category_table: str
     tracker_table: str
+    quality_table: str | None = None  # DATA_QUALITY_TABLE: the /quality routes (None: not served)
     max_attempts: int = 8
 
     def batch_get(self, table: str, keys: Iterable[Key]) -> list[dict[str, Any]]:
@@ -114,6 +115,15 @@ class KpiReader:
     def batches(self, dates: list[str]) -> list[dict[str, Any]]:
         rows = self.batch_get(self.tracker_table, [{"BatchId": {"S": d}} for d in dates])
         return sorted(rows, key=lambda r: r["BatchId"])
+
+    def quality(self, date_key: str) -> list[dict[str, Any]]:
+        """The day's files as validation last decided them (every page of one Query)."""
+        assert self.quality_table is not None
+        return self.query(
+            TableName=self.quality_table,
+            KeyConditionExpression="date_key = :d",
+            ExpressionAttributeValues={":d": {"S": date_key}},
+        )
 
     def days(self) -> list[str]:
         """Every day that started a generation, oldest first (one GetItem on the calendar item)."""

@@ -13,6 +13,12 @@ Routes (GET only, JSON, UTF-8):
   ``waiting_for_products``, ``kpis_only`` for a date whose orders all came in other days' batches,
   ``unknown`` for a tracker status this API does not know), the last failure with a short cause and
   its reference (the execution; kpi_api/causes.py), seconds since its KPIs were last written;
+* ``/quality?from=&to=`` (default: the 14 days up to the latest day that ran; at most
+  ``MAX_QUALITY_DAYS``) -- per day with decided files, oldest first: files accepted and rejected,
+  rows kept, dropped and rejected, the rules that failed (action, files, rows) and schema drift
+  (kpi_api/quality.py);
+* ``/quality/{date}`` -- the same for one day, with every file and the links to its report, Data
+  Docs and quarantined rows;
 * ``/days`` -- every day that ran, oldest first (the page starts from the latest);
 * ``/`` -- the live page (kpi_api/page.py).
 
@@ -36,9 +42,11 @@ from urllib.parse import unquote
 
 from kpi_api.causes import short_cause
 from kpi_api.page import content_security_policy
+from kpi_api.quality import day_detail, day_summary
 from kpi_api.reader import KpiReader
 
 MAX_RANGE_DAYS = 366
+MAX_QUALITY_DAYS = 92  # one Query per day
 STATUS_DEFAULT_DAYS = 14
 # DynamoDB's limit on a partition key (CategoryKPIs' category_id), in bytes of UTF-8; validation
 # rejects longer categories (jobs/validation/checks.py MAX_KEY_BYTES).
@@ -310,6 +318,23 @@ def _status(reader: KpiReader, query: Mapping[str, list[str]], now: datetime, bu
     )
 
 
+def _quality_range(reader: KpiReader, query: Mapping[str, list[str]], now: datetime) -> Response:
+    _only(query, ("from", "to"))
+    known = reader.days() if "to" not in query else []
+    latest = date.fromisoformat(known[-1]) if known else now.date()
+    dates = _range(query, default_days=STATUS_DEFAULT_DAYS, today=latest)
+    if len(dates) > MAX_QUALITY_DAYS:
+        raise BadRequest(f"the range has {len(dates)} days; /quality takes at most {MAX_QUALITY_DAYS}")
+    days = [day_summary(d, items) for d in dates if (items := reader.quality(d))]
+    return _json(200, {"from": dates[0], "to": dates[-1], "count": len(days), "days": days})
+
+
+def _quality_day(reader: KpiReader, query: Mapping[str, list[str]], day: str, bucket: str | None) -> Response:
+    _only(query, ())
+    day = _date("date", day).isoformat()
+    return _json(200, day_detail(day, reader.quality(day), bucket))
+
+
 def handle(
     method: str,
     path: str,
@@ -337,6 +362,12 @@ def handle(
             return _category(reader, query, unquote(path.rsplit("/", 1)[1]))
         if path == "/status":
             return _status(reader, query, now(), bucket)
+        if path == "/quality" or (path.startswith("/quality/") and path.count("/") == 2):
+            if reader.quality_table is None:
+                return _error(404, "the quality view is not configured here (DATA_QUALITY_TABLE)")
+            if path == "/quality":
+                return _quality_range(reader, query, now())
+            return _quality_day(reader, query, unquote(path.rsplit("/", 1)[1]), bucket)
         if path == "/days":
             _only(query, ())
             days = reader.days()
@@ -344,5 +375,7 @@ def handle(
     except BadRequest as exc:
         return _error(400, str(exc))
     return _error(
-        404, f"no route {path}; see /kpis/daily, /kpis/categories, /kpis/categories/{{id}}, /status, /days"
+        404,
+        f"no route {path}; see /kpis/daily, /kpis/categories, /kpis/categories/{{id}}, /status, /quality, "
+        "/quality/{date}, /days",
     )

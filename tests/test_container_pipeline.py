@@ -104,6 +104,7 @@ def _local_names() -> dict[str, str]:
         "DailyKpisTable": "d",
         "CategoryKpisTable": "c",
         "AlertsTopic": "t",
+        "DataQualityTable": "dq",
         "WorkQueue": "q",
         "PrecheckQueue": "p",
     }

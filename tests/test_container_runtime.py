@@ -27,6 +27,7 @@ NAMES = {
     "DailyKpisTable": "DailyKPIs-t",
     "CategoryKpisTable": "CategoryKPIs-t",
     "AlertsTopic": "arn:aws:sns:eu-west-1:123456789012:alerts",
+    "DataQualityTable": "DataQuality-t",
     "WorkQueue": "http://127.0.0.1:1/queue/work",
     "PrecheckQueue": "http://127.0.0.1:1/queue/prechecks",
 }

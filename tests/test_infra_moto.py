@@ -1042,6 +1042,7 @@ def test_kpi_api_in_the_emulator(stack: dict[str, Any]) -> None:
         "DAILY_KPIS_TABLE": out["DailyKpisTableName"],
         "CATEGORY_KPIS_TABLE": out["CategoryKpisTableName"],
         "PIPELINE_BATCH_TRACKER_TABLE": out["BatchTrackerTableName"],
+        "DATA_QUALITY_TABLE": out["DataQualityTableName"],
         "S3_BUCKET": out["BucketName"],
     }
     role = fn["Role"].rsplit("/", 1)[1]
@@ -1090,7 +1091,9 @@ def test_kpi_api_in_the_emulator(stack: dict[str, Any]) -> None:
     for route in routes:
         assert route["AuthorizationType"] == ("JWT" if jwt else "AWS_IAM"), route["RouteKey"]
         assert route.get("AuthorizerId") == refs.get("KpiApiJwtAuthorizer"), route["RouteKey"]
-        scope = "JwtStatusScopes" if route["RouteKey"] == "GET /status" else "JwtKpiScopes"
+        # The pipeline's state (days, failures, files and their rules) vs the KPIs themselves.
+        state = route["RouteKey"] in ("GET /status", "GET /quality", "GET /quality/{date}")
+        scope = "JwtStatusScopes" if state else "JwtKpiScopes"
         wanted = params.get(scope, defaults[scope]).split(",") if jwt else None
         assert route.get("AuthorizationScopes") == wanted, route["RouteKey"]
         target = apigw.get_integration(ApiId=api_id, IntegrationId=route["Target"].split("/", 1)[1])

@@ -91,8 +91,9 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
         },
         "ValidationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
-            "services": {"s3", "sns", "kms"},  # sns, kms: its schema drift notices
-            "refs": {"BucketName", "AlertsTopic", "AlertsKey"},
+            # sns, kms: its schema drift notices; dynamodb: its files' lines of the quality view
+            "services": {"s3", "sns", "kms", "dynamodb"},
+            "refs": {"BucketName", "AlertsTopic", "AlertsKey", "DataQualityTable"},
         },
         "TransformationTaskRole": {
             "principal": "ecs-tasks.amazonaws.com",
@@ -109,14 +110,22 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
         "KpiApiFunctionRole": {
             "principal": "lambda.amazonaws.com",
             "services": {"dynamodb", "logs"},
-            "refs": KPI_TABLES | {"BatchTrackerTable", "KpiApiLogGroup"},
+            "refs": KPI_TABLES | {"BatchTrackerTable", "KpiApiLogGroup", "DataQualityTable"},
         },
     }
     if mode == "worker":
         spec["WorkerTaskRole"] = {
             "principal": "ecs-tasks.amazonaws.com",
             "services": {"s3", "dynamodb", "sqs", "states", "ecs", "sns", "kms"},
-            "refs": {"BucketName", "WorkQueue", "PrecheckQueue", "EcsCluster", "AlertsTopic", "AlertsKey"}
+            "refs": {
+                "BucketName",
+                "WorkQueue",
+                "PrecheckQueue",
+                "EcsCluster",
+                "AlertsTopic",
+                "AlertsKey",
+                "DataQualityTable",
+            }
             | KPI_TABLES,
         }
     return spec
@@ -675,6 +684,12 @@ TRANSFORMATION_DOES: list[Request] = [
     list_prefix(f"{STAGED}/"),  # the clean-up after the archive
     list_prefix("staging/v2/orders/"),  # the Parquet scan: one listing of the dataset's versions
     s3("DeleteObject", f"{STAGED}/part-00000-x.snappy.parquet"),  # applied: the rows go
+    list_prefix(f"invalid/orders/{DAY}/"),  # a served day's rejected files (serving.py)
+    list_prefix(f"invalid/rows/orders/{DAY}/"),  # the applied files' quarantined rows
+    s3("GetObject", f"invalid/rows/orders/{DAY}/orders_part1.csv"),
+    s3("GetObject", "lake/_quarantine_files.json"),  # which files had quarantined rows
+    s3("PutObject", "lake/_quarantine_files.json"),
+    s3("PutObject", f"lake/quarantine/date={DAY}/part-00000.snappy.parquet"),
 ]
 # Nothing either job does: the producers' area is written by producers only, the key lists by the
 # trigger, processed/ is never deleted, the tracker is the Lambda's and the workflow's.
@@ -721,12 +736,14 @@ def kpi_requests(template: dict[str, Any]) -> list[Request]:
 
 
 def drift_notice_requests(template: dict[str, Any]) -> list[Request]:
-    """Validation's schema drift notice (jobs/validation/conclude.py): a publish to the encrypted topic."""
+    """Validation's requests beside the bucket (jobs/validation/conclude.py): the schema drift notice
+    (a publish to the encrypted topic) and each decided file's quality line (one PutItem)."""
     key = physical(template, "AlertsKey", "Arn")
     return [
         ("sns:Publish", physical(template, "AlertsTopic"), {}),
         ("kms:GenerateDataKey", key, {}),
         ("kms:Decrypt", key, {}),
+        ("dynamodb:PutItem", physical(template, "DataQualityTable", "Arn"), {}),
     ]
 
 
@@ -1076,6 +1093,7 @@ def test_kpi_api_role_allows_exactly_the_reads(template: dict[str, Any]) -> None
     tracker, its own logs; no Scan, no write, no other table, bucket, topic or key."""
     role = policy(template, "KpiApiFunctionRole")
     daily, category, index, tracker = kpi_api_tables(template)
+    quality = physical(template, "DataQualityTable", "Arn")
     logs = physical(template, "KpiApiLogGroup", "Arn")
     check(
         role,
@@ -1087,6 +1105,7 @@ def test_kpi_api_role_allows_exactly_the_reads(template: dict[str, Any]) -> None
             ],
             ("dynamodb:GetItem", tracker, {}),
             ("dynamodb:BatchGetItem", tracker, {}),
+            ("dynamodb:Query", quality, {}),
             ("logs:CreateLogStream", logs, {}),
             ("logs:PutLogEvents", logs, {}),
         ],
@@ -1098,7 +1117,8 @@ def test_kpi_api_role_allows_exactly_the_reads(template: dict[str, Any]) -> None
         role,
         [
             *[("dynamodb:Scan", r, {}) for r in (daily, category, index, tracker)],
-            *[(f"dynamodb:{a}", r, {}) for a in writes for r in (daily, category, tracker)],
+            *[(f"dynamodb:{a}", r, {}) for a in writes for r in (daily, category, tracker, quality)],
+            ("dynamodb:Scan", quality, {}),
             ("dynamodb:Query", tracker, {}),  # the tracker is read by key only
             ("dynamodb:Query", f"{category}/index/another-index", {}),
             ("dynamodb:GetItem", other_env, {}),  # another environment's table
@@ -1196,6 +1216,8 @@ KPI_API_REQUESTS = {
     "GET /kpis/categories": ("/kpis/categories", f"date={DAY}"),
     "GET /kpis/categories/{category_id}": ("/kpis/categories/electronics", f"from=2025-07-09&to={DAY}"),
     "GET /status": ("/status", ""),
+    "GET /quality": ("/quality", ""),
+    "GET /quality/{date}": (f"/quality/{DAY}", ""),
     "GET /days": ("/days", ""),
 }
 
@@ -1210,7 +1232,7 @@ def test_kpi_api_role_allows_what_the_api_code_does(
     assert set(KPI_API_REQUESTS) == KPI_API_ROUTES
     monkeypatch.setitem(PARAMS, "EnvironmentName", f"api{uuid.uuid4().hex[:8]}")
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
-    for logical in ("DailyKpisTable", "CategoryKpisTable", "BatchTrackerTable"):
+    for logical in ("DailyKpisTable", "CategoryKpisTable", "BatchTrackerTable", "DataQualityTable"):
         p = concrete(template, template["Resources"][logical]["Properties"])
         keys = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
         ddb.create_table(**{k: p[k] for k in keys if k in p})
@@ -1265,7 +1287,8 @@ def test_kpi_api_role_allows_what_the_api_code_does(
     check(policy(template, "KpiApiFunctionRole"), requests, True)
     # It read each of the three tables (so the check above covered them).
     daily, category, _, tracker = kpi_api_tables(template)
-    assert {r.split("/index/")[0] for _, r, _ in requests} == {daily, category, tracker}
+    quality = physical(template, "DataQualityTable", "Arn")
+    assert {r.split("/index/")[0] for _, r, _ in requests} == {daily, category, tracker, quality}
 
 
 # ---------------------------------------------------------------- s3:ListBucket, role by role (issue #38)
@@ -1276,7 +1299,7 @@ def test_kpi_api_role_allows_what_the_api_code_does(
 # (jobs/s3_store.py, jobs/transformation/lock.py) and s3a's existence probes tell a missing key by
 # HEAD's 404, which S3 returns only to a caller whose ListBucket grant holds without a prefix.
 VALIDATION_LISTS = ["raw/*", "validated/*", "staging/*", "raw", "validated"]
-TRANSFORMATION_LISTS = ["validated/*", "lake/*", "staging/*", "validated", "lake"]
+TRANSFORMATION_LISTS = ["validated/*", "lake/*", "staging/*", "invalid/*", "validated", "lake"]
 
 
 def _list_grants(template: dict[str, Any]) -> list[tuple[str, str, list[str]]]:

@@ -1150,6 +1150,8 @@ KPI_API_ROUTES = {
     "GET /kpis/categories",
     "GET /kpis/categories/{category_id}",
     "GET /status",
+    "GET /quality",
+    "GET /quality/{date}",
     "GET /days",
 }
 JWT_PARAMS = {
@@ -1177,6 +1179,7 @@ def test_kpi_api_function(template: dict[str, Any], as_deployed: dict[str, Any])
         "DAILY_KPIS_TABLE": {"Ref": "DailyKpisTable"},
         "CATEGORY_KPIS_TABLE": {"Ref": "CategoryKpisTable"},
         "PIPELINE_BATCH_TRACKER_TABLE": {"Ref": "BatchTrackerTable"},
+        "DATA_QUALITY_TABLE": {"Ref": "DataQualityTable"},
         "S3_BUCKET": {"Ref": "BucketName"},
     }
     # Its own log group, the one Lambda writes to (/aws/lambda/<function name>), created first.

@@ -164,6 +164,7 @@ def test_no_request_scans_a_table(api: Api) -> None:
         ("/status?to=2025-07-10&from=2020-01-01", 400, "at most 366"),
         ("/days?x=1", 400, "unknown parameter 'x' (this route takes none)"),
         ("/kpis/weekly", 404, "no route /kpis/weekly"),
+        ("/quality", 404, "the quality view is not configured here (DATA_QUALITY_TABLE)"),
         (
             "/kpis/categories/" + "%E2%82%AC" * 683 + "?from=2025-07-01&to=2025-07-10",
             400,
@@ -325,6 +326,27 @@ def test_status_gives_readers_a_short_cause_and_a_reference_never_the_raw_one(ap
 )  # fmt: skip
 def test_short_causes_are_one_scrubbed_line(cause: str, short: str | None) -> None:
     assert short_cause(cause) == short
+
+
+def test_quality_routes_check_their_parameters_and_answer_an_empty_day(api: Api) -> None:
+    from jobs.validation.quality_ledger import create_quality_table
+    from kpi_api.routes import handle
+
+    table = f"DataQuality-{api.names.suffix}"
+    create_quality_table(api.ddb, table)
+    reader = KpiReader(
+        api.ddb, api.names.daily_table, api.names.category_table, api.names.tracker_table, table
+    )
+    wide = handle("GET", "/quality", {"from": ["2025-01-01"], "to": ["2025-07-10"]}, reader)
+    assert (wide.status, json.loads(wide.body)["error"]) == (
+        400,
+        "the range has 191 days; /quality takes at most 92",
+    )
+    bad = handle("GET", "/quality/2025-13-01", {}, reader)
+    assert bad.status == 400 and "'date' must be a date" in json.loads(bad.body)["error"]
+    empty = json.loads(handle("GET", "/quality/2025-07-10", {}, reader).body)
+    assert empty["files"] == {"accepted": 0, "rejected": 0} and empty["file_list"] == []
+    assert json.loads(handle("GET", "/quality", {"to": ["2025-07-10"]}, reader).body)["days"] == []
 
 
 def test_every_answer_says_how_a_browser_may_treat_it(api: Api) -> None:

@@ -17,6 +17,9 @@ import pytest
 
 from ecomkpi.api_server import ApiServer, serve
 from jobs.transformation.serving import to_item
+from jobs.validation.findings import CRITICAL, WARNING, Finding
+from jobs.validation.quality_ledger import QualityLedger, create_quality_table, quality_item
+from jobs.validation.verdicts import PASSED, REJECTED, VerdictRecord
 from kpi_api.reader import KpiReader, plain
 from lambda_trigger.tracker import BatchFileTracker
 from tests.support.browser import cells, needs_browser, open_page, read, wait_for
@@ -30,14 +33,60 @@ pytestmark = needs_browser
 def page(moto_endpoint: str, names: Any) -> Iterator[tuple[Any, Any, ApiServer]]:
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     seed(ddb, names)
+    quality = f"DataQuality-{names.suffix}"
+    create_quality_table(ddb, quality)
+    _seed_quality(QualityLedger(ddb, quality))
     server = serve(
-        KpiReader(ddb, names.daily_table, names.category_table, names.tracker_table), bucket=names.bucket
+        KpiReader(ddb, names.daily_table, names.category_table, names.tracker_table, quality),
+        bucket=names.bucket,
     )
     try:
         with open_page(server.url) as browser:
             yield browser, ddb, server
     finally:
         server.stop()
+
+
+def _seed_quality(ledger: QualityLedger) -> None:
+    """A day as validation leaves it: a part with two dropped rows and a new column, a rejected part."""
+
+    def record(rel: str, verdict: Any, rows: int, findings: list[Finding], **kw: Any) -> VerdictRecord:
+        return VerdictRecord(rel=rel, etag="e", verdict=verdict, dataset="orders", report_key=f"logs/r/{rel}.json",
+                             batch_id="2025-07-10", run_id="run-1", decided_at="2025-07-10T10:00:00+00:00",
+                             arrived_ms=1, rows=rows, findings=[f.to_dict() for f in findings], **kw)  # fmt: skip
+
+    status = Finding(rule="status is a known order status", column="status", failing_rows=2, severity=WARNING,
+                     details={"action": "drop", "dropped_rows": 2})  # fmt: skip
+    drift = {"signature": "abc123", "new": ["coupon"], "missing": [], "reordered": False,
+             "description": "orders header differs from the contract: new column(s) coupon"}  # fmt: skip
+    ok = record("orders/2025-07-10/a.csv", PASSED, 100, [status], schema_drift=drift)
+    key = Finding(rule="order_id is unique", column="order_id", failing_rows=3, severity=CRITICAL)
+    bad = record("orders/2025-07-10/b.csv", REJECTED, 40, [key])
+    for r in (ok, bad):
+        ledger.put(quality_item(r, data_docs="logs/docs/index.html", quarantine_key=f"invalid/rows/{r.rel}"))
+
+
+def test_the_page_shows_the_days_quality(page: tuple[Any, Any, ApiServer]) -> None:
+    browser, _, _ = page
+    shown = read(
+        browser,
+        """
+        const bar = document.querySelector('#quality-chart g[data-date="2025-07-10"]');
+        const rules = Array.from(document.querySelectorAll('#quality-rules tr[data-rule]'), r => r.getAttribute('data-rule'));
+        const drift = document.querySelector('#quality-drift li[data-signature="abc123"]');
+        const files = Array.from(document.querySelectorAll('#quality-files tr[data-file]'), r => [r.getAttribute('data-file'), r.getAttribute('data-verdict')]);
+        if (!bar || !drift || files.length < 2) return null;
+        return {bar: ['kept', 'dropped', 'rejected'].map(k => bar.getAttribute('data-' + k)),
+                parts: Array.from(bar.querySelectorAll('rect'), r => r.getAttribute('data-part')),
+                rules, drift: drift.innerText, files, hidden: document.getElementById('quality').hidden};
+        """,
+    )
+    assert shown["hidden"] is False
+    assert shown["bar"] == ["98", "2", "40"]  # 100 rows - 2 dropped; the rejected part's 40
+    assert shown["parts"] == ["kept", "dropped", "rejected"]
+    assert shown["rules"] == ["order_id is unique", "status is a known order status"]  # most rows first
+    assert "new column(s) coupon" in shown["drift"] and "(1 file)" in shown["drift"]
+    assert shown["files"] == [["orders/2025-07-10/b.csv", "rejected"], ["orders/2025-07-10/a.csv", "passed"]]
 
 
 def test_the_page_shows_dynamodbs_numbers(page: tuple[Any, Any, ApiServer], names: Any) -> None:

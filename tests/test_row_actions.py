@@ -4,6 +4,10 @@ A part with a few bad rows is accepted: its bad rows are left out of the staging
 and kept in ``invalid/rows/<key>`` with their row numbers and rules; the KPIs equal the oracle over
 the same files with those rows removed by hand. A part that is mostly bad is still rejected whole. A
 corrected re-upload brings the rows back and removes the quarantine CSV.
+
+The same run is read back the ways people read it: the day's quality through the API's
+``/quality`` routes (from the DynamoDB items validation writes) and the dropped rows in the lake's
+Delta ``quarantine`` table, both replaced by the corrected re-upload.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import boto3
 import pytest
 
 from ecomkpi.demo import scan_all
+from jobs.config import PipelineConfig
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from jobs.oracle import kpis_from_files
 from jobs.transformation.job import run as transform
@@ -25,7 +30,10 @@ from jobs.transformation.serving import create_kpi_tables
 from jobs.validation.actions import DROP, SuiteActions
 from jobs.validation.findings import CRITICAL, WARNING, Finding
 from jobs.validation.job import run as validate
+from jobs.validation.quality_ledger import create_quality_table
 from jobs.validation.suites import load_suite_json
+from kpi_api.reader import KpiReader
+from kpi_api.routes import handle
 from tests.support.validation import (
     BATCH,
     PRODUCTS_CSV,
@@ -78,7 +86,28 @@ def stack(moto_endpoint: str, names: Any, tmp_path: Path) -> dict[str, Any]:
     s3.create_bucket(Bucket=names.bucket)
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint)
     create_kpi_tables(ddb, names.daily_table, names.category_table)
-    return {"s3": s3, "ddb": ddb}
+    quality = f"DataQuality-{names.suffix}"
+    create_quality_table(ddb, quality)
+    reader = KpiReader(ddb, names.daily_table, names.category_table, names.tracker_table, quality)
+    return {"s3": s3, "ddb": ddb, "quality": quality, "reader": reader}
+
+
+def _config(stack: dict[str, Any], *args: Any) -> PipelineConfig:
+    return both_jobs_config(*args).with_(quality_table=stack["quality"])
+
+
+def _get(reader: KpiReader, path: str, query: dict[str, list[str]] | None = None) -> Any:
+    response = handle("GET", path, query or {}, reader, bucket="b")
+    assert response.status == 200, response.body
+    return json.loads(response.body)
+
+
+def _quarantine_table(spark: Any, lake: Path) -> list[tuple[Any, ...]]:
+    rows = spark.read.format("delta").load(str(lake / "quarantine")).collect()
+    return sorted(
+        (str(r.date), r.source_file, r.row_number, tuple(r.failed_rules), r.raw_values.get("order_id"))
+        for r in rows
+    )
 
 
 def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpis_equal_the_clean_oracle(
@@ -98,7 +127,7 @@ def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpi
     for key, body in bodies.items():
         s3.put_object(Bucket=names.bucket, Key=key, Body=body)
     orders, items = [f"raw/{ORD}/few.csv", f"raw/{ORD}/many.csv"], [f"raw/{ITM}/items.csv"]
-    config = both_jobs_config(moto_endpoint, names, tmp_path / "lake", orders, items, "drop-1")
+    config = _config(stack, moto_endpoint, names, tmp_path / "lake", orders, items, "drop-1")
 
     result = validate(config, spark)
     verdicts = {f.rel: f.verdict.value for f in result.files}
@@ -133,7 +162,30 @@ def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpi
     )
     assert any("2 of 60 rows broke drop rules" in n for n in report["notes"])
 
+    # The day's quality, as the API serves it.
+    reader, products = stack["reader"], len(PRODUCTS_CSV.splitlines()) - 1
+    day = _get(reader, f"/quality/{BATCH}")
+    assert day["files"] == {"accepted": 3, "rejected": 1}
+    assert day["rows"] == {"kept": products + 58 + 39, "dropped": 3, "rejected": 20}
+    by_rule = {r["rule"]: (r["action"], r["files"], r["rows"], r["rejected_files"]) for r in day["rules"]}
+    assert by_rule["created_at is a valid timestamp in a contract form"] == (DROP, 1, 1, 0)
+    assert by_rule["status is a known order status"] == (DROP, 1, 1, 0)
+    assert by_rule["sale_price >= 0"] == (DROP, 1, 1, 0)
+    assert [(a, f, n, r) for a, f, n, r in by_rule.values() if r] == [(DROP, 1, 3, 1)]  # many.csv's
+    files = {f["file"]: f for f in day["file_list"]}
+    assert day["file_list"][0]["file"] == f"{ORD}/many.csv"  # rejected first
+    assert (files[f"{ORD}/few.csv"]["dropped_rows"], files[f"{ORD}/few.csv"]["rows"]) == (2, 60)
+    assert files[f"{ORD}/few.csv"]["links"]["quarantined_rows"] == f"s3://b/invalid/rows/{ORD}/few.csv"
+    assert files[f"{ORD}/many.csv"]["links"]["report"].endswith(f"{ORD}/many.csv.json")
+    (summary,) = _get(reader, "/quality", {"from": [BATCH], "to": [BATCH]})["days"]
+    assert summary == {k: v for k, v in day.items() if k != "file_list"}
+
     transform(config, spark)
+    assert _quarantine_table(spark, tmp_path / "lake") == [
+        (BATCH, f"{ITM}/items.csv", 20, ("sale_price >= 0",), "20"),
+        (BATCH, f"{ORD}/few.csv", 10, ("created_at is a valid timestamp in a contract form",), "10"),
+        (BATCH, f"{ORD}/few.csv", 30, ("status is a known order status",), "30"),
+    ]
     clean = {
         "products/products.csv": PRODUCTS_CSV,
         f"{ORD}/few.csv": few_clean,
@@ -144,11 +196,17 @@ def test_few_bad_rows_are_dropped_and_kept_a_mostly_bad_part_is_rejected_and_kpi
     # The producer corrects the part: every row counts again, and the quarantine CSV goes.
     fixed, _ = _orders({}, 60, 0)
     s3.put_object(Bucket=names.bucket, Key=f"raw/{ORD}/few.csv", Body=fixed)
-    again = both_jobs_config(moto_endpoint, names, tmp_path / "lake", [f"raw/{ORD}/few.csv"], [], "drop-2")
+    again = _config(stack, moto_endpoint, names, tmp_path / "lake", [f"raw/{ORD}/few.csv"], [], "drop-2")
     assert validate(again, spark).exit_code == 0
     transform(again, spark)
     listed = s3.list_objects_v2(Bucket=names.bucket, Prefix=f"invalid/rows/{ORD}/").get("Contents", [])
     assert listed == []
+    day = _get(reader, f"/quality/{BATCH}")
+    assert day["rows"] == {"kept": products + 60 + 39, "dropped": 1, "rejected": 20}
+    assert {f["file"]: f["dropped_rows"] for f in day["file_list"]}[f"{ORD}/few.csv"] == 0
+    assert _quarantine_table(spark, tmp_path / "lake") == [
+        (BATCH, f"{ITM}/items.csv", 20, ("sale_price >= 0",), "20")
+    ]
     _assert_kpis(spark, ddb, names, tmp_path, {**clean, f"{ORD}/few.csv": fixed})
 
 

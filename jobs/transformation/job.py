@@ -6,8 +6,9 @@ uninterrupted run would:
 1. take the lake's lease lock (one writer per lake: overlapping runs queue up);
 2. find the batch's files in ``validated/`` and drop the versions the lake already holds;
 3. plan (read-only, pinned snapshot) and record the touched dates in the pending-dates journal;
-4. commit silver: products, items, orders, then ``applied_files`` (from here the files count as
-   applied; the journal still names their dates);
+4. commit silver: products, items, orders, the files' dropped rows (``quarantine``, only when some
+   file has or had them), then ``applied_files`` (from here the files count as applied; the journal
+   still names their dates);
 5. recompute the journal's dates, write them to DynamoDB (what the dashboards read: first), then to
    gold, then clear the journal. When the plan only appends (a new day, as a rule), the KPIs are
    computed between 3 and 4, from the stored rows plus the plan's (the same numbers, without
@@ -63,6 +64,7 @@ from jobs.transformation.lake import (
 )
 from jobs.transformation.lock import LeaseLock, LockSettings
 from jobs.transformation.metrics import ScanMetrics
+from jobs.transformation.quarantine_table import QUARANTINE, QuarantineTable
 from jobs.transformation.recompute import recompute, write_gold
 from jobs.transformation.serving import BatchWriter, rejected_files_by_day, serve
 from jobs.transformation.versions import apply_plan
@@ -467,6 +469,12 @@ class _Run:
                     self.lock.ensure_held()
                     apply_plan(lake, table_plan)
                     self.checkpoint(table_plan.table)
+            # Before applied_files: a crash after it would leave the versions' dropped rows unrecorded.
+            self.lock.ensure_held()
+            if QuarantineTable(self.store, self.prefix, self.log).apply(
+                spark, lake, files, self.config.run_id
+            ):
+                self.checkpoint(QUARANTINE)
             self.lock.ensure_held()
             rows = _applied_rows(files, self.config.run_id)
             lake.append(

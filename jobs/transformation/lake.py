@@ -46,6 +46,9 @@ from jobs.contract import (
 )
 from jobs.local_frames import local_frame
 from jobs.staging import ITEM_KEY, ORDER_DATE, bookkeeping_schema
+from jobs.transformation.quarantine_table import PARTITIONS as QUARANTINE_PARTITIONS
+from jobs.transformation.quarantine_table import QUARANTINE
+from jobs.transformation.quarantine_table import SCHEMA as QUARANTINE_SCHEMA
 
 SILVER_PRODUCTS = "silver_products"
 SILVER_ORDERS = "silver_orders"
@@ -98,6 +101,7 @@ SCHEMAS: dict[str, StructType] = {
     ),
     GOLD_DAILY: DAILY_KPI_SCHEMA,
     GOLD_CATEGORY: CATEGORY_KPI_SCHEMA,
+    QUARANTINE: QUARANTINE_SCHEMA,
 }
 PARTITIONS: dict[str, tuple[str, ...]] = {
     SILVER_PRODUCTS: (),
@@ -106,6 +110,7 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     APPLIED_FILES: (),
     GOLD_DAILY: ("date_key",),
     GOLD_CATEGORY: ("date_key",),
+    QUARANTINE: QUARANTINE_PARTITIONS,
 }
 
 # Columns Delta keeps min/max statistics for, set when a table is created. Only these are ever

@@ -20,6 +20,7 @@ from jobs.validation.findings import Finding
 from jobs.validation.locations import SCHEMAS_PREFIX
 from jobs.validation.outcomes import FileOutcome, Target
 from jobs.validation.placement import place
+from jobs.validation.quality_ledger import QualityLedger, quality_item
 from jobs.validation.reports import Report, report_json
 from jobs.validation.verdicts import PASSED, REJECTED, Verdict, VerdictBook, VerdictRecord
 
@@ -47,6 +48,11 @@ class Concluder:
         self._book = book
         self._rules = rules
         self._forms_recorded: set[str] = set()  # drift signatures this run found in the history or added
+        self._quality: QualityLedger | None = None
+        if config.quality_table:
+            from jobs import aws
+
+            self._quality = QualityLedger(aws.client("dynamodb", config), config.quality_table)
 
     @property
     def run_id(self) -> str:
@@ -67,11 +73,13 @@ class Concluder:
         *,
         products_version: str = "",
         columns: tuple[str, ...] = (),
+        quarantine_key: str = "",
     ) -> FileOutcome:
         """Write the reports, record the verdict, then place the file (in that order: see placement).
 
         ``columns``: the file's header (normalised), when it was read: a header other than the
-        contract's is recorded as schema drift, and a form no file had before raises one notice."""
+        contract's is recorded as schema drift, and a form no file had before raises one notice.
+        ``quarantine_key``: where the rows its drop rules left out went (an accepted file only)."""
         batch, run = self._config.batch_id, self._config.run_id
         verdict = REJECTED if any(f.rejects for f in findings) else PASSED
         destination = loc.validated_key(t.rel) if verdict == PASSED else loc.invalid_key(t.rel)
@@ -88,24 +96,27 @@ class Concluder:
         self.put_report(run_report, report)
         if verdict == REJECTED:
             self.put_report(loc.invalid_report_key(t.rel), report)
-        self._book.put(
-            VerdictRecord(
-                rel=t.rel,
-                etag=raw.etag,
-                verdict=verdict,
-                dataset=t.dataset,
-                report_key=run_report,
-                batch_id=batch,
-                run_id=run,
-                decided_at=report.decided_at,
-                arrived_ms=raw.last_modified_ms,
-                rows=rows,
-                rules=self._rules,
-                findings=[f.to_dict() for f in findings],
-                products_version=products_version,
-                schema_drift=report.schema_drift,
-            )
+        record = VerdictRecord(
+            rel=t.rel,
+            etag=raw.etag,
+            verdict=verdict,
+            dataset=t.dataset,
+            report_key=run_report,
+            batch_id=batch,
+            run_id=run,
+            decided_at=report.decided_at,
+            arrived_ms=raw.last_modified_ms,
+            rows=rows,
+            rules=self._rules,
+            findings=[f.to_dict() for f in findings],
+            products_version=products_version,
+            schema_drift=report.schema_drift,
         )
+        self._book.put(record)
+        if self._quality is not None:  # the day's quality line, before the file moves (as the record)
+            self._quality.put(
+                quality_item(record, data_docs=loc.data_docs_index(batch, run), quarantine_key=quarantine_key)
+            )
         location = raw.key
         if self.places:
             location = place(self._store, t.rel, raw, verdict, keep_raw=t.master, log=self._log).location

@@ -398,6 +398,7 @@ class DatasetCheck:
                     notes=own_notes,
                     products_version=version,
                     columns=inspection.columns,
+                    quarantine_key=c.quarantine_key,
                 )
                 end.update(
                     verdict=outcome.verdict,
