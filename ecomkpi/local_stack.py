@@ -419,6 +419,7 @@ class LocalStack:
             AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
             STEP_FUNCTION_ARN=self.executor.state_machine_arn,
             PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
+            ALERTS_TOPIC_ARN=self.topic_arn,  # the sweep's stuck-day alerts
             S3_BUCKET=s.bucket,  # the trigger refuses events of other buckets, as in the stack
             PRECHECK_QUEUE_URL=self.precheck_queue_url if s.task_mode == "worker" and s.prechecks else "",
         )

@@ -18,8 +18,9 @@ and a products master no day waits for, is sent to the worker to be validated at
 (``lambda_trigger/prechecks.py``).
 
 ``sweep`` is the scheduled safety net (EventBridge schedule -> the same Lambda): it finishes running
-generations whose execution has ended (a lost status event), starts claims that never started, and
-reconciles dirty batches whose event was lost.
+generations whose execution has ended (a lost status event), starts claims that never started,
+reconciles dirty batches whose event was lost, and alerts once on a day that waits too long for its
+files (``lambda_trigger/stuck_days.py``).
 
 Kept whole: one class whose decisions all meet in ``reconcile``; the argument that concurrent
 events converge needs every conditional write it makes in view.
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
     from types_boto3_stepfunctions import SFNClient
     from types_boto3_stepfunctions.type_defs import DescribeExecutionOutputTypeDef
+
+    from lambda_trigger.stuck_days import StuckDays
 
 _EXECUTION_NAME_RE = re.compile(r"(?P<batch>\d{4}-\d{2}-\d{2})-g(?P<generation>[1-9]\d*)")
 # A reconcile loops only when another writer changed the item between our read and our write;
@@ -87,6 +90,7 @@ class BatchCoordinator:
         retention_days: int | None = None,
         unannounced_after_minutes: float = unannounced.DEFAULT_AGE_MINUTES,
         raw_listing_limit: int = unannounced.DEFAULT_LISTING_LIMIT,
+        stuck_days: StuckDays | None = None,
     ) -> None:
         self.tracker = tracker
         self.prechecks = prechecks
@@ -104,6 +108,8 @@ class BatchCoordinator:
         self.retention_days = retention_days
         self.unannounced_after_minutes = unannounced_after_minutes
         self.raw_listing_limit = raw_listing_limit
+        # Days that wait too long for their files get one alert per wait (None: no alerts).
+        self.stuck_days = stuck_days
 
     def _now(self) -> str:
         return _iso(self.clock())
@@ -549,6 +555,8 @@ class BatchCoordinator:
                 if outcome == SweepOutcome.IDLE:
                     self.tracker.close_if_idle(state.batch_id, self._now(), self.retention_days)
                 counts[outcome] += 1
+                if self.stuck_days is not None and outcome in (SweepOutcome.IDLE, SweepOutcome.RECONCILED):
+                    counts[SweepOutcome.STUCK] += self.stuck_days.check(state.batch_id)
             except Exception as exc:  # one broken batch must not stop the sweep of the others
                 counts[SweepOutcome.FAILED] += 1
                 log.error(f"Reconcile of Daily Batch ID {state.batch_id} failed: {exc!r}")

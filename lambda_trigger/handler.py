@@ -12,6 +12,9 @@ Environment:
   idle (DynamoDB TTL); unset or 0: kept forever;
 * ``UNANNOUNCED_AFTER_MINUTES`` -- the sweep feeds in raw/ files this old that no event announced
   (default 15); ``RAW_LISTING_LIMIT`` -- raw/ keys listed per sweep (default 5000, 0: no listing);
+* ``ALERTS_TOPIC_ARN`` -- the alerts topic: a day that waits ``STUCK_AFTER_MINUTES`` (default 120;
+  0: never) after its last upload without running gets one alert (``lambda_trigger/stuck_days.py``);
+  unset: no such alerts;
 * ``AWS_ENDPOINT_URL`` -- emulator endpoint, unset in AWS;
 * ``AWS_REGION`` -- set by the Lambda runtime.
 
@@ -27,7 +30,7 @@ import traceback
 from typing import Any
 
 from jobs import aws
-from lambda_trigger import batch_ids, log, unannounced
+from lambda_trigger import batch_ids, log, stuck_days, unannounced
 from lambda_trigger.coordinator import BatchCoordinator
 from lambda_trigger.events import (
     MalformedEvent,
@@ -42,6 +45,7 @@ from lambda_trigger.events import (
     parse_sqs_body,
 )
 from lambda_trigger.prechecks import Prechecks
+from lambda_trigger.stuck_days import StuckDays
 from lambda_trigger.tracker import BatchFileTracker
 
 DEFAULT_TRACKER_TABLE = "BatchFileTracker"
@@ -54,8 +58,11 @@ def build_coordinator() -> BatchCoordinator:
         raise RuntimeError("STEP_FUNCTION_ARN is not set")
     table = os.environ.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
     precheck_queue = os.environ.get("PRECHECK_QUEUE_URL", "").strip()
+    tracker = BatchFileTracker(aws.client("dynamodb", retries=aws.REQUEST_RETRIES), table)
+    topic = os.environ.get("ALERTS_TOPIC_ARN", "").strip()
+    stuck_after = _number("STUCK_AFTER_MINUTES", stuck_days.DEFAULT_AFTER_MINUTES)
     return BatchCoordinator(
-        BatchFileTracker(aws.client("dynamodb", retries=aws.REQUEST_RETRIES), table),
+        tracker,
         aws.client("stepfunctions", retries=aws.REQUEST_RETRIES),
         aws.client("s3", retries=aws.REQUEST_RETRIES),
         state_machine_arn,
@@ -69,6 +76,11 @@ def build_coordinator() -> BatchCoordinator:
         retention_days=int(_number("TRACKER_RETENTION_DAYS", 0)) or None,
         unannounced_after_minutes=_number("UNANNOUNCED_AFTER_MINUTES", unannounced.DEFAULT_AGE_MINUTES),
         raw_listing_limit=int(_number("RAW_LISTING_LIMIT", unannounced.DEFAULT_LISTING_LIMIT)),
+        stuck_days=StuckDays(
+            tracker, aws.client("sns", retries=aws.REQUEST_RETRIES), topic, batch_ids.utc_now, stuck_after
+        )
+        if topic and stuck_after > 0
+        else None,
     )
 
 

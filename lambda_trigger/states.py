@@ -29,7 +29,8 @@ LOST = "LOST"
 
 
 class BatchStatus(StrEnum):
-    """A tracker item's ``status``: informational (the page shows it), no decision reads it.
+    """A tracker item's ``status``: informational (the page shows it), no decision to run reads it
+    (the sweep's stuck-day alert does: a PENDING or WAITING_FOR_PRODUCTS day that stalls).
 
     The trigger writes PENDING, WAITING_FOR_PRODUCTS, TRIGGERED, FAILED (an execution that ended
     or was lost) and SUCCEEDED; the workflow writes SUCCEEDED / FAILED itself; the products item is
@@ -54,6 +55,7 @@ class SweepOutcome(StrEnum):
     RECONCILED = "reconciled"
     FAILED = "failed"
     UNANNOUNCED = "unannounced"  # files in raw/ no event told about, fed in as arrivals
+    STUCK = "stuck"  # days alerted as waiting too long for their files (lambda_trigger/stuck_days.py)
 
 
 class Verdict(StrEnum):

@@ -189,6 +189,10 @@ class BatchState:
     triggered_at: str | None = None
     execution_arn: str | None = None
     status: str | None = None
+    # The last upload of a data file or manifest (the item's creation for items older than it):
+    # what a stuck day has waited since (lambda_trigger/stuck_days.py), and the wait it announced.
+    waiting_since: str | None = None
+    stuck_alerted_for: str | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> BatchState:
@@ -214,6 +218,8 @@ class BatchState:
             triggered_at=data.get("triggered_at"),
             execution_arn=data.get("execution_arn"),
             status=data.get("status"),
+            waiting_since=data.get("last_arrival_at") or data.get("created_at"),
+            stuck_alerted_for=data.get("stuck_alerted_for"),
         )
 
     @property
@@ -341,7 +347,8 @@ class BatchFileTracker:
         attributes = self._update(
             batch_id,
             "ADD #keys :key, arrival_count :one "
-            "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, #upload = :token, "
+            "SET #arrived = :true, dirty = :true, #bucket = :bucket, last_updated = :now, last_arrival_at = :now, "
+            "#upload = :token, "
             "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now), "
             "#shard = :open REMOVE #ttl",
             {
@@ -428,8 +435,8 @@ class BatchFileTracker:
             batch_id,
             "SET #upload = :token, expected_keys = :expected, manifest_key = :manifest_key, manifest_version = :token, "
             "manifest_etag = :etag, "
-            "#bucket = :bucket, last_updated = :now, #status = if_not_exists(#status, :pending), "
-            "created_at = if_not_exists(created_at, :now)",
+            "#bucket = :bucket, last_updated = :now, last_arrival_at = :now, "
+            "#status = if_not_exists(#status, :pending), created_at = if_not_exists(created_at, :now)",
             {
                 ":token": _s(upload_digest(token)),
                 ":expected": _ss(expected),
@@ -642,6 +649,30 @@ class BatchFileTracker:
             for item in page.get("Items", []):
                 if is_batch_date(item.get(PARTITION_KEY, {}).get("S", "")):
                     yield BatchState.from_item(item)
+
+    def mark_stuck_alerted(self, batch_id: str, waiting_since: str) -> bool:
+        """Record that the wait since ``waiting_since`` was announced; False when it already was, or
+        an upload has started another wait since (lambda_trigger/stuck_days.py)."""
+        return (
+            self._update(
+                batch_id,
+                "SET stuck_alerted_for = :since",
+                {":since": _s(waiting_since)},
+                condition="attribute_exists(BatchId) AND "
+                "(attribute_not_exists(stuck_alerted_for) OR stuck_alerted_for <> :since) AND "
+                "(attribute_not_exists(last_arrival_at) OR last_arrival_at = :since)",
+            )
+            is not None
+        )
+
+    def unmark_stuck_alerted(self, batch_id: str, waiting_since: str) -> None:
+        """Take the mark back (its alert was not sent); only if it is still this wait's."""
+        self._update(
+            batch_id,
+            "REMOVE stuck_alerted_for",
+            {":since": _s(waiting_since)},
+            condition="stuck_alerted_for = :since",
+        )
 
     def close_if_idle(self, batch_id: str, now: str, retention_days: int | None) -> bool:
         """Take a day that owes nothing out of the open-days index and let it expire.

@@ -74,8 +74,11 @@ def roles(mode: str) -> dict[str, dict[str, Any]]:
     spec: dict[str, dict[str, Any]] = {
         "TriggerFunctionRole": {
             "principal": "lambda.amazonaws.com",
-            "services": {"dynamodb", "states", "sqs", "s3", "logs", "cloudwatch"},
+            # sns, kms: the sweep's stuck-day alerts
+            "services": {"dynamodb", "states", "sqs", "s3", "logs", "cloudwatch", "sns", "kms"},
             "refs": {
+                "AlertsTopic",
+                "AlertsKey",
                 "BatchTrackerTable",
                 state_machine,
                 "RawEventsQueue",
@@ -854,6 +857,10 @@ def trigger_does(template: dict[str, Any], mode: str) -> list[Request]:
         ("dynamodb:GetItem", tracker, {}),
         ("dynamodb:UpdateItem", tracker, {}),  # conditional writes: claims, generations
         ("dynamodb:Scan", tracker, {}),  # the reconcile sweep
+        # the sweep's stuck-day alerts (lambda_trigger/stuck_days.py), to the encrypted topic
+        ("sns:Publish", physical(template, "AlertsTopic"), {}),
+        ("kms:GenerateDataKey", physical(template, "AlertsKey", "Arn"), {}),
+        ("kms:Decrypt", physical(template, "AlertsKey", "Arn"), {}),
         ("states:StartExecution", physical(template, this), {}),
         # a name found taken, and the sweep's "is it still running"; both modes' names (a mode switch
         # leaves the tracker naming executions of the deleted state machine)
@@ -1023,9 +1030,10 @@ def test_every_publisher_may_use_the_topics_key(template: dict[str, Any]) -> Non
     assert key == physical(template, "AlertsKey", "Arn")
     roles_ = [n for n, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role"]
     publishers = [role for role in roles_ if allows(policy(template, role), "sns:Publish", topic)]
-    # The workflow's alerts; the roles that run validation, for its schema drift notices.
+    # The workflow's alerts; the roles that run validation, for its schema drift notices; the
+    # trigger, for its sweep's stuck-day alerts.
     validators = {"ValidationTaskRole", "WorkerTaskRole", "EmrJobRole"}
-    assert set(publishers) == {"StateMachineRole"} | (validators & set(roles_))
+    assert set(publishers) == {"StateMachineRole", "TriggerFunctionRole"} | (validators & set(roles_))
     use = [("kms:GenerateDataKey", key, {}), ("kms:Decrypt", key, {})]
     for role in roles_:
         check(policy(template, role), use, role in publishers)

@@ -384,6 +384,7 @@ def test_lambda_and_status_rule(as_deployed: dict[str, Any], mode: str) -> None:
         # finished days expire after the retention; the sweep feeds in unannounced raw/ files
         "TRACKER_RETENTION_DAYS": {"Ref": "TrackerRetentionDays"},
         "UNANNOUNCED_AFTER_MINUTES": {"Ref": "UnannouncedAfterMinutes"},
+        "ALERTS_TOPIC_ARN": {"Ref": "AlertsTopic"},
     }
     rule = props(template, "ExecutionStatusRule")
     pattern = rule["EventPattern"]

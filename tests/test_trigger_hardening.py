@@ -331,3 +331,55 @@ def test_a_day_at_dynamodbs_item_limit_sets_the_next_key_aside(stack: Stack) -> 
             )["Body"].read()
         )
         assert report["failures"][0]["rule"] == "day_key_limit"
+
+
+# -- stuck days (lambda_trigger/stuck_days.py) ----------------------------------------------------------
+def test_a_day_that_waits_too_long_alerts_once_per_wait(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sns = boto3.client("sns", endpoint_url=stack.s3.meta.endpoint_url, region_name="us-east-1")
+    topic = sns.create_topic(Name=f"alerts-{stack.bucket}")["TopicArn"]
+    inbox = stack.sqs.create_queue(QueueName=f"stuck-{stack.bucket}")["QueueUrl"]
+    inbox_arn = stack.sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    # A team that wants only stuck days: the filter a subscription would use.
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn,
+                  Attributes={"FilterPolicy": json.dumps({"kind": ["stuck_day"]})})  # fmt: skip
+    monkeypatch.setenv("ALERTS_TOPIC_ARN", topic)
+    monkeypatch.setenv("STUCK_AFTER_MINUTES", "120")
+
+    def alerts() -> list[dict[str, Any]]:
+        got = stack.sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        return [json.loads(m["Body"]) for m in got.get("Messages", [])]
+
+    def at(minutes: int) -> None:
+        monkeypatch.setattr(batch_ids, "utc_now", lambda: NOW + timedelta(minutes=minutes))
+
+    orders = day_keys("orders", "o1.csv", "o2.csv")
+    items = day_keys("order_items", "i.csv")
+    manifest = f"raw/manifests/{DAY}.json"
+    stack.put(manifest, json.dumps({"expected_keys": [*orders, *items]}).encode())
+    deliver(s3_event(stack.bucket, manifest), s3_event(stack.bucket, PRODUCTS))
+    deliver(s3_event(stack.bucket, orders[0]), s3_event(stack.bucket, items[0]))  # o2.csv never comes
+
+    at(119)
+    assert lambda_handler(RECONCILE, None)["reconcile"]["stuck"] == 0 and alerts() == []
+    at(121)
+    assert lambda_handler(RECONCILE, None)["reconcile"]["stuck"] == 1
+    (alert,) = alerts()
+    attributes = {k: v["Value"] for k, v in alert["MessageAttributes"].items()}
+    assert attributes == {"kind": "stuck_day", "severity": "warning", "day": DAY, "waiting_for": "parts"}
+    assert orders[1] in alert["Message"] and alert["Subject"] == f"ecomkpi: day {DAY} is waiting for parts"
+    at(240)
+    assert lambda_handler(RECONCILE, None)["reconcile"]["stuck"] == 0 and alerts() == []  # once per wait
+
+    deliver(s3_event(stack.bucket, day_keys("orders", "o3.csv")[0]))  # an unlisted part: a new wait
+    at(240 + 121)
+    lambda_handler(RECONCILE, None)
+    assert [a["MessageAttributes"]["day"]["Value"] for a in alerts()] == [DAY]
+    deliver(s3_event(stack.bucket, orders[1]))  # the part comes: the day runs and is no longer waiting
+    assert stack.executions() == [f"{DAY}-g1"]
+    at(240 + 500)
+    lambda_handler(RECONCILE, None)
+    assert alerts() == []
