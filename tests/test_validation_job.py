@@ -12,6 +12,7 @@ import codecs
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -81,6 +82,12 @@ CASES = [
     Case(f"{ORD}/header_only.csv", orders_csv()),
     Case(f"{ORD}/formula_cells.csv", orders_csv('10,7,Complete,"=cmd|\' /C calc\'!A0",2025-07-10 10:00:00,,,,1')),
     Case(f"{ITM}/good.csv", items_csv(item_row(1), item_row(2, product=2, price="7.99"), item_row(3, product=3, price="0"))),
+    # a few rows break a drop rule: the file is accepted without them (they go to invalid/rows/)
+    Case(
+        f"{ORD}/few_bad_rows.csv",
+        orders_csv(*_many_orders(40, start=3000), order_row(3100, status="Lost")),
+        warnings=(("status is a known order status", "status"),),
+    ),
     Case(
         f"{ITM}/unknown_product.csv",
         items_csv(item_row(4, product=999), item_row(5, product=2)),
@@ -147,6 +154,9 @@ CASES = [
     Case(f"{ORD}/too_wide.csv", orders_csv(order_row(1), "2" + ",x" * st.MAX_FIELDS), failures=((st.RULE_MAX_FIELDS, None),)),
 ]  # fmt: skip
 BY_REL = {c.rel: c for c in CASES}
+# Files accepted without the rows a drop rule left out: only the one-pass check drops rows; GX on a
+# file alone (VALIDATION_ONE_PASS=0) rejects them instead (jobs/validation/actions.py).
+DROPPING = {f"{ORD}/few_bad_rows.csv"}
 MAX_BYTES = "200000"  # too_big.csv is over it, the late_* files (> 64 KiB) are under it
 ITEMS_PREFIX = "order_items/"
 
@@ -216,29 +226,51 @@ def test_one_pass_over_each_dataset_decides_as_gx_does_file_by_file(
     _upload_battery(config)
     each = run(config, spark)
     assert first.config.validation_one_pass and not config.validation_one_pass
-    assert each.files == first.result.files
+
+    def same(files: list[Any]) -> list[Any]:
+        return [f for f in files if f.rel not in DROPPING]
+
+    assert same(each.files) == same(first.result.files)
+    for f in each.files:
+        if f.rel in DROPPING:  # checked alone, a drop rule cannot drop: it rejects (documented)
+            assert (
+                f.verdict == "rejected"
+                and "could not be dropped" in f.findings[0].details["rejected_because"]
+            )
     after = snapshot(config)
-    assert _places(after) == _places(first.after)
-    assert _content(after.reports) == _content(first.after.reports)
-    assert staged_rows(spark, config) == staged_rows(spark, first.config)
+    assert _places(after, DROPPING) == _places(first.after, DROPPING)
+    assert _content(after.reports, DROPPING) == _content(first.after.reports, DROPPING)
+
+    def staged(c: PipelineConfig) -> dict[str, list[tuple[Any, ...]]]:
+        return {d: [r for r in rows if not DROPPING & set(r)] for d, rows in staged_rows(spark, c).items()}
+
+    assert staged(config) == staged(first.config)
     log = get(first.config, first.result.log_key).decode()
     assert '"dataset.spark"' in log and '"rules.disagree"' not in log
 
 
-def _content(reports: dict[str, dict[str, object]]) -> dict[str, dict[str, object]]:
+def _content(
+    reports: dict[str, dict[str, object]], leave_out: set[str] = frozenset()
+) -> dict[str, dict[str, object]]:
     """The reports without what differs between two runs by design: when the file landed and was
-    decided, and the links (Data Docs' timestamped folder)."""
+    decided, and the links (Data Docs' timestamped folder); without the files of ``leave_out``."""
     when = ("arrived_ms", "decided_at", "links")
-    return {k: {f: v for f, v in r.items() if f not in when} for k, r in reports.items()}
+    return {
+        k: {f: v for f, v in r.items() if f not in when}
+        for k, r in reports.items()
+        if not any(rel in k for rel in leave_out)
+    }
 
 
-def _places(snap: Snapshot) -> set[str]:
+def _places(snap: Snapshot, leave_out: set[str] = frozenset()) -> set[str]:
     """The bucket's keys up to what differs between two runs by design: the staging files' names
-    (Spark's part-<uuid>: their folder names the file version) and Data Docs' timestamped folder."""
+    (Spark's part-<uuid>: their folder names the file version) and Data Docs' timestamped folder;
+    without the files of ``leave_out`` (and staging, whose folder names do not say the file)."""
     return {
         k.rsplit("/", 1)[0] + "/" if k.startswith("staging/") else k
         for k in snap.keys
         if "/data_docs/" not in k
+        and not (leave_out and (k.startswith("staging/") or any(rel in k for rel in leave_out)))
     }
 
 
@@ -313,6 +345,33 @@ def test_rejected_file_moves_to_invalid_with_a_report(first: Run, case: Case) ->
     assert f"logs/validation/2025-07-10/run-1/reports/{case.rel}.json" in first.after.keys
     assert report["file"] == case.key and report["location"] == f"invalid/{case.rel}"
     assert first.after.metadata[f"invalid/{case.rel}"][META_RAW_ETAG] == outcome.etag
+
+
+def test_the_battery_says_what_happened_to_each_file_and_its_rows(first: Run, spark: Any) -> None:
+    """With the suites' default actions, each kind's file is in validated/ or invalid/ with its
+    report, and each of its rows is staged for the KPIs, quarantined, or out with its rejected file:
+    none is lost or counted twice. The table is printed (``pytest -s``)."""
+    staged = [row for rows in staged_rows(spark, first.config).values() for row in rows]
+    lines = [f"{'file':45} {'verdict':8} {'place':9} {'rows':>5} {'served':>6} {'dropped':>7}  rules"]
+    for case in CASES:
+        outcome = first.result.outcome(case.key)
+        served = sum(1 for row in staged if case.rel in row)
+        quarantined = f"invalid/rows/{case.rel}"
+        dropped = (
+            len(get(first.config, quarantined).splitlines()) - 1 if quarantined in first.after.keys else 0
+        )
+        place = (first.after.stages_of(case.rel) or ["(none)"])[0]
+        rows = outcome.rows or 0
+        if outcome.verdict == "passed":
+            assert place == "validated" and served + dropped == rows, (case.rel, served, dropped, rows)
+            assert dropped == (1 if case.rel in DROPPING else 0)
+        else:
+            assert served == 0 and dropped == 0 and place in ("invalid", "(none)"), case.rel
+        rules = ", ".join(sorted({f.rule for f in outcome.findings}))
+        lines.append(
+            f"{case.rel[-45:]:45} {outcome.verdict:8} {place:9} {rows:5} {served:6} {dropped:7}  {rules}"
+        )
+    print("\n".join(lines))
 
 
 def test_report_counts_and_samples_are_readable(first: Run) -> None:

@@ -13,7 +13,9 @@ file's verdict is concluded (reports, verdict record, placement), several at a t
 
 The Spark jobs of a run therefore grow with the distinct headers and the failing files, not with
 the files (tests/test_job_budget.py). A group whose read fails on an over-long value or row is checked
-file by file (:class:`jobs.validation.spark_check.SparkCheck`), which names the file.
+again one file per pass, so its other files keep the one pass's verdicts (rows a drop rule can leave
+out are still left out, not the file rejected); a file whose own read fails is checked by GX alone
+(:class:`jobs.validation.spark_check.SparkCheck`), which names the file and the rule.
 """
 
 from __future__ import annotations
@@ -113,20 +115,31 @@ class DatasetCheck:
             groups.setdefault(f[2].raw_header, _Group(f[2].raw_header, [])).files.append(f)
         outcomes: dict[str, FileOutcome] = {}
         checked: list[_Checked] = []
+        singles: list[_Group] = []  # a failed group's files, each read on its own
         try:
             for group in groups.values():
                 found = self._check_group(dataset, group)
-                if found is None:  # the read failed on one file: find it, one file at a time
-                    outcomes.update((f[0].rel, self._one_by_one(f)) for f in group.files)
-                else:
+                if found is not None:
                     checked.extend(found)
+                    continue
+                # The read failed on one of its files: the others must not pay for it.
+                if group.frame is not None:
+                    group.frame.unpersist()
+                for f in group.files:
+                    alone = _Group(group.header, [f])
+                    singles.append(alone)
+                    one = self._check_group(dataset, alone) if len(group.files) > 1 else None
+                    if one is None:  # this file's own read fails: GX alone names file and rule
+                        outcomes[f[0].rel] = self._one_by_one(f)
+                    else:
+                        checked.extend(one)
             passing = [c for c in checked if not any(f.rejects for f in c.findings)]
             if passing:
                 self._stage(dataset, passing)
                 self._quarantine(passing)
             outcomes.update(self._conclude(dataset, checked))
         finally:
-            for group in groups.values():
+            for group in [*groups.values(), *singles]:
                 if group.frame is not None:
                     group.frame.unpersist()
         return outcomes
