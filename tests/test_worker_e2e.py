@@ -50,6 +50,7 @@ def stack_settings(tmp_path: Path, names: Any, **changes: Any) -> StackSettings:
         tracker_table=names.tracker_table,
         daily_table=names.daily_table,
         category_table=names.category_table,
+        quality_table=f"DataQuality-{names.suffix}",
         topic_name=f"alerts-{names.suffix}",
         queue_name=f"raw-events-{names.suffix}",
         dlq_name=f"raw-events-dlq-{names.suffix}",
@@ -59,12 +60,20 @@ def stack_settings(tmp_path: Path, names: Any, **changes: Any) -> StackSettings:
     )
 
 
-def _page_shows(stack: LocalStack, settings: StackSettings, daily: list[dict[str, Any]]) -> None:
+def _page_shows(
+    stack: LocalStack, settings: StackSettings, daily: list[dict[str, Any]], files: list[tuple[str, str]]
+) -> None:
+    """The page shows DynamoDB's KPIs, the day's state, and the day's quality as validation wrote it
+    from inside the task: every uploaded part accepted with all its rows, none dropped or rejected."""
     from ecomkpi.api_server import serve
     from kpi_api.reader import KpiReader
 
     reader = KpiReader(
-        stack.client("dynamodb"), settings.daily_table, settings.category_table, settings.tracker_table
+        stack.client("dynamodb"),
+        settings.daily_table,
+        settings.category_table,
+        settings.tracker_table,
+        settings.quality_table,
     )
     server = serve(reader, bucket=settings.bucket)
     try:
@@ -81,6 +90,23 @@ def _page_shows(stack: LocalStack, settings: StackSettings, daily: list[dict[str
                    return row && row.getAttribute('data-date');""",
             )
             assert latest == max(i["date_key"] for i in daily)
+            day = latest
+            parts = {
+                rel: len(Path(path).read_text().splitlines()) - 1 for rel, path in files if f"/{day}/" in rel
+            }
+            shown = read(
+                browser,
+                """const bar = document.querySelector('#quality-chart g[data-date="' + arguments[0] + '"]');
+                   const rows = Array.from(document.querySelectorAll('#quality-files tr[data-file]'),
+                                           r => [r.getAttribute('data-file'), r.getAttribute('data-verdict'),
+                                                 r.querySelectorAll('td')[2].getAttribute('data-value')]);
+                   return bar && rows.length && {dropped: bar.getAttribute('data-dropped'),
+                                                 rejected: bar.getAttribute('data-rejected'), rows};""",
+                day,
+            )
+            assert (shown["dropped"], shown["rejected"]) == ("0", "0")
+            listed = {f: (v, int(n)) for f, v, n in shown["rows"] if f in parts}
+            assert listed == {rel: ("passed", n) for rel, n in parts.items()}
     finally:
         server.stop()
 
@@ -167,7 +193,7 @@ def test_the_per_batch_ecs_mode_serves_the_same_kpis(tmp_path: Path, spark: Any,
         assert [r.state_name for r in stack.run_task.runs] == ["ValidateData", "TransformData"]
         daily = scan_all(stack.client("dynamodb"), settings.daily_table)
         if CHROMIUM and DRIVER:  # the live page over the batch that just landed shows DynamoDB's numbers
-            _page_shows(stack, settings, daily)
+            _page_shows(stack, settings, daily, files)
     expected_daily, _ = kpis_from_files(spark, files)
     assert rows(daily, DAILY_KPI_COLUMNS, ("date_key",)) == rows(
         [r.asDict() for r in expected_daily.collect()], DAILY_KPI_COLUMNS, ("date_key",)
