@@ -131,6 +131,24 @@ def task_definition(template: Mapping[str, Any], resource: str, names: Mapping[s
     )
 
 
+def resource_environment(
+    template: Mapping[str, Any], resources: Sequence[str], names: Mapping[str, str]
+) -> dict[str, str]:
+    """The variables of the task definitions ``resources`` that name the stack's resources (a
+    ``!Ref`` to one of ``names``), resolved: what a task must be told of the stack, whatever runs it.
+
+    The other variables size the container (memory, ports, the cluster master); a process on this
+    machine sizes itself, so the local stack's process runtime takes only these."""
+    found: dict[str, str] = {}
+    for resource in resources:
+        (container,) = template["Resources"][resource]["Properties"]["ContainerDefinitions"]
+        for entry in container.get("Environment", []):
+            value = entry["Value"]
+            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in names:
+                found[str(entry["Name"])] = names[value["Ref"]]
+    return found
+
+
 def podman_environment() -> dict[str, str]:
     """The environment of a podman call: the caller's, with the project's containers.conf."""
     env = dict(os.environ)

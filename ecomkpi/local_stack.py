@@ -324,18 +324,21 @@ class LocalStack:
             "EmrEntryPoint": emr.entry_point_uri(s.bucket),
             "EmrSparkSubmitParameters": emr.spark_submit_parameters(s.bucket),
         }
-        # What the ECS task definitions set (infra/), plus the emulator endpoint.
+        # What the ECS task definitions tell the tasks of the stack (infra/, its Refs resolved to
+        # this stack's resources: one source), plus the emulator endpoint and this machine's sizing.
+        from ecomkpi.container_runtime import TASK_DEFINITIONS, load_template, resource_environment
+
         task_env = {
             "PYTHON": sys.executable,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": s.region,
-            "AWS_REGION": s.region,
-            "DAILY_KPIS_TABLE": s.daily_table,
-            "CATEGORY_KPIS_TABLE": s.category_table,
-            "SNS_TOPIC_ARN": self.topic_arn,  # validation's schema drift notices
-            "DATA_QUALITY_TABLE": s.quality_table,  # each decided file's line of its day's quality
+            **resource_environment(
+                load_template(),
+                [TASK_DEFINITIONS["validation"], TASK_DEFINITIONS["transformation"]],
+                self._template_names(),
+            ),
             "LAKE_PATH": s.lake,
             "SPARK_MASTER": s.spark_master,
             "SPARK_SHUFFLE_PARTITIONS": "4",
@@ -379,8 +382,8 @@ class LocalStack:
                 **os.environ,
                 **task_env,
                 "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
-                "WORK_QUEUE_URL": self.work_queue_url,
-                "PRECHECK_QUEUE_URL": self.precheck_queue_url,
+                # Its queues, as its task definition names them.
+                **resource_environment(load_template(), [TASK_DEFINITIONS["worker"]], self._template_names()),
                 "WORKER_HEARTBEAT_SECONDS": f"{beat:g}",
                 "WORKER_POLL_SECONDS": "5",
                 # The worker process's readiness (hosts/worker/status.py), read by its supervisor.
@@ -466,6 +469,21 @@ class LocalStack:
             region=s.region,
         )
 
+    def _template_names(self) -> dict[str, str]:
+        """This stack's value of each template resource and pseudo parameter the tasks are told of."""
+        s = self.settings
+        return {
+            "AWS::Region": s.region,
+            "AWS::AccountId": ACCOUNT,
+            "BucketName": s.bucket,
+            "DailyKpisTable": s.daily_table,
+            "CategoryKpisTable": s.category_table,
+            "DataQualityTable": s.quality_table,
+            "AlertsTopic": self.topic_arn,
+            "WorkQueue": self.work_queue_url,
+            "PrecheckQueue": self.precheck_queue_url,
+        }
+
     def _container_tasks(self) -> dict[str, ContainerTask]:
         """The template's task definitions of this mode as containers of the image (by container
         name), their ``Ref``s resolved to this stack's resources; plus what Fargate gives a task
@@ -483,17 +501,7 @@ class LocalStack:
         reason = unavailable_reason(s.image)
         if reason:
             raise RuntimeError(f"--task-runtime container: {reason}")
-        names = {
-            "AWS::Region": s.region,
-            "AWS::AccountId": ACCOUNT,
-            "BucketName": s.bucket,
-            "DailyKpisTable": s.daily_table,
-            "CategoryKpisTable": s.category_table,
-            "DataQualityTable": s.quality_table,
-            "AlertsTopic": self.topic_arn,
-            "WorkQueue": self.work_queue_url,
-            "PrecheckQueue": self.precheck_queue_url,
-        }
+        names = self._template_names()
         added = {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",

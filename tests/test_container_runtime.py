@@ -17,6 +17,7 @@ from ecomkpi.container_runtime import (
     TemplateError,
     container_environment,
     load_template,
+    resource_environment,
     task_definition,
 )
 
@@ -62,6 +63,30 @@ def test_every_task_definition_has_a_read_only_root_and_the_same_two_volumes(
         assert {m["ContainerPath"] for m in container["MountPoints"]} == volumes
     assert mounts[0] == mounts[1] == mounts[2]
     assert volumes == {"/tmp", "/home/ecomkpi"}
+
+
+def test_a_local_process_is_told_the_stacks_resources_as_the_template_tells_its_tasks(
+    template: dict[str, Any],
+) -> None:
+    """The process runtime's task environment (ecomkpi/local_stack.py) takes the variables naming
+    the stack's resources from the task definitions: a variable the template adds reaches the local
+    tasks without a second list; the container's sizing (memory, ports) does not."""
+    jobs = [TASK_DEFINITIONS["validation"], TASK_DEFINITIONS["transformation"]]
+    env = resource_environment(template, jobs, NAMES)
+    by_ref = {
+        e["Name"]: e["Value"]["Ref"]
+        for r in jobs
+        for e in template["Resources"][r]["Properties"]["ContainerDefinitions"][0]["Environment"]
+        if isinstance(e["Value"], dict) and "Ref" in e["Value"] and e["Value"]["Ref"] in NAMES
+    }
+    assert env == {name: NAMES[ref] for name, ref in by_ref.items()}
+    assert {"S3_BUCKET", "DAILY_KPIS_TABLE", "SNS_TOPIC_ARN", "DATA_QUALITY_TABLE"} <= set(env)
+    assert not {"TASK_MEMORY_MIB", "SPARK_DRIVER_PORT", "SPARK_MASTER"} & set(env)
+    worker = resource_environment(template, [TASK_DEFINITIONS["worker"]], NAMES)
+    assert (worker["WORK_QUEUE_URL"], worker["PRECHECK_QUEUE_URL"]) == (
+        NAMES["WorkQueue"],
+        NAMES["PrecheckQueue"],
+    )
 
 
 def test_the_container_gets_the_template_environment_not_a_copy(template: dict[str, Any]) -> None:
