@@ -17,7 +17,7 @@ contract and tests/test_quality_view.py checks both ends). Output, per day:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -121,7 +121,7 @@ def day_summary(day: str, items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def day_detail(day: str, items: list[Mapping[str, Any]], bucket: str | None) -> dict[str, Any]:
+def day_detail(day: str, items: Sequence[Mapping[str, Any]], bucket: str | None) -> dict[str, Any]:
     """``/quality/{date}``: the summary and every file, rejected first."""
     files = sorted(
         (file_line(i, bucket) for i in items), key=lambda f: (f["verdict"] == "passed", str(f["file"]))

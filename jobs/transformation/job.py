@@ -56,6 +56,7 @@ from jobs.transformation.lake import (
     APPLIED_FILES,
     GOLD_CATEGORY,
     GOLD_DAILY,
+    QUARANTINE,
     SCHEMAS,
     SILVER_ITEMS,
     SILVER_ORDERS,
@@ -64,7 +65,7 @@ from jobs.transformation.lake import (
 )
 from jobs.transformation.lock import LeaseLock, LockSettings
 from jobs.transformation.metrics import ScanMetrics
-from jobs.transformation.quarantine_table import QUARANTINE, QuarantineTable
+from jobs.transformation.quarantine_table import QuarantineTable
 from jobs.transformation.recompute import recompute, write_gold
 from jobs.transformation.serving import BatchWriter, rejected_files_by_day, serve
 from jobs.transformation.versions import apply_plan

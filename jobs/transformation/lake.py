@@ -26,9 +26,11 @@ from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
+    ArrayType,
     BooleanType,
     DateType,
     LongType,
+    MapType,
     StringType,
     StructField,
     StructType,
@@ -46,9 +48,6 @@ from jobs.contract import (
 )
 from jobs.local_frames import local_frame
 from jobs.staging import ITEM_KEY, ORDER_DATE, bookkeeping_schema
-from jobs.transformation.quarantine_table import PARTITIONS as QUARANTINE_PARTITIONS
-from jobs.transformation.quarantine_table import QUARANTINE
-from jobs.transformation.quarantine_table import SCHEMA as QUARANTINE_SCHEMA
 
 SILVER_PRODUCTS = "silver_products"
 SILVER_ORDERS = "silver_orders"
@@ -56,6 +55,7 @@ SILVER_ITEMS = "silver_order_items"
 APPLIED_FILES = "applied_files"
 GOLD_DAILY = "gold_daily_kpis"
 GOLD_CATEGORY = "gold_category_kpis"
+QUARANTINE = "quarantine"  # the rows drop rules left out (jobs/transformation/quarantine_table.py)
 
 IS_CURRENT = "_is_current"
 RUN_ID = "_run_id"
@@ -66,6 +66,19 @@ def _strings(names: tuple[str, ...]) -> list[StructField]:
 
 
 _TRAILER = [StructField(IS_CURRENT, BooleanType(), True), StructField(RUN_ID, StringType(), True)]
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField("date", DateType(), True),
+        StructField("dataset", StringType(), True),
+        StructField("source_file", StringType(), True),
+        StructField("raw_etag", StringType(), True),
+        StructField("row_number", LongType(), True),
+        StructField("failed_rules", ArrayType(StringType(), True), True),
+        StructField("raw_values", MapType(StringType(), StringType(), True), True),
+        StructField("run_id", StringType(), True),
+    ]
+)
 
 SCHEMAS: dict[str, StructType] = {
     SILVER_PRODUCTS: StructType(
@@ -110,7 +123,7 @@ PARTITIONS: dict[str, tuple[str, ...]] = {
     APPLIED_FILES: (),
     GOLD_DAILY: ("date_key",),
     GOLD_CATEGORY: ("date_key",),
-    QUARANTINE: QUARANTINE_PARTITIONS,
+    QUARANTINE: ("date",),
 }
 
 # Columns Delta keeps min/max statistics for, set when a table is created. Only these are ever

@@ -23,20 +23,11 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql.types import (
-    ArrayType,
-    DateType,
-    LongType,
-    MapType,
-    StringType,
-    StructField,
-    StructType,
-)
-
 from jobs.keys import INVALID
 from jobs.local_frames import local_frame
 from jobs.run_log import RunLog
 from jobs.s3_store import S3Store
+from jobs.transformation.lake import QUARANTINE, QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -44,23 +35,9 @@ if TYPE_CHECKING:
     from jobs.transformation.inputs import InputFile
     from jobs.transformation.lake import Commit, Lake
 
-QUARANTINE = "quarantine"
 ROWS_PREFIX = f"{INVALID}/rows"  # jobs/validation/quarantine.py
 BOOKKEEPING = ("row_number", "failed_rules", "raw_etag")
 RULE_SEPARATOR = "; "
-SCHEMA = StructType(
-    [
-        StructField("date", DateType(), True),
-        StructField("dataset", StringType(), True),
-        StructField("source_file", StringType(), True),
-        StructField("raw_etag", StringType(), True),
-        StructField("row_number", LongType(), True),
-        StructField("failed_rules", ArrayType(StringType(), True), True),
-        StructField("raw_values", MapType(StringType(), StringType(), True), True),
-        StructField("run_id", StringType(), True),
-    ]
-)
-PARTITIONS = ("date",)
 _DAY_FOLDER = re.compile(r"/(\d{4}-\d{2}-\d{2})/")
 
 
@@ -137,7 +114,7 @@ class QuarantineTable:
                 self.store.put_json(self.index_key, {"files": widened})
             commit = None
             if rows or lake.exists(QUARANTINE):
-                frame = local_frame(spark, rows, SCHEMA).coalesce(1)
+                frame = local_frame(spark, rows, QUARANTINE_SCHEMA).coalesce(1)
                 where = "source_file IN (" + ", ".join(sql_string(n) for n in sorted(names)) + ")"
                 commit = lake.overwrite(QUARANTINE, frame, replace_where=where)
             narrowed = {rel: etag for rel, etag in widened.items() if rel not in names or rel in kept}

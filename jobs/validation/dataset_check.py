@@ -192,7 +192,7 @@ class DatasetCheck:
             own = frame.where(F.col(FILE) == name)
             findings = list(shape_findings(own, columns, ragged, undecodable))
             if not findings:  # misaligned rows would only make the suite's results noise
-                failing, considered = _summed(self._rules, spans)
+                failing, considered = self._rules.summed_counts(spans)
                 for index, count in duplicates.get(name, {}).items():
                     failing[index] = count
                 counts = FileCounts(rows=rows, failing=failing, considered=considered)
@@ -442,15 +442,3 @@ def _row_number(files: Sequence[_Checked]) -> Column:
         return F.lit(None).cast("long")
     key = F.concat(F.col(PART).cast("string"), F.lit("/"), F.col(FILE))
     return (F.col(REC) + F.element_at(F.create_map(*offsets), key)).cast("long")
-
-
-def _summed(rules: RuleCounts, spans: Sequence[Any]) -> tuple[dict[int, int], dict[int, int]]:
-    failing: dict[int, int] = defaultdict(int)
-    considered: dict[int, int] = defaultdict(int)
-    for span in spans:
-        f, c = rules.read_counts(span.asDict())
-        for k, v in f.items():
-            failing[k] += v
-        for k, v in c.items():
-            considered[k] += v
-    return dict(failing), dict(considered)

@@ -194,6 +194,18 @@ class RuleCounts:
                 considered[r.index] = int(row[_considered_alias(r.index)] or 0)
         return failing, considered
 
+    def summed_counts(self, rows: Iterable[Any]) -> tuple[dict[int, int], dict[int, int]]:
+        """:meth:`read_counts` summed over several aggregated rows (a file's scan partitions)."""
+        failing: dict[int, int] = {}
+        considered: dict[int, int] = {}
+        for row in rows:
+            f, c = self.read_counts(row.asDict())
+            for k, v in f.items():
+                failing[k] = failing.get(k, 0) + v
+            for k, v in c.items():
+                considered[k] = considered.get(k, 0) + v
+        return failing, considered
+
     def failed(self, counts: FileCounts, columns: Iterable[str]) -> list[Rule]:
         """The rules a file breaks, as GX would judge them: ``columns`` are the frame's columns
         (the producer's, normalised, plus the check columns)."""
