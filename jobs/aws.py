@@ -279,3 +279,9 @@ def copy_object(
 
 def _quoted(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
+
+
+def sns_attributes(**values: str) -> dict[str, Any]:
+    """SNS ``MessageAttributes`` of string values: what a subscription's filter policy matches
+    (``kind``, ``severity``, ``day``, ...; docs/alerts.md)."""
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from jobs.aws import sns_attributes
 from lambda_trigger import log
 from lambda_trigger.states import BatchStatus
 from lambda_trigger.tracker import BatchFileTracker, BatchState
@@ -106,10 +107,7 @@ class StuckDays:
                 "Upload what is missing (or a corrected manifest) and the day runs; the tracker item "
                 f"BatchId={state.batch_id} holds the day's state.\n"
             ),
-            MessageAttributes={
-                "kind": {"DataType": "String", "StringValue": KIND},
-                "severity": {"DataType": "String", "StringValue": "warning"},
-                "day": {"DataType": "String", "StringValue": state.batch_id},
-                "waiting_for": {"DataType": "String", "StringValue": lacking},
-            },
+            MessageAttributes=sns_attributes(
+                kind=KIND, severity="warning", day=state.batch_id, waiting_for=lacking
+            ),
         )

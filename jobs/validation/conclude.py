@@ -173,12 +173,9 @@ class Concluder:
                 "Columns the contract does not know are not loaded; a missing required column rejects the "
                 f"file. Schema history: s3://{self._config.bucket}/{SCHEMAS_PREFIX}/{drift.dataset}/\n"
             ),
-            MessageAttributes={
-                "kind": {"DataType": "String", "StringValue": NOTICE_KIND},
-                "severity": {"DataType": "String", "StringValue": "info"},
-                "day": {"DataType": "String", "StringValue": day},
-                "dataset": {"DataType": "String", "StringValue": drift.dataset},
-            },
+            MessageAttributes=aws.sns_attributes(
+                kind=NOTICE_KIND, severity="info", day=day, dataset=drift.dataset
+            ),
         )
 
     def report(
