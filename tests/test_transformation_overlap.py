@@ -10,10 +10,32 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from jobs.transformation.lake import ITEM_KEY, SILVER_ITEMS, SILVER_ORDERS
 from tests.support.transformation import Pipeline
+from tests.test_lambda_trigger import _serialized
 from tests.test_transformation_batches import assert_matches_oracle, load_batch_0710, load_batch_0711
+
+
+@pytest.fixture(scope="module", autouse=True)
+def atomic_conditional_writes() -> Iterator[None]:
+    """Give the in-process moto server S3's atomic conditional writes.
+
+    moto checks a PutObject's If-Match / If-None-Match and stores the object in separate Python steps
+    while its HTTP server handles requests on many threads, so two runs taking over the same stale
+    lock can both pass (S3 lets one win). Seen once in a clean-clone run (2026-12-07): both runs took
+    over the crashed run's lock in the same millisecond and one later found its lease lost. The test
+    is about the lock's protocol, so the emulator's object writes are serialised here, as the
+    trigger's tests serialise DynamoDB's item writes (tests/test_lambda_trigger.py)."""
+    from moto.s3.responses import S3Response
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("put_object", "delete_object"):
+            patch.setattr(S3Response, name, _serialized(getattr(S3Response, name)))
+        yield
 
 
 def test_concurrent_runs_equal_sequential_and_a_stale_lock_expires(moto_endpoint, spark, tmp_path):
