@@ -44,3 +44,14 @@ def literal_path(uri: str) -> str:
     never a pattern, so every path built from a key goes through this before a Spark read.
     """
     return "".join("\\" + c if c in _GLOB_CHARS else c for c in uri)
+
+
+# An accepted file's dropped rows (a CSV): validation writes them (jobs/validation/quarantine.py), the
+# transformation copies them to the lake's quarantine table (jobs/transformation/quarantine_table.py).
+QUARANTINE_ROWS_PREFIX = f"{INVALID}/rows"
+QUARANTINE_BOOKKEEPING = ("row_number", "failed_rules", "raw_etag")  # the CSV's first columns
+QUARANTINE_RULE_SEPARATOR = "; "  # between the rules of one row in ``failed_rules``
+
+
+def quarantine_rows_key(rel: str) -> str:
+    return f"{QUARANTINE_ROWS_PREFIX}/{rel}"

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from jobs.keys import INVALID
+from jobs.keys import QUARANTINE_BOOKKEEPING as BOOKKEEPING
+from jobs.keys import QUARANTINE_RULE_SEPARATOR as RULE_SEPARATOR
+from jobs.keys import quarantine_rows_key as quarantine_key
 from jobs.local_frames import local_frame
 from jobs.run_log import RunLog
 from jobs.s3_store import S3Store
@@ -35,9 +37,6 @@ if TYPE_CHECKING:
     from jobs.transformation.inputs import InputFile
     from jobs.transformation.lake import Commit, Lake
 
-ROWS_PREFIX = f"{INVALID}/rows"  # jobs/validation/quarantine.py
-BOOKKEEPING = ("row_number", "failed_rules", "raw_etag")
-RULE_SEPARATOR = "; "
 _DAY_FOLDER = re.compile(r"/(\d{4}-\d{2}-\d{2})/")
 
 
@@ -81,7 +80,7 @@ class QuarantineTable:
 
     def _csv_keys(self, files: Sequence[InputFile]) -> set[str]:
         """The applied files that have a CSV now: one listing per folder, not a request per file."""
-        wanted = {f"{ROWS_PREFIX}/{f.rel}" for f in files}
+        wanted = {quarantine_key(f.rel) for f in files}
         folders = {key.rsplit("/", 1)[0] + "/" for key in wanted}
         return {o.key for folder in sorted(folders) for o in self.store.list(folder) if o.key in wanted}
 
@@ -92,14 +91,14 @@ class QuarantineTable:
             return None
         index = self._index()
         with_csv = self._csv_keys(files)
-        replaced = [f for f in files if f.rel in index or f"{ROWS_PREFIX}/{f.rel}" in with_csv]
+        replaced = [f for f in files if f.rel in index or quarantine_key(f.rel) in with_csv]
         if not replaced:
             return None
         with self.log.stage("quarantine", files=len(replaced)) as s:
             rows: list[tuple[Any, ...]] = []
             kept: dict[str, str] = {}
             for f in replaced:
-                key = f"{ROWS_PREFIX}/{f.rel}"
+                key = quarantine_key(f.rel)
                 if key not in with_csv:
                     continue
                 mine, foreign = parse_rows(self.store.read_bytes(key).decode("utf-8"), f, run_id)

@@ -365,7 +365,7 @@ class DatasetCheck:
                 .select(
                     F.col(FILE),
                     _row_number(mine).alias("row_number"),
-                    F.concat_ws("; ", *rules).alias("failed_rules"),
+                    F.concat_ws(quarantine.RULE_SEPARATOR, *rules).alias("failed_rules"),
                     *[F.col(f"`{c}`") for c in header],
                 )
                 .orderBy(FILE, "row_number")

@@ -15,15 +15,20 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from jobs.keys import INVALID
+from jobs.keys import (
+    QUARANTINE_BOOKKEEPING,
+    QUARANTINE_ROWS_PREFIX,
+    QUARANTINE_RULE_SEPARATOR,
+    quarantine_rows_key,
+)
 from jobs.s3_store import S3Store
 
-ROWS_PREFIX = f"{INVALID}/rows"
-BOOKKEEPING = ("row_number", "failed_rules", "raw_etag")
+ROWS_PREFIX = QUARANTINE_ROWS_PREFIX
+BOOKKEEPING = QUARANTINE_BOOKKEEPING
+RULE_SEPARATOR = QUARANTINE_RULE_SEPARATOR
 
 
-def quarantine_key(rel: str) -> str:
-    return f"{ROWS_PREFIX}/{rel}"
+quarantine_key = quarantine_rows_key
 
 
 def rows_csv(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> str:
