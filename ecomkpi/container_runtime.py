@@ -21,11 +21,10 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO_ROOT / "infra" / "ecomkpi-stack.yaml"
+from ecomkpi.stack_template import REPO_ROOT, Resolver, TemplateError
+
 CONTAINERS_CONF = REPO_ROOT / "docker" / "containers.conf"
 DEFAULT_IMAGE = "localhost/ecomkpi:dev"
 # The container of each task definition resource, as the workflow names it.
@@ -39,39 +38,6 @@ TASK_DEFINITIONS = {
 PASSED_THROUGH = ("JAVA_TOOL_OPTIONS",)
 # ECS's default stop timeout when the container definition sets none.
 ECS_STOP_TIMEOUT = 30
-
-
-class TemplateError(ValueError):
-    """The template holds something the local stack cannot resolve."""
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    """The template with its short-form intrinsics (``!Ref x``) as their long forms (``{"Ref": x}``)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-        value: Any
-        if isinstance(node, yaml.ScalarNode):
-            value = loader.construct_scalar(node)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        if suffix == "Ref":
-            return {"Ref": value}
-        if suffix == "GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-        return {f"Fn::{suffix}": value}
-
-    Loader.add_multi_constructor("!", intrinsic)
-    with path.open(encoding="utf-8") as f:
-        loaded = yaml.load(f, Loader=Loader)  # a SafeLoader subclass
-    if not isinstance(loaded, dict):
-        raise TemplateError(f"{path}: not a template")
-    return loaded
 
 
 @dataclass(frozen=True)
@@ -92,19 +58,10 @@ class TaskDefinition:
 def task_definition(template: Mapping[str, Any], resource: str, names: Mapping[str, str]) -> TaskDefinition:
     """``resource``'s single container, its ``Ref``s resolved: ``names`` for the stack's resources and
     pseudo parameters (``AWS::Region``), else the parameter's ``Default`` (or ``names``' value)."""
-    parameters = template.get("Parameters", {})
+    resolver = Resolver(template, names)
 
     def resolve(value: Any) -> str:
-        if isinstance(value, str | int | float):
-            return str(value)
-        if isinstance(value, dict) and set(value) == {"Ref"}:
-            ref = value["Ref"]
-            if ref in names:
-                return names[ref]
-            if ref in parameters and "Default" in parameters[ref]:
-                return str(parameters[ref]["Default"])
-            raise TemplateError(f"{resource}: nothing local for !Ref {ref} (give it in names)")
-        raise TemplateError(f"{resource}: cannot resolve {value!r} locally")
+        return resolver.text(value, resource)
 
     try:
         props = template["Resources"][resource]["Properties"]
@@ -129,24 +86,6 @@ def task_definition(template: Mapping[str, Any], resource: str, names: Mapping[s
         writable_paths=tuple(paths),
         stop_timeout=int(container.get("StopTimeout", ECS_STOP_TIMEOUT)),
     )
-
-
-def resource_environment(
-    template: Mapping[str, Any], resources: Sequence[str], names: Mapping[str, str]
-) -> dict[str, str]:
-    """The variables of the task definitions ``resources`` that name the stack's resources (a
-    ``!Ref`` to one of ``names``), resolved: what a task must be told of the stack, whatever runs it.
-
-    The other variables size the container (memory, ports, the cluster master); a process on this
-    machine sizes itself, so the local stack's process runtime takes only these."""
-    found: dict[str, str] = {}
-    for resource in resources:
-        (container,) = template["Resources"][resource]["Properties"]["ContainerDefinitions"]
-        for entry in container.get("Environment", []):
-            value = entry["Value"]
-            if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in names:
-                found[str(entry["Name"])] = names[value["Ref"]]
-    return found
 
 
 def podman_environment() -> dict[str, str]:

@@ -37,6 +37,7 @@ from ecomkpi.sfn_local import emr_serverless as emr
 from ecomkpi.sfn_local.executor import Executor, execution_status_change_event
 from ecomkpi.sfn_local.http_api import StepFunctionsServer, serve
 from ecomkpi.sfn_local.tasks import ContainerCommand, ContainerOutput, RunTaskHandler, default_handlers
+from ecomkpi.stack_template import load_template, resource_environment, state_machine_substitutions
 from ecomkpi.worker_supervisor import WorkerSupervisor
 from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 from hosts.worker.status import STATUS_FILE_VARIABLE
@@ -305,28 +306,26 @@ class LocalStack:
         cluster = f"arn:aws:ecs:{s.region}:{ACCOUNT}:cluster/ecomkpi-local"
         validation_td = f"arn:aws:ecs:{s.region}:{ACCOUNT}:task-definition/ecomkpi-validation:1"
         transformation_td = f"arn:aws:ecs:{s.region}:{ACCOUNT}:task-definition/ecomkpi-transformation:1"
-        substitutions = {
-            "EcsClusterArn": cluster,
-            "ValidationTaskDefinitionArn": validation_td,
-            "TransformationTaskDefinitionArn": transformation_td,
-            "ValidationContainerName": "validation",
-            "TransformationContainerName": "transformation",
-            "SubnetIds": "subnet-local",
-            "SecurityGroupIds": "sg-local",
-            "AlertsTopicArn": self.topic_arn,
-            "BatchTrackerTableName": s.tracker_table,
-            "BucketName": s.bucket,
-            "DailyKpisTableName": s.daily_table,
-            "CategoryKpisTableName": s.category_table,
-            "WorkQueueUrl": self.work_queue_url,
-            "EmrApplicationId": LOCAL_EMR_APPLICATION,
-            "EmrJobRoleArn": f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-emr-job",
-            "EmrEntryPoint": emr.entry_point_uri(s.bucket),
-            "EmrSparkSubmitParameters": emr.spark_submit_parameters(s.bucket),
-        }
+        # The stack's DefinitionSubstitutions of this mode's state machine (infra/: one source),
+        # resolved to this stack's resources.
+        substitutions = state_machine_substitutions(
+            load_template(),
+            s.task_mode,
+            {
+                **self._template_names(),
+                "EcsCluster.Arn": cluster,
+                "ValidationTaskDefinition": validation_td,
+                "TransformationTaskDefinition": transformation_td,
+                "SubnetIds": ["subnet-local"],
+                "SecurityGroupIds": ["sg-local"],
+                "BatchTrackerTable": s.tracker_table,
+                "EmrApplication.ApplicationId": LOCAL_EMR_APPLICATION,
+                "EmrJobRole.Arn": f"arn:aws:iam::{ACCOUNT}:role/ecomkpi-emr-job",
+            },
+        )
         # What the ECS task definitions tell the tasks of the stack (infra/, its Refs resolved to
         # this stack's resources: one source), plus the emulator endpoint and this machine's sizing.
-        from ecomkpi.container_runtime import TASK_DEFINITIONS, load_template, resource_environment
+        from ecomkpi.container_runtime import TASK_DEFINITIONS
 
         task_env = {
             "PYTHON": sys.executable,
@@ -492,7 +491,6 @@ class LocalStack:
             TASK_DEFINITIONS,
             ContainerTask,
             PodmanRuntime,
-            load_template,
             task_definition,
             unavailable_reason,
         )

@@ -9,6 +9,7 @@ full heap) is replaced the same way, as a service with a desired count of 1 woul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -191,6 +192,10 @@ class WorkerSupervisor(threading.Thread):
             proc, container = self.process, self.container
         if proc is not None and proc.poll() is None and self.launcher is not None:
             self.launcher.stop(container)  # podman stop: SIGTERM, StopTimeout, SIGKILL
+            # ``podman run`` outlives its container by its own clean-up; a signal sent to it now
+            # would be its exit status (143), not the worker's.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=grace)
         if proc is not None and proc.poll() is None:
             for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
                 try:

@@ -29,7 +29,6 @@ from ecomkpi.container_runtime import (
     DEFAULT_IMAGE,
     TASK_DEFINITIONS,
     ContainerTask,
-    load_template,
     podman_environment,
     task_definition,
     unavailable_reason,
@@ -37,6 +36,7 @@ from ecomkpi.container_runtime import (
 from ecomkpi.demo import scan_all
 from ecomkpi.generator import GeneratorSettings, generate
 from ecomkpi.local_stack import LocalStack
+from ecomkpi.stack_template import load_template
 from jobs.contract import CATEGORY_KPI_COLUMNS, DAILY_KPI_COLUMNS
 from tests.test_worker_e2e import rows, stack_settings, upload
 

@@ -14,12 +14,10 @@ from ecomkpi.container_runtime import (
     TASK_DEFINITIONS,
     ContainerTask,
     PodmanRuntime,
-    TemplateError,
     container_environment,
-    load_template,
-    resource_environment,
     task_definition,
 )
+from ecomkpi.stack_template import TemplateError, load_template, resource_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = {
