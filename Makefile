@@ -62,7 +62,7 @@ fmt: $(STAMP)
 # as three pytest processes at once (scripts/test_in_lanes.sh). The shared-session lane is the longest,
 # so it starts at once; the browser is installed at the head of the lane without a JVM, and lint runs
 # beside that lane (LANE_BESIDE: ~100 CPU-s, while those tests mostly wait). The container
-# tests build the image themselves, last in their lane (tests/test_container_pipeline.py). The class
+# tests build the image themselves, last in their lane (tests/docker/test_container_pipeline.py). The class
 # archive is not built here: on two cores its warm-up JVM cost ~250 CPU-s (2-5 min of a clean-clone
 # run) for ~3 s off each of a dozen JVM starts; `make setup` builds it, and the image carries its own,
 # which the container tests use.
@@ -87,11 +87,11 @@ test-fast: $(STAMP)
 COMPAT_VENV := .venv-compat
 COMPAT_JARS ?= $(HOME)/.cache/ecomkpi/jars-spark4.0
 # The default selection (~5 min of pytest on 2 cores; not in CI for time: docs/development.md). The whole of the three job test files was run for the change
-# that added the lane (docs/scale-out.md): make compat COMPAT_TESTS="tests/compat tests/test_kpis.py
-# tests/test_validation_job.py tests/test_transformation_batches.py".
-COMPAT_TESTS ?= tests/compat tests/test_kpis.py::test_daily_and_category_kpis_hand_computed \
-  tests/test_validation_job.py \
-  --deselect tests/test_validation_job.py::test_files_checked_two_at_a_time_end_as_they_do_one_after_the_other
+# that added the lane (docs/scale-out.md): make compat COMPAT_TESTS="tests/compat tests/jobs/test_kpis.py
+# tests/jobs/validation/test_validation_job.py tests/jobs/transformation/test_transformation_batches.py".
+COMPAT_TESTS ?= tests/compat tests/jobs/test_kpis.py::test_daily_and_category_kpis_hand_computed \
+  tests/jobs/validation/test_validation_job.py \
+  --deselect tests/jobs/validation/test_validation_job.py::test_files_checked_two_at_a_time_end_as_they_do_one_after_the_other
 compat:
 	@scripts/compat_venv.sh $(COMPAT_VENV)
 	@scripts/fetch_jars.sh $(COMPAT_JARS) scripts/spark40-jars.pom.xml

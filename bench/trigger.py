@@ -34,7 +34,7 @@ def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def atomic_emulator(enabled: bool) -> Iterator[None]:
-    """The lock of tests/test_lambda_trigger.py: serialise moto's item writes and StartExecution."""
+    """The lock of tests/lambda_trigger/test_lambda_trigger.py: serialise moto's item writes and StartExecution."""
     if not enabled:
         yield
         return

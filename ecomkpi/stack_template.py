@@ -95,7 +95,7 @@ class Resolver:
             if function == "Fn::Join":
                 separator, items = argument
                 joined = self.value(items, where)
-                return separator.join(joined if isinstance(joined, list) else [joined])
+                return str(separator).join(joined if isinstance(joined, list) else [joined])
             if function == "Fn::If":
                 condition, when_true, when_false = argument
                 return self.value(when_true if self.condition(condition, where) else when_false, where)

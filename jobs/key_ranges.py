@@ -35,7 +35,7 @@ def key_range(name: str, key: str, where: str | None = None) -> dict[str, Column
     min/max in numeric order as (length, key) structs.
 
     SQL text, not Column calls: each Column call is a Py4J round trip, and a plan observes several
-    ranges (the job budget counts them, tests/test_job_budget.py)."""
+    ranges (the job budget counts them, tests/jobs/transformation/test_job_budget.py)."""
     k = key if where is None else f"CASE WHEN {where} THEN {key} END"
     by_number = f"CASE WHEN {k} IS NOT NULL THEN named_struct('length', length({k}), 'key', {k}) END"
     return {

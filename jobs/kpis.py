@@ -193,7 +193,7 @@ def kpi_rows(orders: DataFrame, items: DataFrame, products: DataFrame) -> DataFr
     dropped) and the per-date totals (level 1) with plain sums of exact decimals and counts.
     Everything is one query on purpose: two frames derived from the shared join would each re-run it
     (Spark prunes their inputs differently, so it cannot reuse the exchange); and a union instead of
-    joining per-date counts to the sums saves the join's two shuffles (tests/test_job_budget.py counts
+    joining per-date counts to the sums saves the join's two shuffles (tests/jobs/transformation/test_job_budget.py counts
     the jobs; bench/results/LOG.md, 2026-12-02). The transformation uses this; the oracle keeps the two separate definitions,
     and the tests compare one against the other.
     """

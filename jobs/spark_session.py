@@ -211,7 +211,7 @@ def session_conf(
         conf["spark.submit.pyFiles"] = py_files
     # PySpark 4 records the Python call site of every Column and function call in the JVM, for its
     # error messages: ~4 Py4J round trips each, a third of a new day's transformation run
-    # (tests/test_job_budget.py counts them; bench/results/LOG.md, 2026-12-01). Errors still name the
+    # (tests/jobs/transformation/test_job_budget.py counts them; bench/results/LOG.md, 2026-12-01). Errors still name the
     # failing expression and Python's traceback the line; SPARK_EXTRA_CONF may turn it back on.
     conf["spark.python.sql.dataFrameDebugging.enabled"] = "false"
     conf.update(dict(config.extra_spark_conf))

@@ -25,7 +25,7 @@ SUMMARY_FORMAT = 1
 class KeySummary:
     """What a staged version's marker says of its table key (:data:`jobs.staging.TABLE_KEYS`): whether each value
     occurs once in the file (validation rejects a file where one does not). With the key ranges the
-    planner observes as it reads the rows, that proves a new day's keys new (tests/test_key_ranges.py).
+    planner observes as it reads the rows, that proves a new day's keys new (tests/jobs/test_key_ranges.py).
     No range here: observing one while the rows are written cost ~0.35 s per 100k rows on the
     validation's answer (bench/results/LOG.md, 50d2942), where the plan's read observes it anyway."""
 

@@ -2,7 +2,7 @@
 
 Input: the day's items of ``DATA_QUALITY_TABLE`` (jobs/validation/quality_ledger.py writes one per
 file, its latest decided version; this zip does not ship that module, the field names are the
-contract and tests/test_quality_view.py checks both ends). Output, per day:
+contract and tests/jobs/validation/test_row_actions.py checks both ends). Output, per day:
 
 * ``files``: accepted and rejected;
 * ``rows``: ``kept`` (rows of accepted files the KPIs count), ``dropped`` (rows of accepted files that

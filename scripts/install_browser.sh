@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium and its WebDriver from Debian, for the live-page tests (tests/test_live_page.py).
+# Headless Chromium and its WebDriver from Debian, for the live-page tests (tests/kpi_api/test_live_page.py).
 # Installed only when missing and only where apt-get can run as root (CI, the dev container);
 # elsewhere it says what to install and the browser tests report themselves skipped.
 set -euo pipefail

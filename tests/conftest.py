@@ -34,7 +34,7 @@ os.environ.pop("AWS_PROFILE", None)
 # (61 -> 28 s; wall 36 -> 31 s). The shared session below runs for the whole suite and undoes both:
 # with C1 only it was measured slower (the JVM tests 927 -> 992 s). Its compilers take about half its
 # CPU (printed after the run); C2 thresholds ten times its defaults took a third off one file's JIT
-# alone (tests/test_transformation_incremental.py: JVM 323 -> 281 CPU-s), but a clean-clone run with
+# alone (tests/jobs/transformation/test_transformation_incremental.py: JVM 323 -> 281 CPU-s), but a clean-clone run with
 # them was slower, not faster (2026-12-07): the defaults stay.
 SHORT_LIVED_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 LONG_LIVED_JVM = "-XX:TieredStopAtLevel=4 -XX:-UseSerialGC"

@@ -447,19 +447,6 @@ EMR_JARS = (
 )
 
 
-def entry_point_uri(bucket: str) -> str:
-    return f"s3://{bucket}/{EMR_PREFIX}/{ENTRY_POINT_FILE}"
-
-
-def spark_submit_parameters(bucket: str) -> str:
-    """What every job run gets as SparkSubmitParameters (the stack's ``EmrSparkSubmitParameters``)."""
-    jars = ",".join(f"s3://{bucket}/{EMR_PREFIX}/jars/{name}" for name in EMR_JARS)
-    return (
-        f"--jars {jars} --py-files s3://{bucket}/{EMR_PREFIX}/{JOBS_ZIP_FILE} "
-        "--conf spark.emr-serverless.driverEnv.PYTHONUNBUFFERED=1"
-    )
-
-
 def image_jars(jars_dir: Path) -> list[Path]:
     """The jars of a Spark 4.0 cache that EMR's image has (the local application's class path)."""
     return sorted(p for p in jars_dir.glob("*.jar") if p.name.startswith(IMAGE_PROVIDED_JARS))

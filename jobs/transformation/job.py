@@ -19,7 +19,7 @@ uninterrupted run would:
 A run may serve several batches at once (``also``): the warm worker hands it every transformation
 task waiting in its queue, so ten days landing together pay the fixed cost of a run (plan, three
 silver commits, recompute, gold) once instead of ten times. Their files are applied together, which
-ends where applying them one batch after the other would (tests/test_transformation_batches.py), and
+ends where applying them one batch after the other would (tests/jobs/transformation/test_transformation_batches.py), and
 each batch gets the run's log and summary under its own ``logs/transformation/<batch>/<run>``.
 
 Kept whole: the durable steps and their order, the one thing the idempotence argument above is

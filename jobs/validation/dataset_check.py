@@ -12,7 +12,7 @@ write, each version under its own prefix (:func:`jobs.staging.write_staged_versi
 file's verdict is concluded (reports, verdict record, placement), several at a time.
 
 The Spark jobs of a run therefore grow with the distinct headers and the failing files, not with
-the files (tests/test_job_budget.py). A group whose read fails on an over-long value or row is checked
+the files (tests/jobs/transformation/test_job_budget.py). A group whose read fails on an over-long value or row is checked
 again one file per pass, so its other files keep the one pass's verdicts (rows a drop rule can leave
 out are still left out, not the file rejected); a file whose own read fails is checked by GX alone
 (:class:`jobs.validation.spark_check.SparkCheck`), which names the file and the rule.

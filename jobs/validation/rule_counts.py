@@ -12,7 +12,7 @@ The suites stay the source of the rules: this module reads ``expectations/<datas
 implements GX's semantics for the expectation types it knows (``mostly`` included). A file that
 breaks any rule is then validated by GX itself for its report's counts and samples and its Data
 Docs page (``jobs.validation.dataset_check``); a suite holding a type not listed here is validated
-file by file by GX, as before. tests/test_rule_counts.py proves the verdicts equal GX's own, file by
+file by file by GX, as before. tests/jobs/validation/test_rule_counts.py proves the verdicts equal GX's own, file by
 file, on the bad-input battery and on generated valid files.
 """
 

@@ -1,0 +1,1 @@
+"""Tests of docker/: the image definition, its entrypoint and its containers."""

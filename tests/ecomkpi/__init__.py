@@ -1,0 +1,1 @@
+"""Tests of ecomkpi/: the local stack, the CLI, the demo and their parts."""

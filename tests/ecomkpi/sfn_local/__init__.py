@@ -1,0 +1,1 @@
+"""Tests of ecomkpi/sfn_local/: the local Step Functions executor."""

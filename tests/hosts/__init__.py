@@ -1,0 +1,1 @@
+"""Tests of hosts/: the warm worker, its warm-up and the class archive."""

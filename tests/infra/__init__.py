@@ -1,0 +1,1 @@
+"""Tests of infra/: the CloudFormation stack, statically and deployed to the emulator."""

@@ -1,0 +1,1 @@
+"""Tests of jobs/: the pipeline library (config, clients, the KPI contract, the session factory)."""

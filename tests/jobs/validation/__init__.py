@@ -1,0 +1,1 @@
+"""Tests of jobs/validation/: the validation job and its rules."""

@@ -1,0 +1,1 @@
+"""Tests of kpi_api/: the KPI read API and the live page."""

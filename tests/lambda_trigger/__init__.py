@@ -1,0 +1,1 @@
+"""Tests of lambda_trigger/: the trigger Lambda and its batch tracker."""

@@ -1,0 +1,1 @@
+"""Tests of notebooks/: the analyst notebooks, run headless."""

@@ -1,0 +1,1 @@
+"""Tests of stepfunctions/: the workflow definition, run on the local executor."""
