@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 
@@ -41,6 +41,7 @@ from ecomkpi.stack_template import load_template, resource_environment, state_ma
 from ecomkpi.worker_supervisor import WorkerSupervisor
 from ecomkpi.workflow_modes import HEARTBEAT_SECONDS, definition_path
 from hosts.worker.status import STATUS_FILE_VARIABLE
+from lambda_trigger import handler as trigger
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,8 +52,17 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = REPO_ROOT / "docker" / "entrypoint.sh"
 ACCOUNT = "123456789012"
+# The emulator accepts any credentials; these are given to every client of the stack, so a
+# developer's real ones (environment, profile) are never sent to it.
+EMULATOR_KEY = "local"
 RECONCILE_EVENT = {"ecomkpi": "reconcile"}
 LOCAL_EMR_APPLICATION = "00ecomkpilocal"
+
+
+def host_environment() -> dict[str, str]:
+    """What a child process of the stack inherits from this one: everything but AWS's settings (a
+    developer's session token, profile or service endpoints), which the stack gives it instead."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,7 @@ class LocalStack:
         self.executor: Executor | None = None
         self.run_task: RunTaskHandler | None = None
         self.emr: emr.StartJobRunHandler | None = None
+        self.trigger_env: dict[str, str] = {}
         self.dispatcher: Dispatcher | None = None
         self.logs: CloudWatchSink | None = None
         self.worker: WorkerSupervisor | InProcessWorker | None = None
@@ -141,7 +152,6 @@ class LocalStack:
         self.precheck_queue_url = ""
         self._work_sqs: Any = None
         self.alerts_queue_url = ""
-        self._saved_env: dict[str, str | None] = {}
         self._stopping = threading.Event()
         self._schedule: threading.Thread | None = None
 
@@ -154,16 +164,26 @@ class LocalStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _setenv(self, **values: str) -> None:
-        for k, v in values.items():
-            self._saved_env.setdefault(k, os.environ.get(k))
-            os.environ[k] = v
+    @property
+    def account(self) -> dict[str, str]:
+        """The emulator as an AWS account: the endpoint and credentials every child of the stack
+        (trigger, tasks, worker) is given, explicitly; this process's own environment is left alone."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": EMULATOR_KEY,
+            "AWS_SECRET_ACCESS_KEY": EMULATOR_KEY,
+            "AWS_DEFAULT_REGION": self.settings.region,
+            "AWS_REGION": self.settings.region,
+        }
+
+    def _any_client(self, service: str) -> Any:
+        return self.client(cast("ServiceName", service))
 
     def client(self, service: ServiceName) -> Any:
-        """A fresh client of the emulator (its port may be reused by the next stack: no cache)."""
-        return boto3.session.Session().client(
-            service, region_name=self.settings.region, endpoint_url=self.endpoint
-        )
+        """A fresh client of the emulator (its port may be reused by the next stack: no cache),
+        with the emulator's credentials, whatever this process's environment holds."""
+        session = boto3.session.Session(aws_access_key_id=EMULATOR_KEY, aws_secret_access_key=EMULATOR_KEY)
+        return session.client(service, region_name=self.settings.region, endpoint_url=self.endpoint)
 
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -176,26 +196,17 @@ class LocalStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        # The emulator accepts any credentials; never let a developer's real ones be used here.
-        self._setenv(
-            AWS_ENDPOINT_URL=self.endpoint,
-            AWS_ACCESS_KEY_ID="local",
-            AWS_SECRET_ACCESS_KEY="local",
-            AWS_DEFAULT_REGION=s.region,
-            AWS_REGION=s.region,
-            SPARK_LOCAL_IP=os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-        )
-        for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-            self._saved_env.setdefault(var, os.environ.pop(var, None))
         self.on_event(f"emulator: moto server on {self.endpoint}")
         self._create_resources()
         executor = self._start_workflow()
+        trigger_env = self.trigger_env
         self.dispatcher = Dispatcher(
             sqs=self.client("sqs"),
             queue_url=self.queue_url,
             queue_arn=self._queue_arn(self.queue_url),
             on_event=self.on_event,
             log_sink=self.logs,
+            handler=lambda event, _context: trigger.handle(event, trigger_env),
         )
         executor.on_execution_end.append(self._execution_ended)
         self.dispatcher.start()
@@ -225,12 +236,6 @@ class LocalStack:
             self.logs.flush()
         if self._moto:
             self._moto.stop()
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        self._saved_env.clear()
 
     # ------------------------------------------------------------------ resources
 
@@ -329,10 +334,7 @@ class LocalStack:
 
         task_env = {
             "PYTHON": sys.executable,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": s.region,
+            **self.account,
             **resource_environment(
                 load_template(),
                 [TASK_DEFINITIONS["validation"], TASK_DEFINITIONS["transformation"]],
@@ -357,12 +359,13 @@ class LocalStack:
                 commands[arn] = ContainerCommand(name, (str(ENTRYPOINT), command), cwd=str(REPO_ROOT))
         self.run_task = RunTaskHandler(
             commands,
-            base_env=task_env,
+            base_env={**host_environment(), **task_env},
+            inherit_env=False,
             on_output=self._container_output,
             log_dir=s.work_dir / "task-logs",
             region=s.region,
         )
-        handlers = default_handlers(self.run_task, endpoint_url=self.endpoint, region=s.region)
+        handlers = default_handlers(self.run_task, region=s.region, client_factory=self._any_client)
         if s.task_mode == "emr-serverless":
             self.emr = handlers[emr.EMR_SERVERLESS_START_JOB_RUN_SYNC] = self._emr_application(task_env)
         scale = s.retry_delay_scale
@@ -378,7 +381,7 @@ class LocalStack:
         if s.task_mode == "worker":
             beat = min(30.0, max(0.5, HEARTBEAT_SECONDS * s.heartbeat_scale / 6))
             worker_env = {
-                **os.environ,
+                **host_environment(),
                 **task_env,
                 "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
                 # Its queues, as its task definition names them.
@@ -417,14 +420,16 @@ class LocalStack:
                     on_event=self.on_event,
                     log_path=s.work_dir / "worker.log",
                 )
-        self._setenv(
-            AWS_ENDPOINT_URL_SFN=self._sfn_server.endpoint_url,
-            STEP_FUNCTION_ARN=self.executor.state_machine_arn,
-            PIPELINE_BATCH_TRACKER_TABLE=s.tracker_table,
-            ALERTS_TOPIC_ARN=self.topic_arn,  # the sweep's stuck-day alerts
-            S3_BUCKET=s.bucket,  # the trigger refuses events of other buckets, as in the stack
-            PRECHECK_QUEUE_URL=self.precheck_queue_url if s.task_mode == "worker" and s.prechecks else "",
-        )
+        # The trigger Lambda's environment, given to it rather than to this process.
+        self.trigger_env = {
+            **self.account,
+            "AWS_ENDPOINT_URL_SFN": self._sfn_server.endpoint_url,
+            "STEP_FUNCTION_ARN": self.executor.state_machine_arn,
+            "PIPELINE_BATCH_TRACKER_TABLE": s.tracker_table,
+            "ALERTS_TOPIC_ARN": self.topic_arn,  # the sweep's stuck-day alerts
+            "S3_BUCKET": s.bucket,  # the trigger refuses events of other buckets, as in the stack
+            "PRECHECK_QUEUE_URL": self.precheck_queue_url if s.task_mode == "worker" and s.prechecks else "",
+        }
         self.on_event(
             f"workflow: {definition_path(s.task_mode).name} ({s.task_mode} mode) on the local executor "
             f"at {self._sfn_server.endpoint_url}"
@@ -500,12 +505,7 @@ class LocalStack:
         if reason:
             raise RuntimeError(f"--task-runtime container: {reason}")
         names = self._template_names()
-        added = {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": s.region,
-        }
+        added = dict(self.account)
         if s.lake_path:
             added["LAKE_PATH"] = s.lake_path
         template = load_template()

@@ -107,13 +107,39 @@ def endpoint_for(service: str, where: Target, env: Mapping[str, str] | None = No
     return specific or where.endpoint_url
 
 
+# The credentials of an environment given explicitly (access key, secret, session token).
+Credentials = tuple[str, str, str | None]
+
+
+def credentials_of(env: Mapping[str, str] | None) -> Credentials | None:
+    """The static credentials an environment *given to* a client hold (as a process's own would:
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``), so that a host of several
+    environments (the local stack: the trigger, an in-process worker) need not write them into its
+    own. None, and boto3's own chain, for the process's environment or one without them."""
+    if env is None or env is os.environ:
+        return None
+    key, secret = (
+        (env.get("AWS_ACCESS_KEY_ID") or "").strip(),
+        (env.get("AWS_SECRET_ACCESS_KEY") or "").strip(),
+    )
+    if not key or not secret:
+        return None
+    return key, secret, (env.get("AWS_SESSION_TOKEN") or "").strip() or None
+
+
 @lru_cache(maxsize=64)
 def _client(
-    service: ServiceName, region: str | None, endpoint_url: str | None, retries: BotoConfig
+    service: ServiceName,
+    region: str | None,
+    endpoint_url: str | None,
+    retries: BotoConfig,
+    credentials: Credentials | None = None,
 ) -> BaseClient:
-    return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=endpoint_url, config=retries
+    key, secret, token = credentials or (None, None, None)
+    session = boto3.session.Session(
+        aws_access_key_id=key, aws_secret_access_key=secret, aws_session_token=token
     )
+    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=retries)
 
 
 @lru_cache(maxsize=8)
@@ -205,9 +231,10 @@ def client(
     env: Mapping[str, str] | None = None,
 ) -> BaseClient:
     """The cached client of ``service`` for ``config`` (default: ``env``, else the process's
-    environment, read now); ``env`` also holds the service-specific endpoint variables."""
+    environment, read now); ``env`` also holds the service-specific endpoint variables and, when
+    given, the credentials (:func:`credentials_of`)."""
     where = Location.from_env(env) if config is None else config
-    return _client(service, where.region, endpoint_for(service, where, env), retries)
+    return _client(service, where.region, endpoint_for(service, where, env), retries, credentials_of(env))
 
 
 @overload

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from jobs import aws
@@ -51,42 +52,48 @@ from lambda_trigger.tracker import BatchFileTracker
 DEFAULT_TRACKER_TABLE = "BatchFileTracker"
 
 
-def build_coordinator() -> BatchCoordinator:
-    """Wire the coordinator from the environment; fails fast when the state machine is not set."""
-    state_machine_arn = os.environ.get("STEP_FUNCTION_ARN", "").strip()
+def build_coordinator(env: Mapping[str, str] | None = None) -> BatchCoordinator:
+    """Wire the coordinator from the environment (``env``, else the process's: a Lambda's is its
+    configuration; a host of several, as the local stack is, passes each its own); fails fast when
+    the state machine is not set."""
+    env = os.environ if env is None else env
+
+    def client(service: aws.ServiceName) -> Any:
+        return aws.client(service, retries=aws.REQUEST_RETRIES, env=env)
+
+    def number(name: str, default: float) -> float:
+        return _number(env, name, default)
+
+    state_machine_arn = env.get("STEP_FUNCTION_ARN", "").strip()
     if not state_machine_arn:
         raise RuntimeError("STEP_FUNCTION_ARN is not set")
-    table = os.environ.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
-    precheck_queue = os.environ.get("PRECHECK_QUEUE_URL", "").strip()
-    tracker = BatchFileTracker(aws.client("dynamodb", retries=aws.REQUEST_RETRIES), table)
-    topic = os.environ.get("ALERTS_TOPIC_ARN", "").strip()
-    stuck_after = _number("STUCK_AFTER_MINUTES", stuck_days.DEFAULT_AFTER_MINUTES)
+    table = env.get("PIPELINE_BATCH_TRACKER_TABLE", "").strip() or DEFAULT_TRACKER_TABLE
+    precheck_queue = env.get("PRECHECK_QUEUE_URL", "").strip()
+    tracker = BatchFileTracker(client("dynamodb"), table)
+    topic = env.get("ALERTS_TOPIC_ARN", "").strip()
+    stuck_after = number("STUCK_AFTER_MINUTES", stuck_days.DEFAULT_AFTER_MINUTES)
     return BatchCoordinator(
         tracker,
-        aws.client("stepfunctions", retries=aws.REQUEST_RETRIES),
-        aws.client("s3", retries=aws.REQUEST_RETRIES),
+        client("stepfunctions"),
+        client("s3"),
         state_machine_arn,
-        products_key=os.environ.get("PRODUCTS_KEY", "").strip() or batch_ids.DEFAULT_PRODUCTS_KEY,
+        products_key=env.get("PRODUCTS_KEY", "").strip() or batch_ids.DEFAULT_PRODUCTS_KEY,
         clock=batch_ids.utc_now,
-        bucket=os.environ.get("S3_BUCKET", "").strip() or None,
-        cloudwatch_client=aws.client("cloudwatch", retries=aws.REQUEST_RETRIES),
-        prechecks=Prechecks(aws.client("sqs", retries=aws.REQUEST_RETRIES), precheck_queue)
-        if precheck_queue
-        else None,
-        retention_days=int(_number("TRACKER_RETENTION_DAYS", 0)) or None,
-        unannounced_after_minutes=_number("UNANNOUNCED_AFTER_MINUTES", unannounced.DEFAULT_AGE_MINUTES),
-        raw_listing_limit=int(_number("RAW_LISTING_LIMIT", unannounced.DEFAULT_LISTING_LIMIT)),
-        stuck_days=StuckDays(
-            tracker, aws.client("sns", retries=aws.REQUEST_RETRIES), topic, batch_ids.utc_now, stuck_after
-        )
+        bucket=env.get("S3_BUCKET", "").strip() or None,
+        cloudwatch_client=client("cloudwatch"),
+        prechecks=Prechecks(client("sqs"), precheck_queue) if precheck_queue else None,
+        retention_days=int(number("TRACKER_RETENTION_DAYS", 0)) or None,
+        unannounced_after_minutes=number("UNANNOUNCED_AFTER_MINUTES", unannounced.DEFAULT_AGE_MINUTES),
+        raw_listing_limit=int(number("RAW_LISTING_LIMIT", unannounced.DEFAULT_LISTING_LIMIT)),
+        stuck_days=StuckDays(tracker, client("sns"), topic, batch_ids.utc_now, stuck_after)
         if topic and stuck_after > 0
         else None,
     )
 
 
-def _number(name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
     """A non-negative number from the environment; a wrong value fails the invocation loudly."""
-    text = os.environ.get(name, "").strip()
+    text = env.get(name, "").strip()
     if not text:
         return default
     value = float(text)
@@ -154,7 +161,13 @@ def _process_sqs(event: dict[str, Any], coordinator: BatchCoordinator) -> dict[s
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Entry point. SQS invocations return a partial batch response; others raise on failure."""
-    coordinator = build_coordinator()
+    del context
+    return handle(event, os.environ)
+
+
+def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """One invocation configured by ``env`` (what the Lambda's environment would hold)."""
+    coordinator = build_coordinator(env)
     if is_sqs_event(event):
         return _process_sqs(event, coordinator)
     if is_reconcile_event(event):

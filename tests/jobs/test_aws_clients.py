@@ -5,6 +5,8 @@ Building a client makes no request, so these tests need no emulator.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from jobs import aws
@@ -73,3 +75,25 @@ def test_a_service_specific_endpoint_wins_as_in_boto3(monkeypatch: pytest.Monkey
     assert aws.client("sqs", config).meta.endpoint_url == "http://127.0.0.1:4997"
     monkeypatch.delenv("AWS_ENDPOINT_URL_SFN")
     assert aws.client("stepfunctions").meta.endpoint_url == "http://127.0.0.1:4999"
+
+
+def test_an_environment_given_explicitly_brings_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host of several environments (the local stack's trigger) passes each its own credentials;
+    the process's own environment keeps boto3's chain (a Lambda's rotating role credentials)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "process-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "process-secret")
+    given = {
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "given-key",
+        "AWS_SECRET_ACCESS_KEY": "given-secret",
+    }
+    assert aws.credentials_of(given) == ("given-key", "given-secret", None)
+    assert aws.credentials_of({**given, "AWS_SESSION_TOKEN": "t"}) == ("given-key", "given-secret", "t")
+    assert aws.credentials_of(None) is None
+    assert aws.credentials_of(os.environ) is None
+    assert aws.credentials_of({"AWS_ACCESS_KEY_ID": "only-the-key"}) is None
+    explicit = aws.client("sqs", env=given)._request_signer._credentials
+    assert explicit.access_key == "given-key"
+    from_process = aws.client("sqs", env=os.environ)._request_signer._credentials
+    assert from_process.access_key == "process-key"
+    assert aws.client("sqs", env=given) is not aws.client("sqs", env={**given, "AWS_ACCESS_KEY_ID": "other"})
