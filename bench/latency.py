@@ -120,6 +120,11 @@ def run(
                 parts=parts,
                 seed=5,
                 start=START,
+                # Manifest first, as a producer of parts does (lambda_trigger/README.md): the day
+                # starts once, with all its parts. Without one, the day starts with its first orders
+                # and items parts and the rest wait for a second generation, so the first KPIs would
+                # be a partial day's.
+                manifests=True,
             ),
         )
         files = files_of(folder)
@@ -136,6 +141,10 @@ def run(
                 measured = i >= warm_days
                 day = [(r, p) for r, p in files if f"/{batch}/" in r]
                 day.sort(key=lambda f: (not f[0].startswith("orders/"), f[0]))  # items last
+                manifest = folder / "manifests" / f"{batch}.json"
+                s3.put_object(
+                    Bucket=settings.bucket, Key=f"raw/manifests/{batch}.json", Body=manifest.read_bytes()
+                )
                 for rel, path in day[:-1]:
                     s3.put_object(Bucket=settings.bucket, Key=f"raw/{rel}", Body=path.read_bytes())
                 if upload == "spaced":
@@ -153,6 +162,8 @@ def run(
                 t_kpi = time.time()
                 stack.wait_idle(timeout=timeout, settle=1.0)
                 h, status = _history_times(stack, batch)
+                # One generation: the KPIs measured are the whole day's, not a partial day's.
+                generations = sum(1 for e in stack.executor.list_executions() if e["name"].startswith(batch))
                 serve = _serve_seconds(s3, settings.bucket, batch) or 0.0
                 v_in, v_out = h.get("ValidateData.entered"), h.get("ValidateData.exited")
                 t_in, t_out = h.get("TransformData.entered"), h.get("TransformData.exited")
@@ -186,6 +197,7 @@ def run(
                         "status": status,
                         "warm_up": not measured,
                         "files": len(day),
+                        "generations": generations,
                         "duckdb_s": duck_s,
                         **split,
                         "task_stages_s": tasks,
@@ -193,7 +205,7 @@ def run(
                 )
                 print(
                     f"[latency {task_mode} {upload}{'' if measured else ' warm-up'}] {batch} "
-                    f"({len(day)} files): "
+                    f"({len(day)} files, {generations} generation{'s' if generations > 1 else ''}): "
                     + ", ".join(f"{k} {v:.1f}s" for k, v in split.items())
                     + f"; duckdb {duck_s:.2f}s"
                 )
