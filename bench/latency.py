@@ -163,7 +163,8 @@ def run(
                 stack.wait_idle(timeout=timeout, settle=1.0)
                 h, status = _history_times(stack, batch)
                 # One generation: the KPIs measured are the whole day's, not a partial day's.
-                generations = sum(1 for e in stack.executor.list_executions() if e["name"].startswith(batch))
+                executions = stack.executor.list_executions() if stack.executor else []
+                generations = len([e for e in executions if e["name"].startswith(batch)])
                 serve = _serve_seconds(s3, settings.bucket, batch) or 0.0
                 v_in, v_out = h.get("ValidateData.entered"), h.get("ValidateData.exited")
                 t_in, t_out = h.get("TransformData.entered"), h.get("TransformData.exited")
