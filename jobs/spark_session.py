@@ -169,6 +169,10 @@ def driver_conf(
 # per-batch path faster and a 1M-item day slower (`make bench ARGS="--only latency --task-modes ecs"`
 # and `--only throughput --sizes 1000000`; bench/results/LOG.md, 2026-11-30).
 SHORT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# Every session's driver: Spark's log level, and exceptions that keep their messages however often
+# compiled code throws them (HotSpot drops them by default, and validation tells a record past
+# maxColumns by its exception's message: jobs/validation/reading.py; a warm worker throws it often).
+BASE_JVM_OPTIONS = "-Dlog4j2.level=WARN -XX:-OmitStackTraceInFastThrow"
 
 
 def is_short_lived(config: PipelineConfig, batch_bytes: int | None) -> bool:
@@ -194,7 +198,7 @@ def session_conf(
     if config.driver_memory:
         conf["spark.driver.memory"] = config.driver_memory
     conf["spark.ui.enabled"] = ui_enabled
-    java_options = ["-Dlog4j2.level=WARN"]
+    java_options = [BASE_JVM_OPTIONS]
     if short_lived:
         java_options.append(SHORT_JVM_OPTIONS)
     archive = class_archive.java_options(jars, config.class_archive)

@@ -86,12 +86,12 @@ def spark(moto_endpoint: str):
     """The one SparkSession of the test run, with Delta and s3a pointed at the emulator."""
     from jobs import class_archive
     from jobs.config import PipelineConfig
-    from jobs.spark_session import find_jars, get_spark
+    from jobs.spark_session import BASE_JVM_OPTIONS, find_jars, get_spark
 
     # The class archive `make setup` built, as every session the factory starts gets it (the
     # override below replaces the factory's java options, so it is named again).
     archive = class_archive.java_options(find_jars(PipelineConfig.from_env().jars_dir))
-    options = f"-Dlog4j2.level=WARN {LONG_LIVED_JVM} {archive}".strip()
+    options = f"{BASE_JVM_OPTIONS} {LONG_LIVED_JVM} {archive}".strip()
     config = PipelineConfig.from_env(
         {
             "AWS_ENDPOINT_URL": moto_endpoint,

@@ -24,8 +24,12 @@ REPLACEMENT_CHAR = "\ufffd"
 RULE_VALUE_LENGTH = f"every value is at most {MAX_CHARS_PER_VALUE:,} characters"
 # univocity's message when a value passes maxCharsPerColumn (Spark fails the read with it).
 _TOO_LONG = "exceeds the maximum number of characters"
-# ... and when a record has more fields than its maxColumns (structural.MAX_FIELDS).
+# ... and when a record has more fields than its maxColumns (structural.MAX_FIELDS). A JVM that has
+# thrown that ArrayIndexOutOfBoundsException often from compiled code may throw a preallocated one
+# without a message (HotSpot's OmitStackTraceInFastThrow, on unless the session turns it off):
+# univocity then reports the exception's class alone.
 _TOO_WIDE = f"Index {MAX_FIELDS} out of bounds for length {MAX_FIELDS}"
+_TOO_WIDE_WITHOUT_MESSAGE = "TextParsingException: java.lang.ArrayIndexOutOfBoundsException - null"
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def unreadable(exc: BaseException) -> FileShape | None:
     """The verdict on a file Spark gave up reading (a value past ``maxCharsPerColumn``, a record
     past ``maxColumns`` beyond the head check's 64 KiB); None when the failure is the task's."""
     text = str(exc)
-    if _TOO_WIDE in text:
+    if _TOO_WIDE in text or _TOO_WIDE_WITHOUT_MESSAGE in text:
         return FileShape(rows=0, findings=(too_many_fields(MAX_FIELDS + 1, "a row"),))
     if _TOO_LONG in text:
         message = f"a value is longer than {MAX_CHARS_PER_VALUE:,} characters (the reader stops there)"

@@ -16,7 +16,7 @@ import pytest
 from hosts import jvm_archive
 from jobs import class_archive
 from jobs.config import PipelineConfig
-from jobs.spark_session import session_conf
+from jobs.spark_session import BASE_JVM_OPTIONS, session_conf
 
 
 @pytest.fixture
@@ -52,14 +52,14 @@ def test_another_jar_set_or_a_changed_jar_is_another_archive(jars: list[str]) ->
 def test_a_session_maps_the_archive_only_when_it_exists(jars: list[str], tmp_path: Path) -> None:
     config = PipelineConfig.from_env({"SPARK_MASTER": "local[2]", "SPARK_CLASS_ARCHIVE": str(tmp_path / "a")})
     assert config.class_archive == str(tmp_path / "a")
-    assert session_conf(config, jars)["spark.driver.extraJavaOptions"] == "-Dlog4j2.level=WARN"
+    assert session_conf(config, jars)["spark.driver.extraJavaOptions"] == BASE_JVM_OPTIONS
     path = class_archive.archive_path(jars, config.class_archive)
     assert path is not None
     path.parent.mkdir(parents=True)
     path.write_bytes(b"archive")
     options = session_conf(config, jars, short_lived=True)["spark.driver.extraJavaOptions"]
     assert options.split() == [
-        "-Dlog4j2.level=WARN",
+        *BASE_JVM_OPTIONS.split(),
         "-XX:TieredStopAtLevel=1",
         "-XX:+UseSerialGC",
         f"-XX:SharedArchiveFile={path}",

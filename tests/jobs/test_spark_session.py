@@ -17,6 +17,7 @@ import pytest
 
 from jobs.config import ConfigError, PipelineConfig
 from jobs.spark_session import (
+    BASE_JVM_OPTIONS,
     CODEGEN_CACHE_ENTRIES,
     SHORT_JVM_OPTIONS,
     JarsMissingError,
@@ -334,7 +335,7 @@ def test_a_jvm_started_for_one_small_batch_is_started_for_a_short_life(
     options = session_conf(c, JARS, short_lived=is_short_lived(c, batch_bytes))[
         "spark.driver.extraJavaOptions"
     ]
-    assert options == "-Dlog4j2.level=WARN" + (f" {SHORT_JVM_OPTIONS}" if short else "")
+    assert options == BASE_JVM_OPTIONS + (f" {SHORT_JVM_OPTIONS}" if short else "")
 
 
 def test_explicit_driver_java_options_replace_the_short_life_ones() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from jobs.validation import EXIT_OK, EXIT_REJECTED, run
+from jobs.validation.reading import unreadable
 from jobs.validation.structural import MAX_FIELDS, RULE_MAX_FIELDS
 from tests.support.validation import (
     PRODUCTS_CSV,
@@ -45,3 +46,23 @@ def test_a_record_past_the_head_wider_than_the_reader_holds_is_rejected(moto_end
     assert report["file"].endswith("orders/2025-07-10/wide.csv")
     assert [f["rule"] for f in report["failures"]] == ["rows have at most 20,480 fields"]
     assert result.outcome(PRODUCTS_KEY).verdict == "passed" and result.exit_code != EXIT_OK
+
+
+def test_the_record_is_told_apart_when_the_jvm_dropped_the_exception_message() -> None:
+    """A JVM that has thrown univocity's ArrayIndexOutOfBoundsException often from compiled code may
+    throw it without a message (HotSpot's OmitStackTraceInFastThrow): the failure is still a record
+    past the reader's maxColumns, not a broken task. Both texts as Spark 4.1 reports them."""
+    with_message = (
+        "[MALFORMED_CSV_RECORD] Malformed CSV record: 9999,x,x\n"
+        "Caused by: com.univocity.parsers.common.TextParsingException: java.lang.ArrayIndexOutOfBoundsException"
+        f" - Index {MAX_FIELDS} out of bounds for length {MAX_FIELDS}"
+    )
+    without = (
+        "[MALFORMED_CSV_RECORD] Malformed CSV record: 9999,x,x\n"
+        "Caused by: com.univocity.parsers.common.TextParsingException: java.lang.ArrayIndexOutOfBoundsException"
+        " - null\nCaused by: java.lang.ArrayIndexOutOfBoundsException"
+    )
+    for text in (with_message, without):
+        shape = unreadable(RuntimeError(text))
+        assert shape is not None and [f.rule for f in shape.findings] == [RULE_MAX_FIELDS], text
+    assert unreadable(RuntimeError("java.lang.OutOfMemoryError: Java heap space")) is None
